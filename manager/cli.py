@@ -1,0 +1,64 @@
+"""Argument parsing; each command calls one core function and prints its result.
+
+Commands live in manager/commands/<area>.py, each with `register(subparsers)`; this file
+finds them, so areas grow without touching one another. No command lets a traceback
+reach the user: a DarkroomError prints its sentence and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__, commands
+from .errors import DarkroomError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="darkroom",
+        description="Install, run and switch between local AI image apps. "
+                    "Run with no command to open the full-screen interface.",
+    )
+    parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    try:
+        if handler is None:
+            return _open_tui(parser)
+        return int(handler(args) or 0)
+    except DarkroomError as exc:
+        print(f"darkroom: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(exc.hint, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("darkroom: stopped. Nothing half-done was kept; run the same command again to finish.",
+              file=sys.stderr)
+        return 130
+
+
+def _open_tui(parser: argparse.ArgumentParser) -> int:
+    try:
+        from .tui.app import run_tui
+    except ImportError:
+        parser.print_help()
+        return 0
+    return run_tui()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""User settings: mirrors and wheel folders, the Hugging Face token, the bind address.
+
+Stored as config.yaml in the data folder with 0600 permissions (it may hold a token).
+Environment variables override the file so CI and power users need not edit it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import DarkroomError
+from .fsutil import atomic_write_text
+from .home import Home
+
+SECRET_KEYS = {"hf_token"}
+
+
+class Settings(BaseModel):
+    """Everything a user may set. Unknown keys are an error, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    hf_token: str | None = Field(None, description="Hugging Face token for gated models")
+    hf_endpoint: str | None = Field(None, description="Hugging Face mirror, e.g. https://hf-mirror.com")
+    index_url: str | None = Field(None, description="Python package index replacing PyPI")
+    extra_index_urls: list[str] = Field(default_factory=list, description="Extra package indexes")
+    find_links: list[str] = Field(default_factory=list, description="Folders or pages with wheels")
+    offline: bool = Field(False, description="Never touch the network; use caches only")
+    bind_host: str = Field("127.0.0.1", description="Address apps listen on; 0.0.0.0 shares on the LAN")
+    port_start: int = Field(7860, ge=1024, le=65000, description="First port tried for apps")
+    port_end: int = Field(7960, ge=1024, le=65535, description="Last port tried for apps")
+    idle_unload_minutes: int = Field(0, ge=0, description="Free GPU memory after N idle minutes; 0 = never")
+    parallel_downloads: int = Field(4, ge=1, le=16, description="Files downloaded at once")
+
+    @field_validator("extra_index_urls", "find_links", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split() if part]
+        return value
+
+
+# Environment variables that override the file: name -> setting.
+ENV_OVERRIDES = {
+    "HF_TOKEN": "hf_token",
+    "HF_ENDPOINT": "hf_endpoint",
+    "DARKROOM_INDEX_URL": "index_url",
+    "DARKROOM_EXTRA_INDEX_URLS": "extra_index_urls",
+    "DARKROOM_FIND_LINKS": "find_links",
+    "DARKROOM_OFFLINE": "offline",
+    "DARKROOM_BIND_HOST": "bind_host",
+}
+
+
+def load_file(home: Home) -> Settings:
+    """The settings as saved in config.yaml (no environment overrides)."""
+    path = home.config_file
+    if not path.exists():
+        return Settings()
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise ValueError("the file is not a mapping of settings")
+        return Settings.model_validate(raw)
+    except (yaml.YAMLError, ValueError, ValidationError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DarkroomError(
+            f"The settings file {path} could not be read ({first}).",
+            "Fix it by hand, or delete it to go back to the defaults.",
+        ) from None
+
+
+def load(home: Home) -> Settings:
+    """The settings in force: the file, then environment overrides on top."""
+    settings = load_file(home)
+    updates: dict[str, Any] = {}
+    for var, key in ENV_OVERRIDES.items():
+        value = os.environ.get(var)
+        if value:
+            updates[key] = value.lower() in ("1", "true", "yes") if key == "offline" else value
+    if updates:
+        settings = Settings.model_validate({**settings.model_dump(), **updates})
+    return settings
+
+
+def save(home: Home, settings: Settings) -> None:
+    data = settings.model_dump(exclude_defaults=True)
+    atomic_write_text(home.config_file, yaml.safe_dump(data, sort_keys=True), mode=0o600)
+
+
+def set_value(home: Home, key: str, value: str) -> Settings:
+    """Set one setting from its text form, validated; the file is left as it was on error."""
+    settings = load_file(home)
+    if key not in Settings.model_fields:
+        known = ", ".join(sorted(Settings.model_fields))
+        raise DarkroomError(f"There is no setting called '{key}'.", f"Known settings: {known}.")
+    field = Settings.model_fields[key]
+    parsed: Any = value
+    if value == "" and field.default is None:
+        parsed = None
+    try:
+        updated = Settings.model_validate({**settings.model_dump(), key: parsed})
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"]
+        raise DarkroomError(f"'{value}' is not a valid value for {key}: {msg}.",
+                            f"{field.description}.") from None
+    save(home, updated)
+    return updated
+
+
+def public_view(settings: Settings) -> dict[str, Any]:
+    """Settings safe to print or log: secrets masked."""
+    data = settings.model_dump()
+    for key in SECRET_KEYS:
+        if data.get(key):
+            data[key] = "****" + data[key][-4:] if len(data[key]) > 8 else "****"
+    return data
