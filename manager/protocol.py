@@ -1,0 +1,21 @@
+"""The app protocol: the environment variables the manager hands every app it launches.
+
+Apps read these (apps/appkit does it for bundled apps); the supervisor sets them.
+Keeping the names in one place keeps both sides in step.
+"""
+
+from __future__ import annotations
+
+HOST = "DARKROOM_HOST"            # address to bind, 127.0.0.1 unless the user opts in
+PORT = "DARKROOM_PORT"            # port to listen on
+APP = "DARKROOM_APP"              # the app id
+DEVICE = "DARKROOM_DEVICE"        # "cuda", "cuda:1", "mps" or "cpu"
+OUTPUTS = "DARKROOM_OUTPUTS"      # folder for results
+HOME = "DARKROOM_HOME"            # the data folder
+MODELS = "DARKROOM_MODELS"        # JSON: {model_id: {variant, precision, offload, files: {path: local}}}
+IDLE_UNLOAD = "DARKROOM_IDLE_UNLOAD_MINUTES"  # 0 = never
+HF_CACHE = "HF_HUB_CACHE"         # the shared model store
+HF_OFFLINE = "HF_HUB_OFFLINE"     # always "1": apps never download at run time
+
+HEALTH_READY = "ready"
+HEALTH_LOADING = "loading"
