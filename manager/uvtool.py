@@ -1,0 +1,250 @@
+"""Running the `uv` binary that ships in the `uv` Python package, never a system one.
+
+One place knows how to call uv: which binary, which cache and link mode, which package
+sources (from Darkroom's settings, not uv's or pip's config files), how to turn uv's
+stderr into progress events, and how to turn its failures into one sentence for a user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .errors import DarkroomError
+from .events import Message, Progress, Reporter, Stage, ignore
+from .home import Home
+
+SOURCE = "env"
+
+# Environment that would make uv (or the env's Python) behave differently from run to run.
+_DROP_VARS = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+
+
+class UvMissing(DarkroomError):
+    """The uv binary that comes with Darkroom cannot be found."""
+
+
+@dataclass
+class UvFailure(Exception):
+    """uv exited non-zero; `stderr` holds its words for `explain`."""
+
+    returncode: int
+    stderr: str
+
+
+def uv_bin() -> Path:
+    """The uv binary from the `uv` package installed beside Darkroom."""
+    try:
+        from uv import find_uv_bin
+        path = Path(find_uv_bin())
+    except (ImportError, FileNotFoundError, OSError):
+        raise UvMissing(
+            "The uv tool that Darkroom uses to build app environments is missing.",
+            "Reinstall Darkroom (its installer brings uv with it), then try again.",
+        ) from None
+    if not path.is_file():
+        raise UvMissing(f"The uv tool at {path} is missing.",
+                        "Reinstall Darkroom (its installer brings uv with it), then try again.")
+    return path
+
+
+def uv_version() -> str:
+    out = subprocess.run([str(uv_bin()), "--version"], capture_output=True, text=True, timeout=60)
+    return out.stdout.strip().removeprefix("uv ").split(" ")[0]
+
+
+def hardlinks_work(home: Home) -> bool:
+    """Whether files in the uv cache can be hardlinked into envs/ (same filesystem, and allowed).
+
+    When they cannot, uv copies every file and each env costs its full size on disk;
+    `doctor` says so.
+    """
+    home.uv_cache.mkdir(parents=True, exist_ok=True)
+    home.envs.mkdir(parents=True, exist_ok=True)
+    probe = home.uv_cache / f".linkprobe-{uuid.uuid4().hex[:8]}"
+    target = home.envs / f".linkprobe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"darkroom")
+        os.link(probe, target)
+        return os.stat(target).st_ino == os.stat(probe).st_ino
+    except OSError:
+        return False
+    finally:
+        for path in (probe, target):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def link_mode(home: Home) -> str:
+    return "hardlink" if hardlinks_work(home) else "copy"
+
+
+def child_env(home: Home, mode: str) -> dict[str, str]:
+    """The environment uv runs in: our cache and link mode, none of the caller's UV_* settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("UV_") and k not in _DROP_VARS}
+    env["UV_CACHE_DIR"] = str(home.uv_cache)
+    env["UV_LINK_MODE"] = mode
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def has_user_sources(settings: Settings) -> bool:
+    return bool(settings.index_url or settings.extra_index_urls or settings.find_links)
+
+
+def source_args(settings: Settings, torch_backend: str | None = None) -> list[str]:
+    """uv options for package sources.
+
+    The user's own sources (a mirror, an offline wheelhouse) win: when any is set, torch
+    comes from them too. Otherwise uv's --torch-backend sends torch packages to the
+    PyTorch index of the backend (CUDA flavour, ROCm, CPU); on macOS (mps) PyPI's wheels
+    are the right ones.
+    """
+    args = ["--no-config"]
+    if settings.index_url:
+        args += ["--index-url", settings.index_url]
+    for url in settings.extra_index_urls:
+        args += ["--extra-index-url", url]
+    for link in settings.find_links:
+        args += ["--find-links", link]
+    if torch_backend and torch_backend != "mps" and not has_user_sources(settings):
+        args += ["--torch-backend", torch_backend]
+    if settings.offline:
+        args.append("--offline")
+    return args
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: uv dies with Darkroom, so a kill -9 leaves no uv writing into a dead build."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+_RESOLVED = re.compile(r"^Resolved (\d+) packages?")
+_DOWNLOADING = re.compile(r"^\s*Downloading (\S+)(?: \(([\d.]+)(\w+)\))?")
+_DOWNLOADED = re.compile(r"^\s*Downloaded (\S+)")
+_PREPARED = re.compile(r"^Prepared (\d+) packages?")
+_INSTALLED = re.compile(r"^Installed (\d+) packages?")
+_CHANGE = re.compile(r"^ ([+-~]) (\S+)")
+
+
+class _Progress:
+    """Turns uv's stderr lines into typed events as they arrive."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
+        self.resolved = 0
+        self.downloads: list[str] = []
+        self.downloaded = 0
+
+    def line(self, text: str) -> None:
+        if m := _RESOLVED.match(text):
+            self.resolved = int(m.group(1))
+            self.report(Progress(SOURCE, "resolving", self.resolved, self.resolved, unit="packages"))
+            self.report(Stage(SOURCE, "downloading", f"{self.resolved} packages needed"))
+        elif m := _DOWNLOADING.match(text):
+            self.downloads.append(m.group(1))
+            self.report(Progress(SOURCE, "downloading", self.downloaded, len(self.downloads),
+                                 unit="packages", item=m.group(1)))
+        elif m := _DOWNLOADED.match(text):
+            self.downloaded += 1
+            self.report(Progress(SOURCE, "downloading", self.downloaded,
+                                 max(len(self.downloads), self.downloaded), unit="packages",
+                                 item=m.group(1)))
+        elif m := _PREPARED.match(text):
+            self.report(Stage(SOURCE, "linking", f"{m.group(1)} packages into the environment"))
+        elif m := _INSTALLED.match(text):
+            n = int(m.group(1))
+            self.report(Progress(SOURCE, "linking", n, n, unit="packages"))
+        elif text.startswith("warning:"):
+            self.report(Message(SOURCE, text.removeprefix("warning:").strip(), "warning"))
+
+
+def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore,
+        timeout: float | None = None) -> str:
+    """Run `uv <args>`, streaming stderr into events; returns stdout; raises UvFailure."""
+    cmd = [str(uv_bin()), *args]
+    try:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=child_env(home, mode), text=True, errors="replace",
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    except OSError as exc:
+        raise UvMissing(f"The uv tool could not be started ({exc.strerror or exc}).",
+                        "Reinstall Darkroom, then try again.") from None
+    progress = _Progress(report)
+    lines: list[str] = []
+    out_chunks: list[str] = []
+    try:
+        def _drain() -> None:
+            assert proc.stdout is not None
+            out_chunks.append(proc.stdout.read())
+
+        reader = threading.Thread(target=_drain, daemon=True)
+        reader.start()
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            text = raw.rstrip("\n")
+            lines.append(text)
+            progress.line(text)
+        proc.wait(timeout=timeout)
+        reader.join(timeout=10)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise UvFailure(proc.returncode, "\n".join(lines))
+    return "".join(out_chunks)
+
+
+def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
+    """One sentence a user can act on, from uv's words; the old env is always intact."""
+    text = failure.stderr
+    kept = f"The environment of {app} that was there before is unchanged."
+    if "No space left on device" in text or f"os error {errno.ENOSPC}" in text:
+        return DarkroomError(f"The disk is full; the environment for {app} could not be built.",
+                             f"Free some space (try `darkroom cache prune`), then try again. {kept}")
+    if "network was disabled" in text or ("not found in the cache" in text and settings.offline):
+        return DarkroomError(
+            f"Offline mode is on and some packages {app} needs are not in the local cache.",
+            f"Turn offline mode off once (`darkroom config set offline false`) or add a wheel folder "
+            f"to find_links. {kept}")
+    if m := re.search(r"Because (\S+) was not found in the package registry", text):
+        return DarkroomError(f"The package '{m.group(1)}' that {app} needs was not found in the package index.",
+                             f"Check the package name, or the index and find_links settings. {kept}")
+    if m := re.search(r"Because there is no version of (\S+?) and", text):
+        return DarkroomError(f"No release of {m.group(1)} that {app} needs is available from the package sources.",
+                             f"Check the version pin, or the index and find_links settings. {kept}")
+    if "No solution found" in text:
+        cause = next((ln.strip().removeprefix("cause:").strip() for ln in text.splitlines()
+                      if ln.strip().startswith("cause:")), "")
+        short = cause.split(", we can conclude")[0] if cause else "the versions conflict"
+        return DarkroomError(f"The packages {app} needs cannot be installed together: {short}.",
+                             f"This is a problem in the app's recipe or the package sources. {kept}")
+    if re.search(r"(Failed to fetch|error sending request|dns error|tcp connect error|"
+                 r"Connection refused|timed out|Could not connect)", text, re.I):
+        return DarkroomError(f"The package index could not be reached while building {app}'s environment.",
+                             f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
+    if re.search(r"No interpreter found|No download found for request|Failed to download.*python", text, re.I):
+        return DarkroomError(f"Python could not be found or downloaded for {app}.",
+                             f"Check the network connection, or install that Python version. {kept}")
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "no details")
+    return DarkroomError(f"Building the environment for {app} failed: {last}",
+                         f"Run `darkroom env build {app}` again; if it keeps failing, report this line. {kept}")
