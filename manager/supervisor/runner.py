@@ -1,0 +1,332 @@
+"""The per-app runner: a small detached process that starts one app and looks after it.
+
+    python -m manager.supervisor.runner --home DIR --app APP --token T [--detach]
+
+It reads the resolved LaunchSpec from run/<app>.launch, holds run/<app>.runner.lock for
+its whole life (a second runner for the same app refuses), starts the app in its own
+process group, copies its output into rotated logs, polls its health, restarts it after
+a crash with backoff, gives up after repeated quick crashes, and stops the whole tree
+when asked (SIGTERM, or the run/<app>.stop file). Everything it knows goes into
+run/<app>.json, written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from ..home import Home
+from . import hints, proctree, runfile
+from .logfile import RotatingLog
+from .spec import FAILED, READY, RESTARTING, STARTING, STOPPED, STOPPING, LaunchSpec, RunInfo
+
+# Inherited variables that would make an app's own env load someone else's packages.
+# (The manager's own PYTHONPATH, a parent's venv, a token apps never need.)
+STRIP_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__", "HF_TOKEN",
+             "HUGGING_FACE_HUB_TOKEN")
+TAIL_LINES = 20
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def connect_host(host: str) -> str:
+    """Where to reach an app bound to `host` from this machine."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def base_url(host: str, port: int) -> str:
+    h = connect_host(host)
+    return f"http://[{h}]:{port}/" if ":" in h else f"http://{h}:{port}/"
+
+
+def check_health(url: str, timeout: float = 2.0) -> tuple[str, float | None]:
+    """('ready' | 'loading' | 'down', progress). 200 without a JSON status counts as ready."""
+    try:
+        with _NO_PROXY.open(url, timeout=timeout) as resp:
+            code, body = resp.status, resp.read(65536)
+    except urllib.error.HTTPError as exc:
+        code, body = exc.code, exc.read(65536) if exc.fp else b""
+    except (urllib.error.URLError, OSError, ValueError):
+        return "down", None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    status = data.get("status") if isinstance(data, dict) else None
+    progress = data.get("progress") if isinstance(data, dict) else None
+    progress = float(progress) if isinstance(progress, (int, float)) else None
+    if code == 200 and status in (None, "ready"):
+        return "ready", None
+    return ("loading", progress) if status == "loading" or code in (200, 503) else ("down", None)
+
+
+class Runner:
+    def __init__(self, home: Home, spec: LaunchSpec, token: str) -> None:
+        self.home = home
+        self.spec = spec
+        host = spec.placeholders.get("host", "127.0.0.1")
+        self.health_url = base_url(host, spec.port).rstrip("/") + spec.health_path
+        self.info = RunInfo(
+            app=spec.app, status=STARTING, port=spec.port, host=host, url=base_url(host, spec.port),
+            runner_pid=os.getpid(), runner_created=proctree.create_time(os.getpid()),
+            started=time.time(), log_file=str(runfile.app_log(home, spec.app)),
+            vram_gb=spec.vram_gb, stop_timeout_s=spec.stop_timeout_s, token=token)
+        self.log = RotatingLog(runfile.app_log(home, spec.app), spec.log_max_bytes, spec.log_backups)
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.stop_event = threading.Event()
+        self.stop_path = runfile.stop_file(home, spec.app)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pump: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- helpers
+
+    def say(self, text: str) -> None:
+        line = f"[darkroom {time.strftime('%H:%M:%S')}] {text}"
+        self.log.write(line)
+        self.tail.append(line)
+
+    def save(self, **changes: object) -> None:
+        for key, value in changes.items():
+            setattr(self.info, key, value)
+        runfile.write(self.home, self.info)
+
+    def stop_requested(self) -> bool:
+        return self.stop_event.is_set() or self.stop_path.exists()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as a stop is requested."""
+        end = time.monotonic() + seconds
+        while not self.stop_requested():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.stop_event.wait(min(left, 0.05))
+        return True
+
+    # ---------------------------------------------------------------- the app
+
+    def launch(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in STRIP_ENV}
+        env.update(self.spec.env)
+        kwargs: dict = {}
+        if os.name == "posix":
+            kwargs["start_new_session"] = True
+        else:
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        self.proc = subprocess.Popen(
+            self.spec.argv, env=env, cwd=self.spec.cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+        self.pump = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self.pump.start()
+
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.log.write(line)
+            self.tail.append(line)
+        proc.stdout.close()
+
+    def end_tree(self, timeout: float) -> bool:
+        """Stop the app's group and every process below the runner. True if force was needed."""
+        forced = False
+        if self.proc is not None:
+            pgid = self.proc.pid if os.name == "posix" else None
+            procs = proctree.own_descendants()
+            forced = proctree.terminate(procs, pgid, timeout)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        # Orphans re-parented to us (subreaper) are our children now: reap them.
+        for proc in proctree.own_descendants():
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(1)
+        if self.pump is not None:
+            self.pump.join(timeout=2)
+        return forced
+
+    def watch(self) -> str:
+        """Until something happens: 'stop', 'crash', 'timeout' (never became ready)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + self.spec.startup_timeout_s
+        interval = 0.02
+        next_check = time.monotonic()
+        ready = False
+        while True:
+            if self.stop_requested():
+                return "stop"
+            if self.proc.poll() is not None:
+                return "crash"
+            now = time.monotonic()
+            if not ready and now >= next_check:
+                state, progress = check_health(self.health_url)
+                if self.proc.poll() is not None:
+                    return "crash"
+                if state == "ready":
+                    ready = True
+                    self.say(f"{self.spec.app} is ready at {self.info.url}")
+                    self.save(status=READY, ready_at=time.time(), progress=None, last_error="")
+                    continue
+                if progress is not None and progress != self.info.progress:
+                    self.save(progress=progress)
+                if time.monotonic() > deadline:
+                    return "timeout"
+                interval = min(interval * 1.5, self.spec.poll_s)
+                next_check = time.monotonic() + interval
+            self.stop_event.wait(0.05 if ready else 0.02)
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> int:
+        spec = self.spec
+        self.save()
+        quick = 0
+        try:
+            while True:
+                try:
+                    self.launch()
+                except OSError as exc:
+                    why = exc.strerror or str(exc)
+                    self.say(f"could not start {spec.argv[0]}: {why}")
+                    self.save(status=FAILED, app_pid=None, last_error=f"Could not start {spec.argv[0]}: {why}.",
+                              hint=f"Run `darkroom repair {spec.app}` to rebuild its environment.",
+                              log_tail=list(self.tail))
+                    return 1
+                assert self.proc is not None
+                began = time.monotonic()
+                self.say(f"started {spec.app} (pid {self.proc.pid}) on port {spec.port}")
+                self.save(app_pid=self.proc.pid, app_created=proctree.create_time(self.proc.pid),
+                          status=RESTARTING if self.info.restarts else STARTING)
+                outcome = self.watch()
+                if outcome == "stop":
+                    return self.stop()
+                if outcome == "timeout":
+                    self.end_tree(spec.stop_timeout_s)
+                    msg = (f"{spec.app} did not answer {spec.health_path} as ready within "
+                           f"{spec.startup_timeout_s:g} seconds, so it was stopped.")
+                    self.say(msg)
+                    self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=list(self.tail),
+                              hint=f"It may be stuck or need more time; `darkroom logs {spec.app}` shows what it did.")
+                    return 1
+                # It crashed: say so at once, then clean up what it left behind.
+                what = hints.describe_exit(self.proc.returncode)
+                ran = time.monotonic() - began
+                quick = quick + 1 if ran < spec.stable_s else 1
+                self.save(status=RESTARTING, last_error=f"{spec.app} {what}.", progress=None)
+                self.say(f"{spec.app} {what} after {ran:.1f} s")
+                self.end_tree(min(spec.stop_timeout_s, 2.0))
+                if quick >= spec.max_quick_crashes:
+                    lines = list(self.tail)
+                    msg = (f"{spec.app} {what}; it crashed {quick} times in a row soon after "
+                           "starting, so Darkroom stopped restarting it.")
+                    self.say(msg)
+                    self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=lines,
+                              hint=hints.crash_hint(spec.app, lines))
+                    return 1
+                delay = min(spec.backoff_s * 2 ** (quick - 1), spec.backoff_max_s)
+                self.say(f"restarting in {delay:g} s")
+                if self.wait(delay):
+                    return self.stop()
+                self.info.restarts += 1
+        except Exception as exc:  # the runner must leave a readable reason, never a silent death
+            self.say(f"internal error: {exc!r}")
+            traceback.print_exc()
+            self.end_tree(spec.stop_timeout_s)
+            self.save(status=FAILED, app_pid=None, last_error=f"The Darkroom runner failed: {exc}.",
+                      log_tail=list(self.tail), hint="Please report this, with the file logs/"
+                      f"{spec.app}/runner.log.")
+            return 2
+        finally:
+            self.log.close()
+
+    def stop(self) -> int:
+        self.save(status=STOPPING)
+        self.say(f"stopping {self.spec.app}")
+        forced = self.end_tree(self.spec.stop_timeout_s)
+        if forced:
+            self.say(f"{self.spec.app} did not stop within {self.spec.stop_timeout_s:g} s; it was killed")
+        self.say(f"{self.spec.app} stopped")
+        self.save(status=STOPPED, app_pid=None, app_created=None, progress=None)
+        self.stop_path.unlink(missing_ok=True)
+        return 0
+
+
+def _install_signals(runner: Runner) -> None:
+    def on_stop(_sig: int, _frame: object) -> None:
+        runner.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if hasattr(signal, "SIGBREAK"):
+        signal.signal(signal.SIGBREAK, on_stop)  # type: ignore[attr-defined]
+
+
+def _detach(log_path: Path) -> None:
+    """POSIX double fork: the parent prints the runner's pid and exits, so the caller reaps
+    it at once and the runner (re-parented to init) never lingers as anyone's zombie."""
+    pid = os.fork()
+    if pid:
+        sys.stdout.write(f"{pid}\n")
+        sys.stdout.flush()
+        os._exit(0)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="manager.supervisor.runner")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--token", default="")
+    parser.add_argument("--detach", action="store_true")
+    args = parser.parse_args(argv)
+    home = Home(Path(args.home))
+    lock = FileLock(str(runfile.runner_lock(home, args.app)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"another runner already supervises {args.app}", file=sys.stderr)
+        return 3
+    try:
+        spec = runfile.read_launch(home, args.app)
+    except (OSError, TypeError, ValueError) as exc:
+        print(f"cannot read the launch file for {args.app}: {exc}", file=sys.stderr)
+        return 4
+    if args.detach and os.name == "posix":
+        _detach(runfile.runner_log(home, args.app))
+    proctree.set_subreaper()
+    runner = Runner(home, spec, args.token)
+    _install_signals(runner)
+    try:
+        return runner.run()
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
