@@ -27,8 +27,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from ..home import Home
 from . import hints, proctree, runfile
 from .logfile import RotatingLog
@@ -298,6 +296,27 @@ def _detach(log_path: Path) -> None:
     os.close(null)
 
 
+def hold_lock(path: Path) -> int | None:
+    """Take an OS lock on `path` without waiting; the fd (kept open for life) or None if held.
+
+    A plain flock/msvcrt lock, inherited across the detach fork and released by the OS
+    when the runner dies, even by SIGKILL.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.name == "posix":
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            import msvcrt
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="manager.supervisor.runner")
     parser.add_argument("--home", required=True)
@@ -306,10 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detach", action="store_true")
     args = parser.parse_args(argv)
     home = Home(Path(args.home))
-    lock = FileLock(str(runfile.runner_lock(home, args.app)))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    lock_fd = hold_lock(runfile.runner_lock(home, args.app))
+    if lock_fd is None:
         print(f"another runner already supervises {args.app}", file=sys.stderr)
         return 3
     try:
@@ -325,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return runner.run()
     finally:
-        lock.release()
+        os.close(lock_fd)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""`darkroom start|stop|restart|status|logs|open APP`: running installed apps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .. import bundled, protocol, supervisor
+from .. import config as config_mod
+from .. import state as state_mod
+from ..errors import DarkroomError, NotFound
+from ..home import Home
+from ..recipe import Recipe, find_recipe, parse_recipe
+from ..supervisor import LaunchSpec, RunInfo
+from ..supervisor.control import failure_text
+from ._common import ConsoleReporter, home, print_json
+
+
+def env_python(home: Home, app: str) -> Path:
+    """The interpreter of the app's env (envs/<app>/bin/python, or Scripts\\python.exe)."""
+    env = home.env_dir(app)
+    return env / "Scripts" / "python.exe" if os.name == "nt" else env / "bin" / "python"
+
+
+def _recipe_for(home: Home, app: str, installed: state_mod.InstalledApp | None) -> Recipe:
+    extra = {}
+    if installed is not None and installed.recipe_text:
+        extra[app] = parse_recipe(installed.recipe_text, installed.recipe_source)
+    return find_recipe(app, extra)
+
+
+def launch_spec_for(home: Home, app: str) -> LaunchSpec:
+    """The LaunchSpec of an installed app, from its recipe and its env.
+
+    A stand-in until the installer owns this mapping (it knows the chosen variants and
+    their local files, which go into DARKROOM_MODELS); replace this one function then.
+    """
+    installed = state_mod.load(home).apps.get(app)
+    recipe = _recipe_for(home, app, installed)
+    python = env_python(home, app)
+    if not python.is_file():
+        raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}`.")
+    env = dict(recipe.launch.env)
+    if installed is not None:
+        env.setdefault(protocol.DEVICE, installed.device)
+        env.setdefault(protocol.MODELS, json.dumps(
+            {m.model: {"variant": m.variant, "offload": m.offload} for m in installed.models}))
+    app_dir = bundled.apps_dir() / app if recipe.bundled else home.app_dir(app)
+    return LaunchSpec(
+        app=app, argv=list(recipe.launch.command), env=env,
+        placeholders={"env_python": str(python), "app_dir": str(app_dir)},
+        port=recipe.launch.port, health_path=recipe.launch.health,
+        startup_timeout_s=recipe.launch.startup_timeout_s,
+        cwd=app_dir if app_dir.is_dir() else None,
+        vram_gb=installed.vram_gb if installed is not None else 0.0,
+        needs=list(recipe.needs))
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    h = home()
+    settings = config_mod.load(h)
+    report = ConsoleReporter(as_json=args.json)
+    info = supervisor.start_with_needs(h, settings, args.app, lambda a: launch_spec_for(h, a), report)
+    if args.json:
+        print_json(info.to_dict())
+    else:
+        print(f"{args.app} is running at {info.url}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    if not args.all and not args.app:
+        raise DarkroomError("Name the app to stop.",
+                            "For example: `darkroom stop generator`, or `darkroom stop --all`.")
+    h = home()
+    apps = [i.app for i in supervisor.status(h)] if args.all else [args.app]
+    for app in apps:
+        was_running = supervisor.stop(h, app)
+        print(f"{app} stopped." if was_running else f"{app} was not running.")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    h = home()
+    settings = config_mod.load(h)
+    spec = launch_spec_for(h, args.app)
+    info = supervisor.restart(h, settings, spec, ConsoleReporter())
+    print(f"{args.app} is running at {info.url}")
+    return 0
+
+
+def _uptime(info: RunInfo) -> str:
+    if not info.active or not info.started:
+        return "-"
+    s = int(time.time() - info.started)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    h = home()
+    infos = supervisor.status(h)
+    if args.app:
+        infos = [i for i in infos if i.app == args.app]
+    if args.json:
+        print_json([i.to_dict() for i in infos])
+        return 0
+    if not infos:
+        print(f"{args.app} is not running." if args.app else "No apps are running.")
+        return 0
+    rows = [("APP", "STATUS", "URL", "RESTARTS", "UP")]
+    rows += [(i.app, i.status, i.url if i.active else "-", str(i.restarts), _uptime(i)) for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for i in infos:
+        if i.status == "failed":
+            print(f"\n{failure_text(i)}")
+            if i.hint:
+                print(i.hint)
+        elif i.stale:
+            print(f"\n{i.app}: its runner is gone (the computer restarted, or it was killed). "
+                  f"`darkroom stop {i.app}` clears it; `darkroom start {i.app}` starts it again.")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    h = home()
+    try:
+        for line in supervisor.logs(h, args.app, follow=args.follow, lines=args.lines):
+            print(line, flush=args.follow)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `darkroom logs x | head`
+        sys.stderr.close()
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    url = supervisor.open_app(home(), args.app)
+    print(f"Opened {url}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("start", help="start an installed app (and the apps it needs)")
+    p.add_argument("app")
+    p.add_argument("--json", action="store_true", help="progress and result as JSON")
+    p.set_defaults(handler=cmd_start)
+
+    p = sub.add_parser("stop", help="stop a running app, children included")
+    p.add_argument("app", nargs="?")
+    p.add_argument("--all", action="store_true", help="stop every running app")
+    p.set_defaults(handler=cmd_stop)
+
+    p = sub.add_parser("restart", help="stop an app and start it again")
+    p.add_argument("app")
+    p.set_defaults(handler=cmd_restart)
+
+    p = sub.add_parser("status", help="which apps run, on which port, and how they are")
+    p.add_argument("app", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("logs", help="an app's log (-f to follow)")
+    p.add_argument("app")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("-n", "--lines", type=int, default=100, help="how many lines to show first")
+    p.set_defaults(handler=cmd_logs)
+
+    p = sub.add_parser("open", help="open a running app's page in the web browser")
+    p.add_argument("app")
+    p.set_defaults(handler=cmd_open)

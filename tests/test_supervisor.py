@@ -1,0 +1,286 @@
+"""The supervisor with real processes: the tiny app, started by a detached runner,
+killed with SIGKILL, crash-looping, ignoring SIGTERM, fighting over ports and locks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+
+from manager import supervisor
+from manager.config import Settings
+from manager.errors import Conflict, DarkroomError, NotFound
+from manager.events import Event, Message, Progress
+from manager.home import Home
+from manager.supervisor import LaunchSpec, RunInfo, runfile
+from tests.fixtures.tinyapp import free_port, get_json
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and process groups are POSIX here")
+
+
+def settings_around(port: int, span: int = 20) -> Settings:
+    return Settings(port_start=port, port_end=port + span)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def gone(pid: int | None) -> bool:
+    if not pid:
+        return True
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def stop_everything(home: Home) -> Iterator[None]:
+    """Nothing a test started may outlive it, whatever the test did."""
+    yield
+    for info in supervisor.status(home):
+        for pid in (info.app_pid, info.runner_pid):
+            if pid and not gone(pid) and info.stale:
+                os.kill(pid, signal.SIGKILL)
+        supervisor.stop(home, info.app)
+
+
+@pytest.fixture
+def start(home: Home) -> Callable[..., RunInfo]:
+    def run(spec: LaunchSpec, settings: Settings | None = None,
+            events: list[Event] | None = None) -> RunInfo:
+        sink = events.append if events is not None else (lambda _e: None)
+        return supervisor.start(home, settings or settings_around(spec.port), spec, sink)
+    return run
+
+
+def test_start_is_ready_and_serves_the_protocol(home: Home, tinyapp_spec, start) -> None:
+    events: list[Event] = []
+    spec = tinyapp_spec(knobs={"load_delay": "0.4"})
+    info = start(spec, events=events)
+    assert info.status == "ready" and info.port == spec.port and info.host == "127.0.0.1"
+    code, health = get_json(info.url + "api/health")
+    assert (code, health["status"]) == (200, "ready")
+    _, about = get_json(info.url + "api/info")
+    assert about["app"] == "tinyapp" and about["pid"] == info.app_pid and about["loaded"] is True
+    env = about["env"]
+    assert env["DARKROOM_PORT"] == str(info.port) and env["DARKROOM_HOST"] == "127.0.0.1"
+    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HUB_CACHE"] == str(home.models)
+    assert env["DARKROOM_OUTPUTS"] == str(home.output_dir("tinyapp"))
+    assert any(isinstance(e, Progress) and e.stage == "loading" for e in events), "no loading progress"
+    on_disk = runfile.read_raw(home, "tinyapp")
+    assert on_disk is not None and on_disk.status == "ready" and on_disk.port == info.port
+    assert not gone(on_disk.runner_pid) and psutil.Process(on_disk.app_pid).ppid() == on_disk.runner_pid
+    # The runner is detached: its own session, not the test's.
+    assert os.getsid(on_disk.runner_pid) != os.getsid(0)
+    assert "ready" in "\n".join(supervisor.logs(home, "tinyapp", lines=50))
+
+
+def test_kill_9_of_the_app_restarts_it_and_kills_its_orphans(home: Home, tinyapp_spec, start) -> None:
+    info = start(tinyapp_spec(knobs={"spawn_child": "session"}))
+    _, about = get_json(info.url + "api/info")
+    orphan = about["child_pid"]
+    os.kill(info.app_pid, signal.SIGKILL)
+    again = wait_for(lambda: (i := supervisor.app_status(home, "tinyapp")) and i.status == "ready"
+                     and i.app_pid != info.app_pid and i, what="restart")
+    assert again.restarts == 1
+    assert any("signal 9" in line for line in supervisor.logs(home, "tinyapp", lines=50))
+    assert gone(info.app_pid) and gone(orphan), "the crashed app's child outlived it"
+    assert get_json(again.url + "api/health")[0] == 200
+
+
+def test_crash_loop_gives_up_with_log_lines_and_a_hint(home: Home, tinyapp_spec, start) -> None:
+    with pytest.raises(DarkroomError) as err:
+        start(tinyapp_spec(knobs={"crash_on_start": "1"}))
+    assert "crashing on start" in err.value.message and "3 times" in err.value.message
+    assert err.value.hint
+    info = supervisor.app_status(home, "tinyapp")
+    assert info is not None and info.status == "failed" and not info.active
+    assert info.restarts == 2 and any("crashing on start" in line for line in info.log_tail)
+    assert len(info.log_tail) <= 20
+    wait_for(lambda: gone(info.runner_pid), what="runner exit")
+
+
+@pytest.mark.parametrize("child", ["1", "session"])
+def test_stop_leaves_no_process_behind(home: Home, tinyapp_spec, start, child: str) -> None:
+    info = start(tinyapp_spec(knobs={"spawn_child": child}))
+    tree = [psutil.Process(info.runner_pid), *psutil.Process(info.runner_pid).children(recursive=True)]
+    pids = [p.pid for p in tree]
+    assert len(pids) >= 3, "runner, app and the app's child"
+    assert supervisor.stop(home, "tinyapp") is True
+    assert [pid for pid in pids if not gone(pid)] == []
+    assert supervisor.status(home) == [] and not runfile.run_file(home, "tinyapp").exists()
+    assert supervisor.stop(home, "tinyapp") is False
+
+
+def test_an_app_ignoring_sigterm_is_killed_after_the_grace_time(home: Home, tinyapp_spec, start) -> None:
+    info = start(tinyapp_spec(knobs={"ignore_sigterm": "1"}, stop_timeout_s=0.5))
+    assert supervisor.stop(home, "tinyapp")
+    assert gone(info.app_pid) and gone(info.runner_pid)
+    assert any("was killed" in line for line in supervisor.logs(home, "tinyapp", lines=20))
+
+
+def test_a_taken_port_moves_to_the_next_free_one(home: Home, tinyapp_spec, start) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    events: list[Event] = []
+    try:
+        info = start(tinyapp_spec(port=taken), settings_around(taken), events)
+        assert info.port != taken and taken < info.port <= taken + 20
+        assert runfile.read_raw(home, "tinyapp").port == info.port
+        assert get_json(info.url + "api/health")[0] == 200
+        assert any(isinstance(e, Message) and str(info.port) in e.text for e in events)
+        # The whole range taken (range of one port, the blocked one) is a clear error.
+        with pytest.raises(DarkroomError, match="No free port"):
+            start(tinyapp_spec(app="other", port=taken), Settings(port_start=taken, port_end=taken))
+    finally:
+        blocker.close()
+
+
+def test_starting_a_running_app_again_is_a_clear_error(home: Home, tinyapp_spec, start) -> None:
+    spec = tinyapp_spec()
+    first = start(spec)
+    with pytest.raises(Conflict, match="already running"):
+        start(spec)
+    assert supervisor.app_status(home, "tinyapp").app_pid == first.app_pid
+
+
+def test_two_concurrent_starts_start_one_app(home: Home, tinyapp_spec) -> None:
+    spec = tinyapp_spec()
+    results: list[object] = []
+
+    def go() -> None:
+        try:
+            results.append(supervisor.start(home, settings_around(spec.port), spec))
+        except DarkroomError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ok = [r for r in results if isinstance(r, RunInfo)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(ok) == 1 and len(refused) == 1, results
+    apps = [p for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and p.info["cmdline"][-2:] == ["-m", "tinyapp"]
+            and p.pid != os.getpid() and (p.environ().get("DARKROOM_HOME") == str(home.root))]
+    assert [p.pid for p in apps] == [ok[0].app_pid]
+
+
+def test_a_second_runner_for_the_same_app_refuses(home: Home, tinyapp_spec, start) -> None:
+    start(tinyapp_spec())
+    done = subprocess.run([sys.executable, "-m", "manager.supervisor.runner", "--home", str(home.root),
+                           "--app", "tinyapp"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3 and "another runner" in done.stderr
+    assert supervisor.app_status(home, "tinyapp").status == "ready"
+
+
+def test_a_killed_runner_leaves_a_stale_file_that_stop_and_start_clean_up(
+        home: Home, tinyapp_spec, start) -> None:
+    spec = tinyapp_spec()
+    info = start(spec)
+    os.kill(info.runner_pid, signal.SIGKILL)
+    stale = wait_for(lambda: (i := supervisor.app_status(home, "tinyapp")) and i.stale and i,
+                     what="stale run file")
+    assert stale.status == "stale" and not stale.active
+    assert [i.status for i in supervisor.status(home)] == ["stale"]
+    # A new start ends the orphaned app (same pid and create time) and takes over.
+    again = start(spec)
+    assert again.app_pid != info.app_pid and gone(info.app_pid)
+    assert supervisor.stop(home, "tinyapp") and gone(again.app_pid)
+
+
+def test_a_reused_runner_pid_is_not_trusted(home: Home, tinyapp_spec, start) -> None:
+    info = start(tinyapp_spec())
+    raw = runfile.read_raw(home, "tinyapp")
+    raw.runner_pid = os.getpid()  # a live process, but not the runner that wrote the file
+    runfile.write(home, raw)
+    assert supervisor.app_status(home, "tinyapp").stale
+    raw.runner_pid = info.runner_pid
+    runfile.write(home, raw)
+    assert supervisor.app_status(home, "tinyapp").status == "ready"
+
+
+def test_missing_env_python_says_not_installed(home: Home, tinyapp_spec, start) -> None:
+    spec = tinyapp_spec()
+    spec.placeholders["env_python"] = str(home.env_dir("tinyapp") / "bin" / "python")
+    with pytest.raises(NotFound, match="not installed") as err:
+        start(spec)
+    assert "darkroom install tinyapp" in err.value.hint
+    assert supervisor.status(home) == []
+
+
+def test_an_app_that_never_gets_ready_is_stopped_after_the_timeout(home: Home, tinyapp_spec, start) -> None:
+    with pytest.raises(DarkroomError, match="within") as err:
+        start(tinyapp_spec(knobs={"load_delay": "30"}, startup_timeout_s=0.6))
+    assert "logs tinyapp" in err.value.hint
+    info = supervisor.app_status(home, "tinyapp")
+    assert info is None or (info.status == "failed" and gone(info.app_pid))
+
+
+def test_needs_start_first_and_cycles_are_refused(home: Home, tinyapp_spec) -> None:
+    ports = {"runner": free_port(), "helper": free_port()}
+    needs = {"runner": ["helper"], "helper": []}
+    started: list[str] = []
+
+    def resolve(app: str) -> LaunchSpec:
+        started.append(app)
+        return tinyapp_spec(app=app, port=ports[app], needs=needs[app])
+
+    info = supervisor.start_with_needs(home, Settings(), "runner", resolve)
+    assert info.app == "runner"
+    assert sorted(i.app for i in supervisor.status(home) if i.status == "ready") == ["helper", "runner"]
+    needs.update(runner=["helper"], helper=["runner"])
+    with pytest.raises(DarkroomError, match="cycle"):
+        supervisor.start_with_needs(home, Settings(), "runner", resolve)
+
+
+def test_logs_follow_sees_new_lines(home: Home, tinyapp_spec, start) -> None:
+    info = start(tinyapp_spec())
+    seen: list[str] = []
+    stop_at = time.monotonic() + 10
+
+    def done() -> bool:
+        return any("/api/info" in line for line in seen) or time.monotonic() > stop_at
+
+    def reader() -> None:
+        for line in supervisor.logs(home, "tinyapp", follow=True, lines=5, stop_when=done):
+            seen.append(line)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.3)
+    get_json(info.url + "api/info")
+    t.join(15)
+    assert any("/api/info" in line for line in seen)
+    with pytest.raises(NotFound):
+        supervisor.logs(home, "nothing")
+
+
+def test_open_uses_the_recorded_url(home: Home, tinyapp_spec, start) -> None:
+    info = start(tinyapp_spec())
+    opened: list[str] = []
+    assert supervisor.open_app(home, "tinyapp", opened.append) == info.url == opened[0]
+    supervisor.stop(home, "tinyapp")
+    with pytest.raises(DarkroomError, match="not running"):
+        supervisor.open_app(home, "tinyapp", opened.append)
