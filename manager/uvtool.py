@@ -28,6 +28,8 @@ SOURCE = "env"
 
 # Environment that would make uv (or the env's Python) behave differently from run to run.
 _DROP_VARS = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+# uv settings about how patient to be with a slow network, not about what gets installed.
+_KEEP_UV_VARS = ("UV_HTTP_RETRIES", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS")
 
 
 class UvMissing(DarkroomError):
@@ -92,7 +94,7 @@ def link_mode(home: Home) -> str:
 def child_env(home: Home, mode: str) -> dict[str, str]:
     """The environment uv runs in: our cache and link mode, none of the caller's UV_* settings."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("UV_") and k not in _DROP_VARS}
+           if (not k.startswith("UV_") or k in _KEEP_UV_VARS) and k not in _DROP_VARS}
     env["UV_CACHE_DIR"] = str(home.uv_cache)
     env["UV_LINK_MODE"] = mode
     env["NO_COLOR"] = "1"
@@ -230,7 +232,9 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
         return DarkroomError(f"The package '{m.group(1)}' that {app} needs was not found in the package index.",
                              f"Check the package name, or the index and find_links settings. {kept}")
     if m := re.search(r"Because there is no version of (\S+?) and", text):
-        return DarkroomError(f"No release of {m.group(1)} that {app} needs is available from the package sources.",
+        name, _, want = re.match(r"^([A-Za-z0-9._\[\]-]+)(.*)$", m.group(1)).group(1, 0, 2)
+        which = f"{name} ({want})" if want else name
+        return DarkroomError(f"No release of {which} that {app} needs is available from the package sources.",
                              f"Check the version pin, or the index and find_links settings. {kept}")
     if "No solution found" in text:
         cause = next((ln.strip().removeprefix("cause:").strip() for ln in text.splitlines()
