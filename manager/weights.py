@@ -1,0 +1,307 @@
+"""The weight store: fetches exactly the files a plan chose into the shared Hugging Face cache,
+verifies them, adopts files the user already has, and removes what no app uses.
+
+Plain data in (ModelFile lists from the recipe/plan), plain data out (LocalFile lists);
+progress goes through the events Reporter. Layout: weights_store; asking the hub:
+weights_remote; moving bytes: weights_fetch; checking and cleaning: weights_verify.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .config import Settings
+from .config import load as load_settings
+from .errors import DarkroomError
+from .events import Message, Progress, Reporter, Stage, ignore
+from .home import Home
+from .recipe import ModelFile
+from .weights_fetch import FetchContext, Mismatch, fetch_blob
+from .weights_remote import (
+    RemoteFile,
+    endpoint_of,
+    offline_missing,
+    resolve_local,
+    resolve_remote,
+)
+from .weights_store import SHA256_RE, RepoStore, sha256_file
+from .weights_types import GcItem, GcResult, LocalFile, Problem, StoreEntry
+from .weights_verify import gc, import_file, list_store, verify
+
+__all__ = ["DownloadPlan", "GcItem", "GcResult", "LocalFile", "PlannedFile", "Problem", "StoreEntry", "gc",
+           "import_file", "list_store", "plan_download", "pull", "verify", "SOURCE"]
+
+SOURCE = "weights"
+DISK_RESERVE = 200 * 1000 * 1000     # kept free beyond the download itself
+EMIT_EVERY_S = 0.25
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    remote: RemoteFile
+    present: bool
+    partial_bytes: int = 0
+
+
+@dataclass
+class DownloadPlan:
+    """What a pull would do: the concrete files, which are missing, and the disk it needs."""
+
+    files: list[PlannedFile]
+    free_bytes: int
+    folder: Path
+    exact: bool = True          # False when sizes come from the recipe (no hub asked)
+    missing_specs: list[str] = field(default_factory=list)   # offline: specs not in the store
+
+    @property
+    def missing(self) -> list[PlannedFile]:
+        return [f for f in self.files if not f.present]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.remote.size for f in self.files)
+
+    @property
+    def download_bytes(self) -> int:
+        """Bytes still to come over the network (partial downloads count as done)."""
+        return sum(f.remote.size - f.partial_bytes for f in self.missing)
+
+    @property
+    def needed_bytes(self) -> int:
+        return self.download_bytes
+
+    @property
+    def enough_disk(self) -> bool:
+        return self.free_bytes >= self.needed_bytes + (DISK_RESERVE if self.needed_bytes else 0)
+
+    def check_disk(self) -> None:
+        if not self.enough_disk:
+            raise DarkroomError(
+                f"Not enough disk space for the model files: they need {_gb(self.needed_bytes)}, "
+                f"but only {_gb(self.free_bytes)} is free on {self.folder}.",
+                "Free some space (`darkroom models gc` shows weights no app uses), or choose a "
+                "smaller variant, then run the same command again.")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _free_bytes(folder: Path) -> int:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_download(home: Home, files: list[ModelFile], settings: Settings | None = None,
+                  *, remote: bool = True) -> DownloadPlan:
+    """What is missing and how many bytes it needs. Asks the hub (exact sizes, globs
+    expanded) unless offline or `remote=False`; then the store and the recipe's sizes answer."""
+    settings = settings or load_settings(home)
+    if remote and not settings.offline:
+        resolved = resolve_remote(files, endpoint_of(settings.hf_endpoint), settings.hf_token)
+        return _plan(home, resolved, exact=True)
+    found, missing = resolve_local(files, home.models)
+    plan = _plan(home, found, exact=False)
+    plan.missing_specs = missing
+    for spec in files:           # recipe sizes stand in for what the store lacks
+        if f"{spec.repo}/{spec.path}" in missing:
+            stand_in = RemoteFile(spec, spec.path, "", "", spec.size, spec.sha256, "")
+            plan.files.append(PlannedFile(stand_in, present=False))
+    return plan
+
+
+def _plan(home: Home, resolved: list[RemoteFile], exact: bool) -> DownloadPlan:
+    planned = []
+    for r in resolved:
+        store = RepoStore(home.models, r.spec.repo, r.spec.repo_type)
+        blob = store.blob(r.etag)
+        present = blob.is_file() and blob.stat().st_size == r.size
+        partial = store.incomplete(r.etag)
+        got = partial.stat().st_size if not present and partial.is_file() else 0
+        planned.append(PlannedFile(r, present, min(got, r.size)))
+    return DownloadPlan(planned, _free_bytes(home.models), home.models, exact)
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Progress:
+    """Per-file and total byte counts, turned into throttled Progress events (thread-safe)."""
+
+    def __init__(self, report: Reporter, files: list[RemoteFile]) -> None:
+        self.report = report
+        self.lock = threading.Lock()
+        self.size = {f.key: f.size for f in files}
+        self.done = dict.fromkeys(self.size, 0)
+        self.total = sum(self.size.values())
+        self.start = time.monotonic()
+        self.fetched = 0                 # bytes that came over the network in this run
+        self.last_emit: dict[object, float] = {}
+        self.samples: list[tuple[float, int]] = [(self.start, 0)]
+
+    def on_bytes(self, remote: RemoteFile, n: int, network: bool = True) -> None:
+        with self.lock:
+            self.done[remote.key] += n
+            if n > 0 and network:
+                self.fetched += n
+            now = time.monotonic()
+            finished = self.done[remote.key] >= self.size[remote.key]
+            if finished or now - self.last_emit.get(remote.key, 0) >= EMIT_EVERY_S:
+                self.last_emit[remote.key] = now
+                self._emit(remote.path, self.done[remote.key], self.size[remote.key], self._rate(now))
+            if now - self.last_emit.get("total", 0) >= EMIT_EVERY_S:
+                self.last_emit["total"] = now
+                self._emit("", sum(self.done.values()), self.total, self._rate(now))
+
+    def _rate(self, now: float) -> float:
+        """Bytes per second over the last few seconds (what the ETA should use)."""
+        self.samples.append((now, self.fetched))
+        while len(self.samples) > 2 and now - self.samples[1][0] > 5.0:
+            self.samples.pop(0)
+        t0, b0 = self.samples[0]
+        return (self.fetched - b0) / (now - t0) if now > t0 else 0.0
+
+    def _emit(self, item: str, done: int, total: int, rate: float) -> None:
+        self.report(Progress(SOURCE, "download", done=max(done, 0), total=total, unit="B",
+                             item=item, rate=rate))
+
+    def finish(self) -> None:
+        with self.lock:
+            self._emit("", sum(self.done.values()), self.total, self._rate(time.monotonic()))
+
+
+# ---------------------------------------------------------------- pulling
+
+
+def pull(home: Home, settings: Settings, files: list[ModelFile],
+         report: Reporter = ignore) -> list[LocalFile]:
+    """Fetch what is missing, verify every byte, and return the files as they lie in the store.
+
+    Only the files named (globs expanded on the hub) are fetched, several at once; a file
+    whose bytes do not match its sha256 is deleted and fetched once more, then the pull fails.
+    Nothing unverified is ever linked into snapshots/, where apps look.
+    """
+    home.models.mkdir(parents=True, exist_ok=True)
+    if settings.offline:
+        found, missing = resolve_local(files, home.models)
+        if missing:
+            raise offline_missing(missing)
+        report(Stage(SOURCE, "checking", "offline: using the files already in the store"))
+        return [_local(home, r) for r in found]
+
+    endpoint = endpoint_of(settings.hf_endpoint)
+    report(Stage(SOURCE, "resolving", f"asking {endpoint} which files to fetch"))
+    try:
+        resolved = resolve_remote(files, endpoint, settings.hf_token)
+    except DarkroomError as exc:
+        found, missing = resolve_local(files, home.models)
+        if missing or "Could not reach" not in exc.message:
+            raise
+        report(Message(SOURCE, f"{exc.message} Using the files already in the store.", "warning"))
+        return [_local(home, r) for r in found]
+
+    plan = _plan(home, resolved, exact=True)
+    plan.check_disk()
+    todo = [f.remote for f in plan.missing]
+    if todo:
+        report(Stage(SOURCE, "downloading",
+                     f"{len(todo)} file(s), {_gb(plan.download_bytes)} to fetch"))
+        _fetch_all(home, settings, endpoint, todo, report)
+    report(Stage(SOURCE, "linking", f"{len(resolved)} file(s) in the store"))
+    out = []
+    for r in resolved:
+        store = RepoStore(home.models, r.spec.repo, r.spec.repo_type)
+        store.link(r.commit, r.path, r.etag)
+        store.set_ref(r.spec.revision, r.commit)
+        out.append(_local(home, r))
+    return out
+
+
+def _local(home: Home, r: RemoteFile) -> LocalFile:
+    store = RepoStore(home.models, r.spec.repo, r.spec.repo_type)
+    pointer = store.pointer(r.commit, r.path)
+    sha = r.sha256 or (r.etag if SHA256_RE.match(r.etag) else None)
+    if sha is None and pointer.is_file():
+        sha = sha256_file(pointer)       # small git-tracked files: cheap to hash
+    return LocalFile(r.spec, r.path, r.commit, pointer, sha, r.size)
+
+
+class _Cancelled(Exception):
+    """Stops a download thread between two chunks."""
+
+
+def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteFile],
+               report: Reporter) -> None:
+    lock = threading.Lock()
+
+    def safe_report(event) -> None:
+        with lock:
+            report(event)
+
+    progress = _Progress(safe_report, todo)
+    timeout = httpx.Timeout(60.0, connect=15.0)
+    limits = httpx.Limits(max_connections=settings.parallel_downloads * 2)
+    stop = threading.Event()
+
+    def on_bytes(remote: RemoteFile, n: int, network: bool = True) -> None:
+        if stop.is_set():
+            raise _Cancelled()      # another file failed, or Ctrl-C: keep the partial, stop now
+        progress.on_bytes(remote, n, network)
+
+    with httpx.Client(timeout=timeout, limits=limits, follow_redirects=True) as client:
+        ctx = FetchContext(client, endpoint, settings.hf_token, on_bytes)
+
+        def one(remote: RemoteFile) -> None:
+            if stop.is_set():
+                return
+            store = RepoStore(home.models, remote.spec.repo, remote.spec.repo_type)
+            try:
+                fetch_blob(ctx, store, remote)
+            except Mismatch:
+                safe_report(Message(SOURCE, f"{remote.spec.repo}/{remote.path} arrived damaged "
+                                            "(checksum mismatch); downloading it again.", "warning"))
+                try:
+                    fetch_blob(ctx, store, remote)
+                except Mismatch as again:
+                    raise DarkroomError(
+                        f"{remote.spec.repo}/{remote.path} arrived damaged twice: its sha256 is "
+                        f"{again.got[:12]}…, not {again.want[:12]}…. The bad file was deleted.",
+                        "Run the same command again later; if it keeps failing the hub or mirror "
+                        "serves a different file than the recipe expects.") from None
+
+        with ThreadPoolExecutor(max_workers=settings.parallel_downloads,
+                                thread_name_prefix="darkroom-dl") as pool:
+            futures = [pool.submit(one, r) for r in sorted(todo, key=lambda r: -r.size)]
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:
+                stop.set()
+                raise
+            errors = [f.exception() for f in done
+                      if f.exception() is not None and not isinstance(f.exception(), _Cancelled)]
+            if errors:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+        if errors:
+            err = errors[0]
+            if isinstance(err, DarkroomError):
+                raise err
+            if isinstance(err, OSError):
+                raise DarkroomError(f"Writing model files under {home.models} failed: {err.strerror or err}.",
+                                    "Check the disk has space and the folder is writable, then run "
+                                    "the same command again; downloads resume.") from None
+            raise err
+    progress.finish()
