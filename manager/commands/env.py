@@ -1,0 +1,192 @@
+"""`darkroom env build|update|verify|repair|rollback|remove|list APP` and `darkroom cache prune`.
+
+Until the installer builds envs from a full plan, these build from the app's recipe:
+its Python, packages and torch packages, with the torch backend the planner picks for
+this machine (CPU when there is no usable GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import bundled, config, envs
+from ..errors import DarkroomError
+from ..events import ignore
+from ..home import Home
+from ..recipe import Recipe, find_recipe, load_recipe
+from ._common import ConsoleReporter, home, human_bytes, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("env", help="build and look after each app's Python environment")
+    esub = p.add_subparsers(dest="env_command", metavar="ACTION", required=True)
+
+    def action(name: str, text: str, handler, recipe: bool = False) -> argparse.ArgumentParser:
+        c = esub.add_parser(name, help=text)
+        c.add_argument("app")
+        c.add_argument("--json", action="store_true", help="JSON lines: events, then the result")
+        if recipe:
+            c.add_argument("--recipe", type=Path, metavar="FILE", help="a recipe file instead of the bundled one")
+            c.add_argument("--cpu", action="store_true", help="install the CPU build of torch even with a GPU")
+        c.set_defaults(handler=handler)
+        return c
+
+    action("build", "build the app's environment (kept as it is when already up to date)",
+           cmd_build, recipe=True).add_argument("--force", action="store_true", help="rebuild even if up to date")
+    action("update", "rebuild with the newest allowed packages; the old env is kept for rollback",
+           cmd_update, recipe=True)
+    action("verify", "compare the environment with its lock and try importing the app", cmd_verify)
+    action("repair", "reinstall what differs from the lock (or rebuild a broken env)", cmd_repair, recipe=True)
+    action("rollback", "go back to the environment before the last update", cmd_rollback)
+    action("remove", "delete the app's environment (the shared cache stays)", cmd_remove)
+    c = esub.add_parser("list", help="apps that have an environment")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("cache", help="the shared package cache")
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    c = csub.add_parser("prune", help="drop cached packages no environment can need again")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_cache_prune)
+
+
+# ---------------------------------------------------------------- recipe -> spec
+
+
+def torch_backend(recipe: Recipe, root: Path, cpu: bool) -> str:
+    """The torch wheel flavour for this machine, from the planner's rule."""
+    if recipe.torch is None or cpu:
+        return "cpu"
+    try:
+        from .. import hardware, planner
+        return planner.choose_backend(hardware.probe(root), planner.Choices())[1] or "cpu"
+    except DarkroomError:
+        raise
+    except Exception:  # no probe, no planner: the CPU build works everywhere
+        return "cpu"
+
+
+def spec_from_recipe(h: Home, recipe: Recipe, backend: str) -> envs.EnvSpec:
+    """What the env builder needs, read off a recipe (the installer uses the full plan instead)."""
+    local: list[Path] = []
+    if recipe.bundled and (bundled.apps_dir() / "pyproject.toml").is_file():
+        local.append(bundled.apps_dir())
+    reqs = [h.app_dir(recipe.id) / r for r in recipe.requirements] if recipe.source.git else []
+    return envs.EnvSpec(
+        app=recipe.id, python=recipe.python, packages=list(recipe.packages), local_packages=local,
+        requirement_files=reqs, torch_packages=list(recipe.torch.packages) if recipe.torch else [],
+        torch_backend=backend, check_import=recipe.check_import)
+
+
+def _recipe(app: str, path: Path | None) -> Recipe:
+    if path is None:
+        return find_recipe(app)
+    recipe = load_recipe(path)
+    if recipe.id != app:
+        raise DarkroomError(f"The recipe {path} is for '{recipe.id}', not '{app}'.",
+                            f"Run the command with {recipe.id}, or pick the right recipe file.")
+    return recipe
+
+
+def _spec(h: Home, args: argparse.Namespace) -> envs.EnvSpec:
+    recipe = _recipe(args.app, args.recipe)
+    return spec_from_recipe(h, recipe, torch_backend(recipe, h.root, args.cpu))
+
+
+# ---------------------------------------------------------------- output
+
+
+def _reporter(args: argparse.Namespace) -> ConsoleReporter:
+    return ConsoleReporter(as_json=args.json)
+
+
+def _result(args: argparse.Namespace, data: dict) -> None:
+    if args.json:
+        print(json.dumps({"type": "Result", **data}, default=str), flush=True)
+
+
+def _show_info(args: argparse.Namespace, info: envs.EnvInfo, verb: str) -> int:
+    _result(args, info.to_dict())
+    if not args.json:
+        what = "already up to date" if info.reused else verb
+        print(f"{info.app}: environment {what} — Python {info.python_version}, "
+              f"{len(info.packages)} packages, torch {info.torch_backend}, files {info.link_mode}ed "
+              f"from the shared cache.")
+        print(f"  {info.path}")
+    return 0
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    h = home()
+    info = envs.build(h, config.load(h), _spec(h, args), _reporter(args), force=args.force)
+    return _show_info(args, info, "built")
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    h = home()
+    info = envs.build(h, config.load(h), _spec(h, args), _reporter(args), force=True)
+    return _show_info(args, info, "updated (the previous one is kept for `darkroom env rollback`)")
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    h = home()
+    spec = None if envs.recorded_spec(h, args.app) else _spec(h, args)
+    info = envs.repair(h, config.load(h), args.app, _reporter(args), spec=spec)
+    return _show_info(args, info, "repaired")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    info = envs.rollback(home(), args.app, _reporter(args))
+    return _show_info(args, info, "rolled back")
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    envs.remove(home(), args.app, _reporter(args))
+    _result(args, {"app": args.app, "removed": True})
+    if not args.json:
+        print(f"{args.app}: environment removed.")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    result = envs.verify(home(), args.app)
+    if args.json:
+        print_json(result.to_dict())
+    elif result.ok:
+        print(f"{args.app}: the environment matches its lock and imports.")
+    else:
+        print(f"{args.app}: the environment has drifted or is broken:", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print(f"Run `darkroom env repair {args.app}` to fix it.", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    h = home()
+    rows = [info.to_dict() for app in envs.list_envs(h) if (info := envs.info(h, app))]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("No app has an environment yet.")
+    for row in rows:
+        print(f"{row['app']:<16} Python {row['python_version']:<8} {len(row['packages']):>4} packages  "
+              f"torch {row['torch_backend']}")
+    return 0
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    h = home()
+    result = envs.prune_cache(h, config.load(h), ignore if args.json else ConsoleReporter())
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(f"Freed {human_bytes(result.freed_bytes)}; the cache now holds {human_bytes(result.after_bytes)}.")
+    return 0
