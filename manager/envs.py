@@ -293,8 +293,12 @@ _CHECK_CODE = (
 
 
 def _run_check(folder: Path, module: str | None) -> tuple[bool, str, str]:
-    """(ok, python version, last error line) from importing `module` with the env's Python."""
-    cmd = [str(_python_in(folder)), "-I", "-c", _CHECK_CODE] + ([module] if module else [])
+    """(ok, python version, last error line) from importing `module` with the env's Python.
+
+    -I keeps the caller's PYTHONPATH and user site out; -B writes no bytecode, which would
+    be unique to this env and cost disk the shared cache cannot save.
+    """
+    cmd = [str(_python_in(folder)), "-I", "-B", "-c", _CHECK_CODE] + ([module] if module else [])
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                              timeout=_CHECK_TIMEOUT_S, env=_clean_env(), cwd=folder)
