@@ -190,7 +190,9 @@ def test_two_concurrent_starts_start_one_app(home: Home, tinyapp_spec) -> None:
 def test_a_second_runner_for_the_same_app_refuses(home: Home, tinyapp_spec, start) -> None:
     start(tinyapp_spec())
     done = subprocess.run([sys.executable, "-m", "manager.supervisor.runner", "--home", str(home.root),
-                           "--app", "tinyapp"], capture_output=True, text=True, timeout=30)
+                           "--app", "tinyapp", "--launch", str(runfile.launch_file(home, "tinyapp")),
+                           "--lock", str(runfile.runner_lock(home, "tinyapp"))],
+                          capture_output=True, text=True, timeout=30)
     assert done.returncode == 3 and "another runner" in done.stderr
     assert supervisor.app_status(home, "tinyapp").status == "ready"
 

@@ -78,8 +78,9 @@ def _check_program(launch: LaunchSpec, argv0: str) -> None:
 
 def _spawn_runner(home: Home, app: str, token: str) -> int:
     """Start the detached runner; returns its pid once it holds its lock."""
-    cmd = [sys.executable, "-m", "manager.supervisor.runner",
-           "--home", str(home.root), "--app", app, "--token", token]
+    cmd = [sys.executable, "-m", "manager.supervisor.runner", "--home", str(home.root),
+           "--app", app, "--token", token, "--launch", str(runfile.launch_file(home, app)),
+           "--lock", str(runfile.runner_lock(home, app))]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
     if os.name == "posix":

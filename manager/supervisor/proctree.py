@@ -7,10 +7,8 @@ takes the process group and every descendant psutil can still see.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
-import sys
 
 import psutil
 
@@ -39,17 +37,6 @@ def process(pid: int | None, created: float | None) -> psutil.Process | None:
 
 def alive(pid: int | None, created: float | None) -> bool:
     return process(pid, created) is not None
-
-
-def set_subreaper() -> bool:
-    """Linux: orphans of our descendants are re-parented to us, so none escape the tree."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
 
 
 def _descendants(proc: psutil.Process) -> list[psutil.Process]:

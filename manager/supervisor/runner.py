@@ -1,13 +1,18 @@
 """The per-app runner: a small detached process that starts one app and looks after it.
 
-    python -m manager.supervisor.runner --home DIR --app APP --token T [--detach]
+    python -m manager.supervisor.runner --home DIR --app APP --launch FILE --lock FILE
+                                        [--token T] [--detach]
 
-It reads the resolved LaunchSpec from run/<app>.launch, holds run/<app>.runner.lock for
-its whole life (a second runner for the same app refuses), starts the app in its own
+It reads the resolved LaunchSpec from the launch file (run/<app>.launch), holds the lock
+file (run/<app>.runner.lock) for its whole life (a second runner for the same app refuses), starts the app in its own
 process group, copies its output into rotated logs, polls its health, restarts it after
 a crash with backoff, gives up after repeated quick crashes, and stops the whole tree
 when asked (SIGTERM, or the run/<app>.stop file). Everything it knows goes into
 run/<app>.json, written atomically.
+
+Start-up speed matters (it is the supervisor's overhead on every start), so the app is
+launched before the heavier modules (psutil, filelock, platformdirs, urllib) are
+imported; they load while the app itself starts.
 """
 
 from __future__ import annotations
@@ -23,12 +28,9 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from ..home import Home
-from . import hints, proctree, runfile
+from . import hints
 from .logfile import RotatingLog
 from .spec import FAILED, READY, RESTARTING, STARTING, STOPPED, STOPPING, LaunchSpec, RunInfo
 
@@ -37,7 +39,6 @@ from .spec import FAILED, READY, RESTARTING, STARTING, STOPPED, STOPPING, Launch
 STRIP_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__", "HF_TOKEN",
              "HUGGING_FACE_HUB_TOKEN")
 TAIL_LINES = 20
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def connect_host(host: str) -> str:
@@ -56,8 +57,12 @@ def base_url(host: str, port: int) -> str:
 
 def check_health(url: str, timeout: float = 2.0) -> tuple[str, float | None]:
     """('ready' | 'loading' | 'down', progress). 200 without a JSON status counts as ready."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     try:
-        with _NO_PROXY.open(url, timeout=timeout) as resp:
+        with opener.open(url, timeout=timeout) as resp:
             code, body = resp.status, resp.read(65536)
     except urllib.error.HTTPError as exc:
         code, body = exc.code, exc.read(65536) if exc.fp else b""
@@ -76,22 +81,43 @@ def check_health(url: str, timeout: float = 2.0) -> tuple[str, float | None]:
 
 
 class Runner:
-    def __init__(self, home: Home, spec: LaunchSpec, token: str) -> None:
-        self.home = home
+    def __init__(self, home_root: Path, spec: LaunchSpec, token: str, paths: dict[str, str]) -> None:
+        self.home_root = home_root
         self.spec = spec
-        host = spec.placeholders.get("host", "127.0.0.1")
-        self.health_url = base_url(host, spec.port).rstrip("/") + spec.health_path
-        self.info = RunInfo(
-            app=spec.app, status=STARTING, port=spec.port, host=host, url=base_url(host, spec.port),
-            runner_pid=os.getpid(), runner_created=proctree.create_time(os.getpid()),
-            started=time.time(), log_file=str(runfile.app_log(home, spec.app)),
-            vram_gb=spec.vram_gb, stop_timeout_s=spec.stop_timeout_s, token=token)
-        self.log = RotatingLog(runfile.app_log(home, spec.app), spec.log_max_bytes, spec.log_backups)
+        self.token = token
+        self.host = spec.placeholders.get("host", "127.0.0.1")
+        self.health_url = base_url(self.host, spec.port).rstrip("/") + spec.health_path
+        self.began = time.time()
+        self.log = RotatingLog(Path(paths["log"]), spec.log_max_bytes, spec.log_backups)
+        self.stop_path = Path(paths["stop"])
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.stop_event = threading.Event()
-        self.stop_path = runfile.stop_file(home, spec.app)
         self.proc: subprocess.Popen[bytes] | None = None
         self.pump: threading.Thread | None = None
+        self.info: RunInfo | None = None
+
+    def attach(self) -> None:
+        """The heavier half of start-up, done while the app starts: write the run file."""
+        from ..home import Home
+        from . import proctree
+
+        self.home = Home(self.home_root)
+        spec = self.spec
+        self.info = RunInfo(
+            app=spec.app, status=STARTING, port=spec.port, host=self.host,
+            url=base_url(self.host, spec.port), runner_pid=os.getpid(),
+            runner_created=proctree.create_time(os.getpid()), started=self.began,
+            log_file=str(self.log.path), vram_gb=spec.vram_gb, stop_timeout_s=spec.stop_timeout_s,
+            token=self.token)
+        self.record_app()
+
+    def record_app(self) -> None:
+        from . import proctree
+
+        pid = self.proc.pid if self.proc is not None else None
+        assert self.info is not None
+        self.save(app_pid=pid, app_created=proctree.create_time(pid) if pid else None,
+                  status=RESTARTING if self.info.restarts else STARTING)
 
     # ---------------------------------------------------------------- helpers
 
@@ -101,6 +127,9 @@ class Runner:
         self.tail.append(line)
 
     def save(self, **changes: object) -> None:
+        from . import runfile
+
+        assert self.info is not None
         for key, value in changes.items():
             setattr(self.info, key, value)
         runfile.write(self.home, self.info)
@@ -119,6 +148,16 @@ class Runner:
         return True
 
     # ---------------------------------------------------------------- the app
+
+    def start_app(self) -> str | None:
+        """Launch the app; a reason when it could not even be started."""
+        try:
+            self.launch()
+        except OSError as exc:
+            self.proc = None
+            return exc.strerror or str(exc)
+        self.say(f"started {self.spec.app} (pid {self.proc.pid}) on port {self.spec.port}")
+        return None
 
     def launch(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in STRIP_ENV}
@@ -144,6 +183,8 @@ class Runner:
 
     def end_tree(self, timeout: float) -> bool:
         """Stop the app's group and every process below the runner. True if force was needed."""
+        from . import proctree
+
         forced = False
         if self.proc is not None:
             pgid = self.proc.pid if os.name == "posix" else None
@@ -192,26 +233,25 @@ class Runner:
 
     # ---------------------------------------------------------------- the loop
 
-    def run(self) -> int:
+    def run(self, launch_error: str | None) -> int:
+        """Supervise until stopped or given up. The first launch already happened in main()."""
         spec = self.spec
-        self.save()
         quick = 0
         try:
+            self.attach()
             while True:
-                try:
-                    self.launch()
-                except OSError as exc:
-                    why = exc.strerror or str(exc)
-                    self.say(f"could not start {spec.argv[0]}: {why}")
-                    self.save(status=FAILED, app_pid=None, last_error=f"Could not start {spec.argv[0]}: {why}.",
+                if self.proc is None and launch_error is None:
+                    launch_error = self.start_app()
+                    self.record_app()
+                if launch_error is not None:
+                    self.say(f"could not start {spec.argv[0]}: {launch_error}")
+                    self.save(status=FAILED, app_pid=None,
+                              last_error=f"Could not start {spec.argv[0]}: {launch_error}.",
                               hint=f"Run `darkroom repair {spec.app}` to rebuild its environment.",
                               log_tail=list(self.tail))
                     return 1
                 assert self.proc is not None
                 began = time.monotonic()
-                self.say(f"started {spec.app} (pid {self.proc.pid}) on port {spec.port}")
-                self.save(app_pid=self.proc.pid, app_created=proctree.create_time(self.proc.pid),
-                          status=RESTARTING if self.info.restarts else STARTING)
                 outcome = self.watch()
                 if outcome == "stop":
                     return self.stop()
@@ -230,6 +270,7 @@ class Runner:
                 self.save(status=RESTARTING, last_error=f"{spec.app} {what}.", progress=None)
                 self.say(f"{spec.app} {what} after {ran:.1f} s")
                 self.end_tree(min(spec.stop_timeout_s, 2.0))
+                self.proc = None
                 if quick >= spec.max_quick_crashes:
                     lines = list(self.tail)
                     msg = (f"{spec.app} {what}; it crashed {quick} times in a row soon after "
@@ -247,6 +288,8 @@ class Runner:
             self.say(f"internal error: {exc!r}")
             traceback.print_exc()
             self.end_tree(spec.stop_timeout_s)
+            if self.info is None:
+                return 2
             self.save(status=FAILED, app_pid=None, last_error=f"The Darkroom runner failed: {exc}.",
                       log_tail=list(self.tail), hint="Please report this, with the file logs/"
                       f"{spec.app}/runner.log.")
@@ -321,28 +364,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="manager.supervisor.runner")
     parser.add_argument("--home", required=True)
     parser.add_argument("--app", required=True)
+    parser.add_argument("--launch", required=True, help="the launch file written by start()")
+    parser.add_argument("--lock", required=True, help="held for the runner's life")
     parser.add_argument("--token", default="")
     parser.add_argument("--detach", action="store_true")
     args = parser.parse_args(argv)
-    home = Home(Path(args.home))
-    lock_fd = hold_lock(runfile.runner_lock(home, args.app))
+    lock_fd = hold_lock(Path(args.lock))
     if lock_fd is None:
         print(f"another runner already supervises {args.app}", file=sys.stderr)
         return 3
     try:
-        spec = runfile.read_launch(home, args.app)
-    except (OSError, TypeError, ValueError) as exc:
+        data = json.loads(Path(args.launch).read_text("utf-8"))
+        spec, paths = LaunchSpec.from_dict(data["spec"]), data["paths"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"cannot read the launch file for {args.app}: {exc}", file=sys.stderr)
         return 4
     if args.detach and os.name == "posix":
-        _detach(runfile.runner_log(home, args.app))
-    proctree.set_subreaper()
-    runner = Runner(home, spec, args.token)
+        _detach(Path(paths["runner_log"]))
+    if sys.platform.startswith("linux"):
+        _set_subreaper()
+    runner = Runner(Path(args.home), spec, args.token, paths)
     _install_signals(runner)
+    launch_error = runner.start_app()
     try:
-        return runner.run()
+        return runner.run(launch_error)
     finally:
         os.close(lock_fd)
+
+
+def _set_subreaper() -> None:
+    """Orphans of the app's children re-parent to the runner, so a stop still finds them."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 if __name__ == "__main__":
