@@ -286,3 +286,25 @@ def test_open_uses_the_recorded_url(home: Home, tinyapp_spec, start) -> None:
     supervisor.stop(home, "tinyapp")
     with pytest.raises(DarkroomError, match="not running"):
         supervisor.open_app(home, "tinyapp", opened.append)
+
+
+def test_a_lan_bind_address_is_handed_to_the_app_and_the_url_stays_local(
+        home: Home, tinyapp_spec, start) -> None:
+    spec = tinyapp_spec()
+    info = start(spec, Settings(bind_host="0.0.0.0", port_start=spec.port, port_end=spec.port + 20))
+    assert info.host == "0.0.0.0" and info.url.startswith("http://127.0.0.1:")
+    assert get_json(info.url + "api/info")[1]["env"]["DARKROOM_HOST"] == "0.0.0.0"
+
+
+def test_logs_rotate_by_size_and_tail_reaches_the_previous_file(tmp_path) -> None:
+    from manager.supervisor.logfile import RotatingLog, tail
+
+    folder = tmp_path / "logs"
+    log = RotatingLog(folder / "app.log", max_bytes=200, backups=2)
+    for i in range(100):
+        log.write(f"line {i:03d} " + "x" * 20)
+    log.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["app.log", "app.log.1", "app.log.2"]
+    assert all(p.stat().st_size <= 200 for p in folder.iterdir())
+    last = tail(folder / "app.log", 10)
+    assert len(last) == 10 and last[-1].startswith("line 099") and last[0].startswith("line 090")
