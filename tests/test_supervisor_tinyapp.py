@@ -55,3 +55,10 @@ def test_tinyapp_recipe_is_valid(tinyapp_recipe: Recipe) -> None:
     assert tinyapp_recipe.id == "tinyapp"
     assert tinyapp_recipe.launch.command == ["{env_python}", "-m", "tinyapp"]
     assert tinyapp_recipe.launch.health == "/api/health"
+
+
+def test_tinyapp_git_recipe_points_at_a_real_repository(tinyapp_git_recipe: Recipe) -> None:
+    repo = Path(tinyapp_git_recipe.source.git)
+    assert (repo / "pyproject.toml").is_file() and (repo / "tinyapp" / "server.py").is_file()
+    tags = subprocess.run(["git", "tag"], cwd=repo, capture_output=True, text=True).stdout.split()
+    assert tinyapp_git_recipe.source.revision in tags
