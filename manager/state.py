@@ -31,6 +31,7 @@ class InstalledFile(BaseModel):
 class InstalledModel(BaseModel):
     model: str
     variant: str
+    precision: str = ""
     offload: str = "none"
     files: list[InstalledFile] = Field(default_factory=list)
 
@@ -44,6 +45,11 @@ class InstalledApp(BaseModel):
     device: str = "cpu"
     models: list[InstalledModel] = Field(default_factory=list)
     vram_gb: float = 0.0               # what the plan expects the app to use on the GPU
+    variants: dict[str, str] = Field(default_factory=dict)  # the user's variant overrides, kept for update
+    chosen_models: list[str] | None = None                  # None = the recipe's defaults
+    source_revision: str | None = None                      # git commit of a git-sourced app
+    accepted_licences: list[str] = Field(default_factory=list)
+    previous: InstalledApp | None = None                    # what `rollback` returns to
     installed_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 

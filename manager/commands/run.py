@@ -3,61 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
-from pathlib import Path
 
-from .. import bundled, protocol, supervisor
 from .. import config as config_mod
-from .. import state as state_mod
-from ..errors import DarkroomError, NotFound
+from .. import launching, supervisor
+from ..errors import DarkroomError
 from ..home import Home
-from ..recipe import Recipe, find_recipe, parse_recipe
 from ..supervisor import LaunchSpec, RunInfo
 from ..supervisor.control import failure_text
 from ._common import ConsoleReporter, home, print_json
 
 
-def env_python(home: Home, app: str) -> Path:
-    """The interpreter of the app's env (envs/<app>/bin/python, or Scripts\\python.exe)."""
-    env = home.env_dir(app)
-    return env / "Scripts" / "python.exe" if os.name == "nt" else env / "bin" / "python"
-
-
-def _recipe_for(home: Home, app: str, installed: state_mod.InstalledApp | None) -> Recipe:
-    extra = {}
-    if installed is not None and installed.recipe_text:
-        extra[app] = parse_recipe(installed.recipe_text, installed.recipe_source)
-    return find_recipe(app, extra)
-
-
 def launch_spec_for(home: Home, app: str) -> LaunchSpec:
-    """The LaunchSpec of an installed app, from its recipe and its env.
-
-    A stand-in until the installer owns this mapping (it knows the chosen variants and
-    their local files, which go into DARKROOM_MODELS); replace this one function then.
-    """
-    installed = state_mod.load(home).apps.get(app)
-    recipe = _recipe_for(home, app, installed)
-    python = env_python(home, app)
-    if not python.is_file():
-        raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}`.")
-    env = dict(recipe.launch.env)
-    if installed is not None:
-        env.setdefault(protocol.DEVICE, installed.device)
-        env.setdefault(protocol.MODELS, json.dumps(
-            {m.model: {"variant": m.variant, "offload": m.offload} for m in installed.models}))
-    app_dir = bundled.apps_dir() / app if recipe.bundled else home.app_dir(app)
-    return LaunchSpec(
-        app=app, argv=list(recipe.launch.command), env=env,
-        placeholders={"env_python": str(python), "app_dir": str(app_dir)},
-        port=recipe.launch.port, health_path=recipe.launch.health,
-        startup_timeout_s=recipe.launch.startup_timeout_s,
-        cwd=app_dir if app_dir.is_dir() else None,
-        vram_gb=installed.vram_gb if installed is not None else 0.0,
-        needs=list(recipe.needs))
+    """The LaunchSpec of an installed app (state + recipe + store), as the installer records it."""
+    return launching.launch_spec(home, config_mod.load(home), app)
 
 
 # ---------------------------------------------------------------- handlers

@@ -1,0 +1,166 @@
+"""An app's code: the bundled apps/ package, or a pinned git revision cloned into apps/<id>.
+
+Git sources are cloned into staging/, checked out at the pinned revision, and only then
+renamed into place; the tree that was there before stays as apps/.<id>.previous for
+rollback, the same way environments are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bundled
+from .errors import DarkroomError
+from .events import Reporter, Stage, ignore
+from .home import Home
+from .recipe import Recipe
+
+SOURCE = "source"
+GIT_TIMEOUT_S = 600
+
+
+@dataclass
+class AppSource:
+    """Where the app's code lies and what to install from it."""
+
+    app_dir: Path                 # the app's folder ({app_dir} in recipes)
+    local_packages: list[Path]    # installed into the env, non-editable
+    requirement_files: list[Path]
+    revision: str | None = None   # the git commit, for git sources
+
+
+def previous_dir(home: Home, app: str) -> Path:
+    return home.apps / f".{app}.previous"
+
+
+def _git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    git = shutil.which("git")
+    if git is None:
+        raise DarkroomError("Git is not installed, and this app is installed from a git repository.",
+                            "Install git (https://git-scm.com/downloads), then try again.")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        return subprocess.run([git, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                              timeout=GIT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise DarkroomError("Git took too long to answer.", "Check your network, then try again.") from None
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def clone(url: str, revision: str, dest: Path, report: Reporter = ignore) -> str:
+    """Clone `url` at `revision` (tag, branch or commit) into `dest`; returns the commit.
+
+    Shallow where the server allows it; a full clone otherwise. Errors say whether the
+    repository or the revision was the problem.
+    """
+    report(Stage(SOURCE, "cloning", f"{url} at {revision}"))
+    dest.mkdir(parents=True)
+    if _git(["init", "-q", str(dest)]).returncode != 0:
+        raise DarkroomError(f"Git could not create a folder at {dest}.", "Check the disk, then try again.")
+    _git(["remote", "add", "origin", url], cwd=dest)
+    shallow = _git(["fetch", "-q", "--depth", "1", "origin", revision], cwd=dest)
+    if shallow.returncode != 0:
+        full = _git(["fetch", "-q", "--tags", "origin"], cwd=dest)
+        if full.returncode != 0:
+            raise DarkroomError(f"The git repository {url} could not be reached ({_last_line(full.stderr)}).",
+                                "Check the address and your network, then try again.")
+        target = revision
+    else:
+        target = "FETCH_HEAD"
+    checkout = _git(["-c", "advice.detachedHead=false", "checkout", "-q", target], cwd=dest)
+    if checkout.returncode != 0:
+        raise DarkroomError(f"The git repository {url} has no revision '{revision}'.",
+                            "Check the tag or commit in the recipe, then try again.")
+    commit = _git(["rev-parse", "HEAD"], cwd=dest).stdout.strip()
+    report(Stage(SOURCE, "cloned", f"{revision} = {commit[:12]}"))
+    return commit
+
+
+def stage(home: Home, recipe: Recipe, report: Reporter = ignore) -> tuple[AppSource, Path | None]:
+    """Get the app's code ready. For git sources returns (source in staging, staged dir)."""
+    if recipe.source.bundled is not None:
+        apps = bundled.apps_dir()
+        if not (apps / recipe.source.bundled).is_dir() and not (apps / "pyproject.toml").is_file():
+            raise DarkroomError(f"The bundled code of {recipe.name} is missing from this Darkroom.",
+                                "Reinstall Darkroom with ./install.sh, then try again.")
+        return AppSource(app_dir=apps / recipe.source.bundled, local_packages=[apps],
+                         requirement_files=[]), None
+    assert recipe.source.git is not None and recipe.source.revision is not None
+    staged = home.staging / f"src-{recipe.id}-{uuid.uuid4().hex[:8]}"
+    try:
+        commit = clone(recipe.source.git, recipe.source.revision, staged, report)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return _described(recipe, staged, commit), staged
+
+
+def _described(recipe: Recipe, folder: Path, commit: str | None) -> AppSource:
+    reqs = [folder / r for r in recipe.requirements]
+    for req in reqs:
+        if not req.is_file():
+            raise DarkroomError(f"{recipe.name} at this revision has no {req.relative_to(folder)}.",
+                                "The recipe names a requirements file the repository does not have; "
+                                "fix the recipe or pick another revision.")
+    has_project = (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file()
+    return AppSource(app_dir=folder, local_packages=[folder] if has_project else [],
+                     requirement_files=reqs, revision=commit)
+
+
+def swap_in(home: Home, recipe: Recipe, staged: Path | None) -> AppSource:
+    """Move a staged git checkout into apps/<id>; the old one becomes .previous."""
+    if staged is None:
+        return stage(home, recipe)[0]
+    final = home.app_dir(recipe.id)
+    prev = previous_dir(home, recipe.id)
+    home.apps.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(prev, ignore_errors=True)
+        os.replace(final, prev)
+    os.replace(staged, final)
+    commit = _git(["rev-parse", "HEAD"], cwd=final).stdout.strip() or None
+    return _described(recipe, final, commit)
+
+
+def current(home: Home, recipe: Recipe) -> AppSource:
+    """The app's code as it is installed now (for launching)."""
+    if recipe.source.bundled is not None:
+        return stage(home, recipe)[0]
+    folder = home.app_dir(recipe.id)
+    return _described(recipe, folder, None) if folder.is_dir() else AppSource(folder, [], [])
+
+
+def rollback(home: Home, app: str) -> bool:
+    """Put the previous git checkout back; False when there is none."""
+    prev = previous_dir(home, app)
+    if not prev.is_dir():
+        return False
+    final = home.app_dir(app)
+    aside = home.staging / f"src-{app}-rollback-{uuid.uuid4().hex[:8]}"
+    if final.exists():
+        os.replace(final, aside)
+    os.replace(prev, final)
+    if aside.exists():
+        os.replace(aside, prev)
+    return True
+
+
+def remove(home: Home, app: str) -> None:
+    for folder in (home.app_dir(app), previous_dir(home, app)):
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)
+
+
+def clean_staging(home: Home, app: str) -> None:
+    for leftover in home.staging.glob(f"src-{app}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""install, update, rollback, remove: the actions a person takes, each one command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import config, installer
+from .. import state as state_mod
+from ..errors import DarkroomError
+from ._common import ConsoleReporter, home, print_json
+from .basics import machine, parse_choices, print_plan
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("install", help="install an app: a bundled app id, a recipe file or a URL")
+    p.add_argument("target", metavar="APP|RECIPE")
+    _common_options(p)
+    p.add_argument("--variant", action="append", default=[], metavar="[MODEL=]VARIANT")
+    p.add_argument("--models", metavar="M1,M2", help="which models to include (default: the app's defaults)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even if there is a GPU")
+    p.add_argument("--hardware", metavar="PROFILE", help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_install)
+
+    p = sub.add_parser("update", help="update an app (or --all); the old version comes back if the new fails")
+    p.add_argument("app", nargs="?")
+    p.add_argument("--all", action="store_true")
+    _common_options(p)
+    p.set_defaults(handler=cmd_update)
+
+    p = sub.add_parser("rollback", help="go back to the version before the last update")
+    p.add_argument("app")
+    p.set_defaults(handler=cmd_rollback)
+
+    p = sub.add_parser("remove", help="remove an app (models other apps use are kept)")
+    p.add_argument("app")
+    p.add_argument("--keep-models", action="store_true", help="keep its model files in the store")
+    p.set_defaults(handler=cmd_remove)
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm the plan")
+    p.add_argument("--accept-licences", action="store_true",
+                   help="accept the non-commercial or gated licences shown")
+    p.add_argument("--no-check", action="store_true", help="skip the check-start after installing")
+    p.add_argument("--json", action="store_true", help="progress as JSON lines")
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
+    """Show the plan, the manifest and the licences; get a yes for each, or stop."""
+    if not args.json:
+        if pv.manifest:
+            print("This recipe is not part of Darkroom. It will:")
+            for line in pv.manifest.lines():
+                print(f"  {line}")
+        print_plan(pv.plan)
+    if pv.manifest and not (args.yes or _ask("Trust this recipe and install it?")):
+        raise DarkroomError("Nothing was installed: the recipe was not confirmed.",
+                            "Run again and answer yes, or add --yes.")
+    for lic in pv.licences:
+        print(f"Licence: {lic.sentence()}")
+    if pv.licences and not (args.accept_licences or _ask("Do you accept these licences?")):
+        raise DarkroomError("Nothing was installed: the licences above need your acceptance.",
+                            "Run again and answer yes, or add --accept-licences.")
+    if not pv.manifest and not pv.licences and not (args.yes or _ask("Install?")):
+        raise DarkroomError("Nothing was installed.", "Run again and answer yes, or add --yes.")
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    h = home()
+    settings = config.load(h)
+    hw = machine(args.hardware)
+    pv = installer.preview(h, settings, args.target, hw, parse_choices(args.variant, args.models, args.cpu))
+    confirm(pv, args)
+    record = installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
+                               check_start=not args.no_check)
+    if args.json:
+        print_json({"installed": record.app, "version": record.version})
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    h = home()
+    settings = config.load(h)
+    if args.all:
+        apps = sorted(state_mod.load(h).apps)
+    elif args.app:
+        apps = [args.app]
+    else:
+        raise DarkroomError("Say which app to update, or --all.", "For example: darkroom update generator")
+    hw = machine(None)
+    failed = 0
+    for app in apps:
+        pv = installer.update_preview(h, settings, app, hw)
+        try:
+            confirm(pv, args)
+            installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
+                              check_start=not args.no_check)
+        except DarkroomError as exc:
+            if len(apps) == 1:
+                raise
+            failed += 1
+            print(f"darkroom: {app}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    h = home()
+    installer.rollback(h, config.load(h), args.app, ConsoleReporter())
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    h = home()
+    installer.remove(h, config.load(h), args.app, args.keep_models, ConsoleReporter())
+    return 0

@@ -1,0 +1,428 @@
+"""install / update / rollback / remove: the plan, the env builder and the weight store tied
+into the actions a person uses, each safe to interrupt.
+
+Every action writes a small journal in staging/ before it touches anything and deletes it
+when state.json says the new truth. A journal found later means the action died half-way:
+`recover` puts things back to what state.json says (the old app, or cleanly nothing), so a
+kill -9 or a power cut leaves either the old state or the new, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from . import appsource, envs, launching, weights
+from . import state as state_mod
+from .config import Settings
+from .errors import Conflict, DarkroomError, NotFound
+from .events import Message, Reporter, Stage, ignore
+from .fsutil import atomic_write_json, locked, read_json
+from .hardware import Hardware
+from .home import Home
+from .planner import ENV_DISK_GB, Choices, Plan, plan
+from .recipe import (
+    MAX_RECIPE_BYTES,
+    Recipe,
+    RecipeError,
+    bundled_recipes,
+    find_recipe,
+    load_recipe,
+    parse_recipe,
+)
+from .state import InstalledApp, InstalledModel
+from .supervisor import control
+
+SOURCE = "install"
+
+
+# ---------------------------------------------------------------- what will happen
+
+
+@dataclass
+class Licence:
+    model: str
+    name: str
+    licence: str
+    url: str | None
+    commercial: bool
+    gated: bool
+
+    def sentence(self) -> str:
+        parts = []
+        if not self.commercial:
+            parts.append(f"licensed for non-commercial use only ({self.licence})")
+        if self.gated:
+            parts.append("gated on Hugging Face: you must accept its terms on the model page and "
+                         "set a token (`darkroom config set hf_token ...`)")
+        return f"{self.name} is " + " and ".join(parts) + (f": {self.url}" if self.url else ".")
+
+
+@dataclass
+class Manifest:
+    """What a recipe that is not bundled would do, shown before anything runs."""
+
+    origin: str
+    source: str
+    commands: list[list[str]]
+    packages: list[str]
+    downloads: list[str]
+    ports: list[int]
+    templates: list[str]
+
+    def lines(self) -> list[str]:
+        out = [f"Recipe from: {self.origin}", f"Code from:   {self.source}"]
+        out += [f"Runs:        {' '.join(cmd)}" for cmd in self.commands]
+        out.append(f"Installs:    {', '.join(self.packages) or 'nothing extra'}")
+        out += [f"Downloads:   {d}" for d in self.downloads] or ["Downloads:   no model files"]
+        out.append(f"Listens on:  port {', '.join(map(str, self.ports))} (127.0.0.1 unless you share it)")
+        out += [f"Writes:      {t}" for t in self.templates]
+        return out
+
+
+@dataclass
+class Preview:
+    recipe: Recipe
+    plan: Plan
+    origin: str                   # "bundled", or the file / URL the recipe came from
+    recipe_text: str | None
+    manifest: Manifest | None
+    licences: list[Licence]
+    choices: Choices = field(default_factory=Choices)
+
+    @property
+    def bundled(self) -> bool:
+        return self.origin == "bundled"
+
+
+def read_target(target: str) -> tuple[Recipe, str, str | None]:
+    """An app id (bundled), a recipe file, or an https URL -> (recipe, origin, text)."""
+    if target.startswith(("https://", "http://")):
+        try:
+            resp = httpx.get(target, timeout=30, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise DarkroomError(f"The recipe at {target} could not be downloaded ({type(exc).__name__}).",
+                                "Check the address and your network, then try again.") from None
+        if resp.status_code != 200:
+            raise DarkroomError(f"The recipe at {target} could not be downloaded (HTTP {resp.status_code}).",
+                                "Check the address, then try again.")
+        data = resp.content[: MAX_RECIPE_BYTES + 1]
+        recipe = parse_recipe(data, target)
+        return recipe, target, data.decode("utf-8")
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        recipe = load_recipe(path)
+        if recipe.id in bundled_recipes():
+            raise DarkroomError(f"{path} uses the id '{recipe.id}' of a bundled app.",
+                                "Give the recipe another id, then try again.")
+        return recipe, str(path.resolve()), path.read_text("utf-8")
+    return find_recipe(target), "bundled", None
+
+
+def manifest_of(recipe: Recipe, origin: str, p: Plan) -> Manifest:
+    source = (f"git {recipe.source.git} at {recipe.source.revision}" if recipe.source.git
+              else f"Darkroom's bundled {recipe.source.bundled}")
+    downloads = [f"{f.repo}/{f.path} ({f.size / 1e9:.2f} GB)" for m in p.models for f in m.files]
+    return Manifest(origin=origin, source=source, commands=[list(recipe.launch.command)],
+                    packages=[*p.packages, *p.torch_packages, *recipe.requirements],
+                    downloads=downloads, ports=[recipe.launch.port],
+                    templates=[t.dest for t in recipe.templates])
+
+
+def preview(home: Home, settings: Settings, target: str, hw: Hardware,
+            choices: Choices | None = None) -> Preview:
+    """Everything to show the user before an install: plan, manifest, licences. No I/O beyond
+    reading the recipe."""
+    recipe, origin, text = read_target(target)
+    choices = choices or Choices()
+    p = plan(recipe, hw, choices)
+    licences = [Licence(m.model, m.name, m.license, m.license_url, m.commercial, m.gated)
+                for m in p.models if not m.commercial or m.gated]
+    manifest = None if origin == "bundled" else manifest_of(recipe, origin, p)
+    return Preview(recipe, p, origin, text, manifest, licences, choices)
+
+
+# ---------------------------------------------------------------- journal
+
+
+def _journal(home: Home, app: str) -> Path:
+    return home.staging / f"journal-{app}.json"
+
+
+def _app_lock(home: Home, app: str, timeout: float = 5.0):
+    return locked(home.run / f"{app}.install.lock", timeout=timeout, what=f"installing {app}")
+
+
+def recover(home: Home, report: Reporter = ignore) -> list[str]:
+    """Finish or undo actions that died half-way; returns a line per app put right."""
+    fixed = []
+    for path in sorted(home.staging.glob("journal-*.json")):
+        app = path.stem.removeprefix("journal-")
+        try:
+            with _app_lock(home, app, timeout=0.1):
+                fixed.append(_recover_one(home, app, path, report))
+        except Conflict:
+            continue  # someone is working on it right now
+    return [f for f in fixed if f]
+
+
+def _recover_one(home: Home, app: str, path: Path, report: Reporter) -> str:
+    journal = read_json(path, default={}) or {}
+    installed = state_mod.load(home).apps.get(app)
+    done = installed is not None and installed.updated_at >= journal.get("started", 0)
+    line = ""
+    if not done:
+        with contextlib.suppress(DarkroomError):
+            control.stop(home, app)
+        if journal.get("action") == "install" and installed is None:
+            with contextlib.suppress(DarkroomError, OSError):
+                envs.remove(home, app)
+            appsource.remove(home, app)
+            line = f"An interrupted install of {app} was cleaned up; {app} is not installed."
+        else:
+            info = envs.info(home, app)
+            if info and journal.get("env_hash") and info.spec_hash != journal["env_hash"]:
+                with contextlib.suppress(DarkroomError, OSError):
+                    envs.rollback(home, app)
+            if journal.get("source_swapped"):
+                appsource.rollback(home, app)
+            line = f"An interrupted change to {app} was undone; the previous version is in place."
+    appsource.clean_staging(home, app)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    if line:
+        report(Message(SOURCE, line, "warning"))
+    return line
+
+
+# ---------------------------------------------------------------- install and update
+
+
+def env_spec(recipe: Recipe, p: Plan, source: appsource.AppSource) -> envs.EnvSpec:
+    return envs.EnvSpec(app=recipe.id, python=recipe.python, packages=list(p.packages),
+                        local_packages=list(source.local_packages),
+                        requirement_files=list(source.requirement_files),
+                        torch_packages=list(p.torch_packages), torch_backend=p.torch_backend or "cpu",
+                        check_import=recipe.check_import)
+
+
+def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter) -> list:
+    files = [f for m in pv.plan.models for f in m.files]
+    dplan = weights.plan_download(home, files, settings) if files else None
+    need = dplan.needed_bytes if dplan else 0
+    has_env = envs.info(home, pv.recipe.id) is not None
+    warm = home.uv_cache.exists() and any(home.uv_cache.iterdir())
+    env_gb = 0.0 if has_env else (0.5 if warm else ENV_DISK_GB.get(pv.plan.backend, 1.0))
+    free = shutil.disk_usage(home.root).free
+    if free < need + env_gb * 1e9:
+        raise DarkroomError(
+            f"Not enough disk space to install {pv.recipe.name}: it needs about "
+            f"{(need + env_gb * 1e9) / 1e9:.1f} GB and {free / 1e9:.1f} GB is free.",
+            "Free some space (`darkroom models gc`, `darkroom cache prune`) or pick a smaller variant, "
+            "then try again.")
+    report(Stage(SOURCE, "disk", f"{need / 1e9:.2f} GB to download, {free / 1e9:.1f} GB free"))
+    return files
+
+
+def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: list,
+                    report: Reporter) -> list[weights.LocalFile]:
+    """Env and weights at once, one stream of progress; the first error wins."""
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            envs.build(home, settings, spec, report)
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=build, name=f"env-{spec.app}", daemon=True)
+    thread.start()
+    local: list[weights.LocalFile] = []
+    try:
+        if files:
+            local = weights.pull(home, settings, files, report)
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return local
+
+
+def _check_start(home: Home, settings: Settings, installed: InstalledApp, report: Reporter) -> None:
+    """Start the app, wait for its health check, stop it: 'installed' means it really runs."""
+    spec = launching.launch_spec(home, settings, installed.app, installed)
+    report(Stage(SOURCE, "checking", f"starting {installed.app} once to see that it answers"))
+    try:
+        control.start(home, settings, spec, report)
+    finally:
+        with contextlib.suppress(DarkroomError):
+            control.stop(home, installed.app)
+
+
+def _installed_record(pv: Preview, local: list[weights.LocalFile], revision: str | None,
+                      previous: InstalledApp | None) -> InstalledApp:
+    by_spec: dict[tuple, list] = {}
+    for lf in local:
+        by_spec.setdefault((lf.spec.repo, lf.spec.path, lf.spec.revision), []).append(lf.installed())
+    models = []
+    for m in pv.plan.models:
+        files = [f for spec in m.files for f in by_spec.get((spec.repo, spec.path, spec.revision), [])]
+        models.append(InstalledModel(model=m.model, variant=m.variant, precision=m.precision,
+                                     offload=m.offload, files=files))
+    now = time.time()
+    return InstalledApp(
+        app=pv.recipe.id, version=pv.recipe.version, recipe_source=pv.origin, recipe_text=pv.recipe_text,
+        backend=pv.plan.backend, device=pv.plan.device, models=models, vram_gb=pv.plan.vram_gb,
+        variants=dict(pv.choices.variants), chosen_models=list(pv.choices.models) if pv.choices.models else None,
+        source_revision=revision, accepted_licences=[lic.model for lic in pv.licences],
+        installed_at=previous.installed_at if previous else now, updated_at=now,
+        previous=previous.model_copy(update={"previous": None}) if previous else None)
+
+
+def install(home: Home, settings: Settings, pv: Preview, report: Reporter = ignore, *,
+            accepted: bool = False, check_start: bool = True) -> InstalledApp:
+    """Install (or, when already installed, update) the app the preview describes.
+
+    `accepted` means the user saw the plan, the manifest and the licences and said yes;
+    without it nothing happens. On any failure the app is left as it was before.
+    """
+    if (pv.licences or pv.manifest) and not accepted:
+        raise DarkroomError(f"Installing {pv.recipe.name} needs your consent first.",
+                            "Read the plan and licences, then confirm (in the CLI: --yes --accept-licences).")
+    home.ensure()
+    recover(home, report)
+    app = pv.recipe.id
+    with _app_lock(home, app):
+        previous = state_mod.load(home).apps.get(app)
+        info = envs.info(home, app)
+        action = "update" if previous else "install"
+        journal = {"action": action, "app": app, "started": time.time(),
+                   "env_hash": info.spec_hash if info else None, "source_swapped": False}
+        atomic_write_json(_journal(home, app), journal)
+        was_running = False
+        try:
+            files = _precheck_disk(home, settings, pv, report)
+            source, staged = appsource.stage(home, pv.recipe, report)
+            if staged is not None:
+                source = appsource.swap_in(home, pv.recipe, staged)
+                journal["source_swapped"] = True
+                atomic_write_json(_journal(home, app), journal)
+            spec = env_spec(pv.recipe, pv.plan, source)
+            run = control.app_status(home, app)
+            was_running = bool(run and run.active)
+            local = _build_and_pull(home, settings, spec, files, report)
+            record = _installed_record(pv, local, source.revision, previous)
+            if was_running:
+                control.stop(home, app)
+            if check_start:
+                _check_start(home, settings, record, report)
+            with state_mod.transaction(home) as st:
+                st.apps[app] = record
+            _journal(home, app).unlink()
+        except BaseException as exc:
+            _recover_one(home, app, _journal(home, app), ignore)
+            if isinstance(exc, DarkroomError) and previous is not None:
+                exc.hint = (exc.hint + " " if exc.hint else "") + \
+                    f"The previous version of {app} was put back and still works."
+            if was_running and previous is not None:
+                with contextlib.suppress(DarkroomError):
+                    control.start(home, settings, launching.launch_spec(home, settings, app, previous), report)
+            raise
+        if was_running:
+            control.start(home, settings, launching.launch_spec(home, settings, app, record), report)
+    verb = "updated" if previous else "installed"
+    report(Message(SOURCE, f"{pv.recipe.name} is {verb}. Start it with `darkroom start {app}`."))
+    return record
+
+
+def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Preview:
+    """Re-plan an installed app with the choices it was installed with (recipe may be newer)."""
+    installed = state_mod.load(home).apps.get(app)
+    if installed is None:
+        raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+    choices = Choices(variants=dict(installed.variants),
+                      models=tuple(installed.chosen_models) if installed.chosen_models else None)
+    if installed.recipe_source == "bundled":
+        pv = preview(home, settings, app, hw, choices)
+    else:
+        target = installed.recipe_source
+        try:
+            pv = preview(home, settings, target, hw, choices)
+        except (RecipeError, DarkroomError):
+            recipe = launching.recipe_of(home, installed, app)
+            p = plan(recipe, hw, choices)
+            pv = Preview(recipe, p, installed.recipe_source, installed.recipe_text,
+                         manifest_of(recipe, installed.recipe_source, p), [], choices)
+    # Licences already accepted need no second yes.
+    pv.licences = [lic for lic in pv.licences if lic.model not in installed.accepted_licences]
+    return pv
+
+
+def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore) -> InstalledApp:
+    """Return to the version before the last update: env, code and recorded models."""
+    recover(home, report)
+    with _app_lock(home, app):
+        installed = state_mod.load(home).apps.get(app)
+        if installed is None:
+            raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+        if installed.previous is None:
+            raise DarkroomError(f"There is no earlier version of {app} to go back to.",
+                                "Rollback works after an update.")
+        run = control.app_status(home, app)
+        was_running = bool(run and run.active)
+        if was_running:
+            control.stop(home, app)
+        envs.rollback(home, app, report)
+        if installed.source_revision:
+            appsource.rollback(home, app)
+        back = installed.previous.model_copy(
+            update={"previous": installed.model_copy(update={"previous": None}), "updated_at": time.time()})
+        with state_mod.transaction(home) as st:
+            st.apps[app] = back
+        if was_running:
+            control.start(home, settings, launching.launch_spec(home, settings, app, back), report)
+    report(Message(SOURCE, f"{app} is back to version {back.version}."))
+    return back
+
+
+@dataclass
+class Removed:
+    app: str
+    freed_bytes: int
+    models_kept: bool
+
+
+def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
+           report: Reporter = ignore) -> Removed:
+    """Remove env, code, logs, run file and state; models only when no other app uses them."""
+    recover(home, report)
+    with _app_lock(home, app):
+        st = state_mod.load(home)
+        if app not in st.apps and envs.info(home, app) is None:
+            raise NotFound(f"{app} is not installed.", "Nothing was changed.")
+        with contextlib.suppress(DarkroomError):
+            control.stop(home, app, report)
+        report(Stage(SOURCE, "removing", app))
+        with state_mod.transaction(home) as st:
+            st.apps.pop(app, None)
+            remaining = st.model_copy(deep=True)
+        with contextlib.suppress(NotFound):
+            envs.remove(home, app, report)
+        appsource.remove(home, app)
+        shutil.rmtree(home.log_dir(app), ignore_errors=True)
+        for leftover in home.run.glob(f"{app}.*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        freed = 0
+        if not keep_models:
+            result = weights.gc(home, remaining, dry_run=False)
+            freed = result.freed_bytes
+    report(Message(SOURCE, f"{app} was removed" + (f"; {freed / 1e9:.2f} GB of model files freed."
+                                                      if freed else ".")))
+    return Removed(app, freed, keep_models)

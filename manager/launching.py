@@ -1,0 +1,70 @@
+"""From an installed app (state + recipe + store) to the LaunchSpec the supervisor runs.
+
+This is where the app protocol is filled in: the device, and DARKROOM_MODELS, the JSON
+description of each chosen model's variant and its verified local files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import appsource, envs, protocol
+from . import state as state_mod
+from .config import Settings
+from .errors import NotFound
+from .home import Home
+from .recipe import Recipe, find_recipe, parse_recipe
+from .state import InstalledApp
+from .supervisor import LaunchSpec
+from .weights_store import repo_folder_name
+
+
+def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
+    """The recipe an installed app was installed from (kept in state for non-bundled apps)."""
+    if installed is not None and installed.recipe_text:
+        return parse_recipe(installed.recipe_text, installed.recipe_source)
+    return find_recipe(app)
+
+
+def snapshot_dir(home: Home, repo: str, revision: str, repo_type: str = "model") -> Path:
+    return home.models / repo_folder_name(repo, repo_type) / "snapshots" / revision
+
+
+def models_json(home: Home, installed: InstalledApp) -> str:
+    """DARKROOM_MODELS: what each model is, how to run it, and where its files lie."""
+    models = {}
+    for m in installed.models:
+        files = [{"repo": f.repo, "revision": f.revision, "path": f.path, "sha256": f.sha256,
+                  "local": str(snapshot_dir(home, f.repo, f.revision, f.repo_type) / f.path)}
+                 for f in m.files]
+        snapshots = {f.repo: str(snapshot_dir(home, f.repo, f.revision, f.repo_type)) for f in m.files}
+        models[m.model] = {"variant": m.variant, "precision": m.precision, "offload": m.offload,
+                           "files": files, "snapshots": snapshots}
+    default = installed.models[0].model if installed.models else None
+    return json.dumps({"models": models, "default": default}, sort_keys=True)
+
+
+def launch_spec(home: Home, settings: Settings, app: str,
+                installed: InstalledApp | None = None) -> LaunchSpec:
+    """The LaunchSpec of an installed app; a clear sentence when it is not installed."""
+    if installed is None:
+        installed = state_mod.load(home).apps.get(app)
+    recipe = recipe_of(home, installed, app)
+    python = envs.env_python(home, app)
+    if installed is None or not python.exists():
+        raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+    source = appsource.current(home, recipe)
+    env = dict(recipe.launch.env)
+    env[protocol.APP] = app
+    env[protocol.DEVICE] = installed.device
+    env[protocol.MODELS] = models_json(home, installed)
+    env[protocol.IDLE_UNLOAD] = str(settings.idle_unload_minutes)
+    cwd = source.app_dir if source.app_dir.is_dir() else None
+    return LaunchSpec(
+        app=app, argv=list(recipe.launch.command), env=env,
+        placeholders={"env_python": str(python), "app_dir": str(source.app_dir),
+                      "models_dir": str(home.models), "outputs_dir": str(home.output_dir(app))},
+        port=recipe.launch.port, health_path=recipe.launch.health,
+        startup_timeout_s=recipe.launch.startup_timeout_s, cwd=cwd,
+        vram_gb=installed.vram_gb, needs=list(recipe.needs))
