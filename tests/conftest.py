@@ -10,8 +10,11 @@ import pytest
 from manager.home import Home
 
 _FIXTURES = Path(__file__).parent / "fixtures"
+# Only modules that define fixtures are plugins; scripts beside them (run inside app envs,
+# where pytest's own dependencies are absent) are not imported here.
 pytest_plugins = [
-    f"tests.fixtures.{m.name}" for m in pkgutil.iter_modules([str(_FIXTURES)]) if not m.ispkg
+    f"tests.fixtures.{m.name}" for m in pkgutil.iter_modules([str(_FIXTURES)])
+    if not m.ispkg and "pytest.fixture" in (_FIXTURES / f"{m.name}.py").read_text("utf-8")
 ]
 
 
