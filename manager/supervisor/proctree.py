@@ -12,6 +12,9 @@ import signal
 
 import psutil
 
+# Windows has no SIGKILL; only POSIX code paths signal groups, but the name must resolve.
+SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+
 
 def create_time(pid: int) -> float | None:
     try:
@@ -64,14 +67,14 @@ def terminate(procs: list[psutil.Process], pgid: int | None, timeout: float) -> 
     _gone, alive_procs = psutil.wait_procs(procs, timeout=timeout)
     forced = bool(alive_procs)
     if forced:
-        _signal_group(pgid, signal.SIGKILL)
+        _signal_group(pgid, SIGKILL)
         for proc in alive_procs:
             with contextlib.suppress(psutil.Error, OSError):
                 proc.kill()
         psutil.wait_procs(alive_procs, timeout=5)
     # Whatever is still in the group (a child that ignored SIGTERM while its parent exited
     # in time) is killed now: nothing of the app may outlive a stop.
-    _signal_group(pgid, signal.SIGKILL)
+    _signal_group(pgid, SIGKILL)
     return forced
 
 
