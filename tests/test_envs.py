@@ -304,3 +304,58 @@ def test_source_args_follow_settings(wheelhouse) -> None:
 def test_uv_is_the_packaged_one() -> None:
     from uv import find_uv_bin
     assert uvtool.uv_bin() == Path(find_uv_bin())
+
+
+@pytest.fixture
+def http_index(wheelhouse, tmp_path: Path):
+    """The wheelhouse as a PEP 503 simple index served over HTTP on 127.0.0.1."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    root = tmp_path / "served"
+    (root / "files").mkdir(parents=True)
+    names: dict[str, list[str]] = {}
+    for wheel in wheelhouse.folder.glob("*.whl"):
+        shutil.copy(wheel, root / "files" / wheel.name)
+        names.setdefault(wheel.name.split("-")[0].replace("_", "-"), []).append(wheel.name)
+    for name, files in names.items():
+        (root / "simple" / name).mkdir(parents=True)
+        links = "".join(f'<a href="../../files/{f}">{f}</a>\n' for f in files)
+        (root / "simple" / name / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/simple"
+    server.shutdown()
+    server.server_close()
+
+
+def test_offline_builds_from_the_cache(home: Home, wheelhouse, http_index, monkeypatch) -> None:
+    server, url = http_index
+    online = wheelhouse.settings()
+    online.index_url, online.find_links = url, []
+    envs.build(home, online, spec("first", "dr-beta", check="dr_beta"))
+    server.shutdown()  # the index is gone: only the cache can serve the second app
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    offline = online.model_copy(update={"offline": True})
+    built = envs.build(home, offline, spec("second", "dr-beta", check="dr_beta"))
+    assert built.packages == {"dr-alpha": "==2.0", "dr-beta": "==1.0"}
+    assert envs.verify(home, "second").ok
+
+
+def test_uv_lines_become_typed_events() -> None:
+    """The lines uv prints when it downloads from an index (captured from uv 0.13)."""
+    events: list[Event] = []
+    parser = uvtool._Progress(events.append)
+    for line in ["Resolved 2 packages in 170ms", "Downloading numpy (15.6MiB)", "Downloading pillow (6.8MiB)",
+                 " Downloaded pillow", " Downloaded numpy", "Prepared 2 packages in 1.18s",
+                 "Installed 2 packages in 114ms", " + numpy==2.1.3", "warning: something odd"]:
+        parser.line(line)
+    downloads = [(e.done, e.total, e.item) for e in events if isinstance(e, Progress) and e.stage == "downloading"]
+    assert downloads == [(0, 1, "numpy"), (0, 2, "pillow"), (1, 2, "pillow"), (2, 2, "numpy")]
+    assert [e.stage for e in events if isinstance(e, Stage)] == ["downloading", "linking"]
+    assert events[-1].level == "warning"
