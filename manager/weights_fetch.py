@@ -24,6 +24,7 @@ from .errors import DarkroomError
 from .weights_remote import RemoteFile, http_error, network_error
 from .weights_store import HASH_CHUNK, RepoStore, git_sha1_file
 
+WRITE_CHUNK = 1 << 20
 MAX_STALLS = 5           # consecutive attempts that brought no new byte
 RETRY_SLEEP_S = 0.5
 
@@ -130,19 +131,30 @@ class _Partial:
             if self.size and response.status_code != 206:
                 self.discard()          # the server ignored Range: take it all again
             with open(self.path, "ab") as out:
+                # Gather the socket's small reads into ~1 MB writes (fewer syscalls and hash
+                # calls), and keep whatever arrived even when the connection breaks.
+                buf = bytearray()
                 try:
                     for chunk in response.iter_raw():
-                        if self.size + len(chunk) > remote.size:
+                        if self.size + len(buf) + len(chunk) > remote.size:
                             raise DarkroomError(
                                 f"The hub sent more bytes than expected for {remote.spec.repo}/{remote.path}.",
                                 "Run the same command again; if it keeps happening the mirror may be broken.")
-                        out.write(chunk)
-                        self.hasher.update(chunk)
-                        self.size += len(chunk)
-                        ctx.on_bytes(remote, len(chunk))
+                        buf += chunk
+                        if len(buf) >= WRITE_CHUNK:
+                            self._append(out, buf)
+                            buf = bytearray()
                 finally:
+                    if buf:
+                        self._append(out, buf)
                     out.flush()
                     os.fsync(out.fileno())
+
+    def _append(self, out, data: bytearray) -> None:
+        out.write(data)
+        self.hasher.update(data)
+        self.size += len(data)
+        self.ctx.on_bytes(self.remote, len(data))
 
     def verify(self) -> None:
         """Check the finished file; a bad one is deleted before anything can use it."""
