@@ -140,6 +140,23 @@ def current(home: Home, recipe: Recipe) -> AppSource:
     return _described(recipe, folder, None) if folder.is_dir() else AppSource(folder, [], [])
 
 
+def revision_of(folder: Path) -> str | None:
+    if not (folder / ".git").exists():
+        return None
+    out = _git(["rev-parse", "HEAD"], cwd=folder)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def restore(home: Home, recipe: Recipe, commit: str, report: Reporter = ignore) -> AppSource:
+    """Put revision `commit` of a git app in place: from .previous if it holds it, else cloned."""
+    if revision_of(previous_dir(home, recipe.id)) == commit:
+        rollback(home, recipe.id)
+        return _described(recipe, home.app_dir(recipe.id), commit)
+    pinned = recipe.model_copy(update={"source": recipe.source.model_copy(update={"revision": commit})})
+    _source, staged = stage(home, pinned, report)
+    return swap_in(home, pinned, staged)
+
+
 def rollback(home: Home, app: str) -> bool:
     """Put the previous git checkout back; False when there is none."""
     prev = previous_dir(home, app)

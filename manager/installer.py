@@ -318,6 +318,7 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
             was_running = bool(run and run.active)
             local = _build_and_pull(home, settings, spec, files, report)
             record = _installed_record(pv, local, source.revision, previous)
+            record.env_spec, record.env_hash = spec.to_dict(), spec.fingerprint()
             if was_running:
                 control.stop(home, app)
             if check_start:
@@ -378,9 +379,7 @@ def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore
         was_running = bool(run and run.active)
         if was_running:
             control.stop(home, app)
-        envs.rollback(home, app, report)
-        if installed.source_revision:
-            appsource.rollback(home, app)
+        _restore(home, settings, app, installed.previous, report)
         back = installed.previous.model_copy(
             update={"previous": installed.model_copy(update={"previous": None}), "updated_at": time.time()})
         with state_mod.transaction(home) as st:
@@ -389,6 +388,20 @@ def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore
             control.start(home, settings, launching.launch_spec(home, settings, app, back), report)
     report(Message(SOURCE, f"{app} is back to version {back.version}."))
     return back
+
+
+def _restore(home: Home, settings: Settings, app: str, prev: InstalledApp, report: Reporter) -> None:
+    """Put back the code and env `prev` ran with: swapped back when kept, rebuilt otherwise."""
+    if prev.source_revision:
+        appsource.restore(home, launching.recipe_of(home, prev, app), prev.source_revision, report)
+    kept = read_json(envs.previous_dir(home, app) / envs.META_FILE, default={}) or {}
+    if prev.env_hash and kept.get("spec_hash") == prev.env_hash:
+        envs.rollback(home, app, report)
+    elif prev.env_spec:
+        report(Stage(SOURCE, "rebuilding", f"the environment {app} had before"))
+        envs.build(home, settings, envs.EnvSpec.from_dict(prev.env_spec), report, force=True)
+    else:
+        envs.rollback(home, app, report)
 
 
 @dataclass

@@ -48,6 +48,8 @@ class InstalledApp(BaseModel):
     variants: dict[str, str] = Field(default_factory=dict)  # the user's variant overrides, kept for update
     chosen_models: list[str] | None = None                  # None = the recipe's defaults
     source_revision: str | None = None                      # git commit of a git-sourced app
+    env_spec: dict | None = None                            # what the env was built from (for rollback)
+    env_hash: str | None = None
     accepted_licences: list[str] = Field(default_factory=list)
     previous: InstalledApp | None = None                    # what `rollback` returns to
     installed_at: float = Field(default_factory=time.time)

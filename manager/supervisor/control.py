@@ -224,8 +224,15 @@ def stop(home: Home, app: str, report: Reporter = ignore) -> bool:
     """Stop the app and its whole process tree. False if it was not running."""
     with locked(runfile.control_lock(home, app), timeout=60, what=app):
         info = runfile.inspect(home, app)
+        if info is None and runfile.launch_file(home, app).exists():
+            # A start that died half-way (kill -9) may have spawned a runner that has not
+            # registered yet: give it a moment, so it is stopped rather than left behind.
+            deadline = time.monotonic() + 5.0
+            while info is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                info = runfile.inspect(home, app)
         if info is None:
-            runfile.remove(runfile.stop_file(home, app))
+            runfile.remove(runfile.stop_file(home, app), runfile.launch_file(home, app))
             return False
         was_running = info.active
         runner = proctree.process(info.runner_pid, info.runner_created)

@@ -1,0 +1,250 @@
+"""Real installs of the tiny app: a git repository made here, a real uv env from local wheel
+folders, a weight file from the local test hub, a real check-start. Then update, a failed
+update that restores the old version, rollback, remove, and interrupted installs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from manager import envs, installer
+from manager import state as state_mod
+from manager.config import Settings
+from manager.errors import DarkroomError
+from manager.hardware import load_profile
+from manager.home import Home
+from manager.supervisor import control
+from tests.fixtures.tinyapp import TINYAPP_DIR, free_port
+
+WEIGHTS = b"tiny weights " * 1000
+SHA = hashlib.sha256(WEIGHTS).hexdigest()
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny app in git: v0.1.0 and v0.2.0 work; v0.3.0 crashes as it starts."""
+    import shutil
+
+    repo = tmp_path_factory.mktemp("tinyrepo") / "tinyapp"
+    shutil.copytree(TINYAPP_DIR, repo, ignore=shutil.ignore_patterns("__pycache__", "recipe.yaml"))
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "v1")
+    _git(repo, "tag", "v0.1.0")
+    (repo / "tinyapp" / "marker.py").write_text("MARK = 2\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "v2")
+    _git(repo, "tag", "v0.2.0")
+    main = repo / "tinyapp" / "__main__.py"
+    main.write_text("raise SystemExit('v0.3.0 is broken on purpose')\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "v3")
+    _git(repo, "tag", "v0.3.0")
+    return repo
+
+
+def recipe_text(repo: Path, revision: str, port: int, with_model: bool = True) -> str:
+    text = f"""\
+id: tiny
+name: Tiny
+description: the tiny test app
+version: "{revision.lstrip('v')}"
+license: apache-2.0
+source: {{git: "file://{repo}", revision: {revision}}}
+python: "3.11"
+check_import: tinyapp
+launch:
+  command: ["{{env_python}}", "-m", "tinyapp"]
+  port: {port}
+  startup_timeout_s: 30
+  env: {{TINYAPP_LOAD_DELAY: "0.1"}}
+"""
+    if with_model:
+        text += f"""\
+models:
+  - id: tinyweights
+    name: Tiny weights
+    license: cc-by-nc-4.0
+    commercial: false
+    variants:
+      - id: fp32
+        label: fp32
+        precision: fp32
+        quality: 100
+        vram_gb: 0.1
+        ram_gb: 0.1
+        files:
+          - {{repo: tests/tiny-weights, path: weights.bin, size: {len(WEIGHTS)}, sha256: {SHA}}}
+"""
+    return text
+
+
+@pytest.fixture
+def settings(pip_sources) -> Settings:
+    return Settings(extra_index_urls=pip_sources.extra_index_urls, find_links=pip_sources.find_links,
+                    port_start=20000, port_end=20100)
+
+
+@pytest.fixture
+def setup(home: Home, hub, tiny_repo: Path, tmp_path: Path, settings: Settings):
+    hub.add_file("tests/tiny-weights", "weights.bin", WEIGHTS)
+    settings = settings.model_copy(update={"hf_endpoint": hub.url})
+    port = free_port()
+
+    def write(revision: str, **kw) -> str:
+        path = tmp_path / f"tiny-{revision}.yaml"
+        path.write_text(recipe_text(tiny_repo, revision, port, **kw))
+        return str(path)
+
+    yield home, settings, write
+    for app in ("tiny",):
+        try:
+            control.stop(home, app)
+        except DarkroomError:
+            pass
+
+
+CPU = load_profile("cpu-only-16gb")
+
+
+def test_install_needs_consent_then_runs_and_records(setup) -> None:
+    home, settings, write = setup
+    pv = installer.preview(home, settings, write("v0.1.0"), CPU)
+    assert pv.manifest is not None and any("tinyapp" in " ".join(c) for c in pv.manifest.commands)
+    assert [lic.model for lic in pv.licences] == ["tinyweights"]
+    with pytest.raises(DarkroomError, match="consent"):
+        installer.install(home, settings, pv)
+    assert "tiny" not in state_mod.load(home).apps
+
+    events = []
+    record = installer.install(home, settings, pv, events.append, accepted=True)
+    st = state_mod.load(home)
+    assert st.apps["tiny"].version == "0.1.0" and record.source_revision
+    (model,) = st.apps["tiny"].models
+    assert model.files[0].sha256 == SHA
+    assert {e.source for e in events} >= {"env", "weights", "install"}
+    # The check-start ran and stopped the app again.
+    assert control.app_status(home, "tiny") is None or not control.app_status(home, "tiny").active
+    # Now it starts for real and gets its model description.
+    spec = installer.launching.launch_spec(home, settings, "tiny")
+    models = json.loads(spec.env["DARKROOM_MODELS"])
+    local = Path(models["models"]["tinyweights"]["files"][0]["local"])
+    assert local.read_bytes() == WEIGHTS
+
+
+def test_update_failed_update_restores_and_rollback(setup) -> None:
+    home, settings, write = setup
+    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU), accepted=True)
+    v1_env = envs.info(home, "tiny").spec_hash
+
+    installer.install(home, settings, installer.preview(home, settings, write("v0.2.0"), CPU), accepted=True)
+    st = state_mod.load(home)
+    assert st.apps["tiny"].version == "0.2.0" and st.apps["tiny"].previous.version == "0.1.0"
+    assert (home.app_dir("tiny") / "tinyapp" / "marker.py").exists()
+    v2_env = envs.info(home, "tiny").spec_hash
+    assert v2_env != v1_env
+
+    with pytest.raises(DarkroomError) as info:
+        installer.install(home, settings, installer.preview(home, settings, write("v0.3.0"), CPU),
+                          accepted=True)
+    assert "previous version of tiny was put back" in info.value.hint
+    st = state_mod.load(home)
+    assert st.apps["tiny"].version == "0.2.0"
+    assert envs.info(home, "tiny").spec_hash == v2_env
+    assert "broken on purpose" not in (home.app_dir("tiny") / "tinyapp" / "__main__.py").read_text()
+    assert not list(home.staging.glob("journal-*"))
+
+    back = installer.rollback(home, settings, "tiny")
+    assert back.version == "0.1.0" and state_mod.load(home).apps["tiny"].version == "0.1.0"
+    assert not (home.app_dir("tiny") / "tinyapp" / "marker.py").exists()
+    # The env holds v0.1.0's code again (installed, not linked to the source folder).
+    assert envs.verify(home, "tiny", check_import=True).ok
+    assert not list(home.env_dir("tiny").rglob("site-packages/tinyapp/marker.py"))
+    assert list(home.env_dir("tiny").rglob("site-packages/tinyapp/__main__.py"))
+
+
+def test_remove_keeps_shared_models_only_when_used(setup) -> None:
+    home, settings, write = setup
+    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
+                      accepted=True, check_start=False)
+    blobs = list(home.models.rglob("blobs/*"))
+    assert blobs
+    result = installer.remove(home, settings, "tiny")
+    assert "tiny" not in state_mod.load(home).apps
+    assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
+    assert result.freed_bytes >= len(WEIGHTS)
+    assert not any(b.exists() for b in blobs)
+    with pytest.raises(DarkroomError, match="not installed"):
+        installer.remove(home, settings, "tiny")
+
+
+def test_bad_git_revision_leaves_nothing(setup) -> None:
+    home, settings, write = setup
+    pv = installer.preview(home, settings, write("v9.9.9"), CPU)
+    with pytest.raises(DarkroomError, match="no revision 'v9.9.9'"):
+        installer.install(home, settings, pv, accepted=True)
+    assert "tiny" not in state_mod.load(home).apps
+    assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
+    assert not list(home.staging.iterdir())
+
+
+_KILL_SCRIPT = """
+import sys
+from manager import config, installer
+from manager.hardware import load_profile
+from manager.home import Home
+home = Home.from_env()
+settings = config.Settings.model_validate_json(sys.argv[2])
+pv = installer.preview(home, settings, sys.argv[1], load_profile("cpu-only-16gb"))
+installer.install(home, settings, pv, accepted=True)
+"""
+
+
+def test_kill_9_at_random_points_leaves_a_consistent_state(setup) -> None:
+    """A seeded trial: installs and updates killed at random moments; after each, the next
+    command (here `recover`, which every installer command runs first) leaves the app either
+    working at a version it had, or cleanly absent."""
+    home, settings, write = setup
+    rng = random.Random(20261125)
+    recipes = [write("v0.1.0", with_model=False), write("v0.2.0", with_model=False)]
+    versions_seen = set()
+    for trial in range(20):
+        target = recipes[trial % 2]
+        proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, target, settings.model_dump_json()],
+                                env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(rng.uniform(0.05, 2.5))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        installer.recover(home)
+        # Runner processes started by the killed install's check-start are stopped by recover.
+        st = state_mod.load(home)
+        if "tiny" in st.apps:
+            version = st.apps["tiny"].version
+            versions_seen.add(version)
+            assert envs.verify(home, "tiny", check_import=True).ok, f"trial {trial}"
+            marker = (home.app_dir("tiny") / "tinyapp" / "marker.py").exists()
+            assert marker == (version == "0.2.0"), f"trial {trial}: code and state disagree"
+        else:
+            assert not home.env_dir("tiny").exists(), f"trial {trial}: env left without state"
+            assert not home.app_dir("tiny").exists(), f"trial {trial}: code left without state"
+        assert not list(home.staging.glob("journal-*"))
+        active = control.app_status(home, "tiny")
+        assert active is None or not active.active
+    print(f"versions seen after kills: {sorted(versions_seen)}")
