@@ -4,6 +4,7 @@ update that restores the old version, rollback, remove, and interrupted installs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -113,10 +114,8 @@ def setup(home: Home, hub, tiny_repo: Path, tmp_path: Path, settings: Settings):
 
     yield home, settings, write
     for app in ("tiny",):
-        try:
+        with contextlib.suppress(DarkroomError):
             control.stop(home, app)
-        except DarkroomError:
-            pass
 
 
 CPU = load_profile("cpu-only-16gb")
@@ -248,3 +247,61 @@ def test_kill_9_at_random_points_leaves_a_consistent_state(setup) -> None:
         active = control.app_status(home, "tiny")
         assert active is None or not active.active
     print(f"versions seen after kills: {sorted(versions_seen)}")
+
+
+def test_doctor_finds_and_fixes_damage_and_du_counts(setup) -> None:
+    from manager import doctor
+
+    home, settings, write = setup
+    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
+                      accepted=True, check_start=False)
+    findings = doctor.check(home, settings, CPU)
+    assert [f.topic for f in findings if f.level == "error"] == []
+
+    # Damage the env and a model blob, and leave an interrupted-install journal.
+    for pkg in home.env_dir("tiny").rglob("site-packages/tinyapp"):
+        import shutil
+        shutil.rmtree(pkg)
+    (blob,) = [b for b in home.models.rglob("blobs/*") if b.stat().st_size == len(WEIGHTS)]
+    blob.write_bytes(b"rotten")
+    (home.staging / "journal-ghost.json").write_text('{"action": "install", "started": 0}')
+    findings = doctor.check(home, settings, CPU, deep=True)
+    topics = {f.topic for f in findings if f.level != "ok"}
+    assert {"environments", "models", "interrupted"} <= topics, findings
+    assert all(f.fix for f in findings if f.level == "error")
+
+    results = doctor.fix(findings)
+    assert all(r == "fixed" for _f, r in results), [(f.topic, r) for f, r in results]
+    after = doctor.check(home, settings, CPU, deep=True)
+    assert not [f for f in after if f.level == "error"], after
+    assert list(home.env_dir("tiny").rglob("site-packages/tinyapp/__main__.py"))
+
+    use = doctor.disk_use(home)
+    assert use.apps["tiny"]["env"] > 0 and use.apps["tiny"]["models"] == len(WEIGHTS)
+    assert use.models_actual >= len(WEIGHTS)
+
+
+def test_disk_full_mid_install_leaves_nothing_half_done(setup, tmp_path: Path) -> None:
+    """A real small filesystem (tmpfs) fills up while the weights download."""
+    home, settings, write = setup
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        small = Home(mount / "home").ensure()
+        pv = installer.preview(small, settings, write("v0.1.0"), CPU)
+        # Another program fills the disk: the env build and the download meet a real ENOSPC.
+        with open(mount / "filler", "wb") as fh, contextlib.suppress(OSError):
+            fh.write(b"\0" * (23 * 1024 * 1024))
+        with pytest.raises(DarkroomError) as info:
+            installer.install(small, settings, pv, accepted=True, check_start=False)
+        assert "space" in str(info.value).lower() or "disk" in str(info.value).lower()
+        assert "tiny" not in state_mod.load(small).apps
+        assert not small.env_dir("tiny").exists() and not small.app_dir("tiny").exists()
+        assert not list(small.staging.glob("journal-*"))
+        assert not list(small.models.rglob("*.incomplete"))
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
