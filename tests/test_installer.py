@@ -305,3 +305,29 @@ def test_disk_full_mid_install_leaves_nothing_half_done(setup, tmp_path: Path) -
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
 
+
+
+def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
+    home, settings, write = setup
+    from manager import config
+
+    config.save(home, settings)
+    recipe = write("v0.1.0")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "manager", *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=300)
+
+    out = run("install", recipe, "--yes")
+    assert out.returncode == 1 and "licences above need your acceptance" in out.stderr
+    assert "Recipe from:" in out.stdout and "non-commercial" in out.stdout
+    assert "tiny" not in state_mod.load(home).apps
+    out = run("install", recipe, "--yes", "--accept-licences", "--no-check")
+    assert out.returncode == 0, out.stderr
+    assert "tiny" in state_mod.load(home).apps
+    out = run("rollback", "tiny")
+    assert out.returncode == 1 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
+    out = run("du")
+    assert out.returncode == 0 and "tiny" in out.stdout
+    out = run("remove", "tiny")
+    assert out.returncode == 0 and "tiny" not in state_mod.load(home).apps
