@@ -12,7 +12,9 @@ APP = "DARKROOM_APP"              # the app id
 DEVICE = "DARKROOM_DEVICE"        # "cuda", "cuda:1", "mps" or "cpu"
 OUTPUTS = "DARKROOM_OUTPUTS"      # folder for results
 HOME = "DARKROOM_HOME"            # the data folder
-MODELS = "DARKROOM_MODELS"        # JSON: {model_id: {variant, precision, offload, files: {path: local}}}
+# JSON (apps/appkit/models.py, ModelsSpec): {"models": {model_id: {"variant", "precision", "offload",
+#   "files": [{"repo", "revision", "path", "local"}], "snapshots": {repo: local snapshot dir}}}, "default": id}
+MODELS = "DARKROOM_MODELS"
 IDLE_UNLOAD = "DARKROOM_IDLE_UNLOAD_MINUTES"  # 0 = never
 HF_CACHE = "HF_HUB_CACHE"         # the shared model store
 HF_OFFLINE = "HF_HUB_OFFLINE"     # always "1": apps never download at run time

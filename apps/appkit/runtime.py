@@ -210,7 +210,7 @@ class Runtime:
             "model": self.loaded_model, "variant": choice.variant if choice else None,
             "loaded": self.loaded is not None, "loads": self.loads, "loading": self.loading,
             "load_error": self.load_error, "busy": self.jobs.busy,
-            "idle_unload_minutes": self.settings.idle_unload_s / 60,
+            "idle_unload_minutes": round(self.settings.idle_unload_s / 60, 4),
             "tasks": sorted(self.tasks), "outputs": str(self.settings.outputs),
             "vram_in_use": 0, **device_mod.memory(self.device),
         }
