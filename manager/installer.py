@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 
-from . import appsource, envs, launching, weights
+from . import appsource, envs, launching, library, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, NotFound
 from .events import Message, Reporter, Stage, ignore
-from .fsutil import atomic_write_json, locked, read_json
+from .fsutil import atomic_write_json, atomic_write_text, locked, read_json
 from .hardware import Hardware
 from .home import Home
 from .planner import ENV_DISK_GB, Choices, Plan, plan
@@ -144,7 +144,8 @@ def preview(home: Home, settings: Settings, target: str, hw: Hardware,
     p = plan(recipe, hw, choices)
     licences = [Licence(m.model, m.name, m.license, m.license_url, m.commercial, m.gated)
                 for m in p.models if not m.commercial or m.gated]
-    manifest = None if origin == "bundled" else manifest_of(recipe, origin, p)
+    # Code Darkroom does not ship (a git source, or a recipe from elsewhere) is shown first.
+    manifest = None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p)
     return Preview(recipe, p, origin, text, manifest, licences, choices)
 
 
@@ -254,6 +255,35 @@ def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: l
     return local
 
 
+def render_templates(home: Home, settings: Settings, recipe: Recipe, source: appsource.AppSource) -> list[Path]:
+    """Write the recipe's config files into the app folder, placeholders filled.
+
+    {port} and {host} take the recipe's port and the bind address; the supervisor may move
+    the port at start if it is taken, so templates should prefer command-line arguments.
+    """
+    values = {"port": str(recipe.launch.port), "host": settings.bind_host,
+              "models_dir": str(home.models), "app_dir": str(source.app_dir),
+              "outputs_dir": str(home.output_dir(recipe.id)),
+              "env_python": str(envs.env_python(home, recipe.id))}
+    written: list[Path] = []
+    if recipe.bundled:  # bundled apps take their settings from the environment, not files
+        return written
+    if recipe.templates:
+        library.ensure(home)
+    for template in recipe.templates:
+        text = template.content
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        dest = source.app_dir / template.dest
+        if not dest.resolve().is_relative_to(source.app_dir.resolve()):
+            raise DarkroomError(f"The recipe of {recipe.name} writes outside its folder ({template.dest}).",
+                                "Fix the recipe's templates.")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest, text)
+        written.append(dest)
+    return written
+
+
 def _check_start(home: Home, settings: Settings, installed: InstalledApp, report: Reporter) -> None:
     """Start the app, wait for its health check, stop it: 'installed' means it really runs."""
     spec = launching.launch_spec(home, settings, installed.app, installed)
@@ -319,6 +349,8 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
             local = _build_and_pull(home, settings, spec, files, report)
             record = _installed_record(pv, local, source.revision, previous)
             record.env_spec, record.env_hash = spec.to_dict(), spec.fingerprint()
+            library.link(home, pv.recipe, record)
+            render_templates(home, settings, pv.recipe, source)
             if was_running:
                 control.stop(home, app)
             if check_start:
@@ -436,6 +468,7 @@ def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
         if not keep_models:
             result = weights.gc(home, remaining, dry_run=False)
             freed = result.freed_bytes
+            library.unlink_unused(home, set())
     report(Message(SOURCE, f"{app} was removed" + (f"; {freed / 1e9:.2f} GB of model files freed."
                                                       if freed else ".")))
     return Removed(app, freed, keep_models)

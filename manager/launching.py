@@ -62,7 +62,8 @@ def launch_spec(home: Home, settings: Settings, app: str,
     env[protocol.IDLE_UNLOAD] = str(settings.idle_unload_minutes)
     cwd = source.app_dir if source.app_dir.is_dir() else None
     return LaunchSpec(
-        app=app, argv=list(recipe.launch.command), env=env,
+        app=app, argv=[*recipe.launch.command, *recipe.launch.backend_args.get(installed.backend, [])],  # type: ignore[call-overload]
+        env=env,
         placeholders={"env_python": str(python), "app_dir": str(source.app_dir),
                       "models_dir": str(home.models), "outputs_dir": str(home.output_dir(app))},
         port=recipe.launch.port, health_path=recipe.launch.health,

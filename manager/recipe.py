@@ -132,6 +132,9 @@ class Model(_Strict):
     commercial: bool
     gated: bool = False
     default: bool = Field(True, description="Installed unless the user leaves it out")
+    library: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                                description="Folder in models/library/ its files are linked into, "
+                                            "for apps such as ComfyUI (checkpoints, vae, upscale_models ...)")
     common_files: list[ModelFile] = Field(default_factory=list, description="Files every variant needs")
     variants: list[Variant] = Field(min_length=1)
 
@@ -200,6 +203,8 @@ class Launch(_Strict):
     port: int = Field(ge=1024, le=65535)
     health: str = "/api/health"
     env: dict[str, str] = Field(default_factory=dict)
+    backend_args: dict[Backend, list[str]] = Field(
+        default_factory=dict, description="Extra arguments for one backend, e.g. --cpu on cpu")
     startup_timeout_s: float = Field(600, gt=0)
 
     @field_validator("command")
@@ -209,6 +214,14 @@ class Launch(_Strict):
             _check_placeholders(part)
         if len(v) == 1 and " " in v[0].strip():
             raise ValueError("must be a list of arguments, not one shell string")
+        return v
+
+    @field_validator("backend_args")
+    @classmethod
+    def _backend_args(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for args in v.values():
+            for part in args:
+                _check_placeholders(part)
         return v
 
     @field_validator("env")

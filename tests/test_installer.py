@@ -331,3 +331,71 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     assert out.returncode == 0 and "tiny" in out.stdout
     out = run("remove", "tiny")
     assert out.returncode == 0 and "tiny" not in state_mod.load(home).apps
+
+
+def test_git_app_gets_rendered_templates_and_library_links(setup) -> None:
+    home, settings, write = setup
+    path = Path(write("v0.1.0"))
+    text = path.read_text().replace("    name: Tiny weights\n", "    name: Tiny weights\n    library: upscale_models\n")
+    text += ("templates:\n  - dest: conf/paths.yaml\n    content: |\n"
+             "      base: {models_dir}/library\n      out: {outputs_dir}\n      port: {port}\n")
+    path.write_text(text)
+    installer.install(home, settings, installer.preview(home, settings, str(path), CPU),
+                      accepted=True, check_start=False)
+    rendered = (home.app_dir("tiny") / "conf" / "paths.yaml").read_text()
+    assert f"base: {home.models}/library" in rendered and str(home.output_dir("tiny")) in rendered
+    assert "{" not in rendered
+    link = home.models / "library" / "upscale_models" / "weights.bin"
+    store = json.loads(installer.launching.launch_spec(home, settings, "tiny").env["DARKROOM_MODELS"])
+    local = Path(store["models"]["tinyweights"]["files"][0]["local"])
+    assert link.read_bytes() == WEIGHTS and os.path.samefile(link, local.resolve())
+
+
+@pytest.mark.parametrize(("profile", "backend"), [("cpu-only-16gb", "cpu"), ("rtx3060-12gb", "cu124"),
+                                                  ("rtx4090-24gb", "cu128"), ("apple-m2-16gb", "mps")])
+def test_third_party_recipes_plan_sensible_backends(profile: str, backend: str) -> None:
+    from manager.planner import plan
+    from manager.recipe import find_recipe
+
+    for app in ("comfyui", "forge"):
+        recipe = find_recipe(app)
+        assert recipe.source.git and len(recipe.source.revision or "") == 40
+        p = plan(recipe, load_profile(profile))
+        assert p.torch_backend == backend
+        assert "torch" in p.torch_packages
+
+
+def test_third_party_recipe_shows_a_manifest_first(home: Home) -> None:
+    pv = installer.preview(home, Settings(), "comfyui", CPU)
+    assert pv.manifest is not None
+    lines = "\n".join(pv.manifest.lines())
+    assert "github.com/comfyanonymous/ComfyUI" in lines and "main.py" in lines and "8188" in lines
+    with pytest.raises(DarkroomError, match="consent"):
+        installer.install(home, Settings(), pv)
+
+
+def test_unreachable_git_and_unresolvable_requirements_leave_nothing(setup, tiny_repo: Path,
+                                                                    tmp_path: Path) -> None:
+    import shutil
+
+    home, settings, write = setup
+    bad_url = Path(write("v0.1.0"))
+    bad_url.write_text(bad_url.read_text().replace(f"file://{tiny_repo}", f"file://{tmp_path}/nowhere"))
+    with pytest.raises(DarkroomError, match="could not be reached"):
+        installer.install(home, settings, installer.preview(home, settings, str(bad_url), CPU), accepted=True)
+
+    repo = tmp_path / "withreqs"
+    shutil.copytree(tiny_repo, repo)
+    (repo / "requirements.txt").write_text("darkroom-test-no-such-package-xyz==1.0\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "reqs")
+    _git(repo, "tag", "v0.4.0")
+    reqs = Path(write("v0.4.0", with_model=False))
+    reqs.write_text(reqs.read_text().replace(str(tiny_repo), str(repo))
+                    + "requirements: [requirements.txt]\n")
+    with pytest.raises(DarkroomError) as info:
+        installer.install(home, settings, installer.preview(home, settings, str(reqs), CPU), accepted=True)
+    assert "darkroom-test-no-such-package-xyz" in str(info.value)
+    for leftover in (home.env_dir("tiny"), home.app_dir("tiny")):
+        assert not leftover.exists()
+    assert "tiny" not in state_mod.load(home).apps and not list(home.staging.iterdir())
