@@ -127,14 +127,19 @@ def source_args(settings: Settings, torch_backend: str | None = None) -> list[st
     return args
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: uv dies with Darkroom, so a kill -9 leaves no uv writing into a dead build."""
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: a child dies with Darkroom, so a kill -9 leaves nothing working on a dead build."""
     try:
         import ctypes
         import signal
         ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def child_preexec():
+    """What to pass as preexec_fn to Popen for children that must not outlive Darkroom."""
+    return die_with_parent if sys.platform.startswith("linux") else None
 
 
 _RESOLVED = re.compile(r"^Resolved (\d+) packages?")
@@ -185,7 +190,7 @@ def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             env=child_env(home, mode), text=True, errors="replace",
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=child_preexec(),
         )
     except OSError as exc:
         raise UvMissing(f"The uv tool could not be started ({exc.strerror or exc}).",

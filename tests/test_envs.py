@@ -196,13 +196,18 @@ def test_kill_9_mid_build_keeps_old_env_and_next_run_cleans(home: Home, wheelhou
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
 
-    # uv dies with its parent, so nothing keeps writing into the dead build
+    # uv and the import check die with their parent: nothing keeps working on the dead build
+    def workers() -> list[str]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            if str(home.staging) in line:
+                found.append(line)
+        return found
     deadline = time.time() + 10
-    while time.time() < deadline and any(
-            "env-demo-" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+    while time.time() < deadline and workers():
         time.sleep(0.1)
-    assert not any("env-demo-" in " ".join(p.info["cmdline"] or [])
-                   for p in psutil.process_iter(["cmdline"]))
+    assert workers() == []
 
     assert alpha_version(home) == "1.0"  # the old env still works
     assert envs.verify(home, "demo", check_import=False).ok
