@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import config as config_mod
-from .. import launching, supervisor
+from .. import hardware, launching, supervisor, switching
 from ..errors import DarkroomError
 from ..home import Home
 from ..supervisor import LaunchSpec, RunInfo
@@ -27,7 +27,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     h = home()
     settings = config_mod.load(h)
     report = ConsoleReporter(as_json=args.json)
-    info = supervisor.start_with_needs(h, settings, args.app, lambda a: launch_spec_for(h, a), report)
+    hw = hardware.load_profile(args.hardware) if args.hardware else hardware.probe(h.root)
+    info = switching.start(h, settings, hw, args.app, lambda a: launch_spec_for(h, a),
+                           switch=args.switch, report=report)
     if args.json:
         print_json(info.to_dict())
     else:
@@ -68,14 +70,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     infos = supervisor.status(h)
     if args.app:
         infos = [i for i in infos if i.app == args.app]
+    vram = {u.app: u for u in switching.usage(h)}
     if args.json:
-        print_json([i.to_dict() for i in infos])
+        rows_json = []
+        for i in infos:
+            u = vram.get(i.app)
+            rows_json.append({**i.to_dict(), "vram_expected_gb": u.counted_gb if u else 0.0,
+                              "model_loaded": u.loaded if u else None,
+                              "vram_measured_gb": u.measured_gb if u else None})
+        print_json(rows_json)
         return 0
     if not infos:
         print(f"{args.app} is not running." if args.app else "No apps are running.")
         return 0
-    rows = [("APP", "STATUS", "URL", "RESTARTS", "UP")]
-    rows += [(i.app, i.status, i.url if i.active else "-", str(i.restarts), _uptime(i)) for i in infos]
+
+    def gpu(i: RunInfo) -> str:
+        u = vram.get(i.app)
+        if u is None:
+            return "-"
+        text = f"{u.counted_gb:g} GB" if u.loaded else "unloaded"
+        return text + (f" ({u.measured_gb:g} GB measured)" if u.measured_gb is not None else "")
+
+    rows = [("APP", "STATUS", "URL", "RESTARTS", "UP", "GPU MEMORY")]
+    rows += [(i.app, i.status, i.url if i.active else "-", str(i.restarts), _uptime(i), gpu(i)) for i in infos]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -111,6 +128,9 @@ def cmd_open(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("start", help="start an installed app (and the apps it needs)")
     p.add_argument("app")
+    p.add_argument("--switch", action="store_true",
+                   help="free GPU memory first: other apps unload their models, or stop")
+    p.add_argument("--hardware", metavar="PROFILE", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="progress and result as JSON")
     p.set_defaults(handler=cmd_start)
 
