@@ -1,8 +1,8 @@
 """`darkroom env build|update|verify|repair|rollback|remove|list APP` and `darkroom cache prune`.
 
-Until the installer builds envs from a full plan, these build from the app's recipe:
-its Python, packages and torch packages, with the torch backend the planner picks for
-this machine (CPU when there is no usable GPU).
+An installed app's env is rebuilt from the spec the installer recorded; an app not yet
+installed gets the spec the installer would use (the planner's torch backend for this
+machine, the app's code from its source).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import bundled, config, envs
+from .. import appsource, config, envs, hardware, installer, planner, state
 from ..errors import DarkroomError
 from ..events import ignore
 from ..home import Home
@@ -56,31 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- recipe -> spec
 
 
-def torch_backend(recipe: Recipe, root: Path, cpu: bool) -> str:
-    """The torch wheel flavour for this machine, from the planner's rule."""
-    if recipe.torch is None or cpu:
-        return "cpu"
-    try:
-        from .. import hardware, planner
-        return planner.choose_backend(hardware.probe(root), planner.Choices())[1] or "cpu"
-    except DarkroomError:
-        raise
-    except Exception:  # no probe, no planner: the CPU build works everywhere
-        return "cpu"
-
-
-def spec_from_recipe(h: Home, recipe: Recipe, backend: str) -> envs.EnvSpec:
-    """What the env builder needs, read off a recipe (the installer uses the full plan instead)."""
-    local: list[Path] = []
-    if recipe.bundled and (bundled.apps_dir() / "pyproject.toml").is_file():
-        local.append(bundled.apps_dir())
-    reqs = [h.app_dir(recipe.id) / r for r in recipe.requirements] if recipe.source.git else []
-    return envs.EnvSpec(
-        app=recipe.id, python=recipe.python, packages=list(recipe.packages), local_packages=local,
-        requirement_files=reqs, torch_packages=list(recipe.torch.packages) if recipe.torch else [],
-        torch_backend=backend, check_import=recipe.check_import)
-
-
 def _recipe(app: str, path: Path | None) -> Recipe:
     if path is None:
         return find_recipe(app)
@@ -92,8 +67,14 @@ def _recipe(app: str, path: Path | None) -> Recipe:
 
 
 def _spec(h: Home, args: argparse.Namespace) -> envs.EnvSpec:
+    """The spec the installer recorded for an installed app; else one planned the same way."""
     recipe = _recipe(args.app, args.recipe)
-    return spec_from_recipe(h, recipe, torch_backend(recipe, h.root, args.cpu))
+    installed = state.load(h).apps.get(recipe.id)
+    if installed is not None and installed.env_spec and args.recipe is None and not args.cpu:
+        return envs.EnvSpec.from_dict(installed.env_spec)
+    plan = planner.plan(recipe, hardware.probe(h.root),
+                        planner.Choices(models=(), backend="cpu" if args.cpu else None))
+    return installer.env_spec(recipe, plan, appsource.current(h, recipe))
 
 
 # ---------------------------------------------------------------- output
