@@ -1,0 +1,1 @@
+"""One module per screen; each talks to the core only through `manager.tui.actions.Core`."""

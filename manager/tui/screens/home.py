@@ -1,0 +1,184 @@
+"""Home: the apps as cards (install / start / stop / open) and the machine summary."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from ...errors import DarkroomError
+from ...events import Event, Message
+from ..actions import AppCardData
+from ..widgets.app_card import AppCard
+from .base import CoreScreen, call_ui
+
+REFRESH_S = 2.0
+
+
+class HomeScreen(CoreScreen):
+    BINDINGS = [
+        Binding("i", "card('install')", "Install"),
+        Binding("s", "card('start')", "Start"),
+        Binding("x", "card('stop')", "Stop"),
+        Binding("o", "card('open')", "Open", show=False),
+        Binding("enter", "card('details')", "Details", show=False),
+        Binding("a", "add_recipe", "Add recipe", show=False),
+        Binding("m", "models", "Models"),
+        Binding("c", "settings", "Settings"),
+        Binding("d", "doctor", "Doctor"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("down,j", "app.focus_next", "Next", show=False),
+        Binding("up,k", "app.focus_previous", "Previous", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Looking at this machine…", id="machine")
+        cards = VerticalScroll(Static("Loading the apps…", id="cards-loading"), id="cards")
+        cards.can_focus = False   # the cards take focus; arrows move between them
+        yield cards
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.run_core(self._machine_text, done=self._show_machine, group="machine")
+        self.refresh_cards()
+        self.set_interval(REFRESH_S, self.refresh_cards)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_cards()
+
+    # ------------------------------------------------------------ data
+
+    def _machine_text(self) -> str:
+        hw = self.core.hardware()
+        gpu = hw.best_gpu
+        gpu_text = f"{gpu.name}, {gpu.vram_total_gb:g} GB VRAM" if gpu else "no GPU (apps run on the CPU)"
+        return (f"[b]Machine[/] {escape(gpu_text)} · {hw.ram_total_gb:g} GB RAM · "
+                f"{hw.disk_free_gb:g} GB free disk")
+
+    def _show_machine(self, text: str) -> None:
+        self.query_one("#machine", Static).update(text)
+
+    def refresh_cards(self) -> None:
+        self.run_core(self.core.cards, done=self._show_cards, group="cards", exclusive=True)
+
+    def _show_cards(self, cards: list[AppCardData]) -> None:
+        box = self.query_one("#cards", VerticalScroll)
+        for loading in box.query("#cards-loading"):
+            loading.remove()
+        existing = {card.data.app: card for card in box.query(AppCard)}
+        wanted = {c.app for c in cards}
+        for app, card in existing.items():
+            if app not in wanted:
+                card.remove()
+        new = []
+        for data in cards:
+            if data.app in self.busy and data.app in existing:
+                data = _keep_busy(existing[data.app].data, data)
+            if data.app in existing:
+                existing[data.app].show(data)
+            else:
+                new.append(AppCard(data))
+        if new:
+            box.mount_all(new)
+            if self.focused_card() is None:
+                self.call_after_refresh(new[0].focus)
+
+    # ------------------------------------------------------------ actions
+
+    def focused_card(self) -> AppCard | None:
+        node = self.focused
+        while node is not None and not isinstance(node, AppCard):
+            node = node.parent  # type: ignore[assignment]
+        return node
+
+    def action_card(self, action: str) -> None:
+        card = self.focused_card()
+        if card is not None:
+            self.do_action(card.data.app, action)
+
+    def on_app_card_action(self, message: AppCard.Action) -> None:
+        self.do_action(message.app, message.action)
+
+    def do_action(self, app: str, action: str) -> None:
+        card = self.query_one(f"#card-{app}", AppCard)
+        data = card.data
+        if action == "install" and not data.installed:
+            from .install import InstallScreen
+
+            self.app.push_screen(InstallScreen(app))
+        elif action == "details" and data.installed:
+            from .app_detail import AppScreen
+
+            self.app.push_screen(AppScreen(app))
+        elif action == "start" and data.installed and not data.running:
+            self._busy(card, "starting")
+            self.run_core(self.core.start, app, self._reporter(),
+                          done=lambda info: self._done(app, f"{app} is running at {info.url}"),
+                          failed=lambda _e: self._done(app, ""))
+        elif action == "stop" and (data.running or data.status == "stale"):
+            self._busy(card, "stopping")
+            self.run_core(self.core.stop, app,
+                          done=lambda _r: self._done(app, f"{app} stopped."),
+                          failed=lambda _e: self._done(app, ""))
+        elif action == "open" and data.status == "ready":
+            self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
+
+    def _busy(self, card: AppCard, status: str) -> None:
+        self.busy.add(card.data.app)
+        card.show(AppCardData(**{**card.data.__dict__, "status": status}))
+
+    def _done(self, app: str, text: str) -> None:
+        self.busy.discard(app)
+        if text:
+            self.notify(text)
+        self.refresh_cards()
+
+    def _reporter(self):
+        """Warnings from starting (a port taken, a restart) appear as notifications."""
+        def report(event: Event) -> None:
+            if isinstance(event, Message) and event.level != "info":
+                call_ui(self, self.notify, event.text, severity="warning")
+        return report
+
+    def action_add_recipe(self) -> None:
+        from .confirm import AskScreen
+        from .install import InstallScreen
+
+        def chosen(target: str | None) -> None:
+            if target:
+                self.app.push_screen(InstallScreen(target))
+
+        self.app.push_screen(AskScreen("Install from a recipe file or URL (it is shown to you first):",
+                                       "/path/to/recipe.yaml or https://…"), chosen)
+
+    def action_models(self) -> None:
+        from .models import ModelsScreen
+
+        self.app.push_screen(ModelsScreen())
+
+    def action_settings(self) -> None:
+        from .settings import SettingsScreen
+
+        self.app.push_screen(SettingsScreen())
+
+    def action_doctor(self) -> None:
+        from .doctor import DoctorScreen
+
+        self.app.push_screen(DoctorScreen())
+
+
+def _keep_busy(old: AppCardData, new: AppCardData) -> AppCardData:
+    """While a start/stop is under way, keep showing it unless the run file already moved on."""
+    if new.status in ("ready", "failed"):
+        return new
+    return AppCardData(**{**new.__dict__, "status": old.status})
+
+
+__all__ = ["HomeScreen", "DarkroomError"]

@@ -1,0 +1,300 @@
+"""Install (or update): the plan in plain words, a variant picker that re-plans, licences
+and the recipe's manifest to accept, then live progress with a cancel that leaves nothing
+half-done (the install runs as `darkroom install --json` in a child process; cancelling
+interrupts it and the installer's journal recovery cleans up)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Checkbox, Footer, Header, Log, Select, Static
+
+from ...commands._common import human_bytes
+from ...events import Event, Message, Progress, Stage
+from ..actions import InstallJob, JobResult
+from ..widgets.progress import TransferProgress
+from .base import CoreScreen, call_ui
+
+PUSH_EVERY_S = 0.1   # progress reaches the UI at most this often per stream
+
+
+def plan_words(pv) -> str:
+    """The plan as a person reads it (Rich markup)."""
+    from ...planner import OFFLOAD_WORDS
+
+    p = pv.plan
+    lines = [f"[b]{escape(p.app_name)} {escape(p.version)}[/] on {escape(p.hardware)}"]
+    if p.torch_backend:
+        lines.append(f"PyTorch for {p.torch_backend}, running on {p.device}.")
+    for m in p.models:
+        offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
+        lines.append(f"• {escape(m.name)}: {escape(m.variant_label)}{offload} "
+                     f"({human_bytes(m.download_bytes)})")
+    lines.append(f"Download {human_bytes(p.download_bytes)}; disk needed about "
+                 f"{human_bytes(p.disk_needed_bytes)}"
+                 + (f"; {p.vram_gb:g} GB of GPU memory in use." if p.vram_gb else "."))
+    return "\n".join(lines)
+
+
+def why_words(pv) -> str:
+    lines = ["[b]Why[/]"] + [f"• {escape(r)}" for r in pv.plan.reasons]
+    lines += [f"[yellow]⚠ {escape(w)}[/]" for w in pv.plan.warnings]
+    return "\n".join(lines)
+
+
+def variant_option(v, backend: str) -> str:
+    """What one variant needs, for the picker."""
+    runs = backend in v.backends or backend == "none"
+    need = f"{v.vram_gb:g} GB VRAM" if backend not in ("cpu", "none") else f"{v.ram_gb:g} GB RAM"
+    if v.offload and backend not in ("cpu", "none"):
+        need += f" ({min(v.offload.values()):g} offloaded)"
+    text = f"{v.label} — {need}, {human_bytes(v.download_bytes)}"
+    return text if runs else f"{text} — not on {backend.upper()}"
+
+
+class InstallScreen(CoreScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+x", "cancel", "Cancel install"),
+    ]
+
+    def __init__(self, target: str, update: bool = False) -> None:
+        super().__init__()
+        self.target = target
+        self.update = update
+        self.pv = None
+        self.job: InstallJob | None = None
+        self.phase = "planning"            # planning -> ready -> running -> done | failed | cancelled
+        self._latest: dict[str, Progress] = {}
+        self._pushed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="install-body"):
+            yield Static("Working out the plan for this machine…", id="plan-words")
+            yield Vertical(id="variants")
+            yield Static(id="plan-why")
+            yield Static(id="manifest")
+            yield Static(id="licences")
+            yield Checkbox("I trust this recipe: run what it lists above", id="trust")
+            yield Checkbox("I accept the licences above", id="accept")
+            with Vertical(id="progress"):
+                yield TransferProgress("App environment", id="env-progress")
+                yield TransferProgress("Model files", id="weights-progress")
+                yield Log(id="install-log", max_lines=500)
+        with Horizontal(classes="buttons", id="install-buttons"):
+            yield Button("Install" if not self.update else "Update", id="do-install",
+                         variant="success", disabled=True, compact=True)
+            yield Button("Cancel", id="cancel", variant="error", compact=True)
+            yield Button("Back", id="back", compact=True)
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{'Update' if self.update else 'Install'} {self.target}"
+        for wid in ("#trust", "#accept", "#progress", "#cancel", "#manifest", "#licences"):
+            self.query_one(wid).display = False
+        self._plan(None)
+
+    # ------------------------------------------------------------ planning
+
+    def _plan(self, choices) -> None:
+        fn = (lambda: self.core.update_preview(self.target)) if self.update else \
+            (lambda: self.core.preview(self.target, choices))
+        self.run_core(fn, done=self.show_preview, failed=self._plan_failed, group="plan", exclusive=True)
+
+    def _plan_failed(self, _exc: BaseException) -> None:
+        if self.pv is None:
+            self.query_one("#plan-words", Static).update(
+                "[red]No plan could be made.[/] The reason is in the notification; press Escape to go back.")
+            self.phase = "failed"
+        else:   # a variant that cannot work: put the picker back to the plan in force
+            self._sync_selects()
+
+    def show_preview(self, pv) -> None:
+        self.pv = pv
+        self.phase = "ready"
+        self.sub_title = f"{'Update' if self.update else 'Install'} {pv.recipe.name}"
+        self.query_one("#plan-words", Static).update(plan_words(pv))
+        self.query_one("#plan-why", Static).update(why_words(pv))
+        manifest = self.query_one("#manifest", Static)
+        manifest.display = pv.manifest is not None
+        if pv.manifest is not None:
+            manifest.update("[b]This recipe is not part of Darkroom. It will:[/]\n"
+                            + "\n".join(escape(line) for line in pv.manifest.lines()))
+        licences = self.query_one("#licences", Static)
+        licences.display = bool(pv.licences)
+        licences.update("[b]Licences[/]\n" + "\n".join(f"• {escape(lic.sentence())}" for lic in pv.licences))
+        self.query_one("#trust").display = pv.manifest is not None
+        self.query_one("#accept").display = bool(pv.licences)
+        if not self.update:
+            self._build_selects()
+        self._sync_selects()
+        self._update_install_button()
+
+    def _build_selects(self) -> None:
+        box = self.query_one("#variants", Vertical)
+        if box.children:
+            return
+        rows = []
+        for m in self.pv.plan.models:
+            model = self.pv.recipe.model(m.model)
+            if len(model.variants) < 2:
+                continue
+            options = [(variant_option(v, self.pv.plan.backend), v.id) for v in model.variants]
+            rows.append(Horizontal(
+                Static(f"{escape(model.name)}:", classes="variant-name"),
+                Select(options, value=m.variant, allow_blank=False, id=f"variant-{m.model}",
+                       classes="variant-select", compact=True),
+                classes="variant-row"))
+        if rows:
+            box.mount(Static("[b]Variant[/] (what each needs):"), *rows)
+
+    def _sync_selects(self) -> None:
+        if self.pv is None:
+            return
+        for m in self.pv.plan.models:
+            for select in self.query(f"#variant-{m.model}").results(Select):
+                if select.value != m.variant:
+                    with select.prevent(Select.Changed):
+                        select.value = m.variant
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if self.pv is None or self.phase != "ready" or not (event.select.id or "").startswith("variant-"):
+            return
+        model = event.select.id.removeprefix("variant-")
+        current = next((m.variant for m in self.pv.plan.models if m.model == model), None)
+        if event.value == current or event.value is Select.BLANK:
+            return
+        from ...planner import Choices
+
+        old = self.pv.choices
+        choices = Choices(variants={**old.variants, model: str(event.value)}, models=old.models,
+                          backend=old.backend, gpu_index=old.gpu_index)
+        self.query_one("#plan-words", Static).update("Working out the plan again…")
+        self._plan(choices)
+
+    def on_checkbox_changed(self, _event: Checkbox.Changed) -> None:
+        self._update_install_button()
+
+    def consent_given(self) -> bool:
+        if self.pv is None:
+            return False
+        trust = self.pv.manifest is None or self.query_one("#trust", Checkbox).value
+        accept = not self.pv.licences or self.query_one("#accept", Checkbox).value
+        return bool(trust and accept)
+
+    def _update_install_button(self) -> None:
+        self.query_one("#do-install", Button).disabled = not (self.phase == "ready" and self.consent_given())
+
+    # ------------------------------------------------------------ installing
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "do-install":
+            self.action_install()
+        elif event.button.id == "cancel":
+            self.action_cancel()
+        elif event.button.id == "back":
+            self.action_back()
+
+    def action_install(self) -> None:
+        if self.phase != "ready" or not self.consent_given():
+            return
+        self.phase = "running"
+        for widget in self.query(".variant-select, Checkbox"):
+            widget.disabled = True
+        self.query_one("#do-install").display = False
+        self.query_one("#back").display = False
+        self.query_one("#cancel").display = True
+        self.query_one("#progress").display = True
+        self.job = self.core.install_job(self.pv, update=self.update, report=self._on_event)
+        log = self.query_one("#install-log", Log)
+        log.write_line(f"$ darkroom {' '.join(self.job.argv)}")
+        self.query_one("#install-body", VerticalScroll).scroll_end(animate=False)
+        job = self.job
+        self.run_core(job.run, done=self._finished, group="install")
+
+    def _on_event(self, event: Event) -> None:
+        """Called on the job's thread: throttled hand-over to the UI thread."""
+        if isinstance(event, Progress):
+            key = event.source if event.source in ("env", "weights") else "other"
+            if event.source == "weights" and event.item:
+                return   # per-file counts; the total line says it all
+            now = time.monotonic()
+            finished = bool(event.total) and event.done >= event.total
+            with self._lock:
+                if not finished and now - self._pushed.get(key, 0.0) < PUSH_EVERY_S:
+                    return
+                self._pushed[key] = now
+            call_ui(self, self._show_progress, event)
+        elif isinstance(event, Stage | Message):
+            call_ui(self, self._show_event, event)
+
+    def _show_progress(self, event: Progress) -> None:
+        if event.source == "env":
+            self.query_one("#env-progress", TransferProgress).show(event)
+        elif event.source == "weights":
+            self.query_one("#weights-progress", TransferProgress).show(event)
+
+    def _show_event(self, event: Event) -> None:
+        log = self.query_one("#install-log", Log)
+        if isinstance(event, Stage):
+            log.write_line(f"[{event.source}] {event.stage}{': ' + event.message if event.message else ''}")
+            if event.source == "env":
+                self.query_one("#env-progress", TransferProgress).stage(event.stage)
+        elif isinstance(event, Message):
+            prefix = {"info": "", "warning": "warning: ", "error": "error: "}.get(event.level, "")
+            log.write_line(prefix + event.text)
+            if event.level == "warning":
+                self.notify(event.text, severity="warning")
+
+    def _finished(self, result: JobResult) -> None:
+        log = self.query_one("#install-log", Log)
+        self.query_one("#cancel").display = False
+        back = self.query_one("#back", Button)
+        back.display = True
+        back.label = "Done"
+        if result.ok:
+            self.phase = "done"
+            self.query_one("#env-progress", TransferProgress).finish()
+            self.query_one("#weights-progress", TransferProgress).finish()
+            verb = "updated" if self.update else "installed"
+            text = f"{self.pv.recipe.name} is {verb}."
+            log.write_line(text)
+            self.notify(text + " Start it from the Home screen.")
+        elif result.cancelled:
+            self.phase = "cancelled"
+            text = "The install was cancelled. Nothing half-done was kept."
+            for line in result.cleaned:
+                log.write_line(line)
+            log.write_line(text)
+            self.notify(text, severity="warning")
+        else:
+            self.phase = "failed"
+            if result.error is not None:
+                from ..app import error_text
+
+                log.write_line("error: " + error_text(result.error))
+                self.app.show_error(result.error)  # type: ignore[attr-defined]
+
+    def action_cancel(self) -> None:
+        if self.phase == "running" and self.job is not None:
+            self.phase = "cancelling"
+            self.query_one("#cancel", Button).disabled = True
+            self.query_one("#install-log", Log).write_line("Cancelling: putting things back as they were…")
+            self.run_core(self.job.cancel, group="cancel")
+        elif self.phase not in ("cancelling",):
+            self.action_back()
+
+    def action_back(self) -> None:
+        if self.phase in ("running", "cancelling"):
+            self.notify("An install is running: cancel it first (Ctrl+X), or wait for it to finish.",
+                        severity="warning")
+            return
+        self.app.pop_screen()

@@ -1,0 +1,1 @@
+"""Widgets the screens share: app cards, transfer progress."""
