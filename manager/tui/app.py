@@ -6,6 +6,7 @@ beyond Textual itself, so the first screen paints before the core modules have l
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.app import App
@@ -27,7 +28,7 @@ def error_text(exc: DarkroomError) -> str:
 class DarkroomApp(App[int]):
     """Darkroom's full-screen interface."""
 
-    CSS_PATH = "darkroom.tcss"
+    CSS_PATH = str(Path(__file__).with_name("darkroom.tcss"))  # absolute: subclasses live elsewhere
     TITLE = "Darkroom"
     SUB_TITLE = "local AI image apps"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]

@@ -82,17 +82,18 @@ class InstallScreen(CoreScreen):
             yield Static(id="plan-why")
             yield Static(id="manifest")
             yield Static(id="licences")
-            yield Checkbox("I trust this recipe: run what it lists above", id="trust")
-            yield Checkbox("I accept the licences above", id="accept")
             with Vertical(id="progress"):
                 yield TransferProgress("App environment", id="env-progress")
                 yield TransferProgress("Model files", id="weights-progress")
                 yield Log(id="install-log", max_lines=500)
-        with Horizontal(classes="buttons", id="install-buttons"):
-            yield Button("Install" if not self.update else "Update", id="do-install",
-                         variant="success", disabled=True, compact=True)
-            yield Button("Cancel", id="cancel", variant="error", compact=True)
-            yield Button("Back", id="back", compact=True)
+        with Vertical(id="install-bottom"):
+            yield Checkbox("I trust this recipe: run what it lists above", id="trust", compact=True)
+            yield Checkbox("I accept the licences above", id="accept", compact=True)
+            with Horizontal(classes="buttons", id="install-buttons"):
+                yield Button("Install" if not self.update else "Update", id="do-install",
+                             variant="success", disabled=True, compact=True)
+                yield Button("Cancel", id="cancel", variant="error", compact=True)
+                yield Button("Back", id="back", compact=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:

@@ -1,0 +1,311 @@
+"""Pilot tests of the TUI's screens against the real core, in a temporary DARKROOM_HOME:
+a real install of the tiny app (git, uv, local hub) through the Install screen, a cancel
+that leaves nothing behind, start/stop/logs/remove on the App screen, the model store,
+settings (token never shown) and doctor's fixes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Log, Select, Static
+
+from manager import config, weights
+from manager import state as state_mod
+from manager.config import Settings
+from manager.errors import DarkroomError
+from manager.hardware import load_profile
+from manager.home import Home
+from manager.recipe import ModelFile
+from manager.supervisor import control
+from manager.tui.actions import choice_args, error_from_stderr, event_from_dict
+from manager.tui.app import DarkroomApp
+from manager.tui.screens.app_detail import AppScreen
+from manager.tui.screens.install import InstallScreen
+from manager.tui.widgets.app_card import AppCard
+from tests.fixtures.tinyapp import free_port
+from tests.test_installer import SHA, WEIGHTS, recipe_text, tiny_repo  # noqa: F401  (fixture)
+
+CPU = load_profile("cpu-only-16gb")
+GPU = load_profile("rtx3060-12gb")
+
+
+class RecordingApp(DarkroomApp):
+    """The real app, with the notifications it showed kept for the test to read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[tuple[str, str]] = []
+
+    def notify(self, message, *, title="", severity="information", timeout=None, markup=True):  # type: ignore[override]
+        self.notes.append((str(message), severity))
+        return super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def noted(self, text: str, severity: str | None = None) -> bool:
+        return any(text in m and (severity is None or s == severity) for m, s in self.notes)
+
+
+async def until(pilot: Pilot, cond: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await pilot.pause(0.05)
+
+
+def run(coro) -> None:
+    asyncio.run(coro)
+
+
+def screen_text(app: DarkroomApp) -> str:
+    return "\n".join(str(w.render()) for w in app.screen.query(Static))
+
+
+async def cards_loaded(pilot: Pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.focused, AppCard), what="the app cards")
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_adapter_round_trips_cli_shapes() -> None:
+    from manager.events import Progress
+    from manager.planner import Choices
+
+    ev = Progress("weights", "download", done=5, total=10, rate=2.0)
+    assert event_from_dict(json.loads(json.dumps(ev.to_dict()))) == ev
+    assert event_from_dict({"installed": "x"}) is None
+    assert choice_args(Choices(variants={"m": "q8", "*": "fp8"}, models=("a", "b"), backend="cpu")) == \
+        ["--variant", "fp8", "--variant", "m=q8", "--models", "a,b", "--cpu"]
+    err = error_from_stderr("noise\ndarkroom: Disk is full.\nFree some space.\n", "fallback")
+    assert (err.message, err.hint) == ("Disk is full.", "Free some space.")
+
+
+# ---------------------------------------------------------------- Home and Install (planning)
+
+
+def test_home_lists_bundled_apps_and_machine(home: Home) -> None:
+    async def go() -> None:
+        app = RecordingApp(home, GPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await cards_loaded(pilot)
+            ids = {c.data.app for c in app.screen.query(AppCard)}
+            assert {"generator", "restorer", "colorizer", "workflow"} <= ids
+            await until(pilot, lambda: "RTX 3060" in screen_text(app), what="machine summary")
+            assert all(c.data.status == "not installed" for c in app.screen.query(AppCard))
+            # The focused card takes the keys; `i` opens its Install screen.
+            assert isinstance(app.focused, AppCard)
+            await pilot.press("i")
+            assert isinstance(app.screen, InstallScreen)
+    run(go())
+
+
+def test_install_screen_replans_on_variant_and_needs_consent(home: Home) -> None:
+    async def go() -> None:
+        app = RecordingApp(home, GPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await cards_loaded(pilot)
+            screen = InstallScreen("generator")
+            app.push_screen(screen)
+            await until(pilot, lambda: screen.pv is not None, what="the plan")
+            assert screen.pv.plan.models[0].variant == "fp8"
+            assert "fp8" in str(screen.query_one("#plan-words", Static).render())
+            install = screen.query_one("#do-install")
+            assert install.disabled and screen.query_one("#accept").display   # gated model: consent first
+            select = screen.query_one("#variant-flux-schnell", Select)
+            select.value = "gguf-q4"
+            await until(pilot, lambda: screen.pv.plan.models[0].variant == "gguf-q4", what="re-plan")
+            assert screen.pv.choices.variants == {"flux-schnell": "gguf-q4"}
+            assert "Q4" in str(screen.query_one("#plan-words", Static).render())
+            await pilot.click("#accept")
+            await pilot.pause()
+            assert not install.disabled
+            # A target that does not exist: the CLI's sentence as an error notification.
+            bad = InstallScreen("no-such-app")
+            app.push_screen(bad)
+            await until(pilot, lambda: bad.phase == "failed", what="the failed plan")
+            assert app.noted("There is no app called 'no-such-app'.", "error")
+    run(go())
+
+
+# ---------------------------------------------------------------- real installs
+
+
+@pytest.fixture
+def tiny(home: Home, hub, tiny_repo: Path, tmp_path: Path, pip_sources):  # noqa: F811
+    """A recipe file for the tiny app (git source, one weight file on the local hub) and
+    settings saved in the data folder, as a user would have them."""
+    hub.add_file("tests/tiny-weights", "weights.bin", WEIGHTS)
+    config.save(home, Settings(extra_index_urls=pip_sources.extra_index_urls,
+                               find_links=pip_sources.find_links, hf_endpoint=hub.url,
+                               port_start=20000, port_end=20100))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(recipe_text(tiny_repo, "v0.1.0", free_port()))
+    yield path
+    with contextlib.suppress(DarkroomError):
+        control.stop(home, "tiny")
+
+
+async def open_install(pilot: Pilot, app: DarkroomApp, recipe: Path) -> InstallScreen:
+    """Home → `a` → the recipe path → the Install screen, with both consents ticked."""
+    await cards_loaded(pilot)
+    await pilot.press("a")
+    app.screen.query_one(Input).value = str(recipe)
+    await pilot.press("enter")
+    screen = app.screen
+    assert isinstance(screen, InstallScreen)
+    await until(pilot, lambda: screen.pv is not None, what="the plan")
+    assert "not part of Darkroom" in str(screen.query_one("#manifest", Static).render())
+    assert screen.query_one("#do-install").disabled
+    await pilot.click("#trust")
+    await pilot.click("#accept")
+    await pilot.pause()
+    assert not screen.query_one("#do-install").disabled
+    return screen
+
+
+def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_install(pilot, app, tiny)
+            await pilot.click("#do-install")
+            await until(pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="install")
+            log = "\n".join(screen.query_one("#install-log", Log).lines)
+            assert screen.phase == "done", log
+            assert "[env]" in log and "Tiny is installed." in log
+            assert "tiny" in state_mod.load(home).apps
+            assert app.noted("Tiny is installed.")
+
+            await pilot.click("#back")
+            await until(pilot, lambda: app.screen.query("#card-tiny"), what="the tiny card")
+            card = app.screen.query_one("#card-tiny", AppCard)
+            assert card.data.installed and card.data.status == "installed"
+            card.focus()
+            await pilot.press("enter")
+            detail = app.screen
+            assert isinstance(detail, AppScreen)
+            await pilot.press("s")
+            await until(pilot, lambda: detail.info is not None and detail.info.status == "ready",
+                        timeout=60, what="the app to be ready")
+            await until(pilot, lambda: detail.query_one("#app-log", Log).line_count > 0, what="log lines")
+            assert "ready at http://127.0.0.1:" in str(detail.query_one("#app-status", Static).render())
+            await pilot.press("x")
+            await until(pilot, lambda: not detail.busy and (detail.info is None or not detail.info.active),
+                        timeout=30, what="stop")
+            assert control.app_status(home, "tiny") is None or not control.app_status(home, "tiny").active
+
+            await pilot.press("delete")
+            await pilot.click("#yes")
+            await until(pilot, lambda: not isinstance(app.screen, AppScreen), timeout=30, what="remove")
+            assert "tiny" not in state_mod.load(home).apps
+            assert not home.env_dir("tiny").exists()
+            assert app.noted("tiny was removed")
+    run(go())
+
+
+def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None:
+    release = hub.faults.pause_after("weights.bin", 1000)
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_install(pilot, app, tiny)
+            await pilot.click("#do-install")
+            await until(pilot, lambda: any(home.staging.glob("journal-*.json")), timeout=60,
+                        what="the install to begin")
+            await pilot.click("#cancel")
+            await pilot.pause(0.3)
+            release.set()
+            await until(pilot, lambda: screen.phase in ("cancelled", "done", "failed"), timeout=60,
+                        what="the cancel")
+            assert screen.phase == "cancelled"
+            assert app.noted("The install was cancelled")
+    run(go())
+    assert "tiny" not in state_mod.load(home).apps
+    assert not list(home.staging.glob("journal-*.json"))
+    assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
+
+
+# ---------------------------------------------------------------- Models, Settings, Doctor
+
+
+def test_models_screen_verifies_and_deletes_unused(home: Home, hub) -> None:
+    hub.add_file("tests/tiny-weights", "weights.bin", WEIGHTS)
+    spec = ModelFile(repo="tests/tiny-weights", path="weights.bin", size=len(WEIGHTS), sha256=SHA)
+    weights.pull(home, Settings(hf_endpoint=hub.url), [spec])
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await cards_loaded(pilot)
+            await pilot.press("m")
+            table = app.screen.query_one("#models-table")
+            await until(pilot, lambda: table.row_count == 1, what="the store listing")
+            assert table.get_row_at(0)[0] == "tests/tiny-weights/weights.bin"
+            assert table.get_row_at(0)[2] == "unused"
+            await pilot.press("v")
+            await until(pilot, lambda: app.noted("are present and intact"), what="verify")
+            await pilot.press("g")
+            await until(pilot, lambda: app.screen.query("#yes"), what="the confirm dialog")
+            await pilot.click("#yes")
+            await until(pilot, lambda: app.noted("Removed 1 file(s)"), what="gc")
+            await until(pilot, lambda: "empty" in screen_text(app), what="the empty store")
+    run(go())
+    assert not list(home.models.rglob("blobs/*"))
+
+
+def test_settings_saves_through_config_and_never_shows_token(home: Home) -> None:
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await cards_loaded(pilot)
+            await pilot.press("c")
+            screen = app.screen
+            await until(pilot, lambda: screen.query_one("#set-bind_host", Input).value == "127.0.0.1",
+                        what="the settings")
+            assert str(home.root) in screen_text(app)
+            screen.query_one("#set-hf_token", Input).value = "hf_secret_token_9876"
+            screen.query_one("#set-hf_endpoint", Input).value = "https://mirror.example"
+            screen.query_one("#set-idle_unload_minutes", Input).value = "15"
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: app.noted("Saved:"), what="save")
+            await until(pilot, lambda: "****9876" in screen.query_one("#set-hf_token", Input).placeholder,
+                        what="the masked token")
+            assert screen.query_one("#set-hf_token", Input).value == ""
+            assert all("secret" not in m for m, _ in app.notes)
+            # A bad value: the same sentence as `darkroom config set port_start abc`, file unchanged.
+            screen.query_one("#set-port_start", Input).value = "abc"
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: app.noted("'abc' is not a valid value for port_start", "error"),
+                        what="the error")
+    run(go())
+    saved = config.load_file(home)
+    assert saved.hf_token == "hf_secret_token_9876" and saved.hf_endpoint == "https://mirror.example"
+    assert saved.idle_unload_minutes == 15 and saved.port_start == 7860
+
+
+def test_doctor_shows_findings_and_fixes(home: Home) -> None:
+    journal = home.staging / "journal-ghost.json"
+    journal.write_text(json.dumps({"action": "install", "app": "ghost", "started": 0}))
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await cards_loaded(pilot)
+            await pilot.press("d")
+            screen = app.screen
+            await until(pilot, lambda: screen.query(".finding"), timeout=60, what="the findings")
+            assert "interrupted" in screen_text(app)
+            await pilot.click(".fix-one")
+            await until(pilot, lambda: app.noted("interrupted: fixed"), timeout=60, what="the fix")
+            await until(pilot, lambda: "Nothing is wrong" in screen_text(app), timeout=60,
+                        what="the all-clear")
+    run(go())
+    assert not journal.exists()
