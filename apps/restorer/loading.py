@@ -1,0 +1,149 @@
+"""Load every model the plan chose, from the store's files, through spandrel.
+
+The architecture of each file is detected by spandrel from its weights (not from its
+name): face models (GFPGAN, RestoreFormer, CodeFormer), upscalers (ESRGAN / Real-ESRGAN,
+SwinIR, ...), and LaMa for inpainting. CodeFormer lives in spandrel_extra_arches
+(non-commercial licence): those architectures are registered only when a file needs them,
+which only happens when the user opted in to such a model at install time. The RetinaFace
+detector is not a spandrel architecture and is loaded by retinaface.py.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appkit.errors import LoadError
+from appkit.models import ModelChoice, ModelsSpec
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
+_REPAIR = "Run `darkroom repair restorer` to fetch the model's files again."
+
+
+@dataclass
+class Net:
+    """One loaded spandrel model and what spandrel says it is."""
+
+    model_id: str
+    arch: str            # spandrel's architecture name: "GFPGAN", "ESRGAN", "LaMa", ...
+    purpose: str         # "FaceSR", "SR", "Restoration", "Inpainting"
+    scale: int
+    descriptor: Any
+    dtype: str
+    path: Path
+    extra: bool = False  # came from spandrel_extra_arches (non-commercial licences)
+
+    def describe(self) -> dict[str, Any]:
+        return {"arch": self.arch, "purpose": self.purpose, "scale": self.scale, "dtype": self.dtype,
+                "file": self.path.name, "non_commercial_arch": self.extra}
+
+
+@dataclass
+class Toolbox:
+    """Everything loaded for one app process."""
+
+    device: str
+    nets: dict[str, Net] = field(default_factory=dict)
+    detector: Any = None             # retinaface.FaceDetector or None
+    detector_id: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # model id -> why it is not in use
+
+    def by_purpose(self, *purposes: str) -> dict[str, Net]:
+        return {k: n for k, n in self.nets.items() if n.purpose in purposes}
+
+    def describe(self) -> dict[str, Any]:
+        return {"nets": {k: n.describe() for k, n in self.nets.items()},
+                "face_detector": self.detector_id, "skipped": self.skipped}
+
+
+def _files(choice: ModelChoice) -> list[Path]:
+    return [f.local_path for f in choice.files if f.path.lower().endswith(WEIGHT_SUFFIXES)]
+
+
+def _is_detector(path: Path) -> bool:
+    return path.name.lower().startswith("detection_resnet50")
+
+
+_EXTRA = {"installed": False}
+
+
+def install_extra_arches() -> None:
+    """Register spandrel_extra_arches (CodeFormer, DDColor, ...) once per process."""
+    if not _EXTRA["installed"]:
+        import spandrel_extra_arches
+
+        spandrel_extra_arches.install()
+        _EXTRA["installed"] = True
+
+
+def load_spandrel(path: Path, allow_extra: bool = True) -> tuple[Any, bool]:
+    """(descriptor, came from the extra arches) for a weight file; extras only when needed."""
+    from spandrel import ModelLoader, UnsupportedModelError
+
+    try:
+        return ModelLoader().load_from_file(str(path)), False
+    except UnsupportedModelError:
+        if not allow_extra or _EXTRA["installed"]:
+            raise
+    install_extra_arches()
+    return ModelLoader().load_from_file(str(path)), True
+
+
+def place(descriptor: Any, device: str) -> str:
+    """Move to the device; fp16 on a GPU where the architecture supports it, else fp32."""
+    import torch
+
+    descriptor.to(device).eval()
+    if device.startswith("cuda") and descriptor.supports_half:
+        descriptor.to(torch.float16)
+        return "float16"
+    return "float32"
+
+
+def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
+    """Load every model in DARKROOM_MODELS; a model that cannot be used is skipped with the reason,
+    but a file that is missing or damaged stops the app with a sentence (it is a broken install)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    box = Toolbox(device=device)
+    if not spec.models:
+        raise LoadError("No model is installed for the restorer; install it with `darkroom install restorer`.")
+    total = max(1, len(spec.models))
+    for i, (model_id, choice) in enumerate(spec.models.items()):
+        progress(0.05 + 0.9 * i / total, f"loading {model_id}")
+        files = _files(choice)
+        if not files:
+            raise LoadError(f"The weight file of {model_id} is not among its files. {_REPAIR}")
+        for path in files:
+            if not path.is_file():
+                raise LoadError(f"The file {path.name} of {model_id} is missing from the store ({path}). {_REPAIR}")
+            if _is_detector(path):
+                from .retinaface import FaceDetector
+
+                try:
+                    box.detector, box.detector_id = FaceDetector(path, device), model_id
+                except Exception as exc:  # a file of the wrong shape: say which and why
+                    raise LoadError(f"The face detector {path.name} of {model_id} cannot be loaded: {exc}. "
+                                    f"{_REPAIR}") from None
+                continue
+            if path.name.lower().startswith("parsing_"):
+                box.skipped[f"{model_id}:{path.name}"] = ("face parsing is not used: faces are pasted back "
+                                                          "with a feathered mask")
+                continue
+            try:
+                descriptor, extra = load_spandrel(path)
+            except Exception as exc:
+                if path.suffix == ".pt" and "detection" in path.as_posix().lower():
+                    box.skipped[model_id] = (f"{path.name} (the old-photo scratch U-Net) is not an "
+                                             "architecture spandrel loads; scratches are found with the "
+                                             "built-in detector or a mask you supply")
+                    continue
+                raise LoadError(f"{path.name} of {model_id} cannot be loaded by spandrel "
+                                f"({type(exc).__name__}: {exc}). {_REPAIR}") from None
+            dtype = place(descriptor, device)
+            box.nets[model_id] = Net(model_id=model_id, arch=descriptor.architecture.name,
+                                     purpose=descriptor.purpose, scale=int(descriptor.scale),
+                                     descriptor=descriptor, dtype=dtype, path=path, extra=extra)
+    progress(1.0, "ready")
+    return box

@@ -1,0 +1,58 @@
+"""The restorer's web page (Gradio): the same `restore` task, through the same job queue."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from appkit.errors import AppError
+from appkit.jobs import FAILED
+from appkit.runtime import Runtime
+from pydantic import ValidationError
+
+from .restore import RestoreRequest
+
+
+def build(runtime: Runtime) -> Any:
+    import gradio as gr
+
+    task = runtime.tasks["restore"]
+
+    def run(path: str | None, scratches: bool, faces: bool, face_model: str, fidelity: float,
+            upscale: bool, scale: str, progress: Any = gr.Progress()):  # noqa: B008 (Gradio injects it)
+        if not path:
+            raise gr.Error("Choose a photo first.")
+        try:
+            req = RestoreRequest(image=base64.b64encode(Path(path).read_bytes()).decode(), scratches=scratches,
+                                 inpaint=scratches, faces=faces, face_model=face_model or None,
+                                 fidelity=float(fidelity), upscale=upscale, scale=int(scale))
+            job = runtime.submit(task, req)
+        except ValidationError as exc:
+            raise gr.Error(str(exc.errors()[0]["msg"])) from None
+        except AppError as exc:
+            raise gr.Error(exc.message) from None
+        while not job.done_event.wait(0.25):
+            progress(job.progress, desc=job.message or job.status)
+        if job.status == FAILED:
+            raise gr.Error(job.error)
+        return str(runtime.settings.outputs / job.result["files"][0]), f"Done: {', '.join(job.result['steps'])}."
+
+    with gr.Blocks(title="Darkroom photo restorer") as page:
+        gr.Markdown("## Photo restorer\nScratches filled, faces restored, the photo enlarged - on this computer.")
+        with gr.Row():
+            with gr.Column():
+                photo = gr.Image(type="filepath", label="Photo", elem_id="photo")
+                scratches = gr.Checkbox(True, label="Fill scratches and dust")
+                faces = gr.Checkbox(True, label="Restore faces")
+                face_model = gr.Dropdown(["gfpgan", "restoreformer", "codeformer"], value="gfpgan",
+                                         label="Face model")
+                fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="CodeFormer fidelity")
+                upscale = gr.Checkbox(True, label="Upscale")
+                scale = gr.Radio(["2", "4"], value="2", label="Scale")
+                button = gr.Button("Restore", variant="primary", elem_id="restore")
+            with gr.Column():
+                result = gr.Image(type="filepath", label="Result", elem_id="result", format="png")
+                status = gr.Markdown(elem_id="status")
+        button.click(run, [photo, scratches, faces, face_model, fidelity, upscale, scale], [result, status])
+    return page
