@@ -1,0 +1,124 @@
+"""`python -m workflow.cli`: the batch engine as a command (what `darkroom run` drives).
+
+    run PRESET INPUT --out DIR [--url app=URL ...] [--ray auto|local|ADDRESS] [--workers N]
+        [--set step.param=value ...] [--retry-failed] [--json]
+    needs PRESET        the apps the preset calls, as JSON
+    presets             the bundled presets, as JSON
+
+With --json every event is one JSON line on stdout; an error is {"type": "error", "message",
+"hint"} and exit status 2. Without --url the apps are found through DARKROOM_HOME's run files.
+SIGINT/SIGTERM: the item in flight finishes, then it stops (a rerun continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import client, engine, presets
+from .errors import WorkflowError
+
+
+def _sets(values: list[str]) -> dict[str, Any]:
+    out = {}
+    for v in values:
+        key, sep, raw = v.partition("=")
+        if not sep or not key:
+            raise WorkflowError(f"'{v}' is not name=value.", "For example: --set upscale.scale=2")
+        out[key] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def _home(arg: str | None) -> Path:
+    value = arg or os.environ.get("DARKROOM_HOME")
+    if not value:
+        raise WorkflowError("Darkroom's data folder is not known, so the apps cannot be found.",
+                            "Set DARKROOM_HOME, or give each app's address with --url app=URL.")
+    return Path(value)
+
+
+def default_out(home: Path, preset: str, source: Path | None) -> Path:
+    """The same command gives the same folder, so running it again resumes the batch."""
+    name = source.resolve().name if source is not None else "prompts"
+    return home / "outputs" / "workflow" / f"{preset}-{name}"
+
+
+def cmd_run(args: argparse.Namespace, emit) -> int:
+    preset = presets.load_preset(args.preset)
+    if args.set:
+        preset = preset.with_overrides(_sets(args.set))
+    source = Path(args.input).expanduser() if args.input else None
+    urls = client.parse_url_args(args.url or [])
+    missing = [a for a in preset.apps if a not in urls]
+    if missing:
+        urls.update(client.from_run_files(_home(args.home), missing))
+    out = Path(args.out).expanduser() if args.out else default_out(_home(args.home), preset.name, source)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    opts = engine.BatchOptions(preset=preset, source=source, out=out, urls=urls, ray=args.ray,
+                               workers=args.workers, retry_failed=args.retry_failed, stop=stop)
+    summary = engine.run_batch(opts, emit)
+    return 130 if stop.is_set() and summary.done + summary.failed < summary.total else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflow.cli")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("preset")
+    r.add_argument("input", nargs="?")
+    r.add_argument("--out")
+    r.add_argument("--home")
+    r.add_argument("--url", action="append", metavar="APP=URL")
+    r.add_argument("--ray", metavar="auto|local|ADDRESS")
+    r.add_argument("--workers", type=int, default=0)
+    r.add_argument("--set", action="append", metavar="STEP.PARAM=VALUE")
+    r.add_argument("--retry-failed", action="store_true")
+    r.add_argument("--json", action="store_true")
+    n = sub.add_parser("needs")
+    n.add_argument("preset")
+    n.add_argument("--json", action="store_true")
+    sub.add_parser("presets").add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def emit(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, default=str), flush=True)
+        elif event["type"] == "progress":
+            eta = f", {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
+            print(f"  {event['done']}/{event['total']} ({event['failed']} failed), "
+                  f"{event['rate']:.2f}/s{eta}", file=sys.stderr, flush=True)
+        elif event["type"] in ("stage", "message"):
+            print(event.get("message") or event.get("text"), file=sys.stderr, flush=True)
+        elif event["type"] == "summary":
+            print(f"{event['done']} done, {event['failed']} failed of {event['total']}; report: {event['report']}",
+                  flush=True)
+
+    try:
+        if args.cmd == "run":
+            return cmd_run(args, emit)
+        if args.cmd == "needs":
+            preset = presets.load_preset(args.preset)
+            print(json.dumps({"preset": preset.name, "apps": preset.apps, "input": preset.input}))
+            return 0
+        print(json.dumps({"presets": presets.bundled()}))
+        return 0
+    except WorkflowError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"type": "error", "message": exc.message, "hint": exc.hint}), flush=True)
+        else:
+            print(f"error: {exc.message}\n{exc.hint}".rstrip(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The workflow runner over real HTTP: real presets through real apps (the generator on a
+tiny FLUX.1, and a small image app on the app kit), in the workflow recipe's own uv env;
+a kill -9 mid-batch then a resume; a bad image; the CLI through the supervisor's run files;
+the workflow app's own API and page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from manager import envs
+from manager.bundled import apps_dir, recipes_dir
+from manager.config import Settings
+from manager.recipe import load_recipe
+from tests.fixtures.tinymodels import AppEnv, AppProcess, start_app
+
+# A small image app on the app kit: `invert` takes a base64 image, writes the inverted PNG.
+# It logs each item's name (so a test can count how often an image was processed) and
+# can be slowed down (so a batch can be killed half-way).
+IMGTOOL = '''
+import os, sys, time, io, base64
+from pydantic import BaseModel, ConfigDict
+from appkit.errors import BadRequest
+from appkit.outputs import save_png
+from appkit.runtime import AppDef, Task, TaskResult
+from appkit.server import serve
+
+class Req(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str
+    name: str = ""
+    delay: float = 0.0
+
+def run(runtime, _loaded, req, job):
+    from PIL import Image, ImageOps
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(req.image))).convert("RGB")
+    except Exception as exc:
+        raise BadRequest(f"cannot read the image ({exc})")
+    time.sleep(req.delay)
+    with open(os.environ["IMGTOOL_LOG"], "a") as log:
+        log.write(req.name + "\\n")
+    path = save_png(ImageOps.invert(img), runtime.settings.outputs, job.id, {"name": req.name}, "imgtool")
+    return TaskResult(files=[path.relative_to(runtime.settings.outputs).as_posix()])
+
+APP = AppDef(name="imgtool", version="0.1", load=lambda *_: object(),
+             tasks=[Task("invert", Req, run)])
+
+if __name__ == "__main__":
+    sys.exit(serve(APP))
+'''
+
+
+def write_preset(folder: Path, name: str = "invert-test", delay: float = 0.0, steps: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"name": name, "input": "images",
+            "steps": [{"name": f"invert{i + 1}", "app": "imgtool", "task": "invert",
+                       "params": {"name": "{name}", "delay": delay}} for i in range(steps)]}
+    path = folder / f"{name}.yaml"
+    path.write_text(json.dumps(body))  # JSON is YAML
+    return path
+
+
+def make_images(folder: Path, n: int, env: AppEnv, bad: list[str] = ()) -> list[str]:
+    """n small PNGs (made by Pillow in the workflow env) and `bad` files that are not images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    code = ("import sys; from PIL import Image\n"
+            "for i in range(int(sys.argv[2])):\n"
+            "    Image.new('RGB', (24 + i, 16), (i * 9 % 256, 80, 160)).save(f'{sys.argv[1]}/img{i:03d}.png')\n")
+    done = env.run(["-c", code, str(folder), str(n)])
+    assert done.returncode == 0, done.stderr
+    for name in bad:
+        (folder / name).write_bytes(b"this is not a picture")
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def workflow_env(generator_env: AppEnv, pip_sources) -> AppEnv:
+    """The workflow recipe's env (its packages + apps/), in the generator env's data folder so
+    both link from one uv cache."""
+    recipe = load_recipe(recipes_dir() / "workflow.yaml")
+    spec = envs.EnvSpec(app="workflow", python=recipe.python, packages=list(recipe.packages),
+                        local_packages=[apps_dir()], check_import=recipe.check_import)
+    info = envs.build(generator_env.home, Settings(find_links=pip_sources.find_links), spec)
+    return AppEnv(home=generator_env.home, python=envs.env_python(generator_env.home, "workflow"),
+                  packages=info.packages)
+
+
+def start_imgtool(env: AppEnv, folder: Path) -> AppProcess:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
+    app = start_app(env, "imgtool", folder, "", {"PYTHONPATH": str(folder),
+                                                 "IMGTOOL_LOG": str(folder / "processed.log")})
+    app.wait_ready(60)
+    return app
+
+
+def processed(app: AppProcess) -> list[str]:
+    log = app.log.parent / "processed.log"
+    return log.read_text().split() if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def imgtool(workflow_env: AppEnv, tmp_path_factory) -> Iterator[AppProcess]:
+    app = start_imgtool(workflow_env, tmp_path_factory.mktemp("imgtool"))
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def run_batch(env: AppEnv, preset: str | Path, source: Path | None, out: Path, *extra: str,
+              urls: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, list[dict]]:
+    argv = ["-m", "workflow.cli", "run", str(preset), *([str(source)] if source else []),
+            "--out", str(out), "--json", *extra]
+    for app, url in (urls or {}).items():
+        argv += ["--url", f"{app}={url}"]
+    done = env.run(argv, timeout=timeout)
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events, done.stderr[-3000:]
+    return done.returncode, events
+
+
+def ledger_rows(out: Path) -> dict[str, tuple[str, int, str]]:
+    with sqlite3.connect(out / ".workflow" / "batch.sqlite") as db:
+        return {r[0]: (r[1], r[2], r[3]) for r in db.execute("SELECT id, status, attempts, error FROM items")}
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_bundled_presets_load_and_name_their_apps(workflow_env: AppEnv) -> None:
+    code = ("import json; from workflow import presets\n"
+            "print(json.dumps({n: [[s.app, s.task, s.name] for s in presets.load_preset(n).steps] "
+            "for n in presets.bundled()}))")
+    done = workflow_env.run(["-c", code])
+    assert done.returncode == 0, done.stderr
+    steps = json.loads(done.stdout)
+    assert set(steps) >= {"old-photo", "upscale-only", "colorize-only", "prompt-grid"}
+    assert [s[2] for s in steps["old-photo"]] == ["defects", "faces", "upscale", "colorize"]
+    assert [s[0] for s in steps["old-photo"]] == ["restorer"] * 3 + ["colorizer"]
+    assert steps["prompt-grid"] == [["generator", "generate", "generate"]]
+
+
+def test_bad_preset_and_missing_app_are_sentences(workflow_env: AppEnv, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad Name\nsteps: []\n")
+    code, events = run_batch(workflow_env, bad, tmp_path, tmp_path / "out")
+    assert code == 2 and events[-1]["type"] == "error" and "bad.yaml" in events[-1]["message"]
+    code, events = run_batch(workflow_env, "upscale-only", tmp_path, tmp_path / "out", "--home", str(tmp_path))
+    assert code == 2 and events[-1]["message"] == "restorer is not running; this preset needs it."
+    assert "darkroom start restorer" in events[-1]["hint"]
+
+
+def test_folder_batch_records_a_bad_image_and_goes_on(workflow_env: AppEnv, imgtool: AppProcess,
+                                                     tmp_path: Path) -> None:
+    src = tmp_path / "photos"
+    make_images(src, 5, workflow_env, bad=["broken.jpg"])
+    (src / "album").mkdir()
+    make_images(src / "album", 1, workflow_env)
+    out = tmp_path / "out"
+    preset = write_preset(tmp_path, steps=2)
+    code, events = run_batch(workflow_env, preset, src, out, urls={"imgtool": imgtool.url})
+    assert code == 0, events[-3:]
+    summary = events[-1]
+    assert summary["type"] == "summary"
+    assert (summary["total"], summary["done"], summary["failed"]) == (7, 6, 1)
+    assert summary["failures"][0][0] == "broken.jpg" and "not an image" in summary["failures"][0][1]
+    for name in [f"img{i:03d}" for i in range(5)] + ["album/img000"]:
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    progress = [e for e in events if e["type"] == "progress"]
+    assert progress[-1]["done"] == 7 and progress[-1]["total"] == 7 and progress[-1]["rate"] > 0
+    items = {e["id"]: e for e in events if e["type"] == "item"}
+    assert set(items["img000.png"]["steps"]) == {"invert1", "invert2"}
+    # the report: every item, thumbnails before/after, the failure's reason, times per step
+    page = (out / "report.html").read_text()
+    assert page.count('<tr class="done">') == 6 and page.count('<tr class="failed">') == 1
+    assert "broken.jpg" in page and "not an image" in page and "invert2 (s)" in page
+    thumbs = list((out / ".workflow" / "thumbs").glob("*.jpg"))
+    assert len(thumbs) == 12
+    # twice inverted is the original again: the steps chained
+    check = workflow_env.run(["-c", "import sys; from PIL import Image; a=Image.open(sys.argv[1]).convert('RGB');"
+                              "b=Image.open(sys.argv[2]).convert('RGB'); print(a.tobytes()==b.tobytes())",
+                              str(src / "img003.png"), str(out / "img003.png")])
+    assert check.stdout.strip() == "True", check.stderr
+    # run again: nothing is redone, the failure stays recorded
+    before = len(processed(imgtool))
+    code, events = run_batch(workflow_env, preset, src, out, urls={"imgtool": imgtool.url})
+    assert code == 0 and events[-1]["processed"] == 0 and events[-1]["skipped"] == 6
+    assert len(processed(imgtool)) == before
+    # a new image in the folder is picked up; --retry-failed tries the broken one again
+    make_images(src / "new", 1, workflow_env)
+    code, events = run_batch(workflow_env, preset, src, out, "--retry-failed", urls={"imgtool": imgtool.url})
+    assert events[-1]["processed"] == 2 and events[-1]["done"] == 7 and events[-1]["failed"] == 1
+    assert ledger_rows(out)["broken.jpg"][1] == 2  # attempts
+
+
+def test_kill9_mid_batch_then_resume_loses_nothing_and_redoes_nothing(
+        workflow_env: AppEnv, imgtool: AppProcess, tmp_path: Path) -> None:
+    src, out = tmp_path / "photos", tmp_path / "out"
+    names = make_images(src, 12, workflow_env)
+    preset = write_preset(tmp_path, "slow", delay=0.15)
+    log_before = len(processed(imgtool))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.Popen([str(workflow_env.python), "-m", "workflow.cli", "run", str(preset), str(src),
+                             "--out", str(out), "--json", "--url", f"imgtool={imgtool.url}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["type"] == "progress" and event["done"] >= 4:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    first = ledger_rows(out)
+    done_first = {k for k, v in first.items() if v[0] == "done"}
+    assert 4 <= len(done_first) < 12
+    stats = {k: (out / k).stat() for k in done_first}
+    assert all(s.st_size > 0 for s in stats.values())
+
+    code, events = run_batch(workflow_env, preset, src, out, urls={"imgtool": imgtool.url})
+    assert code == 0
+    resumed = [e for e in events if e["type"] == "stage" and e["stage"] == "resuming"]
+    assert resumed and resumed[0]["message"].startswith(f"{len(done_first)} of 12 already done")
+    rows = ledger_rows(out)
+    assert set(rows) == set(names) and all(v[0] == "done" for v in rows.values())
+    for k in done_first:  # finished before the kill: never touched again
+        assert rows[k][1] == 1
+        after = (out / k).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (stats[k].st_ino, stats[k].st_mtime_ns)
+    # what the app saw: every image, the ones done before the kill once; at most the one in
+    # flight at the kill twice
+    seen = processed(imgtool)[log_before:]
+    counts = {n: seen.count(n) for n in names}
+    assert all(c >= 1 for c in counts.values()), counts
+    assert all(counts[k] == 1 for k in done_first), counts
+    assert sum(counts.values()) <= len(names) + 1, counts
+    assert all(f"{n}" in (out / "report.html").read_text() for n in names)
