@@ -53,7 +53,7 @@ def variant_option(v, backend: str) -> str:
     need = f"{v.vram_gb:g} GB VRAM" if backend not in ("cpu", "none") else f"{v.ram_gb:g} GB RAM"
     if v.offload and backend not in ("cpu", "none"):
         need += f" ({min(v.offload.values()):g} offloaded)"
-    text = f"{v.label} — {need}, {human_bytes(v.download_bytes)}"
+    text = f"{v.label} — {need}, {human_bytes(v.download_bytes)} of files"
     return text if runs else f"{text} — not on {backend.upper()}"
 
 

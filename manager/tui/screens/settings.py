@@ -47,12 +47,13 @@ class SettingsScreen(CoreScreen):
             yield Static(id="data-folder")
             with Horizontal(classes="field"):
                 yield Label("Hugging Face token", classes="field-label")
-                yield Input(password=True, id="set-hf_token", placeholder="not set")
+                yield Input(password=True, id="set-hf_token", placeholder="not set", compact=True)
             for key, label in FIELDS:
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
-                    yield Input(id=f"set-{key}")
-            yield Checkbox("Offline: never touch the network, use caches only", id="set-offline")
+                    yield Input(id=f"set-{key}", compact=True)
+            yield Checkbox("Offline: never touch the network, use caches only", id="set-offline",
+                           compact=True)
             yield Static(id="settings-note")
         with Horizontal(classes="buttons"):
             yield Button("Save", id="save", variant="primary", compact=True)
