@@ -33,6 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else argv
+    if not args_given:
+        # The full-screen interface first: building the parser imports every command module,
+        # which would cost the TUI its first paint.
+        try:
+            from .tui.app import run_tui
+        except ImportError:
+            pass
+        else:
+            try:
+                return run_tui()
+            except DarkroomError as exc:
+                print(f"darkroom: {exc.message}", file=sys.stderr)
+                if exc.hint:
+                    print(exc.hint, file=sys.stderr)
+                return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
