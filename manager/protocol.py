@@ -19,5 +19,8 @@ IDLE_UNLOAD = "DARKROOM_IDLE_UNLOAD_MINUTES"  # 0 = never
 HF_CACHE = "HF_HUB_CACHE"         # the shared model store
 HF_OFFLINE = "HF_HUB_OFFLINE"     # always "1": apps never download at run time
 
+# Apps find one another (the workflow runner its steps' apps) read-only through the run files
+# HOME/run/<app>.json: {"status": "ready", "url": ...}; no env var is needed.
+
 HEALTH_READY = "ready"
 HEALTH_LOADING = "loading"

@@ -10,17 +10,28 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from manager import envs
+from manager import envs, supervisor
 from manager.bundled import apps_dir, recipes_dir
 from manager.config import Settings
+from manager.home import Home
 from manager.recipe import load_recipe
-from tests.fixtures.tinymodels import AppEnv, AppProcess, start_app
+from manager.supervisor import LaunchSpec
+from tests.fixtures.tinymodels import (
+    AppEnv,
+    AppProcess,
+    choice_from_folder,
+    free_port,
+    http,
+    models_json,
+    start_app,
+)
 
 # A small image app on the app kit: `invert` takes a base64 image, writes the inverted PNG.
 # It logs each item's name (so a test can count how often an image was processed) and
@@ -251,3 +262,97 @@ def test_kill9_mid_batch_then_resume_loses_nothing_and_redoes_nothing(
     assert all(counts[k] == 1 for k in done_first), counts
     assert sum(counts.values()) <= len(names) + 1, counts
     assert all(f"{n}" in (out / "report.html").read_text() for n in names)
+
+
+def test_darkroom_run_finds_supervised_apps_through_run_files(workflow_env: AppEnv, home: Home,
+                                                               tmp_path: Path) -> None:
+    """`darkroom run` as a user types it: the engine in the workflow env (linked into this data
+    folder as if installed), the image app started by the supervisor, found by its run file."""
+    (home.root / "envs").mkdir(exist_ok=True)
+    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
+    spec = LaunchSpec(app="imgtool", argv=[str(workflow_env.python), "-m", "imgtool"],
+                      env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
+                      placeholders={}, port=free_port(), poll_s=0.05, startup_timeout_s=60)
+    src = tmp_path / "photos"
+    make_images(src, 3, workflow_env, bad=["notes.png"])
+    preset = write_preset(tmp_path)
+    cli = [sys.executable, "-m", "manager", "run", str(preset), str(src)]
+    try:
+        supervisor.start(home, Settings(), spec)
+        done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr  # one image failed
+        out = home.root / "outputs" / "workflow" / "invert-test-photos"
+        assert "invert-test: 3 done, 1 failed of 4" in done.stdout
+        assert f"Report:  {out / 'report.html'}" in done.stdout
+        assert "failed: notes.png: input: the file is not an image" in done.stdout
+        assert "images: 4 / 4 (100%)" in done.stderr
+        assert sorted(p.name for p in out.glob("*.png")) == ["img000.png", "img001.png", "img002.png"]
+        again = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=120)
+        events = [json.loads(line) for line in again.stdout.splitlines() if line.startswith('{"type"')]
+        assert any(e["type"] == "Stage" and e["stage"] == "resuming" for e in events), again.stdout
+        assert (tool / "processed.log").read_text().split() == ["img000.png", "img001.png", "img002.png"]
+    finally:
+        supervisor.stop(home, "imgtool")
+
+
+def test_prompt_grid_through_the_generator(workflow_env: AppEnv, generator_env: AppEnv, tiny_flux,
+                                           tmp_path: Path) -> None:
+    gen = start_app(generator_env, "generator", tmp_path / "gen",
+                    models_json({"flux-schnell": choice_from_folder(tiny_flux, "fp32")}))
+    try:
+        gen.wait_ready()
+        src = tmp_path / "prompts"
+        src.mkdir()
+        (src / "prompts.txt").write_text("a red apple\n# a comment\n\na blue door\n")
+        out = tmp_path / "grid"
+        code, events = run_batch(workflow_env, "prompt-grid", src, out, "--set", "upscale.width=64",
+                                 urls={"generator": gen.url})
+        assert code == 2 and events[-1]["message"] == "The preset prompt-grid has no step 'upscale'."
+        code, events = run_batch(workflow_env, "prompt-grid", src, out, "--set", "generate.width=64",
+                                 "--set", "generate.height=64", "--set", "generate.steps=1",
+                                 urls={"generator": gen.url})
+        assert code == 0, events[-3:]
+        summary = events[-1]
+        assert (summary["total"], summary["done"], summary["failed"]) == (8, 8, 0)
+        files = sorted(p.name for p in out.glob("*.png"))
+        assert files[0] == "001-a-red-apple-seed1.png" and files[-1] == "002-a-blue-door-seed4.png"
+        code_, jobs, _ = gen.get("/api/jobs")
+        params = sorted((j["params"]["prompt"], j["params"]["seed"]) for j in jobs["jobs"])
+        assert params == sorted((p, s) for p in ("a red apple", "a blue door") for s in (1, 2, 3, 4))
+        assert all(j["params"]["width"] == 64 for j in jobs["jobs"])
+        page = (out / "report.html").read_text()
+        assert "a blue door" in page and page.count('<tr class="done">') == 8
+    finally:
+        gen.stop()
+
+
+def test_workflow_app_serves_batch_and_its_page(workflow_env: AppEnv, imgtool: AppProcess,
+                                                tmp_path: Path) -> None:
+    """The workflow app itself: POST /api/batch (apps found through run files in its data
+    folder), the report among its outputs, and its Gradio page."""
+    root = tmp_path / "wfhome"
+    (root / "run").mkdir(parents=True)
+    (root / "run" / "imgtool.json").write_text(json.dumps({"app": "imgtool", "status": "ready",
+                                                          "url": imgtool.url}))
+    src = tmp_path / "photos"
+    make_images(src, 2, workflow_env)
+    preset = write_preset(tmp_path)
+    app = start_app(workflow_env, "workflow", root, "")
+    try:
+        app.wait_ready(60)
+        code, info, _ = app.get("/api/info")
+        assert code == 200 and "old-photo" in info["presets"] and info["tasks"] == ["batch"]
+        code, body, _ = app.post("/api/batch?wait=true", {"preset": "old-photo", "input": str(src)})
+        assert code == 400 and "restorer is not running" in body["error"]
+        code, job, _ = app.post("/api/batch?wait=true", {"preset": str(preset), "input": str(src)})
+        assert code == 200, job
+        assert job["result"]["done"] == 2 and job["result"]["urls"] == ["/api/outputs/invert-test-photos/report.html"]
+        code, _, page = app.get(job["result"]["urls"][0])
+        assert code == 200 and b"invert-test" in page
+        code, _, html_page = http("GET", app.url + "/")
+        assert code == 200 and b"gradio" in html_page.lower()
+    finally:
+        app.stop()

@@ -4,7 +4,6 @@ same engine as `darkroom run`), and its web page does the same for people."""
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 from typing import Any
 
