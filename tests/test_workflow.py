@@ -356,3 +356,32 @@ def test_workflow_app_serves_batch_and_its_page(workflow_env: AppEnv, imgtool: A
         assert code == 200 and b"gradio" in html_page.lower()
     finally:
         app.stop()
+
+
+def test_ray_local_cluster_two_workers_share_the_batch(workflow_env: AppEnv, tmp_path: Path) -> None:
+    """--ray local with 2 workers over 2 replicas of the app: every image once, both workers
+    used, the ledger (on the driver) complete; a rerun on Ray redoes nothing."""
+    apps = [start_imgtool(workflow_env, tmp_path / f"replica{i}") for i in range(2)]
+    try:
+        src, out = tmp_path / "photos", tmp_path / "out"
+        names = make_images(src, 8, workflow_env, bad=["bad.png"])
+        preset = write_preset(tmp_path, delay=0.2)
+        argv = ["-m", "workflow.cli", "run", str(preset), str(src), "--out", str(out), "--json",
+                "--ray", "local", "--workers", "2"] + [x for a in apps for x in ("--url", f"imgtool={a.url}")]
+        done = workflow_env.run(argv, timeout=180, env={"RAY_USAGE_STATS_ENABLED": "0"})
+        events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = events[-1]
+        assert (summary["total"], summary["done"], summary["failed"], summary["workers"]) == (9, 8, 1, 2)
+        assert any(e["type"] == "stage" and e["stage"] == "ray" for e in events)
+        workers = {e["worker"] for e in events if e["type"] == "item" and e["status"] == "done"}
+        assert workers == {0, 1}
+        seen = processed(apps[0]) + processed(apps[1])
+        assert sorted(seen) == sorted(n for n in names if n != "bad.png")
+        assert processed(apps[0]) and processed(apps[1])
+        rows = ledger_rows(out)
+        assert all(v[1] == 1 for v in rows.values()) and rows["bad.png"][0] == "failed"
+        assert sorted(p.name for p in out.glob("*.png")) == sorted(n for n in names if n != "bad.png")
+    finally:
+        for app in apps:
+            app.stop()
