@@ -33,10 +33,10 @@ from .weights_remote import (
 )
 from .weights_store import SHA256_RE, RepoStore, sha256_file
 from .weights_types import GcItem, GcResult, LocalFile, Problem, StoreEntry
-from .weights_verify import gc, import_file, list_store, verify
+from .weights_verify import gc, import_file, list_store, verify, verify_targets
 
 __all__ = ["DownloadPlan", "GcItem", "GcResult", "LocalFile", "PlannedFile", "Problem", "StoreEntry", "gc",
-           "import_file", "list_store", "plan_download", "pull", "verify", "SOURCE"]
+           "import_file", "list_store", "plan_download", "pull", "verify", "verify_targets", "SOURCE"]
 
 SOURCE = "weights"
 DISK_RESERVE = 200 * 1000 * 1000     # kept free beyond the download itself

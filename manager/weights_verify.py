@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -278,3 +279,24 @@ def _prune(store: RepoStore) -> None:
     blobs = store.root / "blobs"
     if not commits and (not blobs.is_dir() or not any(blobs.iterdir())):
         shutil.rmtree(store.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _StoreSpec:
+    """A file as the store holds it (named by commit), for checking files no app names."""
+
+    repo: str
+    path: str
+    revision: str
+    repo_type: str
+    sha256: str | None = None
+
+
+def verify_targets(home: Home, state: State, apps: list[str] | None = None) -> list[FileSpec]:
+    """What `verify` should look at: the named apps' files; with no apps named, every
+    installed app's files; with nothing installed, the whole store."""
+    names = list(apps) if apps else sorted(state.apps)
+    specs: list[FileSpec] = [f for a in names for m in state.apps[a].models for f in m.files]
+    if not names:
+        specs = [_StoreSpec(e.repo, e.path, e.commit, e.repo_type) for e in list_store(home, state)]
+    return specs

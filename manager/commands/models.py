@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config, planner, state, weights
@@ -79,17 +78,6 @@ def plan_files(recipe: Recipe, args: argparse.Namespace) -> list[ModelFile]:
     return list(out.values())
 
 
-@dataclass(frozen=True)
-class _StoreSpec:
-    """A file as the store holds it, for verifying the whole store."""
-
-    repo: str
-    path: str
-    revision: str
-    repo_type: str
-    sha256: str | None = None
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -151,10 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if unknown:
         raise DarkroomError(f"{', '.join(unknown)} is not installed.",
                             "`darkroom list` shows the installed apps.")
-    specs: list = [f for a in names for m in st.apps[a].models for f in m.files]
-    if not names:
-        specs = [_StoreSpec(e.repo, e.path, e.commit, e.repo_type)
-                 for e in weights.list_store(h, st)]
+    specs = weights.verify_targets(h, st, names)
     problems = weights.verify(h, specs, full=not args.quick, remove_bad=args.fix)
     if args.json:
         print_json([{"repo": p.repo, "path": p.path, "kind": p.kind, "message": p.message} for p in problems])

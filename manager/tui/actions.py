@@ -215,10 +215,7 @@ class Core:
         from .. import state as state_mod
         from .. import weights
 
-        st = state_mod.load(self.home)
-        specs: list[Any] = [f for a in st.apps.values() for m in a.models for f in m.files]
-        if not st.apps:
-            specs = [_StoreSpec(e.repo, e.path, e.commit, e.repo_type) for e in self.store()]
+        specs = weights.verify_targets(self.home, state_mod.load(self.home))
         return len(specs), weights.verify(self.home, specs, full=True)
 
     def gc(self, dry_run: bool):
@@ -264,15 +261,6 @@ class Core:
         from .. import doctor
 
         return doctor.disk_use(self.home)
-
-
-@dataclass(frozen=True)
-class _StoreSpec:
-    repo: str
-    path: str
-    revision: str
-    repo_type: str
-    sha256: str | None = None
 
 
 def choice_args(choices: Choices) -> list[str]:
