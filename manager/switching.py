@@ -23,6 +23,10 @@ from .supervisor import RunInfo, control
 SOURCE = "switch"
 
 
+class NeedsSwitch(DarkroomError):
+    """The app would not fit on the GPU beside the running ones; `--switch` would make room."""
+
+
 @dataclass
 class Usage:
     app: str
@@ -108,7 +112,7 @@ def check_fits(home: Home, hw: Hardware, app: str, need_gb: float) -> None:
     if used + need_gb <= total:
         return
     names = ", ".join(f"{u.app} ({u.counted_gb:g} GB)" for u in others)
-    raise DarkroomError(
+    raise NeedsSwitch(
         f"{app} needs about {need_gb:g} GB of GPU memory, but {names} already use {used:g} GB "
         f"of the {total:g} GB this GPU can give.",
         f"Run `darkroom start {app} --switch` to free the GPU from the others first, "

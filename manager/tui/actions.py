@@ -159,12 +159,14 @@ class Core:
 
     # ------------------------------------------------------------ running
 
-    def start(self, app: str, report: Reporter = ignore) -> RunInfo:
-        from .. import launching, supervisor
+    def start(self, app: str, report: Reporter = ignore, switch: bool = False) -> RunInfo:
+        """Start within the GPU budget; `switch` unloads or stops other apps to make room."""
+        from .. import launching, switching
 
         settings = self.settings()
-        return supervisor.start_with_needs(
-            self.home, settings, app, lambda a: launching.launch_spec(self.home, settings, a), report)
+        return switching.start(self.home, settings, self.hardware(), app,
+                               lambda a: launching.launch_spec(self.home, settings, a),
+                               switch=switch, report=report)
 
     def stop(self, app: str, report: Reporter = ignore) -> bool:
         from .. import supervisor

@@ -117,11 +117,11 @@ class HomeScreen(CoreScreen):
             from .app_detail import AppScreen
 
             self.app.push_screen(AppScreen(app))
-        elif action == "start" and data.installed and not data.running:
+        elif action in ("start", "switch") and data.installed and not data.running:
             self._busy(card, "starting")
-            self.run_core(self.core.start, app, self._reporter(),
+            self.run_core(self.core.start, app, self._reporter(), action == "switch",
                           done=lambda info: self._done(app, f"{app} is running at {info.url}"),
-                          failed=lambda _e: self._done(app, ""))
+                          failed=lambda exc: self._start_failed(app, exc))
         elif action == "stop" and (data.running or data.status == "stale"):
             self._busy(card, "stopping")
             self.run_core(self.core.stop, app,
@@ -129,6 +129,22 @@ class HomeScreen(CoreScreen):
                           failed=lambda _e: self._done(app, ""))
         elif action == "open" and data.status == "ready":
             self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
+
+    def _start_failed(self, app: str, exc: BaseException) -> None:
+        """Not enough GPU memory beside the others: offer to switch (they unload or stop)."""
+        self._done(app, "")
+        from ...switching import NeedsSwitch
+
+        if not isinstance(exc, NeedsSwitch):
+            return
+        from .confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.do_action(app, "switch")
+
+        self.app.push_screen(ConfirmScreen(f"{exc.message}\n\nSwitch to {app}? The other apps free the GPU "
+                                           "(they unload their models, or stop).", yes="Switch"), answer)
 
     def _busy(self, card: AppCard, status: str) -> None:
         self.busy.add(card.data.app)

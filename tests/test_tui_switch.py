@@ -1,0 +1,68 @@
+"""TUI Home on an 8 GB GPU: the third app does not fit, the refusal is shown, and the Switch
+dialog makes room (another app unloads its model) and starts it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+from manager import state as state_mod
+from manager import switching
+from manager.errors import DarkroomError
+from manager.hardware import load_profile
+from manager.home import Home
+from manager.supervisor import control
+from manager.tui.screens.confirm import ConfirmScreen
+from tests.fixtures.tinyapp import TINYAPP_DIR, free_port
+from tests.test_tui import RecordingApp, cards_loaded, run, until
+
+GPU8 = load_profile("laptop-rtx4060-8gb")
+
+
+def _installed(home: Home, app: str) -> None:
+    """Record a tiny app as installed (3 GB planned): its recipe in state, this Python as its env."""
+    text = (TINYAPP_DIR / "recipe.yaml").read_text("utf-8")
+    text = text.replace("id: tinyapp", f"id: {app}").replace("port: 7860", f"port: {free_port()}")
+    text = text.replace('    TINYAPP_LOAD_DELAY: "0.2"',
+                        f'    TINYAPP_LOAD_DELAY: "0.1"\n    TINYAPP_VRAM_GB: "3"\n'
+                        f'    PYTHONPATH: {json.dumps(str(TINYAPP_DIR))}')
+    python = home.env_dir(app) / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    with state_mod.transaction(home) as st:
+        st.apps[app] = state_mod.InstalledApp(app=app, version="0.1.0", recipe_source="test",
+                                              recipe_text=text, vram_gb=3.0)
+
+
+def test_home_offers_switch_when_the_gpu_is_full(home: Home) -> None:
+    for app in ("alpha", "beta", "gamma"):
+        _installed(home, app)
+
+    async def scenario() -> None:
+        tui = RecordingApp(home=home, hardware=GPU8)
+        async with tui.run_test(size=(100, 40)) as pilot:
+            await cards_loaded(pilot)
+            home_screen = tui.screen
+            for app in ("alpha", "beta"):
+                home_screen.do_action(app, "start")
+                await until(pilot, lambda a=app: (control.app_status(home, a) or None) is not None
+                            and control.app_status(home, a).status == "ready", what=f"{app} ready")
+            home_screen.do_action("gamma", "start")
+            await until(pilot, lambda: isinstance(tui.screen, ConfirmScreen), what="the Switch dialog")
+            assert tui.noted("gamma needs about 3 GB", "error")
+            assert control.app_status(home, "gamma") is None
+            await pilot.press("y")  # the dialog's "Switch" key
+            await until(pilot, lambda: (control.app_status(home, "gamma") or None) is not None
+                        and control.app_status(home, "gamma").status == "ready", what="gamma ready")
+            await until(pilot, lambda: tui.noted("gamma is running"), what="the running note")
+
+    try:
+        run(scenario())
+        usage = {u.app: u for u in switching.usage(home)}
+        assert set(usage) == {"alpha", "beta", "gamma"}
+        assert sum(1 for u in usage.values() if not u.loaded) == 1
+    finally:
+        for app in ("alpha", "beta", "gamma"):
+            with contextlib.suppress(DarkroomError):
+                control.stop(home, app)
