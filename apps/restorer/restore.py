@@ -34,6 +34,7 @@ class RestoreRequest(BaseModel):
     fidelity: float = Field(0.5, ge=0, le=1, description="CodeFormer w: 0 = most repair, 1 = most faithful")
     face_boxes: list[list[float]] | None = Field(None, description="[[x0, y0, x1, y1], ...]: skip detection")
     face_threshold: float = Field(0.9, gt=0, lt=1)
+    max_faces: int = Field(20, ge=1, le=100, description="restore at most this many faces (largest first)")
     upscale: bool = Field(True, description="upscale the whole photo")
     scale: int = Field(2, description="2 or 4")
     upscaler: str | None = Field(None, description="model id; default: the installed one of that scale")
@@ -130,6 +131,9 @@ def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray
         else:
             raise BadRequest("The face detector is not installed; give face_boxes, reinstall the restorer, "
                              "or switch faces off.")
+        found = sorted(found, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+        facts["faces_found"] = len(found)
+        found = found[:req.max_faces]
         facts["face_model"] = face_net.model_id
     aligned = [faces.align(rgb, f) for f in found]
 

@@ -1,0 +1,164 @@
+"""The restorer over real HTTP: random-weight GFPGAN, CodeFormer, RestoreFormer, Real-ESRGAN
+x4/x2, LaMa and RetinaFace files loaded through spandrel in the app's own env, run on CPU
+on small drawn photos; bad files answered with 400 and a sentence."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.tinymodels import AppProcess, models_json, start_app
+from tests.fixtures.tinyrestore import restore_models
+
+ALL = ["gfpgan", "codeformer", "restoreformer", "retinaface", "parsenet", "esrgan-x4", "esrgan-x2", "lama"]
+
+
+def chunks(data: bytes) -> dict[bytes, list[bytes]]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, out = 8, {}
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        out.setdefault(kind, []).append(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    return out
+
+
+def ihdr(data: bytes) -> tuple[int, int, int, int]:
+    w, h, depth, colour = struct.unpack(">IIBB", chunks(data)[b"IHDR"][0][:10])
+    return w, h, depth, colour
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def app(restorer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
+    models = restore_models(tiny_restore, ALL)
+    proc = start_app(restorer_env, "restorer", tmp_path_factory.mktemp("restorer"), models_json(models, "gfpgan"))
+    try:
+        proc.wait_ready(timeout=300)
+        yield proc
+    finally:
+        proc.stop()
+
+
+def restore(app: AppProcess, image: Path, **body) -> tuple[dict, bytes]:
+    code, job, _ = app.post("/api/restore?wait=true", {"image": b64(image), "tile": 64, **body}, timeout=300)
+    assert code == 200, job
+    code, _, data = app.get(f"/api/jobs/{job['id']}/result")
+    assert code == 200
+    return job, data
+
+
+def test_info_shows_architectures_spandrel_detected(app: AppProcess) -> None:
+    code, info, _ = app.get("/api/info")
+    assert code == 200
+    nets = info["nets"]
+    assert {k: (v["arch"], v["scale"]) for k, v in nets.items()} == {
+        "gfpgan": ("GFPGAN", 1), "codeformer": ("CodeFormer", 1), "restoreformer": ("RestoreFormer", 1),
+        "realesrgan-x4": ("ESRGAN", 4), "realesrgan-x2": ("ESRGAN", 2), "lama": ("LaMa", 1)}
+    assert nets["codeformer"]["non_commercial_arch"] is True
+    assert nets["gfpgan"]["non_commercial_arch"] is False
+    assert info["face_detector"] == "face-detection"
+    assert any("parsing_parsenet" in k for k in info["skipped"])
+
+
+def test_full_pipeline_keeps_exif_orientation_and_icc(app: AppProcess, restore_photos) -> None:
+    job, data = restore(app, restore_photos["photo"], face_boxes=[[44, 20, 84, 72]], scale=2)
+    result = job["result"]
+    assert result["steps"][0] == "scratches" and result["steps"][-2:] == ["upscale", "faces"]
+    assert result["upscaler"] == "realesrgan-x2" and result["face_model"] == "gfpgan"
+    assert len(result["faces"]) == 1
+    # stored 128x96 with orientation 6: the output keeps the stored layout and the tag
+    assert ihdr(data)[:2] == (256, 192)
+    c = chunks(data)
+    assert b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00" in c[b"eXIf"][0] or \
+        b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06" in c[b"eXIf"][0]
+    assert b"iCCP" in c
+    params = json.loads(next(v for v in c[b"tEXt"] if v.startswith(b"parameters\0")).split(b"\0", 1)[1])
+    assert params["scale"] == 2 and "image" not in params
+
+
+def test_every_step_switches_off(app: AppProcess, restore_photos) -> None:
+    job, data = restore(app, restore_photos["clean"], scratches=False, inpaint=False, faces=False, upscale=False)
+    assert job["result"]["steps"] == []
+    assert ihdr(data)[:2] == (128, 96)
+
+
+def test_x4_and_other_face_models(app: AppProcess, restore_photos) -> None:
+    job, data = restore(app, restore_photos["clean"], scratches=False, scale=4, face_model="codeformer",
+                        fidelity=0.7, face_boxes=[[44, 20, 84, 72]])
+    assert ihdr(data)[:2] == (512, 384)
+    assert job["result"]["face_model"] == "codeformer" and job["result"]["upscaler"] == "realesrgan-x4"
+
+
+def test_detector_runs_when_no_boxes_are_given(app: AppProcess, restore_photos) -> None:
+    job, _ = restore(app, restore_photos["clean"], scratches=False, upscale=False, face_threshold=0.5, max_faces=1,
+                     face_model="restoreformer")
+    assert job["result"]["face_model"] == "restoreformer"
+    # random weights find random "faces": the point is that RetinaFace ran and the cap held
+    assert len(job["result"]["faces"]) == min(1, job["result"]["faces_found"])
+
+
+def test_scratches_found_and_filled(app: AppProcess, restore_photos) -> None:
+    job, data = restore(app, restore_photos["scratched"], faces=False, upscale=False, return_mask=True)
+    scratched = job["result"]["defect_pixels"]
+    clean, _ = restore(app, restore_photos["clean"], faces=False, upscale=False)
+    assert scratched > 150, job["result"]          # two lines of ~130 and ~95 pixels
+    assert clean["result"]["defect_pixels"] < scratched / 4
+    assert "inpaint" in job["result"]["steps"] and len(job["result"]["files"]) == 2
+    assert ihdr(data)[:2] == (128, 96)
+
+
+def test_user_mask_is_filled(app: AppProcess, restore_photos, tmp_path: Path) -> None:
+    # a 128x96 greyscale PNG, white in a 10x10 square
+    rows = b"".join(b"\0" + bytes(255 if 40 <= x < 50 and 30 <= y < 40 else 0 for x in range(128)) for y in range(96))
+    png = b"\x89PNG\r\n\x1a\n"
+    for kind, body in ((b"IHDR", struct.pack(">IIBBBBB", 128, 96, 8, 0, 0, 0, 0)),
+                       (b"IDAT", zlib.compress(rows)), (b"IEND", b"")):
+        png += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(png)
+    job, _ = restore(app, restore_photos["clean"], scratches=False, faces=False, upscale=False, mask=b64(mask))
+    assert job["result"]["defect_pixels"] == 100
+    assert job["result"]["steps"] == ["mask", "inpaint"]
+
+
+def huge_png() -> bytes:
+    """A 30000x30000 RGB PNG header (the pixels never need to exist to be refused)."""
+    body = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    ihdr_chunk = struct.pack(">I", 13) + b"IHDR" + body + struct.pack(">I", zlib.crc32(b"IHDR" + body))
+    idat = zlib.compress(b"\0" * 1000)
+    return (b"\x89PNG\r\n\x1a\n" + ihdr_chunk + struct.pack(">I", len(idat)) + b"IDAT" + idat
+            + struct.pack(">I", zlib.crc32(b"IDAT" + idat)))
+
+
+@pytest.mark.parametrize("name, words", [
+    ("empty", "empty"), ("text", "not a picture"), ("truncated", "truncated"), ("huge", "megapixels"),
+    ("cmyk", "CMYK"), ("deep", "16 or 32 bits"), ("animated", "animated"), ("base64", "base64"),
+])
+def test_bad_images_are_400_with_a_sentence(app: AppProcess, restore_photos, name: str, words: str) -> None:
+    payload = {"empty": "", "text": base64.b64encode(b"hello, not a picture").decode(),
+               "huge": base64.b64encode(huge_png()).decode(), "base64": "%%%not base64%%%"}.get(name)
+    if payload is None:
+        payload = b64(restore_photos[name])
+    code, body, _ = app.post("/api/restore?wait=true", {"image": payload})
+    assert code == 400, body
+    assert words.lower() in body["error"].lower() and body["error"].endswith(".")
+    assert app.get("/api/health")[0] == 200
+
+
+def test_unknown_face_model_and_scale_are_400(app: AppProcess, restore_photos) -> None:
+    code, body, _ = app.post("/api/restore?wait=true", {"image": b64(restore_photos["clean"]), "face_model": "gpen",
+                                                        "face_boxes": [[1, 1, 20, 20]], "upscale": False,
+                                                        "scratches": False})
+    assert code == 400 and "not installed" in body["error"]
+    code, body, _ = app.post("/api/restore", {"image": b64(restore_photos["clean"]), "scale": 3})
+    assert code == 400 and "2 or 4" in body["error"]
