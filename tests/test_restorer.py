@@ -162,3 +162,27 @@ def test_unknown_face_model_and_scale_are_400(app: AppProcess, restore_photos) -
     assert code == 400 and "not installed" in body["error"]
     code, body, _ = app.post("/api/restore", {"image": b64(restore_photos["clean"]), "scale": 3})
     assert code == 400 and "2 or 4" in body["error"]
+
+
+TILING = r"""
+import json, sys
+import numpy as np, torch
+from PIL import Image
+import spandrel
+from restorer.tiling import run_tiled, to_tensor, to_uint8
+d = spandrel.ModelLoader().load_from_file(sys.argv[1]).eval()
+rgb = np.asarray(Image.open(sys.argv[2]).convert("RGB"))
+with torch.inference_mode():
+    whole = to_uint8(d(to_tensor(rgb, "cpu", torch.float32)))
+tiled = run_tiled(lambda x, _m: d(x), rgb, d.scale, 32, 32, "cpu", torch.float32)
+print(json.dumps({"shape": list(tiled.shape), "max": int(np.abs(whole.astype(int) - tiled).max()),
+                  "mean": float(np.abs(whole.astype(int) - tiled).mean())}))
+"""
+
+
+def test_tiles_with_overlap_match_the_whole_image(restorer_env, tiny_restore, restore_photos) -> None:
+    proc = restorer_env.run(["-c", TILING, tiny_restore["esrgan-x4"]["path"], str(restore_photos["clean"])])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["shape"] == [384, 512, 3]
+    assert r["mean"] < 0.05 and r["max"] <= 2, r

@@ -16,7 +16,8 @@ import torch
 
 def to_tensor(rgb: np.ndarray, device: str, dtype: torch.dtype) -> torch.Tensor:
     """uint8 HxWxC -> float (1, C, H, W) in [0, 1], converted on the device."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
+    arr = np.ascontiguousarray(rgb)
+    t = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(device)
     if t.ndim == 2:
         t = t.unsqueeze(-1)
     return t.permute(2, 0, 1).unsqueeze(0).to(dtype).div_(255.0)
@@ -24,7 +25,7 @@ def to_tensor(rgb: np.ndarray, device: str, dtype: torch.dtype) -> torch.Tensor:
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     """float (1, C, H, W) in [0, 1] -> uint8 HxWxC on the CPU."""
-    return t[0].float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return t[0].float().clamp(0, 1).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def tiles(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
