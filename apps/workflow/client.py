@@ -55,12 +55,16 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
     body = dict(params)
     if image_field is not None and image is not None:
         body[image_field] = base64.b64encode(image).decode("ascii")
-    try:
-        code, raw = _request("POST", f"{base}/api/{urllib.parse.quote(task)}", body, timeout=60)
+    try:  # ?wait=true: the app answers when the job is done (no polling delay); polled otherwise
+        code, raw = _request("POST", f"{base}/api/{urllib.parse.quote(task)}?wait=true", body, timeout=timeout_s)
+    except TimeoutError:
+        raise StepFailed(step, f"the job did not finish within {timeout_s:g} s.") from None
     except OSError as exc:
         raise StepFailed(step, f"the app at {base} did not answer ({exc}).") from None
     job = _json(raw)
-    if code >= 400 or "id" not in job:
+    if code >= 400 and isinstance(job.get("job"), dict):
+        job = job["job"]  # a failed job: its own error sentence
+    if "id" not in job:
         raise StepFailed(step, job.get("error") or f"the app answered HTTP {code}.")
     deadline = time.monotonic() + timeout_s
     wait = poll_s
