@@ -180,27 +180,28 @@ def test_folder_batch_records_a_bad_image_and_goes_on(workflow_env: AppEnv, imgt
     make_images(src, 5, workflow_env, bad=["broken.jpg"])
     (src / "album").mkdir()
     make_images(src / "album", 1, workflow_env)
+    (src / "img004.webp").write_bytes((src / "img004.png").read_bytes())  # same stem, other suffix
     out = tmp_path / "out"
     preset = write_preset(tmp_path, steps=2)
     code, events = run_batch(workflow_env, preset, src, out, urls={"imgtool": imgtool.url})
     assert code == 0, events[-3:]
     summary = events[-1]
     assert summary["type"] == "summary"
-    assert (summary["total"], summary["done"], summary["failed"]) == (7, 6, 1)
+    assert (summary["total"], summary["done"], summary["failed"]) == (8, 7, 1)
     assert summary["failures"][0][0] == "broken.jpg" and "not an image" in summary["failures"][0][1]
-    for name in [f"img{i:03d}" for i in range(5)] + ["album/img000"]:
+    for name in [f"img{i:03d}" for i in range(4)] + ["album/img000", "img004.png", "img004.webp"]:
         data = (out / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
     progress = [e for e in events if e["type"] == "progress"]
-    assert progress[-1]["done"] == 7 and progress[-1]["total"] == 7 and progress[-1]["rate"] > 0
+    assert progress[-1]["done"] == 8 and progress[-1]["total"] == 8 and progress[-1]["rate"] > 0
     items = {e["id"]: e for e in events if e["type"] == "item"}
     assert set(items["img000.png"]["steps"]) == {"invert1", "invert2"}
     # the report: every item, thumbnails before/after, the failure's reason, times per step
     page = (out / "report.html").read_text()
-    assert page.count('<tr class="done">') == 6 and page.count('<tr class="failed">') == 1
+    assert page.count('<tr class="done">') == 7 and page.count('<tr class="failed">') == 1
     assert "broken.jpg" in page and "not an image" in page and "invert2 (s)" in page
     thumbs = list((out / ".workflow" / "thumbs").glob("*.jpg"))
-    assert len(thumbs) == 12
+    assert len(thumbs) == 14
     # twice inverted is the original again: the steps chained
     check = workflow_env.run(["-c", "import sys; from PIL import Image; a=Image.open(sys.argv[1]).convert('RGB');"
                               "b=Image.open(sys.argv[2]).convert('RGB'); print(a.tobytes()==b.tobytes())",
@@ -209,12 +210,12 @@ def test_folder_batch_records_a_bad_image_and_goes_on(workflow_env: AppEnv, imgt
     # run again: nothing is redone, the failure stays recorded
     before = len(processed(imgtool))
     code, events = run_batch(workflow_env, preset, src, out, urls={"imgtool": imgtool.url})
-    assert code == 0 and events[-1]["processed"] == 0 and events[-1]["skipped"] == 6
+    assert code == 0 and events[-1]["processed"] == 0 and events[-1]["skipped"] == 7
     assert len(processed(imgtool)) == before
     # a new image in the folder is picked up; --retry-failed tries the broken one again
     make_images(src / "new", 1, workflow_env)
     code, events = run_batch(workflow_env, preset, src, out, "--retry-failed", urls={"imgtool": imgtool.url})
-    assert events[-1]["processed"] == 2 and events[-1]["done"] == 7 and events[-1]["failed"] == 1
+    assert events[-1]["processed"] == 2 and events[-1]["done"] == 8 and events[-1]["failed"] == 1
     assert ledger_rows(out)["broken.jpg"][1] == 2  # attempts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,11 @@ class Item:
 
     @property
     def out_stem(self) -> str:
-        """The output's path inside the out folder, without suffix."""
-        return self.id.rsplit(".", 1)[0] if self.source else self.id
+        """The output's path inside the out folder, without suffix: the input's, less its
+        suffix (unless another input has the same stem: a.jpg and a.png give a.jpg.png, a.png.png)."""
+        if not self.source or self.fields.get("keep_suffix"):
+            return self.id
+        return self.id.rsplit(".", 1)[0]
 
 
 def _slug(text: str, n: int = 40) -> str:
@@ -34,7 +38,7 @@ def _slug(text: str, n: int = 40) -> str:
 
 def image_items(folder: Path, exclude: Path | None = None) -> list[Item]:
     """Every image under `folder` (sub-folders too; hidden files and the out folder skipped)."""
-    out = []
+    found = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts) or not path.is_file():
@@ -42,9 +46,12 @@ def image_items(folder: Path, exclude: Path | None = None) -> list[Item]:
         if exclude is not None and path.resolve().is_relative_to(exclude):
             continue
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            key = rel.as_posix()
-            out.append(Item(id=key, source=key, fields={"name": key, "stem": path.stem}))
-    return out
+            found.append(rel)
+    stems = Counter(rel.with_suffix("").as_posix() for rel in found)
+    return [Item(id=rel.as_posix(), source=rel.as_posix(),
+                 fields={"name": rel.as_posix(), "stem": rel.stem,
+                         **({"keep_suffix": True} if stems[rel.with_suffix("").as_posix()] > 1 else {})})
+            for rel in found]
 
 
 def prompt_items(preset: Preset, source: Path | None) -> list[Item]:
