@@ -300,9 +300,8 @@ def _run_check(folder: Path, module: str | None) -> tuple[bool, str, str]:
     """
     cmd = [str(_python_in(folder)), "-I", "-B", "-c", _CHECK_CODE] + ([module] if module else [])
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                             timeout=_CHECK_TIMEOUT_S, env=_clean_env(), cwd=folder,
-                             preexec_fn=uvtool.child_preexec())
+        out = subprocess.run(uvtool.die_with_parent(cmd), capture_output=True, text=True, errors="replace",
+                             timeout=_CHECK_TIMEOUT_S, env=_clean_env(), cwd=folder)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, "", str(exc)
     if out.returncode != 0:

@@ -127,19 +127,25 @@ def source_args(settings: Settings, torch_backend: str | None = None) -> list[st
     return args
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: a child dies with Darkroom, so a kill -9 leaves nothing working on a dead build."""
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+# Linux: children (uv, the import check) die with Darkroom, so a kill -9 leaves nothing
+# working on a dead build. This is set by a tiny trampoline that execs the real program,
+# not by Popen's preexec_fn: a preexec_fn makes the forked child run every at-fork hook,
+# and huggingface_hub's hook (closing its HTTP session) deadlocks there when a download
+# thread holds the pool's lock, as it does while an install builds and downloads at once.
+_TRAMPOLINE = (
+    "import ctypes,os,signal,sys\n"
+    "try:\n ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))\n"
+    "except Exception:\n pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n sys.exit(137)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 
-def child_preexec():
-    """What to pass as preexec_fn to Popen for children that must not outlive Darkroom."""
-    return die_with_parent if sys.platform.startswith("linux") else None
+def die_with_parent(cmd: list[str]) -> list[str]:
+    """`cmd`, wrapped so that on Linux it is killed when this process dies."""
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *cmd]
 
 
 _RESOLVED = re.compile(r"^Resolved (\d+) packages?")
@@ -185,12 +191,11 @@ class _Progress:
 def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore,
         timeout: float | None = None) -> str:
     """Run `uv <args>`, streaming stderr into events; returns stdout; raises UvFailure."""
-    cmd = [str(uv_bin()), *args]
+    cmd = die_with_parent([str(uv_bin()), *args])
     try:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             env=child_env(home, mode), text=True, errors="replace",
-            preexec_fn=child_preexec(),
         )
     except OSError as exc:
         raise UvMissing(f"The uv tool could not be started ({exc.strerror or exc}).",
