@@ -38,11 +38,14 @@ def _git(repo: Path, *args: str) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny app in git: v0.1.0 and v0.2.0 work; v0.3.0 crashes as it starts."""
+    """The tiny app as a bare git repository (what a server holds): v0.1.0 and v0.2.0 work,
+    v0.3.0 crashes as it starts. It has a requirements.txt, as git-sourced apps do."""
     import shutil
 
-    repo = tmp_path_factory.mktemp("tinyrepo") / "tinyapp"
+    base = tmp_path_factory.mktemp("tinyrepo")
+    repo = base / "work"
     shutil.copytree(TINYAPP_DIR, repo, ignore=shutil.ignore_patterns("__pycache__", "recipe.yaml"))
+    (repo / "requirements.txt").write_text("packaging\n")
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "v1")
@@ -56,7 +59,9 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "v3")
     _git(repo, "tag", "v0.3.0")
-    return repo
+    bare = base / "tinyapp.git"
+    _git(base, "clone", "-q", "--bare", str(repo), str(bare))
+    return bare
 
 
 def recipe_text(repo: Path, revision: str, port: int, with_model: bool = True) -> str:
@@ -68,6 +73,7 @@ version: "{revision.lstrip('v')}"
 license: apache-2.0
 source: {{git: "file://{repo}", revision: {revision}}}
 python: "3.11"
+requirements: [requirements.txt]
 check_import: tinyapp
 launch:
   command: ["{{env_python}}", "-m", "tinyapp"]
@@ -132,6 +138,7 @@ def test_install_needs_consent_then_runs_and_records(setup) -> None:
 
     events = []
     record = installer.install(home, settings, pv, events.append, accepted=True)
+    assert "packaging" in envs.info(home, "tiny").packages  # from the app's requirements.txt
     st = state_mod.load(home)
     assert st.apps["tiny"].version == "0.1.0" and record.source_revision
     (model,) = st.apps["tiny"].models
@@ -385,14 +392,13 @@ def test_unreachable_git_and_unresolvable_requirements_leave_nothing(setup, tiny
         installer.install(home, settings, installer.preview(home, settings, str(bad_url), CPU), accepted=True)
 
     repo = tmp_path / "withreqs"
-    shutil.copytree(tiny_repo, repo)
+    _git(tmp_path, "clone", "-q", str(tiny_repo), str(repo))
     (repo / "requirements.txt").write_text("darkroom-test-no-such-package-xyz==1.0\n")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "reqs")
     _git(repo, "tag", "v0.4.0")
     reqs = Path(write("v0.4.0", with_model=False))
-    reqs.write_text(reqs.read_text().replace(str(tiny_repo), str(repo))
-                    + "requirements: [requirements.txt]\n")
+    reqs.write_text(reqs.read_text().replace(str(tiny_repo), str(repo)))
     with pytest.raises(DarkroomError) as info:
         installer.install(home, settings, installer.preview(home, settings, str(reqs), CPU), accepted=True)
     assert "darkroom-test-no-such-package-xyz" in str(info.value)
