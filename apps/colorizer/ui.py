@@ -6,9 +6,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from appkit.errors import AppError
-from appkit.jobs import FAILED
 from appkit.runtime import Runtime
+from appkit.webui import run_job
 
 from .colorize import ColorizeRequest
 
@@ -22,15 +21,9 @@ def build(runtime: Runtime) -> Any:
     def run(path: str | None, model: str | None, strength: float, progress: Any = gr.Progress()):  # noqa: B008
         if not path:
             raise gr.Error("Choose a photo first.")
-        try:
-            job = runtime.submit(task, ColorizeRequest(image=base64.b64encode(Path(path).read_bytes()).decode(),
-                                                       model=model or None, strength=float(strength)))
-        except AppError as exc:
-            raise gr.Error(exc.message) from None
-        while not job.done_event.wait(0.25):
-            progress(job.progress, desc=job.message or job.status)
-        if job.status == FAILED:
-            raise gr.Error(job.error)
+        job = run_job(runtime, task, lambda: ColorizeRequest(
+            image=base64.b64encode(Path(path).read_bytes()).decode(), model=model or None,
+            strength=float(strength)), progress)
         return str(runtime.settings.outputs / job.result["files"][0])
 
     with gr.Blocks(title="Darkroom colorizer") as page:

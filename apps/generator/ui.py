@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from appkit.errors import AppError
-from appkit.jobs import FAILED
 from appkit.runtime import Runtime
-from pydantic import ValidationError
+from appkit.webui import run_job
 
 from .generate import GenerateRequest, model_info
 
@@ -26,21 +25,10 @@ def build(runtime: Runtime) -> Any:
 
     def generate(prompt: str, negative: str, model: str | None, width: float, height: float, steps: float,
                  guidance: float, seed: float | None, count: float, progress: Any = gr.Progress()):  # noqa: B008 (Gradio injects it)
-        try:
-            req = GenerateRequest(
-                prompt=prompt or "", negative_prompt=negative or "", model=model or None,
-                width=int(width), height=int(height), steps=int(steps), guidance=float(guidance),
-                seed=None if seed is None or seed < 0 else int(seed), count=int(count))
-            job = runtime.submit(task, req)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise gr.Error(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        except AppError as exc:
-            raise gr.Error(exc.message) from None
-        while not job.done_event.wait(0.25):
-            progress(job.progress, desc=job.message or job.status)
-        if job.status == FAILED:
-            raise gr.Error(job.error)
+        job = run_job(runtime, task, lambda: GenerateRequest(
+            prompt=prompt or "", negative_prompt=negative or "", model=model or None,
+            width=int(width), height=int(height), steps=int(steps), guidance=float(guidance),
+            seed=None if seed is None or seed < 0 else int(seed), count=int(count)), progress)
         paths = [str(runtime.settings.outputs / f) for f in job.result["files"]]
         seeds = ", ".join(str(s) for s in job.result["seeds"])
         return paths, f"Done: {len(paths)} image(s), seed {seeds}."

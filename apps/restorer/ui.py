@@ -6,10 +6,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from appkit.errors import AppError
-from appkit.jobs import FAILED
 from appkit.runtime import Runtime
-from pydantic import ValidationError
+from appkit.webui import run_job
 
 from .restore import RestoreRequest
 
@@ -23,19 +21,10 @@ def build(runtime: Runtime) -> Any:
             upscale: bool, scale: str, progress: Any = gr.Progress()):  # noqa: B008 (Gradio injects it)
         if not path:
             raise gr.Error("Choose a photo first.")
-        try:
-            req = RestoreRequest(image=base64.b64encode(Path(path).read_bytes()).decode(), scratches=scratches,
-                                 inpaint=scratches, faces=faces, face_model=face_model or None,
-                                 fidelity=float(fidelity), upscale=upscale, scale=int(scale))
-            job = runtime.submit(task, req)
-        except ValidationError as exc:
-            raise gr.Error(str(exc.errors()[0]["msg"])) from None
-        except AppError as exc:
-            raise gr.Error(exc.message) from None
-        while not job.done_event.wait(0.25):
-            progress(job.progress, desc=job.message or job.status)
-        if job.status == FAILED:
-            raise gr.Error(job.error)
+        job = run_job(runtime, task, lambda: RestoreRequest(
+            image=base64.b64encode(Path(path).read_bytes()).decode(), scratches=scratches, inpaint=scratches,
+            faces=faces, face_model=face_model or None, fidelity=float(fidelity), upscale=upscale,
+            scale=int(scale)), progress)
         return str(runtime.settings.outputs / job.result["files"][0]), f"Done: {', '.join(job.result['steps'])}."
 
     with gr.Blocks(title="Darkroom photo restorer") as page:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from appkit.errors import AppError
-from appkit.jobs import FAILED
 from appkit.runtime import Runtime
+from appkit.webui import run_job
 
 from . import presets
 
@@ -33,18 +32,9 @@ def build(runtime: Runtime) -> Any:
     names = presets.bundled()
 
     def start(preset: str, folder: str, out: str, settings: str, retry: bool, progress: Any = gr.Progress()):  # noqa: B008 (Gradio injects it)
-        try:
-            req = BatchRequest(preset=preset, input=(folder or "").strip(), out=(out or "").strip() or None,
-                               set=_sets(settings), retry_failed=bool(retry))
-            job = runtime.submit(task, req)
-        except AppError as exc:
-            raise gr.Error(exc.message) from None
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
-        while not job.done_event.wait(0.5):
-            progress(job.progress, desc=job.message or job.status)
-        if job.status == FAILED:
-            raise gr.Error(job.error)
+        job = run_job(runtime, task, lambda: BatchRequest(
+            preset=preset, input=(folder or "").strip(), out=(out or "").strip() or None,
+            set=_sets(settings), retry_failed=bool(retry)), progress, poll_s=0.5)
         s = job.result
         results = [str(Path(s["out"]) / p.name) for p in sorted(Path(s["out"]).rglob("*"))
                    if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".webp")

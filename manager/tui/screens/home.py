@@ -117,11 +117,8 @@ class HomeScreen(CoreScreen):
             from .app_detail import AppScreen
 
             self.app.push_screen(AppScreen(app))
-        elif action in ("start", "switch") and data.installed and not data.running:
-            self._busy(card, "starting")
-            self.run_core(self.core.start, app, self._reporter(), action == "switch",
-                          done=lambda info: self._done(app, f"{app} is running at {info.url}"),
-                          failed=lambda exc: self._start_failed(app, exc))
+        elif action == "start" and data.installed and not data.running:
+            self._start(app, switch=False)
         elif action == "stop" and (data.running or data.status == "stale"):
             self._busy(card, "stopping")
             self.run_core(self.core.stop, app,
@@ -129,6 +126,12 @@ class HomeScreen(CoreScreen):
                           failed=lambda _e: self._done(app, ""))
         elif action == "open" and data.status == "ready":
             self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
+
+    def _start(self, app: str, switch: bool) -> None:
+        self._busy(self.query_one(f"#card-{app}", AppCard), "starting")
+        self.run_core(self.core.start, app, self._reporter(), switch,
+                      done=lambda info: self._done(app, f"{app} is running at {info.url}"),
+                      failed=lambda exc: self._start_failed(app, exc))
 
     def _start_failed(self, app: str, exc: BaseException) -> None:
         """Not enough GPU memory beside the others: offer to switch (they unload or stop)."""
@@ -140,8 +143,8 @@ class HomeScreen(CoreScreen):
         from .confirm import ConfirmScreen
 
         def answer(yes: bool | None) -> None:
-            if yes:
-                self.do_action(app, "switch")
+            if yes:  # straight to the start: the card may not show "stopped" again yet
+                self._start(app, switch=True)
 
         self.app.push_screen(ConfirmScreen(f"{exc.message}\n\nSwitch to {app}? The other apps free the GPU "
                                            "(they unload their models, or stop).", yes="Switch"), answer)
