@@ -7,6 +7,7 @@ N app instances work in parallel; with one instance they queue at that app.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ from .errors import WorkflowError
 from .ledger import Row
 from .presets import Preset
 from .steps import ItemResult, process
+
+# Ray re-creates worker environments with `uv run` when an ancestor process was started by
+# `uv run` (a developer's shell, a test runner): its workers then run in that project's env,
+# not this app's, and die as they start. The workflow runner's env is already complete, so
+# this is switched off before ray is first imported (Ray reads it at import).
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 class _Worker:
