@@ -56,6 +56,12 @@ def test_home_offers_switch_when_the_gpu_is_full(home: Home) -> None:
             await until(pilot, lambda: (control.app_status(home, "gamma") or None) is not None
                         and control.app_status(home, "gamma").status == "ready", what="gamma ready")
             await until(pilot, lambda: tui.noted("gamma is running"), what="the running note")
+            # Home shows which app gave up its GPU memory.
+            from manager.tui.widgets.app_card import AppCard, status_line
+
+            await until(pilot, lambda: sum("model unloaded" in status_line(c.data)
+                                           for c in home_screen.query(AppCard)) == 1,
+                        what="a card saying its model is unloaded")
 
     try:
         run(scenario())

@@ -47,6 +47,8 @@ class AppCardData:
     vram_gb: float = 0.0
     bundled: bool = True
     problem: str = ""                # why it failed, when it did
+    model_loaded: bool | None = None       # False once a running app has unloaded its model
+    vram_measured_gb: float | None = None  # NVML, per process; None where it cannot be measured
 
     @property
     def running(self) -> bool:
@@ -91,6 +93,11 @@ class Core:
 
         installed = state_mod.load(self.home).apps
         running = {info.app: info for info in control.status(self.home)}
+        usage = {}
+        if any(info.active for info in running.values()):
+            from .. import switching
+
+            usage = {u.app: u for u in switching.usage(self.home)}
         out = []
         for rid, recipe in self.recipes().items():
             out.append(AppCardData(rid, recipe.name, recipe.description))
@@ -113,6 +120,9 @@ class Core:
                 card.url, card.port = info.url, info.port
                 if info.status == "failed":
                     card.problem = info.last_error or ""
+            used = usage.get(card.app)
+            if used is not None:
+                card.model_loaded, card.vram_measured_gb = used.loaded, used.measured_gb
         return out
 
     def installed(self, app: str):

@@ -24,8 +24,12 @@ def status_line(data: AppCardData) -> str:
         parts.append(f"v{escape(data.version)}")
     if data.running and data.port:
         parts.append(f"port {data.port}")
-    if data.installed and data.vram_gb:
+    if data.running and data.model_loaded is False:
+        parts.append("model unloaded")
+    elif data.installed and data.vram_gb:
         parts.append(f"{data.vram_gb:g} GB VRAM")
+    if data.running and data.vram_measured_gb is not None:
+        parts.append(f"{data.vram_measured_gb:g} GB measured")
     return " · ".join(parts)
 
 
