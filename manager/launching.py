@@ -17,7 +17,7 @@ from .home import Home
 from .recipe import Recipe, find_recipe, parse_recipe
 from .state import InstalledApp
 from .supervisor import LaunchSpec
-from .weights_store import repo_folder_name
+from .weights_store import RepoStore
 
 
 def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
@@ -28,7 +28,7 @@ def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
 
 
 def snapshot_dir(home: Home, repo: str, revision: str, repo_type: str = "model") -> Path:
-    return home.models / repo_folder_name(repo, repo_type) / "snapshots" / revision
+    return RepoStore(home.models, repo, repo_type).root / "snapshots" / revision
 
 
 def models_json(home: Home, installed: InstalledApp) -> str:
@@ -36,7 +36,7 @@ def models_json(home: Home, installed: InstalledApp) -> str:
     models = {}
     for m in installed.models:
         files = [{"repo": f.repo, "revision": f.revision, "path": f.path, "sha256": f.sha256,
-                  "local": str(snapshot_dir(home, f.repo, f.revision, f.repo_type) / f.path)}
+                  "local": str(RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path))}
                  for f in m.files]
         snapshots = {f.repo: str(snapshot_dir(home, f.repo, f.revision, f.repo_type)) for f in m.files}
         models[m.model] = {"variant": m.variant, "precision": m.precision, "offload": m.offload,

@@ -15,6 +15,7 @@ from pathlib import Path
 from .home import Home
 from .recipe import Recipe
 from .state import InstalledApp
+from .weights_store import RepoStore
 
 # The folders a template may point at; created even when empty so apps find them.
 KINDS = ("checkpoints", "diffusion_models", "unet", "text_encoders", "clip", "vae", "loras",
@@ -31,12 +32,6 @@ def ensure(home: Home) -> Path:
     return root(home)
 
 
-def _store_path(home: Home, repo: str, revision: str, path: str, repo_type: str) -> Path:
-    from .launching import snapshot_dir
-
-    return snapshot_dir(home, repo, revision, repo_type) / path
-
-
 def link(home: Home, recipe: Recipe, installed: InstalledApp) -> list[Path]:
     """Link each file of models that name a library folder; returns the links made."""
     ensure(home)
@@ -49,7 +44,7 @@ def link(home: Home, recipe: Recipe, installed: InstalledApp) -> list[Path]:
         folder = root(home) / kind
         folder.mkdir(parents=True, exist_ok=True)
         for f in m.files:
-            source = _store_path(home, f.repo, f.revision, f.path, f.repo_type).resolve()
+            source = RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).resolve()
             if not source.is_file():
                 continue
             target = folder / Path(f.path).name
