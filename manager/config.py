@@ -7,7 +7,7 @@ Environment variables override the file so CI and power users need not edit it.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +29,10 @@ class Settings(BaseModel):
     index_url: str | None = Field(None, description="Python package index replacing PyPI")
     extra_index_urls: list[str] = Field(default_factory=list, description="Extra package indexes")
     find_links: list[str] = Field(default_factory=list, description="Folders or pages with wheels")
+    index_strategy: Literal["first-index", "unsafe-first-match", "unsafe-best-match"] = Field(
+        "first-index", description="Which index a package may come from: first-index (safe) takes each "
+        "package only from the first index that has it; unsafe-best-match lets a partial mirror "
+        "fall back to the next index")
     offline: bool = Field(False, description="Never touch the network; use caches only")
     bind_host: str = Field("127.0.0.1", description="Address apps listen on; 0.0.0.0 shares on the LAN")
     port_start: int = Field(7860, ge=1024, le=65000, description="First port tried for apps")
@@ -51,6 +55,7 @@ ENV_OVERRIDES = {
     "DARKROOM_INDEX_URL": "index_url",
     "DARKROOM_EXTRA_INDEX_URLS": "extra_index_urls",
     "DARKROOM_FIND_LINKS": "find_links",
+    "DARKROOM_INDEX_STRATEGY": "index_strategy",
     "DARKROOM_OFFLINE": "offline",
     "DARKROOM_BIND_HOST": "bind_host",
 }

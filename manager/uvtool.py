@@ -122,6 +122,8 @@ def source_args(settings: Settings, torch_backend: str | None = None) -> list[st
         args += ["--find-links", link]
     if torch_backend and torch_backend != "mps" and not has_user_sources(settings):
         args += ["--torch-backend", torch_backend]
+    if settings.index_strategy != "first-index":
+        args += ["--index-strategy", settings.index_strategy]
     if settings.offline:
         args.append("--offline")
     return args
@@ -238,6 +240,9 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
             f"Offline mode is on and some packages {app} needs are not in the local cache.",
             f"Turn offline mode off once (`darkroom config set offline false`) or add a wheel folder "
             f"to find_links. {kept}")
+    if "unsafe-best-match" in text and settings.index_strategy == "first-index":
+        kept = ("If your index or mirror holds only some releases, `darkroom config set index_strategy "
+                f"unsafe-best-match` lets uv look in the next index too (trust every index first). {kept}")
     if m := re.search(r"Because (\S+) was not found in the package registry", text):
         return DarkroomError(f"The package '{m.group(1)}' that {app} needs was not found in the package index.",
                              f"Check the package name, or the index and find_links settings. {kept}")

@@ -392,3 +392,33 @@ def test_disk_full_mid_build_is_a_sentence_and_keeps_the_old_env(wheelhouse, tmp
         assert staging_entries(home) == []
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _simple_index(root: Path, wheels: list[Path]) -> str:
+    """A PEP 503 index in a folder (file:// URL), as a partial mirror would serve it."""
+    for wheel in wheels:
+        project = root / wheel.name.split("-")[0].replace("_", "-")
+        project.mkdir(parents=True, exist_ok=True)
+        (project / wheel.name).write_bytes(wheel.read_bytes())
+        links = "".join(f'<a href="{w.name}">{w.name}</a>\n' for w in sorted(project.glob("*.whl")))
+        (project / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    (root / "index.html").write_text("<!DOCTYPE html><html><body></body></html>\n")
+    return root.as_uri()
+
+
+def test_partial_mirror_needs_the_index_strategy_setting(home: Home, wheelhouse, tmp_path: Path) -> None:
+    """A mirror holding only dr-alpha 1.0 hides 2.0 on the next index until the user allows it."""
+    from manager.config import Settings
+
+    alphas = sorted(wheelhouse.folder.glob("dr_alpha-*.whl"))
+    mirror = _simple_index(tmp_path / "mirror", [w for w in alphas if "-1.0-" in w.name])
+    full = _simple_index(tmp_path / "full", alphas)
+    settings = Settings(index_url=full, extra_index_urls=[mirror])
+    with pytest.raises(DarkroomError) as caught:
+        envs.build(home, settings, spec("demo", "dr-alpha==2.0"))
+    assert "index_strategy unsafe-best-match" in caught.value.hint, caught.value
+    assert "--index-strategy" not in uvtool.source_args(settings)
+
+    settings.index_strategy = "unsafe-best-match"
+    assert uvtool.source_args(settings)[-2:] == ["--index-strategy", "unsafe-best-match"]
+    assert envs.build(home, settings, spec("demo", "dr-alpha==2.0")).packages["dr-alpha"] == "==2.0"

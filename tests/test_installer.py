@@ -383,7 +383,6 @@ def test_third_party_recipe_shows_a_manifest_first(home: Home) -> None:
 
 def test_unreachable_git_and_unresolvable_requirements_leave_nothing(setup, tiny_repo: Path,
                                                                     tmp_path: Path) -> None:
-    import shutil
 
     home, settings, write = setup
     bad_url = Path(write("v0.1.0"))

@@ -18,6 +18,7 @@ FIELDS = [
     ("index_url", "Package index"),
     ("extra_index_urls", "Extra indexes"),
     ("find_links", "Wheel folders"),
+    ("index_strategy", "Index strategy"),
     ("bind_host", "Bind address"),
     ("port_start", "First port"),
     ("port_end", "Last port"),
