@@ -366,32 +366,24 @@ def test_uv_lines_become_typed_events() -> None:
     assert events[-1].level == "warning"
 
 
-def test_disk_full_mid_build_is_a_sentence_and_keeps_the_old_env(wheelhouse, tmp_path: Path) -> None:
+def test_disk_full_mid_build_is_a_sentence_and_keeps_the_old_env(wheelhouse, small_disk, tmp_path: Path) -> None:
     """A real small filesystem (tmpfs) fills up while uv unpacks a big wheel."""
     from tests.fixtures.wheels import make_wheel
 
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
-        home = Home(mount / "home").ensure()
-        settings = wheelhouse.settings()
-        envs.build(home, settings, spec())
-        big = tmp_path / "big-wheels"
-        # 24 MB that does not compress: more than the filesystem has left.
-        make_wheel(big, "dr-huge", "1.0", {"dr_huge/__init__.py": "",
-                                           "dr_huge/blob.txt": os.urandom(12 * 1024 * 1024).hex()})
-        settings.find_links.append(str(big))
-        with pytest.raises(DarkroomError) as caught:
-            envs.build(home, settings, spec("demo", "dr-alpha==1.0", "dr-huge==1.0"), force=True)
-        assert "disk is full" in caught.value.message, caught.value
-        assert "unchanged" in caught.value.hint and "Traceback" not in str(caught.value)
-        assert alpha_version(home) == "1.0" and envs.verify(home, "demo").ok
-        assert staging_entries(home) == []
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    home = Home(small_disk(16) / "home").ensure()
+    settings = wheelhouse.settings()
+    envs.build(home, settings, spec())
+    big = tmp_path / "big-wheels"
+    # 24 MB that compresses to about half: more than the filesystem has left once unpacked.
+    make_wheel(big, "dr-huge", "1.0", {"dr_huge/__init__.py": "",
+                                       "dr_huge/blob.txt": os.urandom(12 * 1024 * 1024).hex()})
+    settings.find_links.append(str(big))
+    with pytest.raises(DarkroomError) as caught:
+        envs.build(home, settings, spec("demo", "dr-alpha==1.0", "dr-huge==1.0"), force=True)
+    assert "disk is full" in caught.value.message, caught.value
+    assert "unchanged" in caught.value.hint and "Traceback" not in str(caught.value)
+    assert alpha_version(home) == "1.0" and envs.verify(home, "demo").ok
+    assert staging_entries(home) == []
 
 
 def _simple_index(root: Path, wheels: list[Path]) -> str:

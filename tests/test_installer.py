@@ -288,30 +288,22 @@ def test_doctor_finds_and_fixes_damage_and_du_counts(setup) -> None:
     assert use.models_actual >= len(WEIGHTS)
 
 
-def test_disk_full_mid_install_leaves_nothing_half_done(setup, tmp_path: Path) -> None:
+def test_disk_full_mid_install_leaves_nothing_half_done(setup, small_disk) -> None:
     """A real small filesystem (tmpfs) fills up while the weights download."""
     home, settings, write = setup
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
-        small = Home(mount / "home").ensure()
-        pv = installer.preview(small, settings, write("v0.1.0"), CPU)
-        # Another program fills the disk: the env build and the download meet a real ENOSPC.
-        with open(mount / "filler", "wb") as fh, contextlib.suppress(OSError):
-            fh.write(b"\0" * (23 * 1024 * 1024))
-        with pytest.raises(DarkroomError) as info:
-            installer.install(small, settings, pv, accepted=True, check_start=False)
-        assert "space" in str(info.value).lower() or "disk" in str(info.value).lower()
-        assert "tiny" not in state_mod.load(small).apps
-        assert not small.env_dir("tiny").exists() and not small.app_dir("tiny").exists()
-        assert not list(small.staging.glob("journal-*"))
-        assert not list(small.models.rglob("*.incomplete"))
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
-
+    mount = small_disk(24)
+    small = Home(mount / "home").ensure()
+    pv = installer.preview(small, settings, write("v0.1.0"), CPU)
+    # Another program fills the disk: the env build and the download meet a real ENOSPC.
+    with open(mount / "filler", "wb") as fh, contextlib.suppress(OSError):
+        fh.write(b"\0" * (23 * 1024 * 1024))
+    with pytest.raises(DarkroomError) as info:
+        installer.install(small, settings, pv, accepted=True, check_start=False)
+    assert "space" in str(info.value).lower() or "disk" in str(info.value).lower()
+    assert "tiny" not in state_mod.load(small).apps
+    assert not small.env_dir("tiny").exists() and not small.app_dir("tiny").exists()
+    assert not list(small.staging.glob("journal-*"))
+    assert not list(small.models.rglob("*.incomplete"))
 
 
 def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
