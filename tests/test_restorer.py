@@ -186,3 +186,118 @@ def test_tiles_with_overlap_match_the_whole_image(restorer_env, tiny_restore, re
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["shape"] == [384, 512, 3]
     assert r["mean"] < 0.05 and r["max"] <= 2, r
+
+
+# --- the old-photo scratch U-Net (BOPBTL FT_Epoch_latest.pt, full size, random weights) ---
+
+@pytest.fixture(scope="module")
+def scratch_app(restorer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
+    models = restore_models(tiny_restore, ["scratchnet", "lama"])
+    proc = start_app(restorer_env, "restorer", tmp_path_factory.mktemp("scratch"), models_json(models, "lama"))
+    try:
+        proc.wait_ready(timeout=300)
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_scratch_unet_is_loaded_from_its_checkpoint(scratch_app: AppProcess) -> None:
+    code, info, _ = scratch_app.get("/api/info")
+    assert code == 200
+    assert info["scratch_detector"] == "scratch-detector"
+    assert set(info["nets"]) == {"lama"} and not info["skipped"]
+
+
+def test_scratch_unet_mask_goes_to_lama(scratch_app: AppProcess, restore_photos) -> None:
+    # Random weights put every pixel near p = 0.5: over the 0.4 cut at sensitivity 0.5, under
+    # the 0.7 cut at sensitivity 0. So the U-Net, not the built-in filter, decides the mask:
+    # all of a clean photo, none of a scratched one.
+    job, data = restore(scratch_app, restore_photos["clean"], faces=False, upscale=False, return_mask=True)
+    r = job["result"]
+    assert r["scratch_detector"] == "scratch-detector"
+    assert r["defect_pixels"] == 128 * 96 and r["steps"] == ["scratches", "inpaint"] and len(r["files"]) == 2
+    assert ihdr(data)[:2] == (128, 96)
+    code, _, mask = scratch_app.get(f"/api/jobs/{job['id']}/result?index=1")
+    assert code == 200 and ihdr(mask)[:2] == (128, 96)
+
+    job, _ = restore(scratch_app, restore_photos["scratched"], faces=False, upscale=False, sensitivity=0.0)
+    assert job["result"]["defect_pixels"] == 0 and job["result"]["steps"] == ["scratches"]
+    job, _ = restore(scratch_app, restore_photos["scratched"], faces=False, upscale=False,
+                     scratch_detector="builtin")
+    assert job["result"]["scratch_detector"] == "builtin" and job["result"]["defect_pixels"] > 150
+
+
+def test_asking_for_the_scratch_unet_when_absent_is_400(app: AppProcess, restore_photos) -> None:
+    code, body, _ = app.post("/api/restore?wait=true", {"image": b64(restore_photos["clean"]), "faces": False,
+                                                        "upscale": False, "scratch_detector": "model"})
+    assert code == 400 and "scratch detector is not installed" in body["error"]
+
+
+SCRATCH_FILES = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+from restorer.scratchnet import NotScratchDetector, ScratchDetector, ScratchUNet, working_size
+sd = ScratchUNet().state_dict()
+out = {"entries": len(sd), "numel": sum(v.numel() for v in sd.values()),
+       "shapes": {k: list(sd[k].shape) for k in sys.argv[1].split(",")},
+       "sizes": [working_size(96, 128), working_size(3000, 2000), working_size(200, 30000)], "refused": {}}
+for path in sys.argv[2:]:
+    try:
+        ScratchDetector(Path(path), "cpu")
+        out["refused"][Path(path).name] = None
+    except NotScratchDetector as exc:
+        out["refused"][Path(path).name] = str(exc)
+det = ScratchDetector(Path(sys.argv[2]), "cpu")
+rng = np.random.default_rng(0)
+out["mask_shape"] = list(det.mask(rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)).shape)
+print(json.dumps(out))
+"""
+
+# The released checkpoint's layout, from the BOPBTL detection code (UNet depth 4, wf 6, conv_num 2,
+# anti-aliased downsampling, bilinear upsampling, 1 channel in and out).
+LAYOUT = {"first.1.weight": [64, 1, 7, 7], "down_sample.0.1.weight": [64, 64, 3, 3],
+          "down_sample.3.4.filt": [512, 1, 3, 3], "down_path.3.block.5.weight": [1024, 1024, 3, 3],
+          "down_path.0.block.2.running_var": [128], "up_path.0.up.2.weight": [512, 1024, 3, 3],
+          "up_path.3.conv_block.block.1.weight": [64, 128, 3, 3], "last.1.weight": [1, 64, 3, 3]}
+
+
+def test_scratch_unet_layout_and_strict_loading(restorer_env, tiny_restore, tmp_path: Path) -> None:
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    files = [tiny_restore["scratchnet"]["path"], tiny_restore["esrgan-x4"]["path"],
+             tiny_restore["retinaface"]["path"], tiny_restore["lama"]["path"], str(text)]
+    proc = restorer_env.run(["-c", SCRATCH_FILES, ",".join(LAYOUT), *files])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["entries"] == 156 and r["numel"] == 37_648_277 and r["shapes"] == LAYOUT
+    assert r["sizes"] == [[256, 336], [384, 256], [16, 2048]]
+    assert r["mask_shape"] == [97, 131]
+    refused = r["refused"]
+    assert refused["FT_Epoch_latest.pt"] is None
+    assert "holds the entries 'params_ema'" in refused["RealESRGAN_x4plus.pth"]
+    retina = refused["detection_Resnet50_Final.pth"]
+    assert "is not the old-photo scratch detector" in retina and "weights are missing" in retina
+    for name in ("big-lama.pt", "notes.pt"):
+        assert "not a PyTorch checkpoint that can be read safely" in refused[name], refused[name]
+    assert all(v.endswith(".") for v in refused.values() if v)
+
+
+def test_wrong_scratch_file_stops_the_app_with_a_sentence(restorer_env, tiny_restore, tmp_path: Path) -> None:
+    wrong = tmp_path / "Global" / "checkpoints" / "detection" / "FT_Epoch_latest.pt"
+    wrong.parent.mkdir(parents=True)
+    wrong.write_bytes(Path(tiny_restore["esrgan-x4"]["path"]).read_bytes())
+    models = restore_models(tiny_restore, ["lama"])
+    models["scratch-detector"] = {"variant": "fp32", "precision": "fp32", "files": [
+        {"repo": "databuzzword/bringing-old-photos-back-to-life", "revision": "main",
+         "path": "Global/checkpoints/detection/FT_Epoch_latest.pt", "local": str(wrong)}]}
+    proc = start_app(restorer_env, "restorer", tmp_path / "app", models_json(models, "lama"))
+    try:
+        with pytest.raises(RuntimeError, match="exited"):
+            proc.wait_ready(timeout=300)
+        log = proc.log_tail()
+        assert "error: FT_Epoch_latest.pt holds the entries 'params_ema'" in log
+        assert "so it is not the old-photo scratch detector" in log
+        assert "darkroom repair restorer" in log and "Traceback" not in log
+    finally:
+        proc.stop()

@@ -1,10 +1,10 @@
 """Defects: find scratches and dust, then fill them with LaMa.
 
-The old-photo scratch U-Net of "Bringing Old Photos Back to Life" is not an architecture
-spandrel loads, so detection here is morphological: thin streaks and specks that are much
-brighter or darker than their surroundings (white and black top-hat), thresholded against
-the image's own statistics and kept when they are line-like or small. A mask supplied by
-the caller (white = fill) is used instead, or added to it.
+Scratches are found by the old-photo scratch U-Net of "Bringing Old Photos Back to Life"
+(scratchnet.py) when it is installed. Without it, a built-in morphological detector stands
+in: thin streaks and specks that are much brighter or darker than their surroundings (white
+and black top-hat), thresholded against the image's own statistics and kept when they are
+line-like or small. A mask supplied by the caller (white = fill) is added to either.
 """
 
 from __future__ import annotations
@@ -14,6 +14,22 @@ import numpy as np
 import torch
 
 from .tiling import run_tiled
+
+BUILTIN = "builtin"
+
+
+def find(detector, detector_id: str | None, rgb: np.ndarray, sensitivity: float, which: str = "auto"
+         ) -> tuple[np.ndarray, str]:
+    """(mask, who found it): the U-Net when installed (or asked for), else the built-in detector."""
+    from appkit.errors import BadRequest
+
+    if which == "model" and detector is None:
+        raise BadRequest("The old-photo scratch detector is not installed; add it with `darkroom install "
+                         "restorer --models gfpgan,face-detection,realesrgan-x4,lama,scratch-detector`, "
+                         "or set scratch_detector to \"builtin\" or \"auto\".")
+    if detector is not None and which != BUILTIN:
+        return detector.mask(rgb, sensitivity), detector_id or "model"
+    return scratch_mask(rgb, sensitivity), BUILTIN
 
 
 def scratch_mask(rgb: np.ndarray, sensitivity: float = 0.5) -> np.ndarray:

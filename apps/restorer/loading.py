@@ -4,8 +4,9 @@ The architecture of each file is detected by spandrel from its weights (not from
 name): face models (GFPGAN, RestoreFormer, CodeFormer), upscalers (ESRGAN / Real-ESRGAN,
 SwinIR, ...), and LaMa for inpainting. CodeFormer lives in spandrel_extra_arches
 (non-commercial licence): those architectures are registered only when a file needs them,
-which only happens when the user opted in to such a model at install time. The RetinaFace
-detector is not a spandrel architecture and is loaded by retinaface.py.
+which only happens when the user opted in to such a model at install time. Two files are
+not spandrel architectures: the RetinaFace detector (retinaface.py) and the old-photo
+scratch U-Net (scratchnet.py); both are loaded strictly by their own modules.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Toolbox:
     nets: dict[str, Net] = field(default_factory=dict)
     detector: Any = None             # retinaface.FaceDetector or None
     detector_id: str | None = None
+    scratch: Any = None              # scratchnet.ScratchDetector or None (built-in detector then)
+    scratch_id: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # model id -> why it is not in use
 
     def by_purpose(self, *purposes: str) -> dict[str, Net]:
@@ -55,7 +58,8 @@ class Toolbox:
 
     def describe(self) -> dict[str, Any]:
         return {"nets": {k: n.describe() for k, n in self.nets.items()},
-                "face_detector": self.detector_id, "skipped": self.skipped}
+                "face_detector": self.detector_id, "scratch_detector": self.scratch_id,
+                "skipped": self.skipped}
 
 
 def _files(choice: ModelChoice) -> list[Path]:
@@ -64,6 +68,12 @@ def _files(choice: ModelChoice) -> list[Path]:
 
 def _is_detector(path: Path) -> bool:
     return path.name.lower().startswith("detection_resnet50")
+
+
+def _is_scratch_detector(path: Path) -> bool:
+    """BOPBTL's `Global/checkpoints/detection/FT_Epoch_latest.pt` (or a copy named like it)."""
+    name = path.name.lower()
+    return name.startswith("ft_epoch") or (path.suffix.lower() == ".pt" and path.parent.name.lower() == "detection")
 
 
 _EXTRA = {"installed": False}
@@ -127,6 +137,14 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
                     raise LoadError(f"The face detector {path.name} of {model_id} cannot be loaded: {exc}. "
                                     f"{_REPAIR}") from None
                 continue
+            if _is_scratch_detector(path):
+                from .scratchnet import NotScratchDetector, ScratchDetector
+
+                try:
+                    box.scratch, box.scratch_id = ScratchDetector(path, device), model_id
+                except NotScratchDetector as exc:
+                    raise LoadError(f"{exc} {_REPAIR}") from None
+                continue
             if path.name.lower().startswith("parsing_"):
                 box.skipped[f"{model_id}:{path.name}"] = ("face parsing is not used: faces are pasted back "
                                                           "with a feathered mask")
@@ -134,11 +152,6 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
             try:
                 descriptor, extra = load_spandrel(path)
             except Exception as exc:
-                if path.suffix == ".pt" and "detection" in path.as_posix().lower():
-                    box.skipped[model_id] = (f"{path.name} (the old-photo scratch U-Net) is not an "
-                                             "architecture spandrel loads; scratches are found with the "
-                                             "built-in detector or a mask you supply")
-                    continue
                 raise LoadError(f"{path.name} of {model_id} cannot be loaded by spandrel "
                                 f"({type(exc).__name__}: {exc}). {_REPAIR}") from None
             dtype = place(descriptor, device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from appkit import images
@@ -28,6 +28,9 @@ class RestoreRequest(BaseModel):
     mask: str | None = Field(None, exclude=True, description="optional defect mask, base64; white = fill")
     scratches: bool = Field(True, description="find scratches and dust automatically")
     sensitivity: float = Field(0.5, ge=0, le=1, description="scratch detection: 0 cautious .. 1 eager")
+    scratch_detector: Literal["auto", "model", "builtin"] = Field(
+        "auto", description="model = the old-photo scratch U-Net, builtin = streak/speck filter, "
+                            "auto = the U-Net when it is installed")
     inpaint: bool = Field(True, description="fill scratches / the mask with LaMa")
     faces: bool = Field(True, description="restore faces")
     face_model: str | None = Field(None, description="model id or gfpgan / codeformer / restoreformer")
@@ -59,7 +62,7 @@ def _pick_face(box: Toolbox, wanted: str | None) -> Net:
                 return net
         raise BadRequest(f"The face model '{wanted}' is not installed. Installed: {', '.join(sorted(found))}. "
                          "CodeFormer is non-commercial and installed only on request "
-                         "(`darkroom install restorer --model codeformer`).")
+                         "(`darkroom install restorer --models gfpgan,codeformer,face-detection,realesrgan-x4,lama`).")
     for net in found.values():
         if net.arch == "GFPGAN":
             return net
@@ -104,7 +107,10 @@ def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray
     if req.scratches or mask is not None:
         defect = np.zeros(rgb.shape[:2], np.uint8)
         if req.scratches:
-            defect |= defects.scratch_mask(rgb, req.sensitivity)
+            report(0.05, "finding scratches")
+            found, facts["scratch_detector"] = defects.find(box.scratch, box.scratch_id, rgb, req.sensitivity,
+                                                            req.scratch_detector)
+            defect |= found
             facts["steps"].append("scratches")
         if mask is not None:
             defect |= mask
