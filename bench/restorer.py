@@ -1,12 +1,22 @@
 """Restorer benchmark: the app's upscale step vs a raw spandrel call on the same model and
 image, in one run; and peak memory of the tiled upscale at two tile sizes on a large image.
 
-    .venv/bin/python bench/restorer.py [--size 512] [--large 2048] [--repeat 5]
+    .venv/bin/python bench/restorer.py [--size 256] [--large 2048] [--repeat 9] [--full-size]
 
 Builds (or reuses) the restorer env and the random-weight checkpoints of the test factory
-(Real-ESRGAN-shaped ESRGAN x4), then runs everything inside the app's env. Ratio = raw time
-/ app time (goal >= 0.95). Peak memory: each tile size in a fresh process (ru_maxrss on the
-CPU; torch.cuda.max_memory_allocated on a GPU).
+(an ESRGAN x4 with 16 filters and 2 blocks; --full-size: Real-ESRGAN x4plus's own size, 64
+filters and 23 blocks, random weights), then runs everything inside the app's env.
+
+- raw: a plain script's call - ModelLoader, uint8 HWC -> float NCHW, the model, back to a
+  contiguous uint8 HWC array - with no app code.
+- app: the restorer's own `restore.process` (scratches, inpaint and faces off, upscale on),
+  on a net loaded by the app's loader, on one worker thread as the app's job queue runs it.
+  "whole" = tile 0; "tiled" = tile size/2 (4 tiles + 16 px overlap: the price of bounded memory).
+Each round runs the three in a rotating order; the figures are medians (and minimums) over
+the rounds. Ratio = raw time / app time (goal >= 0.95). The machine's load average is printed:
+on a shared machine, compare the ratio, not the times.
+Peak memory: each tile size in a fresh process (ru_maxrss on the CPU; torch.cuda.max_memory_allocated
+on a GPU).
 """
 
 from __future__ import annotations
@@ -21,30 +31,62 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SPEED = r"""
-import json, sys, time
+import json, os, statistics, sys, tempfile, time
+from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 import numpy as np, torch, spandrel
-from restorer.tiling import run_tiled, to_tensor, to_uint8
-torch.set_num_threads(max(1, torch.get_num_threads()))
-path, size, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+from restorer import loading, restore
+path, size, repeat, full = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 dev = "cuda" if torch.cuda.is_available() else "cpu"
+if full:
+    from spandrel.architectures.ESRGAN import ESRGAN
+    torch.manual_seed(0)
+    path = os.path.join(tempfile.mkdtemp(), "RealESRGAN_x4plus.pth")
+    torch.save({"params_ema": ESRGAN(num_filters=64, num_blocks=23, scale=4).state_dict()}, path)
+
+# the app's way: its loader and device placement, its request, its pipeline function
+desc, _ = loading.load_spandrel(Path(path))
+dtype_name = loading.place(desc, dev)
+box = loading.Toolbox(device=dev, nets={"up": loading.Net(
+    model_id="up", arch=desc.architecture.name, purpose=desc.purpose, scale=int(desc.scale), descriptor=desc,
+    dtype=dtype_name, path=Path(path))})
+def request(tile):
+    return restore.RestoreRequest(image="-", scratches=False, inpaint=False, faces=False, upscale=True,
+                                  scale=int(desc.scale), tile=tile, tile_overlap=16)
+whole, tiled = request(0), request(size // 2)
+worker = ThreadPoolExecutor(1)  # the job queue's single worker thread
+def app(req):
+    return worker.submit(lambda: restore.process(box, rgb, req)[0]).result()
+
+# the raw way: spandrel's loader and a plain conversion, same dtype as the app chose
 d = spandrel.ModelLoader().load_from_file(path).to(dev).eval()
-rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+dt = torch.float16 if dtype_name == "float16" else torch.float32
+d.to(dt)
 def raw():
+    x = torch.from_numpy(rgb).to(dev).permute(2, 0, 1).unsqueeze(0).to(dt).div(255)
     with torch.inference_mode():
-        return to_uint8(d(to_tensor(rgb, dev, torch.float32)))
-def app():
-    return run_tiled(lambda x, _m: d(x), rgb, d.scale, 0, 16, dev, torch.float32)
-def app_tiled():
-    return run_tiled(lambda x, _m: d(x), rgb, d.scale, 256, 16, dev, torch.float32)
-out = {}
-for name, fn in (("raw", raw), ("app", app), ("app_tiled", app_tiled)):
-    fn()
-for name, fn in (("raw", raw), ("app", app), ("app_tiled", app_tiled)) * repeat:
-    if dev == "cuda": torch.cuda.synchronize()
-    t = time.perf_counter(); fn()
-    if dev == "cuda": torch.cuda.synchronize()
-    out.setdefault(name, []).append(time.perf_counter() - t)
-print(json.dumps({k: min(v) for k, v in out.items()} | {"device": dev}))
+        y = d(x)
+    return (y[0].float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).contiguous().cpu().numpy()
+
+rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+runs = [("raw", raw), ("app_whole", lambda: app(whole)), ("app_tiled", lambda: app(tiled))]
+ref = raw()
+for name, fn in runs[1:]:
+    diff = np.abs(fn().astype(int) - ref).max()
+    assert diff <= 2, f"{name} differs from raw by {diff}"
+times = {name: [] for name, _ in runs}
+load = [os.getloadavg()[0]]
+for i in range(repeat):
+    for name, fn in runs[i % 3:] + runs[:i % 3]:
+        if dev == "cuda": torch.cuda.synchronize()
+        t = time.perf_counter(); fn()
+        if dev == "cuda": torch.cuda.synchronize()
+        times[name].append(time.perf_counter() - t)
+load.append(os.getloadavg()[0])
+threads = [torch.get_num_threads(), worker.submit(torch.get_num_threads).result()]
+print(json.dumps({"median": {k: statistics.median(v) for k, v in times.items()},
+                  "min": {k: min(v) for k, v in times.items()}, "device": dev, "dtype": dtype_name,
+                  "load": load, "threads": threads, "cpus": os.cpu_count()}))
 """
 
 MEMORY = r"""
@@ -66,9 +108,10 @@ print(json.dumps({"tile": tile, "rss_peak_mb": peak / 1024, "rss_before_mb": bas
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--large", type=int, default=2048)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)")
     args = parser.parse_args()
 
     from manager import envs
@@ -98,13 +141,16 @@ def main() -> int:
             raise SystemExit(proc.stderr[-3000:])
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    speed = run(SPEED, model, args.size, args.repeat)
-    print(f"ESRGAN x4 (test factory weights), {args.size}x{args.size} input, device {speed['device']}, "
-          f"best of {args.repeat}:")
-    print(f"  raw spandrel call      {speed['raw'] * 1000:8.1f} ms")
-    print(f"  app upscale (1 tile)   {speed['app'] * 1000:8.1f} ms   ratio raw/app = {speed['raw'] / speed['app']:.3f}")
-    print(f"  app upscale (256 tile) {speed['app_tiled'] * 1000:8.1f} ms   ratio raw/app = "
-          f"{speed['raw'] / speed['app_tiled']:.3f}")
+    speed = run(SPEED, model, args.size, args.repeat, int(args.full_size))
+    med, low = speed["median"], speed["min"]
+    what = "Real-ESRGAN x4plus size (64 filters, 23 blocks)" if args.full_size else "test factory ESRGAN x4"
+    print(f"{what}, random weights, {args.size}x{args.size} input, device {speed['device']} "
+          f"({speed['dtype']}), {speed['cpus']} CPUs, torch threads main/worker {speed['threads']}, "
+          f"load average {speed['load'][0]:.1f} -> {speed['load'][1]:.1f}; median (min) of {args.repeat}:")
+    print(f"  raw spandrel call          {med['raw'] * 1000:8.1f} ms ({low['raw'] * 1000:.1f})")
+    for key, label in (("app_whole", "app upscale, tile 0     "), ("app_tiled", f"app upscale, tile {args.size // 2:<5d}")):
+        print(f"  {label}  {med[key] * 1000:8.1f} ms ({low[key] * 1000:.1f})   ratio raw/app = "
+              f"{med['raw'] / med[key]:.3f} ({low['raw'] / low[key]:.3f} on minimums)")
     print(f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process):")
     for tile in (128, 512):
         m = run(MEMORY, model, args.large, tile)
