@@ -2,7 +2,10 @@
 
     run PRESET INPUT --out DIR [--url app=URL ...] [--ray auto|local|ADDRESS] [--workers N]
         [--set step.param=value ...] [--retry-failed] [--json]
-    needs PRESET        the apps the preset calls, as JSON
+    needs PRESET [INPUT] [--ray ADDRESS]
+                        the apps the preset calls, as JSON; with INPUT, first checks that it
+                        holds work, and with --ray that the cluster answers (both in seconds,
+                        before `darkroom run` starts any app)
     presets             the bundled presets, as JSON
 
 With --json every event is one JSON line on stdout; an error is {"type": "error", "message",
@@ -23,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from . import client, engine, presets
+from . import client, engine, items, presets
 from .errors import WorkflowError
 
 
@@ -70,6 +73,28 @@ def cmd_run(args: argparse.Namespace, emit) -> int:
     return 130 if stop.is_set() and summary.done + summary.failed < summary.total else 0
 
 
+def cmd_needs(args: argparse.Namespace) -> int:
+    """The apps to start; the checks that would otherwise fail only after they started."""
+    preset = presets.load_preset(args.preset)
+    count = None
+    if args.input:
+        count = len(items.discover(preset, Path(args.input).expanduser()))
+    if args.ray:
+        from . import rayexec
+
+        rayexec.check_reachable(args.ray)
+    print(json.dumps({"preset": preset.name, "apps": preset.apps, "input": preset.input, "items": count}))
+    return 0
+
+
+def _fail(args: argparse.Namespace, message: str, hint: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"type": "error", "message": message, "hint": hint}), flush=True)
+    else:
+        print(f"error: {message}\n{hint}".rstrip(), file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workflow.cli")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -86,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", action="store_true")
     n = sub.add_parser("needs")
     n.add_argument("preset")
+    n.add_argument("input", nargs="?")
+    n.add_argument("--ray", metavar="auto|local|ADDRESS")
     n.add_argument("--json", action="store_true")
     sub.add_parser("presets").add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -107,17 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             return cmd_run(args, emit)
         if args.cmd == "needs":
-            preset = presets.load_preset(args.preset)
-            print(json.dumps({"preset": preset.name, "apps": preset.apps, "input": preset.input}))
-            return 0
+            return cmd_needs(args)
         print(json.dumps({"presets": presets.bundled()}))
         return 0
     except WorkflowError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"type": "error", "message": exc.message, "hint": exc.hint}), flush=True)
-        else:
-            print(f"error: {exc.message}\n{exc.hint}".rstrip(), file=sys.stderr)
-        return 2
+        return _fail(args, exc.message, exc.hint)
+    except Exception as exc:  # a bug or a library's surprise: still a sentence; details on stderr
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return _fail(args, f"The workflow runner failed unexpectedly ({type(exc).__name__}: {first}).",
+                     "Run the same command again to continue (finished images are kept); if it fails "
+                     "again, report it with the workflow runner's log.")
 
 
 if __name__ == "__main__":

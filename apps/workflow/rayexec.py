@@ -8,6 +8,7 @@ N app instances work in parallel; with one instance they queue at that app.
 from __future__ import annotations
 
 import os
+import socket
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,84 @@ class _Worker:
         return process(self.preset, self.urls, item_id, fields, data, replica=self.index)
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    """host and port of `ray://host:port`, `host:port` or `host` (Ray's GCS port 6379)."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    rest = rest.split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        return rest, 10001 if address.startswith("ray://") else 6379
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise WorkflowError(f"'{address}' is not a Ray address.",
+                            "Give host:port (e.g. 192.168.1.5:6379) or ray://host:10001, or --ray auto.") from None
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds with a sentence when nothing listens at a Ray address: ray.init
+    itself retries an unreachable cluster for minutes before it gives up."""
+    if address in ("local", "auto"):
+        return
+    host, port = _host_port(address)
+    if not host or not 0 < port < 65536:
+        raise WorkflowError(f"'{address}' is not a Ray address.",
+                            "Give host:port (e.g. 192.168.1.5:6379) or ray://host:10001, or --ray auto.")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise WorkflowError(f"Cannot reach the Ray cluster at {address} ({why}).",
+                            "Check that the cluster runs (`ray status` on its head node) and the address "
+                            "(host:6379, or ray://host:10001); or run with --ray local, or without --ray.") from None
+
+
+def _texts(exc: BaseException) -> list[str]:
+    """The messages of an exception and of those it came from (Ray wraps the real cause)."""
+    out: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        out.append(str(cur))
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _is_auth(exc: BaseException) -> bool:
+    return any("InvalidAuthToken" in t or "AuthenticationError" in t or ("token" in t.lower() and "auth" in t.lower())
+               for t in _texts(exc))
+
+
+def _short(exc: BaseException) -> str:
+    """One line for a sentence: Ray's messages can hold whole tracebacks."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "File ")):
+            return f"{type(exc).__name__}: {line[:200]}"
+    return type(exc).__name__
+
+
+def _join_error(address: str, exc: BaseException) -> WorkflowError:
+    if _is_auth(exc):
+        # Ray turns token auth on by itself only for a cluster it finds on this machine, never
+        # for an address it is given (RAY_ADDRESS included).
+        return WorkflowError(f"The Ray cluster at {address} asks for its authentication token.",
+                             "Set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token (or in "
+                             "RAY_AUTH_TOKEN), then run again.")
+    return WorkflowError(f"Cannot join the Ray cluster at {address} ({_short(exc)}).",
+                         "Check the address (host:6379, or ray://host:10001) and that the cluster runs.")
+
+
+def _start_local(ray: Any, workers: int, kwargs: dict[str, Any]) -> None:
+    try:
+        ray.init(num_cpus=workers or None, **kwargs)
+    except Exception as exc:  # ports taken, /tmp full, a broken install ...
+        raise WorkflowError(f"Ray could not start a local cluster ({_short(exc)}).",
+                            "Run without --ray, or see the workflow runner's log for Ray's own messages.") from None
+
+
 def connect(address: str, workers: int) -> tuple[int, bool]:
     """Join (or start) a Ray cluster; (number of workers, whether we started it here)."""
     try:
@@ -48,21 +127,26 @@ def connect(address: str, workers: int) -> tuple[int, bool]:
     if ray.is_initialized():
         pass
     elif address == "local":
-        ray.init(num_cpus=workers or None, **kwargs)
+        _start_local(ray, workers, kwargs)
         started = True
     elif address == "auto":
+        pointed = os.environ.get("RAY_ADDRESS", "")
+        if pointed:
+            check_reachable(pointed)
         try:
             ray.init(address="auto", **kwargs)
-        except (ConnectionError, RuntimeError, ValueError):
-            ray.init(num_cpus=workers or None, **kwargs)
+        except Exception as exc:  # no cluster here (start one), or one that refuses us (say why)
+            if pointed or _is_auth(exc):
+                raise _join_error(pointed or "auto", exc) from None
+            _start_local(ray, workers, kwargs)
             started = True
     else:
+        check_reachable(address)
         # A remote cluster may not have this package: ship it with the job.
         try:
             ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).parent)]}, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise WorkflowError(f"Cannot join the Ray cluster at {address} ({exc}).",
-                                "Check the address (ray://host:10001 or host:6379) and that the cluster runs.") from None
+        except Exception as exc:  # Ray raises several kinds (ConnectionError, AuthenticationError, ...)
+            raise _join_error(address, exc) from None
     cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
     return (min(workers, cpus) if workers else cpus), started
 

@@ -52,14 +52,31 @@ def _child_env(h: Home) -> dict[str, str]:
     return env
 
 
-def _needs(h: Home, python: Path, preset: str) -> list[str]:
-    done = subprocess.run([str(python), "-m", "workflow.cli", "needs", preset], capture_output=True,
-                          text=True, env=_child_env(h), timeout=120)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        message = lines[0].removeprefix("error: ") if lines else f"The preset {preset} cannot be read."
-        raise DarkroomError(message, "\n".join(lines[1:]) or "Check the preset's name or file.")
-    return list(json.loads(done.stdout)["apps"])
+def _needs(h: Home, python: Path, preset: str, source: str | None = None, ray: str | None = None) -> list[str]:
+    """The apps the preset calls. With the input folder (and --ray), the engine first checks that
+    there is work and that the cluster answers, so these fail in seconds, before any app starts."""
+    argv = [str(python), "-m", "workflow.cli", "needs", _preset_arg(preset)]
+    if source is not None:  # positionals first: argparse drops one that follows an option
+        argv.append(str(Path(source).expanduser().resolve()))
+    argv.append("--json")
+    if ray:
+        argv += ["--ray", ray]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=_child_env(h), timeout=120)
+    except subprocess.TimeoutExpired:
+        raise DarkroomError("The workflow runner did not answer within 2 minutes.",
+                            "Run `darkroom repair workflow`, then try again.") from None
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        answer = {}
+    if answer.get("type") == "error":
+        raise DarkroomError(answer["message"], answer.get("hint", ""))
+    if done.returncode != 0 or "apps" not in answer:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DarkroomError(f"The workflow runner failed to read the preset {preset} ({last[:300]}).",
+                            "Run `darkroom repair workflow`, then try again.")
+    return list(answer["apps"])
 
 
 def ensure_running(h: Home, apps: list[str], report: Any) -> None:
@@ -75,10 +92,15 @@ def ensure_running(h: Home, apps: list[str], report: Any) -> None:
         start_with_needs(h, settings, app, lambda a: launching.launch_spec(h, settings, a), report)
 
 
-def _argv(python: Path, args: argparse.Namespace, h: Home) -> list[str]:
-    preset = args.preset
+def _preset_arg(preset: str) -> str:
+    """A preset file as an absolute path (the engine runs in another folder); a name as it is."""
     if Path(preset).suffix in (".yaml", ".yml") or Path(preset).is_file():
-        preset = str(Path(preset).resolve())
+        return str(Path(preset).expanduser().resolve())
+    return preset
+
+
+def _argv(python: Path, args: argparse.Namespace, h: Home) -> list[str]:
+    preset = _preset_arg(args.preset)
     argv = [str(python), "-m", "workflow.cli", "run", preset, str(Path(args.input).resolve()),
             "--json", "--home", str(h.root)]
     if args.out:
@@ -112,8 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not Path(args.input).exists():
         raise NotFound(f"The input {args.input} does not exist.", "Give the folder that holds the images.")
     python = _engine(h)
-    ensure_running(h, _needs(h, python, args.preset), report)
-    proc = subprocess.Popen(_argv(python, args, h), stdout=subprocess.PIPE, text=True, env=_child_env(h))
+    ensure_running(h, _needs(h, python, args.preset, args.input, args.ray), report)
+    # The engine's stderr (Ray's own warnings, a crash's details) goes to a log, not the screen.
+    log = h.log_dir(SOURCE) / "run.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(_argv(python, args, h), stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=_child_env(h))
     summary: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     try:
@@ -135,10 +162,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("Stopped. Run the same command again to continue where it stopped.")
         return 130
     if error is not None:
-        raise DarkroomError(error["message"], error.get("hint", ""))
+        hint = error.get("hint", "")
+        if "unexpectedly" in error["message"]:
+            hint += f" Its log: {log}"
+        raise DarkroomError(error["message"], hint)
     if summary is None:
         raise DarkroomError(f"The workflow runner stopped unexpectedly (exit status {code}).",
-                            "Run the same command again to continue; finished images are kept.")
+                            f"Run the same command again to continue; finished images are kept. Its log: {log}")
     if args.json:
         print_json(summary)
     else:
