@@ -2,10 +2,14 @@
 one image at a time, through the app's HTTP API (?wait=true) and through a plain diffusers
 script, each in its own process in the generator's env. Prints speed and peak-memory ratios.
 
-    .venv/bin/python bench/generator.py [--runs 5]
+    .venv/bin/python bench/generator.py [--runs 7] [--sizes tiny,mid]
 
-Peak memory is the process's peak RSS while generating (reset after warm-up with
-/proc/<pid>/clear_refs, Linux), so the app's fixed cost (Gradio, FastAPI) is reported apart.
+Both processes are loaded side by side and images alternate between them (raw, app, app,
+raw, ...), so a burst of load from elsewhere on a shared machine hits both; the speed ratio
+is the median of the per-pair ratios. Peak memory is each process's peak RSS while generating
+(reset after warm-up with /proc/<pid>/clear_refs, Linux). The app is measured twice: driven
+through /api only (Gradio never imported: the page is built on the first visit to /), and
+again after the web page was opened (Gradio imported, page built, its assets fetched).
 Goal: app speed >= 0.97x raw; peak while generating <= raw + 5%.
 """
 
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,55 +62,118 @@ def env() -> AppEnv:
     return AppEnv(home=home, python=envs.env_python(home, "generator"), packages=info.packages)
 
 
-def raw(app_env: AppEnv, pipeline: Path, size: str, runs: int) -> dict:
-    w, h, steps = CASES[size]
-    proc = app_env.run([str(ROOT / "bench" / "generator_raw.py"), str(pipeline), str(w), str(h), str(steps),
-                        str(runs), str(WORK / f"raw-{size}")], env={"HF_HUB_OFFLINE": "1"})
-    if proc.returncode != 0:
-        sys.exit(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class Raw:
+    """bench/generator_raw.py as a child process that makes one image per command."""
+
+    def __init__(self, app_env: AppEnv, pipeline: Path, size: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        self.proc = subprocess.Popen(
+            [str(app_env.python), str(ROOT / "bench" / "generator_raw.py"), str(pipeline), str(WORK / f"raw-{size}")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+        self.ask_line()  # {"ready": true}
+
+    def ask_line(self, req: dict | None = None) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if req is not None:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"the raw baseline exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def through_app(app_env: AppEnv, tiny, size: str, runs: int) -> dict:
+def app_image(app, body: dict) -> float:
+    start = time.perf_counter()
+    code, job, _ = app.post("/api/generate?wait=true", body)
+    assert code == 200, job
+    return time.perf_counter() - start
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def pairs(raw: Raw, app, case: dict, runs: int, first_seed: int) -> tuple[list[float], list[float]]:
+    """`runs` images each, alternating which process goes first; seeds are the same for both."""
+    raw_times, app_times = [], []
+    for i in range(runs):
+        body = {**case, "seed": first_seed + i}
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for who in order:
+            time.sleep(0.2)  # let the other process's worker threads go to sleep
+            if who == 0:
+                raw_times.append(raw.ask_line(body)["time"])
+            else:
+                app_times.append(app_image(app, {"prompt": "a lighthouse at dusk", "guidance": 0.0, **body}))
+    return raw_times, app_times
+
+
+def measure(app_env: AppEnv, tiny, size: str, runs: int) -> dict:
     w, h, steps = CASES[size]
+    case = {"width": w, "height": h, "steps": steps}
     app = start_app(app_env, "generator", WORK / f"app-{size}",
                     models_json({"flux-schnell": choice_from_folder(tiny, "fp32")}))
+    raw = Raw(app_env, tiny.pipeline, size)
     try:
         app.wait_ready()
-        body = {"prompt": "a lighthouse at dusk", "width": w, "height": h, "steps": steps, "guidance": 0.0}
-        code, job, _ = app.post("/api/generate?wait=true", {**body, "seed": 0})  # warm-up
-        assert code == 200, job
-        Path(f"/proc/{app.proc.pid}/clear_refs").write_text("5")
-        base = status_bytes(app.proc.pid, "VmRSS")
-        times = []
-        for i in range(runs):
-            start = time.perf_counter()
-            code, job, _ = app.post("/api/generate?wait=true", {**body, "seed": i + 1})
-            times.append(time.perf_counter() - start)
-            assert code == 200, job
-        return {"times": times, "rss_before": base, "peak": status_bytes(app.proc.pid, "VmHWM")}
+        raw.ask_line({**case, "seed": 0})  # warm-up, both
+        app_image(app, {"prompt": "a lighthouse at dusk", "guidance": 0.0, **case, "seed": 0})
+        rss_app_idle = status_bytes(app.proc.pid, "VmRSS")
+        raw.ask_line({"cmd": "reset"})
+        reset_peak(app.proc.pid)
+        raw_t, app_t = pairs(raw, app, case, runs, 1)
+        raw_peak = raw.ask_line({"cmd": "peak"})
+        api_peak = status_bytes(app.proc.pid, "VmHWM")
+        # open the web page: Gradio is imported and the page built now
+        for path in ("/", "/config", "/theme.css"):
+            code, _, _ = app.get(path, timeout=120)
+            assert code == 200, (path, code)
+        rss_page_idle = status_bytes(app.proc.pid, "VmRSS")
+        raw.ask_line({"cmd": "reset"})
+        reset_peak(app.proc.pid)
+        raw_t2, page_t = pairs(raw, app, case, runs, 1 + runs)
+        raw_peak2 = raw.ask_line({"cmd": "peak"})
+        page_peak = status_bytes(app.proc.pid, "VmHWM")
     finally:
+        raw.stop()
         app.stop()
+    return {"raw_t": raw_t, "app_t": app_t, "raw_t2": raw_t2, "page_t": page_t,
+            "raw_peak": max(raw_peak["peak"], raw_peak2["peak"]), "api_peak": api_peak, "page_peak": page_peak,
+            "app_idle": rss_app_idle, "page_idle": rss_page_idle}
+
+
+def ratio(raw_t: list[float], app_t: list[float]) -> float:
+    return statistics.median(r / a for r, a in zip(raw_t, app_t, strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7, help="images per process and phase")
+    parser.add_argument("--sizes", default=",".join(CASES))
     args = parser.parse_args()
     app_env = env()
-    print(f"torch {app_env.packages.get('torch')}, diffusers {app_env.packages.get('diffusers')}, CPU, fp32")
-    for size in CASES:
+    print(f"torch {app_env.packages.get('torch')}, diffusers {app_env.packages.get('diffusers')}, CPU, fp32, "
+          f"{args.runs} image pairs per phase")
+    for size in args.sizes.split(","):
         tiny = build_tiny(app_env, WORK / "models", size=size)
-        r = raw(app_env, tiny.pipeline, size, args.runs)
-        a = through_app(app_env, tiny, size, args.runs)
-        rt, at = statistics.median(r["times"]), statistics.median(a["times"])
-        r_gen, a_gen = r["peak"] - r["rss_before"], a["peak"] - a["rss_before"]
+        m = measure(app_env, tiny, size, args.runs)
         w, h, steps = CASES[size]
-        print(f"{size:4} ({tiny.meta['params'] / 1e6:.2f} M transformer params, {w}x{h}, {steps} steps, "
-              f"median of {args.runs}): raw {rt * 1000:.0f} ms, app {at * 1000:.0f} ms -> speed ratio "
-              f"{rt / at:.3f}x | peak RSS raw {r['peak'] / 1e6:.0f} MB, app {a['peak'] / 1e6:.0f} MB "
-              f"({a['peak'] / r['peak']:.3f}x) | growth while generating raw {r_gen / 1e6:.1f} MB, "
-              f"app {a_gen / 1e6:.1f} MB")
+        raw_peak = m["raw_peak"]
+        print(f"{size} ({tiny.meta['params'] / 1e6:.2f} M transformer params, {w}x{h}, {steps} steps):")
+        print(f"  speed, median of per-pair ratios: API only {ratio(m['raw_t'], m['app_t']):.3f}x "
+              f"(median raw {statistics.median(m['raw_t']) * 1000:.0f} ms, app "
+              f"{statistics.median(m['app_t']) * 1000:.0f} ms); after the page was opened "
+              f"{ratio(m['raw_t2'], m['page_t']):.3f}x")
+        print(f"  peak RSS while generating: raw {raw_peak / 1e6:.0f} MB | app API only "
+              f"{m['api_peak'] / 1e6:.0f} MB ({m['api_peak'] / raw_peak:.3f}x) | app after the page was opened "
+              f"{m['page_peak'] / 1e6:.0f} MB ({m['page_peak'] / raw_peak:.3f}x)")
+        print(f"  app RSS at rest: {m['app_idle'] / 1e6:.0f} MB before the page, {m['page_idle'] / 1e6:.0f} MB after")
 
 
 if __name__ == "__main__":

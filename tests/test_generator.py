@@ -210,3 +210,29 @@ def test_unload_frees_the_model_and_the_next_job_reloads_it(gen: AppProcess) -> 
 def test_outputs_folder_holds_pngs_only(gen: AppProcess) -> None:
     files = [p for p in Path(gen.outputs).rglob("*") if p.is_file()]
     assert files and all(p.suffix == ".png" for p in files)
+
+
+def test_web_page_is_built_on_the_first_visit_only(gen: AppProcess) -> None:
+    # health checks and every API call so far left Gradio alone (it costs ~70 MB of RAM)
+    assert gen.get("/api/info")[1]["page"] == {"url": "/", "built": False}
+    code, _, html = gen.get("/", timeout=180)
+    assert code == 200 and b"gradio" in html.lower()
+    assert gen.get("/api/info")[1]["page"]["built"] is True
+    assert gen.get("/config")[0] == 200  # the page's own routes answer from now on
+    generate(gen, seed=31)  # and the API still serves
+    code, answer, _ = gen.get("/api/nothing-here")
+    assert code == 404 and "/api/nothing-here" in answer["error"]
+
+
+def test_openapi_lists_the_task_and_its_schema(gen: AppProcess) -> None:
+    code, spec, _ = gen.get("/api/openapi.json")
+    assert code == 200
+    schema = spec["paths"]["/api/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "prompt" in schema["properties"] and "/api/health" in spec["paths"]
+
+
+def test_bad_query_parameters_get_a_sentence(gen: AppProcess) -> None:
+    code, answer, _ = gen.post("/api/generate?wait=maybe", {"prompt": "x"})
+    assert code == 422 and "query.wait" in answer["error"]
+    code, answer, _ = gen.get("/api/jobs/x/result?index=first")
+    assert code == 422 and "query.index" in answer["error"]

@@ -7,6 +7,8 @@ import gc
 import sys
 from typing import Any
 
+from . import heap
+
 
 def resolve(requested: str) -> str:
     """The device to use for DARKROOM_DEVICE; falls back to CPU, saying so, when it is absent."""
@@ -45,6 +47,7 @@ def memory(device: str) -> dict[str, Any]:
 def release(device: str) -> None:
     """Give freed memory back: Python's garbage, then torch's cached GPU blocks."""
     gc.collect()
+    heap.trim()
     if "torch" not in sys.modules:
         return
     import torch

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import device as device_mod
+from . import heap
 from .errors import AppError, BadRequest, LoadError
 from .jobs import Job, JobQueue
 from .settings import AppSettings
@@ -71,7 +72,7 @@ class Runtime:
         self.load_error = ""
         self.last_activity = time.monotonic()
         self._model_lock = threading.RLock()
-        self.jobs = JobQueue(on_idle=self.touch)
+        self.jobs = JobQueue(on_idle=self._jobs_done)
         self._stop = threading.Event()
         self.on_fatal: Callable[[str], None] = lambda _msg: None
 
@@ -79,6 +80,11 @@ class Runtime:
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
+
+    def _jobs_done(self) -> None:
+        """The queue ran empty: start the idle clock, hand a job's freed memory back."""
+        self.touch()
+        heap.trim()
 
     def ensure_loaded(self, model_id: str | None = None, progress: Progress | None = None) -> Any:
         """The loaded model for `model_id` (None: the one loaded, else the default); loads it if needed."""
