@@ -84,8 +84,28 @@ for i in range(repeat):
         times[name].append(time.perf_counter() - t)
 load.append(os.getloadavg()[0])
 threads = [torch.get_num_threads(), worker.submit(torch.get_num_threads).result()]
+
+# The same two paths around a model that costs nothing (nearest x4): what is left is each
+# path's own work (conversions, copies, the worker hand-off), free of the model's noise.
+class Nearest:
+    model = torch.nn.Conv2d(1, 1, 1).to(dev, dt)
+    def __call__(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=int(desc.scale), mode="nearest")
+null = Nearest()
+box.nets["up"].descriptor = null
+d = null
+for name, fn in runs: fn()
+overhead = {name: [] for name, _ in runs}
+for i in range(repeat * 5):
+    for name, fn in runs[i % 3:] + runs[:i % 3]:
+        if dev == "cuda": torch.cuda.synchronize()
+        t = time.perf_counter(); fn()
+        if dev == "cuda": torch.cuda.synchronize()
+        overhead[name].append(time.perf_counter() - t)
 print(json.dumps({"median": {k: statistics.median(v) for k, v in times.items()},
-                  "min": {k: min(v) for k, v in times.items()}, "device": dev, "dtype": dtype_name,
+                  "min": {k: min(v) for k, v in times.items()},
+                  "null_median": {k: statistics.median(v) for k, v in overhead.items()},
+                  "device": dev, "dtype": dtype_name,
                   "load": load, "threads": threads, "cpus": os.cpu_count()}))
 """
 
@@ -151,6 +171,10 @@ def main() -> int:
     for key, label in (("app_whole", "app upscale, tile 0     "), ("app_tiled", f"app upscale, tile {args.size // 2:<5d}")):
         print(f"  {label}  {med[key] * 1000:8.1f} ms ({low[key] * 1000:.1f})   ratio raw/app = "
               f"{med['raw'] / med[key]:.3f} ({low['raw'] / low[key]:.3f} on minimums)")
+    null = speed["null_median"]
+    print(f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
+          f"{null['raw'] * 1000:.1f} ms, app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
+          f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms")
     print(f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process):")
     for tile in (128, 512):
         m = run(MEMORY, model, args.large, tile)
