@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -213,12 +214,43 @@ def test_errors_on_the_way_are_one_sentence(installed: Installed, tmp_path: Path
     assert_sentence(done, f"Cannot reach the Ray cluster at {dead}", "--ray local")
     assert time.monotonic() - t0 < RUN_TIMEOUT
     assert not (tmp_path / "o").exists()
+    # something listens there but never answers (not Ray): Ray would retry for minutes
+    with silent_listener() as port:
+        done = installed.darkroom("run", "colorize-only", str(src), "--out", str(tmp_path / "o2"),
+                                  "--ray", f"127.0.0.1:{port}", extra_env={"DARKROOM_RAY_CONNECT_TIMEOUT_S": "2"})
+    assert_sentence(done, f"127.0.0.1:{port}", "did not answer within 2 s", "ray status")
+    assert all(v[0] == "pending" for v in ledger(tmp_path / "o2").values())
     # a preset whose app is not installed
     done = installed.darkroom("run", "upscale-only", str(src))
     assert_sentence(done, "restorer", "darkroom install restorer")
     # a preset that does not exist
     done = installed.darkroom("run", "no-such-preset", str(src))
     assert_sentence(done, "no-such-preset")
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port that accepts connections and never says a word."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 # ---------------------------------------------------------------- a Ray head of our own

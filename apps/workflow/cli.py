@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{event['rate']:.2f}/s{eta}", file=sys.stderr, flush=True)
         elif event["type"] in ("stage", "message"):
             print(event.get("message") or event.get("text"), file=sys.stderr, flush=True)
+        elif event["type"] == "error":
+            print(f"error: {event['message']}\n{event.get('hint', '')}".rstrip(), file=sys.stderr, flush=True)
         elif event["type"] == "summary":
             print(f"{event['done']} done, {event['failed']} failed of {event['total']}; report: {event['report']}",
                   flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from .steps import ItemResult, process
 # not this app's, and die as they start. The workflow runner's env is already complete, so
 # this is switched off before ray is first imported (Ray reads it at import).
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+CONNECT_TIMEOUT_S = 120.0   # joining or starting a cluster; it takes seconds when it works
 
 
 class _Worker:
@@ -151,11 +154,39 @@ def connect(address: str, workers: int) -> tuple[int, bool]:
     return (min(workers, cpus) if workers else cpus), started
 
 
+def connect_within(address: str, workers: int, emit: Any) -> tuple[int, bool]:
+    """connect(), but a cluster that takes the connection and never answers (a wrong port, a
+    firewall that drops) ends the run with a sentence instead of Ray's endless retries. Ray
+    cannot be interrupted in ray.init, so the watchdog reports and exits the process; nothing
+    has been started on the ledger yet."""
+    timeout = float(os.environ.get("DARKROOM_RAY_CONNECT_TIMEOUT_S", "") or CONNECT_TIMEOUT_S)
+    finished = threading.Event()
+
+    def expire() -> None:
+        if finished.is_set():
+            return
+        what = (f"Ray did not start within {timeout:g} s." if address == "local"
+                else f"The Ray cluster at {address} did not answer within {timeout:g} s.")
+        emit({"type": "error", "message": what,
+              "hint": "Check the address and that the cluster runs (`ray status` on its head node); "
+                      "or run with --ray local, or without --ray."})
+        os._exit(2)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return connect(address, workers)
+    finally:
+        finished.set()
+        timer.cancel()
+
+
 def run(driver: Any, rows: list[Row], address: str, workers: int) -> int:
     """Keep every actor busy with one item until all rows are recorded; returns the worker count."""
     import ray
 
-    n, started = connect(address, workers)
+    n, started = connect_within(address, workers, driver.emit)
     if workers and n < workers:
         driver.emit({"type": "message", "level": "warning",
                      "text": f"The Ray cluster has {n} CPU(s), so {n} worker(s) run instead of {workers}."})
