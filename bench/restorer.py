@@ -16,7 +16,7 @@ Each round runs the three in a rotating order; the figures are medians (and mini
 the rounds. Ratio = raw time / app time (goal >= 0.95). The machine's load average is printed:
 on a shared machine, compare the ratio, not the times.
 Peak memory: each tile size in a fresh process (ru_maxrss on the CPU; torch.cuda.max_memory_allocated
-on a GPU).
+on a GPU); and the scratch U-Net's, at two image sizes (it works at a fixed size).
 """
 
 from __future__ import annotations
@@ -125,6 +125,21 @@ print(json.dumps({"tile": tile, "rss_peak_mb": peak / 1024, "rss_before_mb": bas
                   "output_mb": out.nbytes / 2**20, "gpu_peak_mb": gpu / 2**20, "device": dev}))
 """
 
+SCRATCH_MEMORY = r"""
+import json, resource, sys
+from pathlib import Path
+import numpy as np
+from restorer.scratchnet import ScratchDetector, working_size
+path, size = sys.argv[1], int(sys.argv[2])
+det = ScratchDetector(Path(path), "cpu")
+rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+mask = det.mask(rgb)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"size": size, "work": working_size(size, size), "rss_before_mb": base / 1024,
+                  "rss_peak_mb": peak / 1024, "image_mb": rgb.nbytes / 2**20}))
+"""
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -181,6 +196,11 @@ def main() -> int:
         gpu = f", GPU peak {m['gpu_peak_mb']:.0f} MiB" if m["device"] == "cuda" else ""
         print(f"  tile {tile:4d}: process RSS peak {m['rss_peak_mb']:7.0f} MiB (before {m['rss_before_mb']:.0f}, "
               f"output array {m['output_mb']:.0f} MiB){gpu}")
+    print("Scratch U-Net (full size, random weights) on CPU; the net works at a short side of 256:")
+    for size in (args.large // 2, args.large):
+        m = run(SCRATCH_MEMORY, built["scratchnet"]["path"], size)
+        print(f"  {size}x{size}: works at {m['work'][0]}x{m['work'][1]}, process RSS peak {m['rss_peak_mb']:6.0f} MiB "
+              f"(before {m['rss_before_mb']:.0f}, image {m['image_mb']:.0f} MiB)")
     return 0
 
 
