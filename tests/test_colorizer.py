@@ -12,7 +12,7 @@ import pytest
 
 from tests.fixtures.tinymodels import AppProcess, models_json, start_app
 from tests.fixtures.tinyrestore import restore_models
-from tests.test_restorer import chunks, ihdr
+from tests.test_restorer import chunks, huge_png, ihdr
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +45,18 @@ def test_grey_photo_becomes_colour_same_size(app: AppProcess, restore_photos) ->
     assert params["strength"] == 0.8 and params["variant"] == "tiny"
 
 
-@pytest.mark.parametrize("name", ["cmyk", "animated", "truncated"])
-def test_bad_images_are_400(app: AppProcess, restore_photos, name: str) -> None:
-    code, body, _ = app.post("/api/colorize?wait=true",
-                             {"image": base64.b64encode(restore_photos[name].read_bytes()).decode()})
-    assert code == 400 and body["error"].endswith(".")
+@pytest.mark.parametrize("name, words", [
+    ("cmyk", "CMYK"), ("animated", "animated"), ("truncated", "truncated"), ("deep", "16 or 32 bits"),
+    ("empty", "empty"), ("text", "not a picture"), ("huge", "megapixels"),
+])
+def test_bad_images_are_400(app: AppProcess, restore_photos, name: str, words: str) -> None:
+    payload = {"empty": "", "text": base64.b64encode(b"hello, not a picture").decode(),
+               "huge": base64.b64encode(huge_png()).decode()}.get(name)
+    if payload is None:
+        payload = base64.b64encode(restore_photos[name].read_bytes()).decode()
+    code, body, _ = app.post("/api/colorize?wait=true", {"image": payload})
+    assert code == 400 and words.lower() in body["error"].lower() and body["error"].endswith("."), body
+    assert app.get("/api/health")[0] == 200
 
 
 CHECK = r"""
