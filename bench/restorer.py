@@ -1,7 +1,7 @@
 """Restorer benchmark: the app's upscale step vs a raw spandrel call on the same model and
 image, in one run; and peak memory of the tiled upscale at two tile sizes on a large image.
 
-    .venv/bin/python bench/restorer.py [--size 256] [--large 2048] [--repeat 9] [--full-size]
+    .venv/bin/python bench/restorer.py [--size 256] [--large 2048] [--repeat 9] [--full-size] [--speed-only]
 
 Builds (or reuses) the restorer env and the random-weight checkpoints of the test factory
 (an ESRGAN x4 with 16 filters and 2 blocks; --full-size: Real-ESRGAN x4plus's own size, 64
@@ -147,6 +147,7 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the peak-memory runs")
     args = parser.parse_args()
 
     from manager import envs
@@ -190,6 +191,8 @@ def main() -> int:
     print(f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
           f"{null['raw'] * 1000:.1f} ms, app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
           f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms")
+    if args.speed_only:
+        return 0
     print(f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process):")
     for tile in (128, 512):
         m = run(MEMORY, model, args.large, tile)
