@@ -8,7 +8,9 @@ Builds (or reuses) the restorer env and the random-weight checkpoints of the tes
 filters and 23 blocks, random weights), then runs everything inside the app's env.
 
 - raw: a plain script's call - ModelLoader, uint8 HWC -> float NCHW, the model, back to a
-  contiguous uint8 HWC array - with no app code.
+  contiguous uint8 HWC array - with no app code; run on a worker thread like the app's, and
+  also on the main thread ("raw, main thread"): on this machine torch ran the same call ~10%
+  faster on a second thread than on the main one, so only same-thread figures are compared.
 - app: the restorer's own `restore.process` (scratches, inpaint and faces off, upscale on),
   on a net loaded by the app's loader, on one worker thread as the app's job queue runs it.
   "whole" = tile 0; "tiled" = tile size/2 (4 tiles + 16 px overlap: the price of bounded memory).
@@ -69,15 +71,16 @@ def raw():
     return (y[0].float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).contiguous().cpu().numpy()
 
 rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-runs = [("raw", raw), ("app_whole", lambda: app(whole)), ("app_tiled", lambda: app(tiled))]
+runs = [("raw", lambda: worker.submit(raw).result()), ("raw_main", raw),
+        ("app_whole", lambda: app(whole)), ("app_tiled", lambda: app(tiled))]
 ref = raw()
-for name, fn in runs[1:]:
+for name, fn in runs[2:]:
     diff = np.abs(fn().astype(int) - ref).max()
     assert diff <= 2, f"{name} differs from raw by {diff}"
 times = {name: [] for name, _ in runs}
 load = [os.getloadavg()[0]]
 for i in range(repeat):
-    for name, fn in runs[i % 3:] + runs[:i % 3]:
+    for name, fn in runs[i % 4:] + runs[:i % 4]:
         if dev == "cuda": torch.cuda.synchronize()
         t = time.perf_counter(); fn()
         if dev == "cuda": torch.cuda.synchronize()
@@ -97,7 +100,7 @@ d = null
 for name, fn in runs: fn()
 overhead = {name: [] for name, _ in runs}
 for i in range(repeat * 5):
-    for name, fn in runs[i % 3:] + runs[:i % 3]:
+    for name, fn in runs[i % 4:] + runs[:i % 4]:
         if dev == "cuda": torch.cuda.synchronize()
         t = time.perf_counter(); fn()
         if dev == "cuda": torch.cuda.synchronize()
@@ -184,12 +187,13 @@ def main() -> int:
           f"({speed['dtype']}), {speed['cpus']} CPUs, torch threads main/worker {speed['threads']}, "
           f"load average {speed['load'][0]:.1f} -> {speed['load'][1]:.1f}; median (min) of {args.repeat}:")
     print(f"  raw spandrel call          {med['raw'] * 1000:8.1f} ms ({low['raw'] * 1000:.1f})")
+    print(f"  raw, main thread           {med['raw_main'] * 1000:8.1f} ms ({low['raw_main'] * 1000:.1f})")
     for key, label in (("app_whole", "app upscale, tile 0     "), ("app_tiled", f"app upscale, tile {args.size // 2:<5d}")):
         print(f"  {label}  {med[key] * 1000:8.1f} ms ({low[key] * 1000:.1f})   ratio raw/app = "
               f"{med['raw'] / med[key]:.3f} ({low['raw'] / low[key]:.3f} on minimums)")
     null = speed["null_median"]
     print(f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
-          f"{null['raw'] * 1000:.1f} ms, app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
+          f"{null['raw'] * 1000:.1f} ms (main thread {null['raw_main'] * 1000:.1f}), app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
           f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms")
     if args.speed_only:
         return 0
