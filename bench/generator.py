@@ -2,12 +2,13 @@
 one image at a time, through the app's HTTP API (?wait=true) and through a plain diffusers
 script, each in its own process in the generator's env. Prints speed and peak-memory ratios.
 
-    .venv/bin/python bench/generator.py [--runs 7] [--sizes tiny,mid]
+    .venv/bin/python bench/generator.py [--rounds 3] [--runs 7] [--sizes tiny,mid]
 
 Both processes are loaded side by side and images alternate between them (raw, app, app,
 raw, ...), so a burst of load from elsewhere on a shared machine hits both; the speed ratio
-is the median of the per-pair ratios. Peak memory is each process's peak RSS while generating
-(reset after warm-up with /proc/<pid>/clear_refs, Linux). The app is measured twice: driven
+is the median of the per-pair ratios over every round. Peak memory is each process's peak RSS while generating
+(reset after warm-up with /proc/<pid>/clear_refs, Linux), the median over rounds of fresh
+processes: glibc's heap makes single peaks wander by +-20 MB at the mid size. The app is measured twice: driven
 through /api only (Gradio never imported: the page is built on the first visit to /), and
 again after the web page was opened (Gradio imported, page built, its assets fetched).
 Goal: app speed >= 0.97x raw; peak while generating <= raw + 5%.
@@ -67,9 +68,12 @@ class Raw:
 
     def __init__(self, app_env: AppEnv, pipeline: Path, size: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        WORK.mkdir(parents=True, exist_ok=True)
+        self.log = open(WORK / f"raw-{size}.log", "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [str(app_env.python), str(ROOT / "bench" / "generator_raw.py"), str(pipeline), str(WORK / f"raw-{size}")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            env={**env, "HF_HUB_OFFLINE": "1"})
         self.ask_line()  # {"ready": true}
 
     def ask_line(self, req: dict | None = None) -> dict:
@@ -79,13 +83,14 @@ class Raw:
             self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            sys.exit(f"the raw baseline exited with {self.proc.wait()}")
+            sys.exit(f"the raw baseline exited with {self.proc.wait()}; see {self.log.name}")
         return json.loads(line)
 
     def stop(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        self.log.close()
 
 
 def app_image(app, body: dict) -> float:
@@ -156,24 +161,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7, help="images per process and phase")
     parser.add_argument("--sizes", default=",".join(CASES))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh raw + app processes per size; peaks are the median over rounds")
     args = parser.parse_args()
     app_env = env()
     print(f"torch {app_env.packages.get('torch')}, diffusers {app_env.packages.get('diffusers')}, CPU, fp32, "
-          f"{args.runs} image pairs per phase")
+          f"{args.rounds} rounds x {args.runs} image pairs per phase")
     for size in args.sizes.split(","):
         tiny = build_tiny(app_env, WORK / "models", size=size)
-        m = measure(app_env, tiny, size, args.runs)
+        rounds = [measure(app_env, tiny, size, args.runs) for _ in range(args.rounds)]
+        m = {k: ([t for r in rounds for t in r[k]] if isinstance(rounds[0][k], list)
+                 else statistics.median(r[k] for r in rounds))
+             for k in rounds[0]}
         w, h, steps = CASES[size]
         raw_peak = m["raw_peak"]
+        spread = ", ".join(f"{r['raw_peak'] / 1e6:.0f}/{r['api_peak'] / 1e6:.0f}/{r['page_peak'] / 1e6:.0f}"
+                           for r in rounds)
         print(f"{size} ({tiny.meta['params'] / 1e6:.2f} M transformer params, {w}x{h}, {steps} steps):")
         print(f"  speed, median of per-pair ratios: API only {ratio(m['raw_t'], m['app_t']):.3f}x "
               f"(median raw {statistics.median(m['raw_t']) * 1000:.0f} ms, app "
               f"{statistics.median(m['app_t']) * 1000:.0f} ms); after the page was opened "
               f"{ratio(m['raw_t2'], m['page_t']):.3f}x")
-        print(f"  peak RSS while generating: raw {raw_peak / 1e6:.0f} MB | app API only "
+        print(f"  median peak RSS while generating: raw {raw_peak / 1e6:.0f} MB | app API only "
               f"{m['api_peak'] / 1e6:.0f} MB ({m['api_peak'] / raw_peak:.3f}x) | app after the page was opened "
               f"{m['page_peak'] / 1e6:.0f} MB ({m['page_peak'] / raw_peak:.3f}x)")
         print(f"  app RSS at rest: {m['app_idle'] / 1e6:.0f} MB before the page, {m['page_idle'] / 1e6:.0f} MB after")
+        print(f"  peaks per round (raw/API only/page opened, MB): {spread}")
 
 
 if __name__ == "__main__":
