@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.tinymodels import AppProcess, models_json, start_app
+from tests.fixtures.tinymodels import AppProcess, models_json, running_app
 from tests.fixtures.tinyrestore import restore_models
 from tests.test_restorer import chunks, huge_png, ihdr
 
@@ -19,12 +19,8 @@ from tests.test_restorer import chunks, huge_png, ihdr
 def app(colorizer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
     models = restore_models(tiny_restore, ["ddcolor-tiny"])
     models["ddcolor-tiny"]["variant"] = "tiny"
-    proc = start_app(colorizer_env, "colorizer", tmp_path_factory.mktemp("colorizer"), models_json(models))
-    try:
-        proc.wait_ready(timeout=300)
+    with running_app(colorizer_env, "colorizer", tmp_path_factory.mktemp("colorizer"), models_json(models)) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_info_says_ddcolor_tiny(app: AppProcess) -> None:

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tinymodels import AppProcess, choice_from_folder, models_json, start_app
+from tests.fixtures.tinymodels import (
+    AppProcess,
+    choice_from_folder,
+    models_json,
+    running_app,
+)
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
@@ -47,12 +52,8 @@ def gen(generator_env, tiny_flux, tmp_path_factory) -> Iterator[AppProcess]:
         "flux-gguf": choice_from_folder(tiny_flux, "gguf-q8"),
         "flux-fp8": choice_from_folder(tiny_flux, "fp8-file", precision="fp8"),
     }
-    app = start_app(generator_env, "generator", tmp_path_factory.mktemp("gen"), models_json(models))
-    try:
-        app.wait_ready()
+    with running_app(generator_env, "generator", tmp_path_factory.mktemp("gen"), models_json(models)) as app:
         yield app
-    finally:
-        app.stop()
 
 
 def generate(app: AppProcess, **body) -> dict:

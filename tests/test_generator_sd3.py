@@ -10,7 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.tinymodels import AppProcess, choice_from_folder, models_json, start_app
+from tests.fixtures.tinymodels import (
+    AppProcess,
+    choice_from_folder,
+    models_json,
+    running_app,
+)
 from tests.test_generator import png_size, png_text
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
@@ -20,12 +25,8 @@ SMALL = {"width": 64, "height": 64, "steps": 2}
 def sd3(generator_env, tiny_sd3, tmp_path_factory) -> Iterator[AppProcess]:
     models = {"sd35-medium": choice_from_folder(tiny_sd3, "fp32"),
               "sd35-gguf": choice_from_folder(tiny_sd3, "gguf-q8")}
-    app = start_app(generator_env, "generator", tmp_path_factory.mktemp("gen-sd3"), models_json(models))
-    try:
-        app.wait_ready()
+    with running_app(generator_env, "generator", tmp_path_factory.mktemp("gen-sd3"), models_json(models)) as app:
         yield app
-    finally:
-        app.stop()
 
 
 def generate(app: AppProcess, **body) -> tuple[dict, bytes]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tinymodels import AppProcess, models_json, start_app
+from tests.fixtures.tinymodels import AppProcess, models_json, running_app, start_app
 from tests.fixtures.tinyrestore import restore_models
 
 ALL = ["gfpgan", "codeformer", "restoreformer", "retinaface", "parsenet", "esrgan-x4", "esrgan-x2", "lama"]
@@ -41,12 +41,9 @@ def b64(path: Path) -> str:
 @pytest.fixture(scope="module")
 def app(restorer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
     models = restore_models(tiny_restore, ALL)
-    proc = start_app(restorer_env, "restorer", tmp_path_factory.mktemp("restorer"), models_json(models, "gfpgan"))
-    try:
-        proc.wait_ready(timeout=300)
+    with running_app(restorer_env, "restorer", tmp_path_factory.mktemp("restorer"),
+                     models_json(models, "gfpgan")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def restore(app: AppProcess, image: Path, **body) -> tuple[dict, bytes]:
@@ -193,12 +190,9 @@ def test_tiles_with_overlap_match_the_whole_image(restorer_env, tiny_restore, re
 @pytest.fixture(scope="module")
 def scratch_app(restorer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
     models = restore_models(tiny_restore, ["scratchnet", "lama"])
-    proc = start_app(restorer_env, "restorer", tmp_path_factory.mktemp("scratch"), models_json(models, "lama"))
-    try:
-        proc.wait_ready(timeout=300)
+    with running_app(restorer_env, "restorer", tmp_path_factory.mktemp("scratch"),
+                     models_json(models, "lama")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_scratch_unet_is_loaded_from_its_checkpoint(scratch_app: AppProcess) -> None:
