@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import outputs
 from .errors import BadRequest
-from .outputs import png_info
 
 MAX_PIXELS = 50_000_000  # about 8660x5770: an A4 print scanned at 600 dpi fits, a bomb does not
 MAX_SIDE = 20_000
@@ -151,19 +150,12 @@ def finish(image: Any, source: Decoded) -> Any:
 def save_png(image: Any, folder: Path, stem: str, params: dict[str, Any], software: str,
              source: Decoded | None = None) -> Path:
     """Write folder/<date>/<stem>.png atomically, with the parameters, EXIF and ICC profile."""
-    import time
-
-    day = folder / time.strftime("%Y-%m-%d")
-    day.mkdir(parents=True, exist_ok=True)
-    path, tmp = day / f"{stem}.png", day / f".{stem}.png.tmp"
     extra: dict[str, Any] = {}
     if source is not None and source.exif:
         extra["exif"] = source.exif
     if source is not None and source.icc and _icc_fits(source.icc, image.mode):
         extra["icc_profile"] = source.icc
-    image.save(tmp, format="PNG", pnginfo=png_info(params, software), **extra)
-    os.replace(tmp, path)
-    return path
+    return outputs.save_png(image, folder, stem, params, software, **extra)
 
 
 def _icc_fits(icc: bytes, mode: str) -> bool:

@@ -22,13 +22,16 @@ def png_info(params: dict[str, Any], software: str):
     return info
 
 
-def save_png(image: Any, folder: Path, stem: str, params: dict[str, Any], software: str) -> Path:
-    """Write `image` (a PIL image) as folder/<date>/<stem>.png, atomically; returns the path."""
+def save_png(image: Any, folder: Path, stem: str, params: dict[str, Any], software: str,
+             **save_args: Any) -> Path:
+    """Write `image` (a PIL image) as folder/<date>/<stem>.png, atomically; returns the path.
+
+    `save_args` go to PIL's PNG writer (exif=, icc_profile=)."""
     day = folder / time.strftime("%Y-%m-%d")
     day.mkdir(parents=True, exist_ok=True)
     path = day / f"{stem}.png"
     tmp = day / f".{stem}.png.tmp"
-    image.save(tmp, format="PNG", pnginfo=png_info(params, software))
+    image.save(tmp, format="PNG", pnginfo=png_info(params, software), **save_args)
     os.replace(tmp, path)
     return path
 
