@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AppError(Exception):
     """A failure with a user-facing message and the HTTP status it maps to."""
@@ -25,3 +27,12 @@ class LoadError(AppError):
     """The model cannot be loaded (missing files, wrong device); the app cannot serve."""
 
     status = 503
+
+
+def validation_sentence(errors: list[dict[str, Any]]) -> str:
+    """pydantic's errors as one sentence, for the API's 422 and the page's message alike."""
+    parts = []
+    for err in errors[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
+    return "Invalid request: " + "; ".join(parts) + "."

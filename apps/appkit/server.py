@@ -34,7 +34,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from . import heap, outputs
-from .errors import AppError
+from .errors import AppError, validation_sentence
 from .jobs import DONE, FAILED
 from .lazypage import LazyPage
 from .runtime import AppDef, Runtime
@@ -45,14 +45,6 @@ ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-def _validation_sentence(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for err in errors[:5]:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
-    return "Invalid request: " + "; ".join(parts) + "."
 
 
 class QueryError(AppError):
@@ -213,7 +205,7 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
         try:
             parsed = task.request.model_validate(body)
         except ValidationError as exc:
-            return _error(422, _validation_sentence(list(exc.errors())))
+            return _error(422, validation_sentence(list(exc.errors())))
         job = runtime.submit(task, parsed)
         if wait:
             import anyio

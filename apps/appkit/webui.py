@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import AppError
+from .errors import AppError, validation_sentence
 from .jobs import FAILED, Job
 from .runtime import Runtime, Task
 
@@ -21,9 +21,7 @@ def run_job(runtime: Runtime, task: Task, make_request: Callable[[], BaseModel],
     try:
         job = runtime.submit(task, make_request())
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(map(str, err["loc"]))
-        raise gr.Error(f"{loc}: {err['msg']}" if loc else err["msg"]) from None
+        raise gr.Error(validation_sentence(list(exc.errors()))) from None
     except AppError as exc:
         raise gr.Error(exc.message) from None
     except ValueError as exc:
