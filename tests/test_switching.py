@@ -236,3 +236,96 @@ def test_idle_unloaded_app_says_so_and_counts_as_free(home: Home, capsys) -> Non
         for name in specs:
             with contextlib.suppress(DarkroomError):
                 control.stop(home, name)
+
+
+# ---------------------------------------------------------------- a batch in the way
+
+
+@pytest.fixture(scope="module")
+def workflow():
+    """The workflow runner's engine, imported from apps/ (it needs only pydantic and yaml)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "apps"))
+    try:
+        from workflow import engine, ledger, presets
+    finally:
+        sys.path.pop(0)
+    return engine, ledger, presets
+
+
+def batch_on_alpha(home: Home, workflow, tmp_path: Path, gate: Path, keep_running: bool = False):
+    """Three prompts, one step each: alpha's slow job, which waits for `gate`."""
+    engine, _ledger, presets = workflow
+    preset = presets.Preset.model_validate({
+        "name": "hold-three", "input": "prompts", "grid": {"prompts": ["one", "two", "three"]},
+        "steps": [{"name": "hold", "app": "alpha", "task": "slow", "image_field": None,
+                   "params": {"name": "{name}", "gate": str(gate)}}]})
+    url = control.app_status(home, "alpha").url.rstrip("/")
+    return engine.BatchOptions(preset=preset, source=None, out=tmp_path / "batch",
+                               urls={"alpha": [url]}, home=home.root, keep_running=keep_running)
+
+
+def test_a_batch_paused_by_a_switch_resumes_with_nothing_done_twice(
+        home: Home, busy, workflow, tmp_path: Path) -> None:
+    engine, ledger_mod, _presets = workflow
+    gate = tmp_path / "gate"
+    opts = batch_on_alpha(home, workflow, tmp_path, gate)
+    events: list[dict] = []
+    paused = threading.Event()
+
+    def emit(event: dict) -> None:
+        events.append(event)
+        if event.get("stage") == "paused":
+            paused.set()
+
+    batch, batch_out = in_thread(engine.run_batch, opts, emit)
+    alpha = control.app_status(home, "alpha")
+    wait_for(lambda: info(alpha)["job"] is not None, "the batch's first item on alpha")
+    rec = Recorder()
+    switch, switch_out = in_thread(switching.start, home, Settings(), GPU8, "gamma", busy.get,
+                                   switch=True, report=rec)
+    assert rec.waiting.wait(120), switch_out
+    gate.touch()  # the item in flight finishes; the batch pauses; alpha unloads
+    switch.join(180)
+    assert "error" not in switch_out, switch_out
+    assert paused.wait(60)
+    assert control.app_status(home, "gamma").status == "ready"
+    assert info(alpha)["loaded"] is False and info(alpha)["finished"] == ["001-one-seed0"]
+    ledger = ledger_mod.Ledger(engine.ledger_path(opts.out))
+    try:  # paused between items: the ledger keeps its place
+        counts = ledger.counts()
+        assert (counts.done, counts.pending, counts.running) == (1, 2, 0)
+    finally:
+        ledger.close()
+    assert [b.state for b in switching.batches(home)] == ["paused"]
+
+    control.stop(home, "gamma")  # alpha is the batch's again
+    batch.join(180)
+    assert "error" not in batch_out, batch_out
+    summary = batch_out["result"]
+    assert (summary.done, summary.failed, summary.total) == (3, 0, 3)
+    assert info(alpha)["finished"] == ["001-one-seed0", "002-two-seed0", "003-three-seed0"]
+    ledger = ledger_mod.Ledger(engine.ledger_path(opts.out))
+    try:
+        assert [r.attempts for r in ledger.rows()] == [1, 1, 1]
+    finally:
+        ledger.close()
+    assert any(e.get("stage") == "resumed" for e in events)
+    assert not switching.batches(home)  # the batch is gone from run/ when it ends
+
+
+def test_a_batch_kept_running_refuses_the_switch(home: Home, busy, workflow, tmp_path: Path) -> None:
+    engine, _ledger, _presets = workflow
+    gate = tmp_path / "gate"
+    opts = batch_on_alpha(home, workflow, tmp_path, gate, keep_running=True)
+    batch, batch_out = in_thread(engine.run_batch, opts, lambda _e: None)
+    alpha = control.app_status(home, "alpha")
+    wait_for(lambda: info(alpha)["job"] is not None, "the batch's first item on alpha")
+    with pytest.raises(switching.SwitchRefused) as refused:
+        switching.start(home, Settings(), GPU8, "gamma", busy.get, switch=True)
+    assert "hold-three" in refused.value.message and "keep running" in refused.value.message
+    assert "Wait until the batch is done" in refused.value.hint
+    assert control.app_status(home, "gamma") is None and info(alpha)["loaded"] is True
+    assert not list((home.run / "holds").glob("*.json"))
+    gate.touch()
+    batch.join(180)
+    assert batch_out["result"].done == 3
