@@ -329,3 +329,69 @@ def test_a_batch_kept_running_refuses_the_switch(home: Home, busy, workflow, tmp
     gate.touch()
     batch.join(180)
     assert batch_out["result"].done == 3
+
+
+def test_switch_now_during_a_batch_puts_the_item_back_not_failed(
+        home: Home, busy, workflow, tmp_path: Path) -> None:
+    engine, ledger_mod, _presets = workflow
+    gate = tmp_path / "gate"
+    opts = batch_on_alpha(home, workflow, tmp_path, gate)
+    events: list[dict] = []
+    batch, batch_out = in_thread(engine.run_batch, opts, events.append)
+    alpha = control.app_status(home, "alpha")
+    wait_for(lambda: info(alpha)["job"] is not None, "the batch's first item on alpha")
+    switching.start(home, Settings(), GPU8, "gamma", busy.get, switch=switching.NOW)
+    wait_for(lambda: any(e.get("stage") == "paused" for e in events), "the batch paused")
+    ledger = ledger_mod.Ledger(engine.ledger_path(opts.out))
+    try:  # the cancelled item is pending again, not failed
+        counts = ledger.counts()
+        assert (counts.done, counts.failed, counts.pending) == (0, 0, 3)
+    finally:
+        ledger.close()
+    gate.touch()
+    control.stop(home, "gamma")
+    batch.join(180)
+    assert (batch_out["result"].done, batch_out["result"].failed) == (3, 0)
+    assert info(alpha)["finished"] == ["001-one-seed0", "002-two-seed0", "003-three-seed0"]
+    assert any("Cancelled by you, to make room for gamma." in str(e.get("text")) for e in events)
+
+
+# ---------------------------------------------------------------- the app kit's side
+
+
+@pytest.fixture(scope="module")
+def appkit_jobs():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "apps"))
+    try:
+        from appkit import jobs
+    finally:
+        sys.path.pop(0)
+    return jobs
+
+
+def test_appkit_job_cancel_is_cancelled_not_failed(appkit_jobs) -> None:
+    """A running job stops at its next progress report; one queued behind it never starts."""
+    jobs = appkit_jobs
+    queue = jobs.JobQueue()
+    started, steps = threading.Event(), []
+
+    def slow(job):
+        started.set()
+        while True:
+            steps.append(1)
+            job.report(0.5, "working")
+            time.sleep(0.01)
+
+    running = queue.submit("slow", {}, slow)
+    queued = queue.submit("later", {}, lambda job: steps.append("later") or {})
+    assert started.wait(30)
+    assert queue.running is running and running.summary()["task"] == "slow"
+    assert [j.id for j in queue.waiting()] == [queued.id]
+    queue.cancel(queued.id, "Cancelled by you, to make room for gamma.")
+    queue.cancel(running.id, "Cancelled by you, to make room for gamma.")
+    assert running.done_event.wait(30) and queued.done_event.wait(30)
+    for job in (running, queued):
+        assert job.status == jobs.CANCELLED and job.error == "Cancelled by you, to make room for gamma."
+    assert "later" not in steps and queued.started is None
+    done = queue.submit("after", {}, lambda job: {"ok": True})
+    assert done.done_event.wait(30) and done.status == jobs.DONE  # the queue goes on
