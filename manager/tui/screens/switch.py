@@ -77,16 +77,19 @@ class SwitchWaitScreen(ModalScreen[None]):
     def __init__(self, app: str, cancel: threading.Event) -> None:
         super().__init__()
         self.target, self.cancel = app, cancel
+        self.text = f"The start of {app} is queued."
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"The start of {escape(self.target)} is queued.", classes="dialog-text",
-                         id="wait-text")
+            yield Static(escape(self.text), classes="dialog-text", id="wait-text")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="withdraw", variant="error")
 
     def show(self, text: str) -> None:
-        self.query_one("#wait-text", Static).update(escape(text))
+        """The latest word on what the start waits for (also before the dialog is composed)."""
+        self.text = text
+        for static in self.query("#wait-text"):
+            static.update(escape(text))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
