@@ -334,6 +334,7 @@ def _make_room(home: Home, o: Obstacle, app: str, mode: str, cancel: threading.E
     said = ""
     cancelled_at: float | None = None
     cut_short = ""
+    silent = 0  # unload calls the app did not answer
     while True:
         if cancel.is_set():
             raise SwitchWithdrawn(f"The start of {app} was withdrawn; everything keeps running as it was.")
@@ -366,10 +367,16 @@ def _make_room(home: Home, o: Obstacle, app: str, mode: str, cancel: threading.E
         if code == 200:
             suffix = f" (its {cut_short} was cancelled by you)" if cut_short else ""
             return f"{o.app} unloaded its model{suffix}"
-        if code == 409 and speaks_jobs:
-            continue  # a job slipped in between: wait for it as for any other
-        # It cannot unload (no such endpoint, or it does not answer): it has no job we can
-        # see, so stopping it loses nothing it reported.
+        if code == 409:  # busy (a job slipped in, or an app that only says so here): wait
+            said = _say_waiting(report, o.app, app, None, [], said)
+            cancel.wait(poll_s)
+            continue
+        if code == 0 and silent < 3:  # no answer: a loaded machine, or a restart; ask again
+            silent += 1
+            cancel.wait(poll_s)
+            continue
+        # It cannot unload (no such endpoint, or it never answers) and shows no job running,
+        # so stopping it loses nothing it reported.
         control.stop(home, o.app)
         return f"{o.app} stopped (it cannot unload its model on its own)"
 
@@ -383,13 +390,15 @@ def _say_waiting(report: Reporter, busy_app: str, app: str, job: dict | None,
         report(Progress(SOURCE, "waiting", percent, 100, unit="%",
                         item=f"{busy_app}: {job.get('task', 'job')}",
                         rate=(100 - percent) / eta if eta else 0.0))
-    else:
+    elif waiting_for:
         b = waiting_for[0]
         text = (f"Waiting for the batch {b.preset} ({b.done} of {b.total} done) to finish its "
                 f"current item on {busy_app}; it then pauses until {busy_app} is back.")
+    else:
+        text = f"Waiting for {busy_app} to finish its work before {app} starts."
     key = text.split(",")[0] if job else text
     if key != said:
-        report(Message(SOURCE, text + " Ctrl-C withdraws the start; nothing else changes."))
+        report(Message(SOURCE, text + " Ctrl-C (or Cancel) withdraws the start; nothing else changes."))
     return key
 
 

@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...errors import DarkroomError
-from ...events import Event, Message
+from ...events import Event, Message, Progress
 from ..actions import AppCardData
 from ..widgets.app_card import AppCard
 from .base import CoreScreen, call_ui
@@ -136,10 +136,16 @@ class HomeScreen(CoreScreen):
         cancel = threading.Event()
         waiting: list[SwitchWaitScreen] = []
 
+        said = [""]
+
         def report(event: Event) -> None:
             self._reporter()(event)
             if isinstance(event, Message) and event.text.startswith("Waiting for "):
+                said[0] = event.text
                 call_ui(self, show_wait, event.text)
+            elif isinstance(event, Progress) and event.stage == "waiting" and said[0]:
+                eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
+                call_ui(self, show_wait, f"{said[0]}\n\n{event.item}: {event.done}%{eta}")
 
         def show_wait(text: str) -> None:
             if not waiting:  # the queued start, with its Cancel
