@@ -55,13 +55,13 @@ class SwitchWithdrawn(DarkroomError):
 @dataclass
 class Usage:
     app: str
-    expected_gb: float        # what the plan says the app holds while its model is loaded
-    loaded: bool              # False once it has unloaded its model
+    expected_gb: float  # what the plan says the app holds while its model is loaded
+    loaded: bool  # False once it has unloaded its model
     measured_gb: float | None  # from NVML, per process (None where NVML is not available)
-    busy: bool = False        # a job is running or queued (apps that say; others: False)
-    job: dict | None = None   # the running job: id, task, progress, eta_s
+    busy: bool = False  # a job is running or queued (apps that say; others: False)
+    job: dict | None = None  # the running job: id, task, progress, eta_s
     idle_unload_min: float = 0.0  # the app frees its model after this many idle minutes (0: never)
-    unloaded_by: str = ""     # "idle" or "request" while the model is unloaded
+    unloaded_by: str = ""  # "idle" or "request" while the model is unloaded
 
     @property
     def counted_gb(self) -> float:
@@ -76,7 +76,7 @@ class Batch:
     preset: str
     apps: list[str]
     keep_running: bool
-    state: str                # "running" or "paused"
+    state: str  # "running" or "paused"
     done: int = 0
     total: int = 0
     item: str = ""
@@ -136,6 +136,7 @@ def measured_by_pid() -> dict[int, float] | None:
     """GPU memory per process in GB, read through NVML; None without an NVIDIA driver."""
     try:
         import pynvml
+
         pynvml.nvmlInit()
     except Exception:
         return None
@@ -167,10 +168,16 @@ def _tree_pids(pid: int | None) -> set[int]:
 
 
 def _usage_of(run: RunInfo, info: dict, measured: float | None) -> Usage:
-    return Usage(run.app, run.vram_gb, bool(info.get("loaded", True)), measured,
-                 busy=bool(info.get("busy", False)), job=info.get("job") or None,
-                 idle_unload_min=float(info.get("idle_unload_minutes") or 0.0),
-                 unloaded_by=str(info.get("unloaded_by") or ""))
+    return Usage(
+        run.app,
+        run.vram_gb,
+        bool(info.get("loaded", True)),
+        measured,
+        busy=bool(info.get("busy", False)),
+        job=info.get("job") or None,
+        idle_unload_min=float(info.get("idle_unload_minutes") or 0.0),
+        unloaded_by=str(info.get("unloaded_by") or ""),
+    )
 
 
 def usage(home: Home) -> list[Usage]:
@@ -207,7 +214,8 @@ def check_fits(home: Home, hw: Hardware, app: str, need_gb: float) -> None:
         f"{app} needs about {need_gb:g} GB of GPU memory, but {names} already use {used:g} GB "
         f"of the {total:g} GB this GPU can give.",
         f"Run `darkroom start {app} --switch` to free the GPU from the others first, "
-        "or stop one of them.")
+        "or stop one of them.",
+    )
 
 
 # ---------------------------------------------------------------- batches and holds
@@ -238,10 +246,18 @@ def batches(home: Home) -> list[Batch]:
             continue
         if not _pid_alive(data.get("pid")):
             continue
-        out.append(Batch(id=path.stem, preset=str(data.get("preset", "?")),
-                         apps=list(data.get("apps") or []), keep_running=bool(data.get("keep_running")),
-                         state=str(data.get("state", "running")), done=int(data.get("done") or 0),
-                         total=int(data.get("total") or 0), item=str(data.get("item") or "")))
+        out.append(
+            Batch(
+                id=path.stem,
+                preset=str(data.get("preset", "?")),
+                apps=list(data.get("apps") or []),
+                keep_running=bool(data.get("keep_running")),
+                state=str(data.get("state", "running")),
+                done=int(data.get("done") or 0),
+                total=int(data.get("total") or 0),
+                item=str(data.get("item") or ""),
+            )
+        )
     return out
 
 
@@ -282,23 +298,37 @@ def obstacles(home: Home, hw: Hardware, app: str, need_gb: float) -> list[Obstac
     total = budget_gb(hw)
     if need_gb <= 0 or hw.best_gpu is None:
         return []
-    others = sorted((u for u in usage(home) if u.app != app and u.counted_gb > 0),
-                    key=lambda u: -u.counted_gb)
+    others = sorted(
+        (u for u in usage(home) if u.app != app and u.counted_gb > 0), key=lambda u: -u.counted_gb
+    )
     used = sum(u.counted_gb for u in others)
     running = batches(home)
     out = []
     for u in others:
         if used + need_gb <= total:
             break
-        out.append(Obstacle(u.app, u.counted_gb, u.job if u.busy else None,
-                            [b for b in running if u.app in b.apps]))
+        out.append(
+            Obstacle(
+                u.app,
+                u.counted_gb,
+                u.job if u.busy else None,
+                [b for b in running if u.app in b.apps],
+            )
+        )
         used -= u.counted_gb
     return out
 
 
-def free_for(home: Home, hw: Hardware, app: str, need_gb: float, report: Reporter = ignore,
-             mode: str = WAIT, cancel: threading.Event | None = None,
-             poll_s: float = 0.2) -> list[str]:
+def free_for(
+    home: Home,
+    hw: Hardware,
+    app: str,
+    need_gb: float,
+    report: Reporter = ignore,
+    mode: str = WAIT,
+    cancel: threading.Event | None = None,
+    poll_s: float = 0.2,
+) -> list[str]:
     """Make room for `app`: the apps in the way unload their models, biggest first, once their
     work is done (mode "wait") or cut short (mode "now"). Returns what was done.
 
@@ -313,7 +343,8 @@ def free_for(home: Home, hw: Hardware, app: str, need_gb: float, report: Reporte
             f"{app} cannot get room: {o.app} is working through the batch {b.preset} "
             f"({b.done} of {b.total} done), which was started to keep running.",
             f"Wait until the batch is done, then run `darkroom start {app} --switch` again; "
-            "or stop the batch first.")
+            "or stop the batch first.",
+        )
     for o in todo:  # batches that call these apps pause after their current item
         _hold(home, o.app, {"for": app, "waiter_pid": os.getpid()})
     done: list[str] = []
@@ -328,8 +359,15 @@ def free_for(home: Home, hw: Hardware, app: str, need_gb: float, report: Reporte
     return done
 
 
-def _make_room(home: Home, o: Obstacle, app: str, mode: str, cancel: threading.Event,
-               report: Reporter, poll_s: float) -> str:
+def _make_room(
+    home: Home,
+    o: Obstacle,
+    app: str,
+    mode: str,
+    cancel: threading.Event,
+    report: Reporter,
+    poll_s: float,
+) -> str:
     """Wait for (or cut short) the work of one app, then unload it; stop it only when idle."""
     said = ""
     cancelled_at: float | None = None
@@ -337,7 +375,9 @@ def _make_room(home: Home, o: Obstacle, app: str, mode: str, cancel: threading.E
     silent = 0  # unload calls the app did not answer
     while True:
         if cancel.is_set():
-            raise SwitchWithdrawn(f"The start of {app} was withdrawn; everything keeps running as it was.")
+            raise SwitchWithdrawn(
+                f"The start of {app} was withdrawn; everything keeps running as it was."
+            )
         run = control.app_status(home, o.app)
         if run is None or not run.active:
             return f"{o.app} had stopped"
@@ -350,11 +390,17 @@ def _make_room(home: Home, o: Obstacle, app: str, mode: str, cancel: threading.E
                 if cancelled_at is None:
                     cut_short = _cancel_jobs(run, info, app)
                     cancelled_at = time.monotonic()
-                    report(Message(SOURCE, f"Cancelling {o.app}'s {cut_short}, as you asked.", "warning"))
+                    report(
+                        Message(
+                            SOURCE, f"Cancelling {o.app}'s {cut_short}, as you asked.", "warning"
+                        )
+                    )
                 elif time.monotonic() - cancelled_at > CANCEL_GRACE_S:
                     control.stop(home, o.app)
-                    return (f"{o.app} stopped; its {cut_short} was cancelled by you "
-                            "(it did not stop by itself)")
+                    return (
+                        f"{o.app} stopped; its {cut_short} was cancelled by you "
+                        "(it did not stop by itself)"
+                    )
             else:
                 said = _say_waiting(report, o.app, app, job, waiting_for, said)
             cancel.wait(poll_s)
@@ -381,24 +427,37 @@ def _make_room(home: Home, o: Obstacle, app: str, mode: str, cancel: threading.E
         return f"{o.app} stopped (it cannot unload its model on its own)"
 
 
-def _say_waiting(report: Reporter, busy_app: str, app: str, job: dict | None,
-                 waiting_for: list[Batch], said: str) -> str:
+def _say_waiting(
+    report: Reporter, busy_app: str, app: str, job: dict | None, waiting_for: list[Batch], said: str
+) -> str:
     if job:
         text = f"Waiting for {busy_app} to finish its job {describe_job(job)} before {app} starts."
         percent = round(float(job.get("progress") or 0.0) * 100)
         eta = job.get("eta_s")
-        report(Progress(SOURCE, "waiting", percent, 100, unit="%",
-                        item=f"{busy_app}: {job.get('task', 'job')}",
-                        rate=(100 - percent) / eta if eta else 0.0))
+        report(
+            Progress(
+                SOURCE,
+                "waiting",
+                percent,
+                100,
+                unit="%",
+                item=f"{busy_app}: {job.get('task', 'job')}",
+                rate=(100 - percent) / eta if eta else 0.0,
+            )
+        )
     elif waiting_for:
         b = waiting_for[0]
-        text = (f"Waiting for the batch {b.preset} ({b.done} of {b.total} done) to finish its "
-                f"current item on {busy_app}; it then pauses until {busy_app} is back.")
+        text = (
+            f"Waiting for the batch {b.preset} ({b.done} of {b.total} done) to finish its "
+            f"current item on {busy_app}; it then pauses until {busy_app} is back."
+        )
     else:
         text = f"Waiting for {busy_app} to finish its work before {app} starts."
     key = text.split(",")[0] if job else text
     if key != said:
-        report(Message(SOURCE, text + " Ctrl-C (or Cancel) withdraws the start; nothing else changes."))
+        report(
+            Message(SOURCE, text + " Ctrl-C (or Cancel) withdraws the start; nothing else changes.")
+        )
     return key
 
 
@@ -423,9 +482,26 @@ def _unload(run: RunInfo) -> int:
     return resp.status_code
 
 
-__all__ = ["NOW", "WAIT", "Batch", "Obstacle", "SwitchRefused", "SwitchWithdrawn", "Usage",
-           "batches", "budget_gb", "check_fits", "describe_job", "free_for", "measured_by_pid",
-           "need_gb", "obstacles", "release", "start", "usage"]
+__all__ = [
+    "NOW",
+    "WAIT",
+    "Batch",
+    "Obstacle",
+    "SwitchRefused",
+    "SwitchWithdrawn",
+    "Usage",
+    "batches",
+    "budget_gb",
+    "check_fits",
+    "describe_job",
+    "free_for",
+    "measured_by_pid",
+    "need_gb",
+    "obstacles",
+    "release",
+    "start",
+    "usage",
+]
 
 
 def need_gb(home: Home, app: str, resolve) -> float:
@@ -435,8 +511,16 @@ def need_gb(home: Home, app: str, resolve) -> float:
     return spec.vram_gb + sum(resolve(dep).vram_gb for dep in spec.needs if dep not in running)
 
 
-def start(home: Home, settings, hw: Hardware, app: str, resolve, switch: bool | str = False,
-          report: Reporter = ignore, cancel: threading.Event | None = None) -> RunInfo:
+def start(
+    home: Home,
+    settings,
+    hw: Hardware,
+    app: str,
+    resolve,
+    switch: bool | str = False,
+    report: Reporter = ignore,
+    cancel: threading.Event | None = None,
+) -> RunInfo:
     """Start `app` (and what it needs) within the GPU budget; with `switch`, make room first.
 
     `switch` is False, True or "wait" (wait for work in progress), or "now" (cut it short).
@@ -457,4 +541,3 @@ def start(home: Home, settings, hw: Hardware, app: str, resolve, switch: bool | 
     for name in held:  # the hold lasts while `app` runs; batches resume when it stops
         _hold(home, name, {"for": app, "runner_pid": info.runner_pid})
     return info
-

@@ -32,8 +32,10 @@ GPU8 = load_profile("laptop-rtx4060-8gb")  # 8 GB: 7.6 GB to share
 @pytest.fixture
 def apps(home: Home):
     """Three tiny apps whose plans say 3 GB each; the app reports the same when loaded."""
-    specs = {name: tinyapp_launch(home, app=name, vram_gb=3.0, knobs={"VRAM_GB": "3"})
-             for name in ("alpha", "beta", "gamma")}
+    specs = {
+        name: tinyapp_launch(home, app=name, vram_gb=3.0, knobs={"VRAM_GB": "3"})
+        for name in ("alpha", "beta", "gamma")
+    }
     yield specs
     for name in specs:
         with contextlib.suppress(DarkroomError):
@@ -60,7 +62,7 @@ def test_two_fit_the_third_is_refused_then_switch_makes_room(home: Home, apps) -
     events = []
     switching.start(home, settings, GPU8, "gamma", apps.get, switch=True, report=events.append)
     usage = {u.app: u for u in switching.usage(home)}
-    assert set(usage) == {"alpha", "beta", "gamma"}          # nobody was stopped: one unloaded
+    assert set(usage) == {"alpha", "beta", "gamma"}  # nobody was stopped: one unloaded
     assert sum(u.counted_gb for u in usage.values()) <= switching.budget_gb(GPU8)
     unloaded = [name for name, u in usage.items() if not u.loaded]
     assert len(unloaded) == 1 and unloaded[0] in ("alpha", "beta")
@@ -77,8 +79,13 @@ def test_cpu_machine_has_no_budget_to_enforce(home: Home, apps) -> None:
 
 def test_status_cli_shows_expected_gpu_memory(home: Home, apps) -> None:
     switching.start(home, Settings(), GPU8, "alpha", apps.get)
-    out = subprocess.run([sys.executable, "-m", "manager", "status", "--json"], capture_output=True,
-                         text=True, env={**os.environ}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "manager", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
+    )
     (row,) = json.loads(out.stdout)
     assert row["app"] == "alpha" and row["vram_expected_gb"] == 3.0 and row["model_loaded"] is True
     assert row["vram_measured_gb"] is None  # no NVIDIA driver here: measured is unknown, not 0
@@ -100,9 +107,11 @@ def wait_for(cond, what: str, timeout: float = 120.0) -> None:
 
 @pytest.fixture
 def busy(home: Home):
-    specs = {"alpha": tinyapp_launch(home, app="alpha", vram_gb=4.0, knobs={"VRAM_GB": "4"}),
-             "beta": tinyapp_launch(home, app="beta", vram_gb=3.0, knobs={"VRAM_GB": "3"}),
-             "gamma": tinyapp_launch(home, app="gamma", vram_gb=3.0, knobs={"VRAM_GB": "3"})}
+    specs = {
+        "alpha": tinyapp_launch(home, app="alpha", vram_gb=4.0, knobs={"VRAM_GB": "4"}),
+        "beta": tinyapp_launch(home, app="beta", vram_gb=3.0, knobs={"VRAM_GB": "3"}),
+        "gamma": tinyapp_launch(home, app="gamma", vram_gb=3.0, knobs={"VRAM_GB": "3"}),
+    }
     for name in ("alpha", "beta"):
         switching.start(home, Settings(), GPU8, name, specs.get)
     yield specs
@@ -113,7 +122,9 @@ def busy(home: Home):
 
 def slow_job(home: Home, app: str, name: str, gate: Path) -> dict:
     run = control.app_status(home, app)
-    code, job = get_json(run.url + "api/slow", data=json.dumps({"name": name, "gate": str(gate)}).encode())
+    code, job = get_json(
+        run.url + "api/slow", data=json.dumps({"name": name, "gate": str(gate)}).encode()
+    )
     assert code == 202, job
     wait_for(lambda: (info(run)["job"] or {}).get("id") == job["id"], f"{app}'s job running")
     return job
@@ -153,12 +164,15 @@ def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return thread, out
 
 
-def test_switch_waits_for_the_running_job_and_its_output_is_written(home: Home, busy, tmp_path: Path) -> None:
+def test_switch_waits_for_the_running_job_and_its_output_is_written(
+    home: Home, busy, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     job = slow_job(home, "alpha", "portrait", gate)
     rec = Recorder()
-    thread, out = in_thread(switching.start, home, Settings(), GPU8, "gamma", busy.get,
-                            switch=True, report=rec)
+    thread, out = in_thread(
+        switching.start, home, Settings(), GPU8, "gamma", busy.get, switch=True, report=rec
+    )
     assert rec.waiting.wait(120), out
     # Queued, not refused: alpha still runs its job with its model; gamma waits its turn.
     alpha = control.app_status(home, "alpha")
@@ -166,7 +180,9 @@ def test_switch_waits_for_the_running_job_and_its_output_is_written(home: Home, 
     assert control.app_status(home, "gamma") is None
     said = next(t for t in rec.texts() if t.startswith("Waiting for "))
     assert "alpha" in said and "slow" in said and job["id"][:8] in said and "50%" in said
-    assert any(isinstance(e, Progress) and e.stage == "waiting" and e.total == 100 for e in rec.events)
+    assert any(
+        isinstance(e, Progress) and e.stage == "waiting" and e.total == 100 for e in rec.events
+    )
 
     gate.touch()  # the job may finish now
     thread.join(180)
@@ -174,7 +190,9 @@ def test_switch_waits_for_the_running_job_and_its_output_is_written(home: Home, 
     assert job_state(home, "alpha", job["id"])["status"] == "done"
     output = Path(info(alpha)["env"]["DARKROOM_OUTPUTS"]) / "portrait.txt"
     assert output.read_text("utf-8") == "portrait\n"
-    assert control.app_status(home, "alpha").active and info(alpha)["loaded"] is False  # unloaded, not stopped
+    assert (
+        control.app_status(home, "alpha").active and info(alpha)["loaded"] is False
+    )  # unloaded, not stopped
     assert control.app_status(home, "gamma").status == "ready"
     assert any("alpha unloaded its model" in t for t in rec.texts())
 
@@ -186,20 +204,33 @@ def test_switch_now_cancels_the_job_as_the_person_asked(home: Home, busy, tmp_pa
     state = job_state(home, "alpha", job["id"])
     assert state["status"] == "cancelled"  # not "failed": nothing crashed
     assert state["error"] == "Cancelled by you, to make room for gamma."
-    assert any("alpha unloaded its model (its job slow" in t and "was cancelled by you" in t
-               for t in rec.texts())
+    assert any(
+        "alpha unloaded its model (its job slow" in t and "was cancelled by you" in t
+        for t in rec.texts()
+    )
     assert not any("stopped" in t or "crash" in t for t in rec.texts())
     alpha = control.app_status(home, "alpha")
     assert alpha.active and alpha.restarts == 0 and info(alpha)["loaded"] is False
     assert control.app_status(home, "gamma").status == "ready"
 
 
-def test_withdrawing_a_queued_start_leaves_everything_running(home: Home, busy, tmp_path: Path) -> None:
+def test_withdrawing_a_queued_start_leaves_everything_running(
+    home: Home, busy, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     job = slow_job(home, "alpha", "kept", gate)
     rec, cancel = Recorder(), threading.Event()
-    thread, out = in_thread(switching.start, home, Settings(), GPU8, "gamma", busy.get,
-                            switch=True, report=rec, cancel=cancel)
+    thread, out = in_thread(
+        switching.start,
+        home,
+        Settings(),
+        GPU8,
+        "gamma",
+        busy.get,
+        switch=True,
+        report=rec,
+        cancel=cancel,
+    )
     assert rec.waiting.wait(120), out
     cancel.set()  # Ctrl-C, or the TUI's Cancel
     thread.join(60)
@@ -214,15 +245,20 @@ def test_withdrawing_a_queued_start_leaves_everything_running(home: Home, busy, 
 
 
 def test_idle_unloaded_app_says_so_and_counts_as_free(home: Home, capsys) -> None:
-    specs = {"alpha": tinyapp_launch(home, app="alpha", vram_gb=4.0,
-                                     knobs={"VRAM_GB": "4", "IDLE_UNLOAD_S": "0.2"}),
-             "beta": tinyapp_launch(home, app="beta", vram_gb=3.0, knobs={"VRAM_GB": "3"}),
-             "gamma": tinyapp_launch(home, app="gamma", vram_gb=3.0, knobs={"VRAM_GB": "3"})}
+    specs = {
+        "alpha": tinyapp_launch(
+            home, app="alpha", vram_gb=4.0, knobs={"VRAM_GB": "4", "IDLE_UNLOAD_S": "0.2"}
+        ),
+        "beta": tinyapp_launch(home, app="beta", vram_gb=3.0, knobs={"VRAM_GB": "3"}),
+        "gamma": tinyapp_launch(home, app="gamma", vram_gb=3.0, knobs={"VRAM_GB": "3"}),
+    }
     try:
         for name in ("alpha", "beta"):
             switching.start(home, Settings(), GPU8, name, specs.get)
-        wait_for(lambda: {u.app: u.loaded for u in switching.usage(home)}.get("alpha") is False,
-                 "alpha's idle unload")
+        wait_for(
+            lambda: {u.app: u.loaded for u in switching.usage(home)}.get("alpha") is False,
+            "alpha's idle unload",
+        )
         # The budget counts alpha as free: gamma starts without a switch.
         switching.start(home, Settings(), GPU8, "gamma", specs.get)
         assert cli.main(["status"]) == 0
@@ -255,17 +291,36 @@ def workflow():
 def batch_on_alpha(home: Home, workflow, tmp_path: Path, gate: Path, keep_running: bool = False):
     """Three prompts, one step each: alpha's slow job, which waits for `gate`."""
     engine, _ledger, presets = workflow
-    preset = presets.Preset.model_validate({
-        "name": "hold-three", "input": "prompts", "grid": {"prompts": ["one", "two", "three"]},
-        "steps": [{"name": "hold", "app": "alpha", "task": "slow", "image_field": None,
-                   "params": {"name": "{name}", "gate": str(gate)}}]})
+    preset = presets.Preset.model_validate(
+        {
+            "name": "hold-three",
+            "input": "prompts",
+            "grid": {"prompts": ["one", "two", "three"]},
+            "steps": [
+                {
+                    "name": "hold",
+                    "app": "alpha",
+                    "task": "slow",
+                    "image_field": None,
+                    "params": {"name": "{name}", "gate": str(gate)},
+                }
+            ],
+        }
+    )
     url = control.app_status(home, "alpha").url.rstrip("/")
-    return engine.BatchOptions(preset=preset, source=None, out=tmp_path / "batch",
-                               urls={"alpha": [url]}, home=home.root, keep_running=keep_running)
+    return engine.BatchOptions(
+        preset=preset,
+        source=None,
+        out=tmp_path / "batch",
+        urls={"alpha": [url]},
+        home=home.root,
+        keep_running=keep_running,
+    )
 
 
 def test_a_batch_paused_by_a_switch_resumes_with_nothing_done_twice(
-        home: Home, busy, workflow, tmp_path: Path) -> None:
+    home: Home, busy, workflow, tmp_path: Path
+) -> None:
     engine, ledger_mod, _presets = workflow
     gate = tmp_path / "gate"
     opts = batch_on_alpha(home, workflow, tmp_path, gate)
@@ -281,8 +336,9 @@ def test_a_batch_paused_by_a_switch_resumes_with_nothing_done_twice(
     alpha = control.app_status(home, "alpha")
     wait_for(lambda: info(alpha)["job"] is not None, "the batch's first item on alpha")
     rec = Recorder()
-    switch, switch_out = in_thread(switching.start, home, Settings(), GPU8, "gamma", busy.get,
-                                   switch=True, report=rec)
+    switch, switch_out = in_thread(
+        switching.start, home, Settings(), GPU8, "gamma", busy.get, switch=True, report=rec
+    )
     assert rec.waiting.wait(120), switch_out
     gate.touch()  # the item in flight finishes; the batch pauses; alpha unloads
     switch.join(180)
@@ -313,7 +369,9 @@ def test_a_batch_paused_by_a_switch_resumes_with_nothing_done_twice(
     assert not switching.batches(home)  # the batch is gone from run/ when it ends
 
 
-def test_a_batch_kept_running_refuses_the_switch(home: Home, busy, workflow, tmp_path: Path) -> None:
+def test_a_batch_kept_running_refuses_the_switch(
+    home: Home, busy, workflow, tmp_path: Path
+) -> None:
     engine, _ledger, _presets = workflow
     gate = tmp_path / "gate"
     opts = batch_on_alpha(home, workflow, tmp_path, gate, keep_running=True)
@@ -332,7 +390,8 @@ def test_a_batch_kept_running_refuses_the_switch(home: Home, busy, workflow, tmp
 
 
 def test_switch_now_during_a_batch_puts_the_item_back_not_failed(
-        home: Home, busy, workflow, tmp_path: Path) -> None:
+    home: Home, busy, workflow, tmp_path: Path
+) -> None:
     engine, ledger_mod, _presets = workflow
     gate = tmp_path / "gate"
     opts = batch_on_alpha(home, workflow, tmp_path, gate)
@@ -391,7 +450,10 @@ def test_appkit_job_cancel_is_cancelled_not_failed(appkit_jobs) -> None:
     queue.cancel(running.id, "Cancelled by you, to make room for gamma.")
     assert running.done_event.wait(30) and queued.done_event.wait(30)
     for job in (running, queued):
-        assert job.status == jobs.CANCELLED and job.error == "Cancelled by you, to make room for gamma."
+        assert (
+            job.status == jobs.CANCELLED
+            and job.error == "Cancelled by you, to make room for gamma."
+        )
     assert "later" not in steps and queued.started is None
     done = queue.submit("after", {}, lambda job: {"ok": True})
     assert done.done_event.wait(30) and done.status == jobs.DONE  # the queue goes on

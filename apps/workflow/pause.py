@@ -47,12 +47,25 @@ def _alive(pid: object) -> bool:
 class Presence:
     """This batch as the manager sees it, and the holds it honours."""
 
-    def __init__(self, home: Path | None, preset: str, apps: list[str], keep_running: bool,
-                 poll_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        home: Path | None,
+        preset: str,
+        apps: list[str],
+        keep_running: bool,
+        poll_s: float = 0.2,
+    ) -> None:
         self.home, self.apps, self.poll_s = home, list(dict.fromkeys(apps)), poll_s
-        self.data: dict[str, Any] = {"pid": os.getpid(), "preset": preset, "apps": self.apps,
-                                     "keep_running": keep_running, "state": "running",
-                                     "item": "", "done": 0, "total": 0}
+        self.data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "preset": preset,
+            "apps": self.apps,
+            "keep_running": keep_running,
+            "state": "running",
+            "item": "",
+            "done": 0,
+            "total": 0,
+        }
         self.path = home / "run" / "batches" / f"{uuid.uuid4().hex[:12]}.json" if home else None
         self._write()
 
@@ -83,7 +96,9 @@ class Presence:
                 out.append((app, str(hold.get("for") or "another app")))
         return out
 
-    def wait_while_held(self, stop: threading.Event, urls: dict[str, list[str]], emit: Emit) -> None:
+    def wait_while_held(
+        self, stop: threading.Event, urls: dict[str, list[str]], emit: Emit
+    ) -> None:
         """Between items: if a switch holds one of this batch's apps, pause until the hold ends
         and the app answers again (or `stop` is set)."""
         held = self.holds()
@@ -91,16 +106,27 @@ class Presence:
             return
         app, taker = held[0]
         self.update(state="paused", item="")
-        emit({"type": "stage", "stage": "paused",
-              "message": f"Paused after {self.data['done']} of {self.data['total']}: {app} lends its "
-                         f"GPU memory to {taker}. The batch goes on when {app} is back."})
+        emit(
+            {
+                "type": "stage",
+                "stage": "paused",
+                "message": f"Paused after {self.data['done']} of {self.data['total']}: {app} lends its "
+                f"GPU memory to {taker}. The batch goes on when {app} is back.",
+            }
+        )
         while not stop.is_set() and self.holds():
             stop.wait(self.poll_s)
         while not stop.is_set() and not self._answering(urls):
             stop.wait(self.poll_s)
         if not stop.is_set():
             self.update(state="running")
-            emit({"type": "stage", "stage": "resumed", "message": f"{app} is back; the batch goes on."})
+            emit(
+                {
+                    "type": "stage",
+                    "stage": "resumed",
+                    "message": f"{app} is back; the batch goes on.",
+                }
+            )
 
     def _answering(self, urls: dict[str, list[str]]) -> bool:
         for app in self.apps:
@@ -112,4 +138,3 @@ class Presence:
                 if code != 200:
                     return False
         return True
-

@@ -31,14 +31,19 @@ def switch_question(app: str, refusal: str, obstacles: list[Obstacle]) -> str:
         lines.append(f"Switch to {app}? The other apps unload their models.")
     for o in obstacles:
         if o.work:
-            lines.append(f"• {o.work} is in progress: Switch waits for it (the start of {app} "
-                         "is queued); Switch now cancels it and its result is lost.")
+            lines.append(
+                f"• {o.work} is in progress: Switch waits for it (the start of {app} "
+                "is queued); Switch now cancels it and its result is lost."
+            )
     return "\n".join(lines)
 
 
 class SwitchScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "answer('')", "No"), Binding("y", "answer('wait')", "Switch"),
-                Binding("!", "answer('now')", "Switch now", show=False)]
+    BINDINGS = [
+        Binding("escape", "answer('')", "No"),
+        Binding("y", "answer('wait')", "Switch"),
+        Binding("!", "answer('now')", "Switch now", show=False),
+    ]
 
     def __init__(self, app: str, refusal: str, obstacles: list[Obstacle]) -> None:
         super().__init__()
@@ -47,11 +52,15 @@ class SwitchScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(escape(switch_question(self.target, self.refusal, self.obstacles)),
-                         classes="dialog-text", id="switch-text")
+            yield Static(
+                escape(switch_question(self.target, self.refusal, self.obstacles)),
+                classes="dialog-text",
+                id="switch-text",
+            )
             with Horizontal(classes="buttons"):
-                yield Button("Switch" + (" when done" if self.has_work else ""), id="wait",
-                             variant="primary")
+                yield Button(
+                    "Switch" + (" when done" if self.has_work else ""), id="wait", variant="primary"
+                )
                 if self.has_work:
                     yield Button("Switch now (cancel the job)", id="now", variant="error")
                 yield Button("No", id="no")
