@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -457,3 +458,54 @@ def test_appkit_job_cancel_is_cancelled_not_failed(appkit_jobs) -> None:
     assert "later" not in steps and queued.started is None
     done = queue.submit("after", {}, lambda job: {"ok": True})
     assert done.done_event.wait(30) and done.status == jobs.DONE  # the queue goes on
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_switch_waits_ctrl_c_withdraws_and_switch_now_cancels(
+    home: Home, tmp_path: Path
+) -> None:
+    """`darkroom start gamma --switch` queues behind alpha's job and says so; Ctrl-C withdraws
+    it; `--switch=now` cuts the job short and says it was cancelled by the person."""
+    from tests.test_tui_switch import _installed
+
+    for app in ("alpha", "beta", "gamma"):
+        _installed(home, app)
+    profile = ["--hardware", "laptop-rtx4060-8gb"]
+    try:
+        for app in ("alpha", "beta"):
+            assert cli.main(["start", app, *profile]) == 0
+        job = slow_job(home, "alpha", "cli", tmp_path / "gate-never-opened")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "manager", "start", "gamma", "--switch", *profile],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lines = []
+        for line in proc.stderr:  # the waiting line is the event to wait for
+            lines.append(line)
+            if line.startswith("Waiting for alpha"):
+                break
+        assert job["id"][:8] in lines[-1] and "Ctrl-C" in lines[-1], lines
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (out, err)
+        assert "The start of gamma was withdrawn" in err
+        assert control.app_status(home, "gamma") is None
+        assert info(control.app_status(home, "alpha"))["job"]["id"] == job["id"]
+
+        done = subprocess.run(
+            [sys.executable, "-m", "manager", "start", "gamma", "--switch=now", *profile],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "was cancelled by you" in done.stderr and "gamma is running" in done.stdout
+        assert job_state(home, "alpha", job["id"])["status"] == "cancelled"
+    finally:
+        for app in ("alpha", "beta", "gamma"):
+            with contextlib.suppress(DarkroomError):
+                control.stop(home, app)
