@@ -224,15 +224,9 @@ def check_fits(home: Home, hw: Hardware, app: str, need_gb: float) -> None:
 def _pid_alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    import psutil
+
+    return psutil.pid_exists(pid)
 
 
 def batches(home: Home) -> list[Batch]:

@@ -31,8 +31,23 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 def _alive(pid: object) -> bool:
+    """Whether process `pid` runs. (Not os.kill(pid, 0) on Windows: there it ends the process.)"""
     if not isinstance(pid, int) or pid <= 0:
         return False
+    if os.name == "nt":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        try:
+            code = ctypes.c_ulong()
+            return (
+                bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259
+            )
+        finally:
+            kernel32.CloseHandle(handle)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
