@@ -24,3 +24,12 @@ HF_OFFLINE = "HF_HUB_OFFLINE"     # always "1": apps never download at run time
 
 HEALTH_READY = "ready"
 HEALTH_LOADING = "loading"
+
+# Switching and batches (manager/switching.py <-> apps/workflow/pause.py), files under HOME/run/:
+#   holds/<app>.json   {"app", "for", "waiter_pid"} while a switch waits for <app> to make room;
+#                      {"app", "for", "runner_pid"} once <for> runs. A hold is in force while
+#                      that process lives; batches that call <app> pause between items meanwhile.
+#   batches/<id>.json  {"pid", "preset", "apps", "keep_running", "state": "running"|"paused",
+#                      "item", "done", "total"}: a batch at work, written by the workflow engine.
+HOLDS_DIR = "holds"
+BATCHES_DIR = "batches"

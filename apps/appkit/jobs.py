@@ -1,4 +1,10 @@
-"""Jobs: one worker runs them in order (a GPU does one thing at a time); callers poll."""
+"""Jobs: one worker runs them in order (a GPU does one thing at a time); callers poll.
+
+A job can be cancelled (POST /api/jobs/<id>/cancel, used when a person makes room on the GPU
+for another app and says to cut the job short): a queued one never starts, a running one
+stops at its next progress report. Either way it ends `cancelled`, with the reason given,
+never `failed`: nothing went wrong, the person chose it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,12 @@ from typing import Any
 
 from .errors import AppError
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+class JobCancelled(Exception):
+    """Raised inside a task at its next progress report once its job was cancelled."""
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ENDED = (DONE, FAILED, CANCELLED)
 KEEP_JOBS = 500
 
 
@@ -33,22 +44,41 @@ class Job:
     started: float | None = None
     finished: float | None = None
     done_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancel_reason: str = ""
 
     @property
     def finished_ok(self) -> bool:
         return self.status == DONE
 
     def report(self, fraction: float, message: str = "") -> None:
-        """Progress callback handed to the task: 0..1, never going backwards."""
+        """Progress callback handed to the task: 0..1, never going backwards.
+
+        Also where a cancelled job stops: it raises JobCancelled once cancel() was called."""
+        if self.cancel_event.is_set():
+            raise JobCancelled(self.cancel_reason)
         self.progress = max(self.progress, min(1.0, max(0.0, float(fraction))))
         if message:
             self.message = message
 
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left, from the progress so far (None until there is some)."""
+        if self.status != RUNNING or self.started is None or not 0 < self.progress < 1:
+            return None
+        elapsed = time.time() - self.started
+        return round(elapsed * (1 - self.progress) / self.progress, 1)
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "task": self.task, "status": self.status,
                 "progress": round(self.progress, 4), "message": self.message, "error": self.error,
-                "params": self.params, "result": self.result, "created": self.created,
-                "started": self.started, "finished": self.finished}
+                "eta_s": self.eta_s, "params": self.params, "result": self.result,
+                "created": self.created, "started": self.started, "finished": self.finished}
+
+    def summary(self) -> dict[str, Any]:
+        """What a switch shows about the job in the way: which, how far, how long still."""
+        return {"id": self.id, "task": self.task, "status": self.status,
+                "progress": round(self.progress, 4), "message": self.message, "eta_s": self.eta_s}
 
 
 Runner = Callable[[Job], dict[str, Any]]
@@ -87,17 +117,41 @@ class JobQueue:
     def busy(self) -> bool:
         return self.running is not None or not self._queue.empty()
 
+    def waiting(self) -> list[Job]:
+        """Jobs queued behind the running one."""
+        with self._lock:
+            return [j for j in self._jobs.values() if j.status == QUEUED]
+
+    def cancel(self, job_id: str, reason: str = "") -> Job | None:
+        """Cancel a job: a queued one is dropped, a running one stops at its next progress
+        report. Returns the job (None if unknown); one already ended is left as it is."""
+        job = self.get(job_id)
+        if job is None or job.status in ENDED:
+            return job
+        job.cancel_reason = reason or "Cancelled by you."
+        job.cancel_event.set()
+        return job
+
     def _work(self) -> None:
         while True:
             job, run = self._queue.get()
+            if job.cancel_event.is_set():  # cancelled while it waited: it never starts
+                job.status, job.error, job.finished = CANCELLED, job.cancel_reason, time.time()
+                job.done_event.set()
+                continue
             self.running = job
             job.status, job.started = RUNNING, time.time()
             try:
                 job.result = run(job)
                 job.status, job.progress = DONE, 1.0
+            except JobCancelled:
+                job.status, job.error, job.error_status = CANCELLED, job.cancel_reason, 409
             except AppError as exc:
                 job.status, job.error, job.error_status = FAILED, exc.message, exc.status
             except Exception as exc:  # a bug or an OOM: the job fails, the server lives on
+                if job.cancel_event.is_set():  # the task wrapped JobCancelled in its own error
+                    job.status, job.error, job.error_status = CANCELLED, job.cancel_reason, 409
+                    continue
                 traceback.print_exc()
                 job.status, job.error, job.error_status = FAILED, _explain(exc), 500
             finally:

@@ -71,6 +71,7 @@ class Runtime:
         self.load_progress = 0.0
         self.load_error = ""
         self.last_activity = time.monotonic()
+        self.unloaded_by = ""        # why no model is loaded: "idle" (idle unload) or "request"
         self._model_lock = threading.RLock()
         self.jobs = JobQueue(on_idle=self._jobs_done)
         self._stop = threading.Event()
@@ -122,11 +123,13 @@ class Runtime:
             self.touch()
             return self.loaded
 
-    def unload(self, timeout: float = 60.0) -> bool:
+    def unload(self, timeout: float = 60.0, why: str = "request") -> bool:
         """Free the model (RAM and VRAM); the process and port stay. False if a job kept it busy."""
         if not self._model_lock.acquire(timeout=timeout):
             return False
         try:
+            if self.loaded is not None:
+                self.unloaded_by = why
             self._unload_locked()
             return True
         finally:
@@ -190,7 +193,7 @@ class Runtime:
             if (self.loaded is not None and not self.jobs.busy and not self.loading
                     and time.monotonic() - self.last_activity >= limit):
                 print(f"{self.app.name}: idle for {limit / 60:.1f} min, freeing the model", flush=True)
-                self.unload(timeout=0.5)
+                self.unload(timeout=0.5, why="idle")
 
     def stop(self) -> None:
         self._stop.set()
@@ -209,6 +212,7 @@ class Runtime:
         models = {k: {"variant": c.variant, "precision": c.precision, "offload": c.offload}
                   for k, c in self.settings.models.models.items()}
         choice = self.settings.models.models.get(self.loaded_model or "")
+        running = self.jobs.running
         data: dict[str, Any] = {
             "app": self.app.name, "version": self.app.version, "device": self.device,
             "requested_device": self.settings.device, "models": models,
@@ -216,6 +220,10 @@ class Runtime:
             "model": self.loaded_model, "variant": choice.variant if choice else None,
             "loaded": self.loaded is not None, "loads": self.loads, "loading": self.loading,
             "load_error": self.load_error, "busy": self.jobs.busy,
+            # The job a switch would wait for (or cut short), and those queued behind it.
+            "job": running.summary() if running is not None else None,
+            "queued": [j.id for j in self.jobs.waiting()],
+            "unloaded_by": "" if self.loaded is not None else self.unloaded_by,
             "idle_unload_minutes": round(self.settings.idle_unload_s / 60, 4),
             "tasks": sorted(self.tasks), "outputs": str(self.settings.outputs),
             "vram_in_use": 0, **device_mod.memory(self.device),

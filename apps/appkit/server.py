@@ -7,7 +7,10 @@
     GET  /api/jobs, /api/jobs/<id>   status, progress, result (file names and URLs)
     GET  /api/jobs/<id>/result?index=N   the N-th result file itself
     GET  /api/outputs/<path>      any file in the app's outputs folder
+    POST /api/jobs/<id>/cancel    {"reason"}: a queued job never starts, a running one stops at
+                                  its next progress report; it ends "cancelled" with that reason
     POST /api/unload, /api/load   free the model (process and port stay) / load it again
+                                  (409 while a job runs: the manager waits, see manager/switching.py)
     /                             the Gradio page, if the app has one (Gradio is imported on the first visit)
 
 Every error is JSON {"error": "<a sentence>"} with a 4xx/5xx status; the server keeps running.
@@ -35,7 +38,7 @@ from starlette.routing import Mount, Route
 
 from . import heap, outputs
 from .errors import AppError, validation_sentence
-from .jobs import DONE, FAILED
+from .jobs import CANCELLED, DONE, FAILED
 from .lazypage import LazyPage
 from .runtime import AppDef, Runtime
 from .settings import AppSettings, SettingsError
@@ -86,6 +89,7 @@ def _openapi(runtime: Runtime) -> dict[str, Any]:
         "/api/jobs/{job_id}": {"get": {"summary": "one job: status, progress, result"}},
         "/api/jobs/{job_id}/result": {"get": {"summary": "a result file (?index=N)"}},
         "/api/outputs/{name}": {"get": {"summary": "a file in the outputs folder"}},
+        "/api/jobs/{job_id}/cancel": {"post": {"summary": "cancel a job ({reason})"}},
         "/api/unload": {"post": {"summary": "free the model (?timeout=s)"}},
         "/api/load": {"post": {"summary": "load a model (?model=id)"}},
     }
@@ -173,7 +177,7 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
         found = runtime.jobs.get(job_id)
         if found is None:
             return _error(404, f"There is no job '{job_id}'.")
-        if found.status == FAILED:
+        if found.status in (FAILED, CANCELLED):
             return _error(found.error_status or 500, found.error)
         if found.status != DONE:
             return _error(409, f"Job {job_id} is {found.status}; its result is not ready yet.")
@@ -184,6 +188,18 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
         if path is None:
             return _error(410, f"The result file {files[index]} is no longer in the outputs folder.")
         return FileResponse(path)
+
+    async def cancel_job(request: Request) -> JSONResponse:
+        job_id = request.path_params["job_id"]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        reason = str(body.get("reason") or "") if isinstance(body, dict) else ""
+        found = runtime.jobs.cancel(job_id, reason[:500])
+        if found is None:
+            return _error(404, f"There is no job '{job_id}'.")
+        return JSONResponse(_job_view(found.to_dict()))
 
     def output_file(request: Request) -> Response:
         name = request.path_params["name"]
@@ -211,7 +227,7 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
             import anyio
 
             await anyio.to_thread.run_sync(job.done_event.wait)
-            if job.status == FAILED:
+            if job.status in (FAILED, CANCELLED):
                 return _error(job.error_status or 500, job.error, job=_job_view(job.to_dict()))
             return JSONResponse(_job_view(job.to_dict()), status_code=200)
         return JSONResponse(_job_view(job.to_dict()), status_code=202)
@@ -228,6 +244,7 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
         Route("/api/jobs", jobs, methods=["GET"]),
         Route("/api/jobs/{job_id}", job, methods=["GET"]),
         Route("/api/jobs/{job_id}/result", job_result, methods=["GET"]),
+        Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/api/outputs/{name:path}", output_file, methods=["GET"]),
         Route("/api/{task_name}", run_task, methods=["POST"]),
         Route("/api/{rest:path}", unknown, methods=ANY_METHOD),

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import AppError, validation_sentence
-from .jobs import FAILED, Job
+from .jobs import CANCELLED, FAILED, Job
 from .runtime import Runtime, Task
 
 
@@ -28,6 +28,6 @@ def run_job(runtime: Runtime, task: Task, make_request: Callable[[], BaseModel],
         raise gr.Error(str(exc)) from None
     while not job.done_event.wait(poll_s):
         progress(job.progress, desc=job.message or job.status)
-    if job.status == FAILED:
+    if job.status in (FAILED, CANCELLED):
         raise gr.Error(job.error)
     return job

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from appkit.errors import BadRequest
-from appkit.jobs import Job
+from appkit.jobs import Job, JobCancelled
 from appkit.runtime import AppDef, Runtime, Task, TaskResult
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,7 @@ class BatchRequest(BaseModel):
     ray: str | None = Field(None, description="auto, local or a Ray address; default: run here")
     workers: int = Field(0, ge=0, le=1024)
     retry_failed: bool = False
+    keep_running: bool = Field(False, description="refuse a switch to another app instead of pausing")
 
 
 def _options(runtime: Runtime, req: BatchRequest) -> engine.BatchOptions:
@@ -50,7 +51,8 @@ def _options(runtime: Runtime, req: BatchRequest) -> engine.BatchOptions:
         name = source.resolve().name if source is not None else "prompts"
         out = runtime.settings.outputs / f"{preset.name}-{name}"
     return engine.BatchOptions(preset=preset, source=source, out=out, urls=urls, ray=req.ray,
-                               workers=req.workers, retry_failed=req.retry_failed)
+                               workers=req.workers, retry_failed=req.retry_failed,
+                               home=runtime.settings.home, keep_running=req.keep_running)
 
 
 def check(runtime: Runtime, req: BatchRequest) -> None:
@@ -63,6 +65,8 @@ def check(runtime: Runtime, req: BatchRequest) -> None:
 
 def run(runtime: Runtime, _loaded: Any, req: BatchRequest, job: Job) -> TaskResult:
     def on_event(event: dict[str, Any]) -> None:
+        if job.cancel_event.is_set():
+            return  # cancelled: the batch stops after its item in flight (the ledger keeps its place)
         if event["type"] == "progress" and event["total"]:
             eta = f", {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
             job.report(event["done"] / event["total"],
@@ -70,10 +74,14 @@ def run(runtime: Runtime, _loaded: Any, req: BatchRequest, job: Job) -> TaskResu
         elif event["type"] == "stage":
             job.message = event.get("message", "")
 
+    opts = _options(runtime, req)
+    opts.stop = job.cancel_event  # cancelling the job stops the batch between items
     try:
-        summary = engine.run_batch(_options(runtime, req), on_event)
+        summary = engine.run_batch(opts, on_event)
     except WorkflowError as exc:
         raise BadRequest(f"{exc.message} {exc.hint}".strip()) from None
+    if job.cancel_event.is_set() and summary.done + summary.failed < summary.total:
+        raise JobCancelled(job.cancel_reason)
     report = Path(summary.report)
     files = []
     with contextlib.suppress(ValueError):  # results outside the outputs folder: the path is in the data

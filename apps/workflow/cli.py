@@ -1,7 +1,7 @@
 """`python -m workflow.cli`: the batch engine as a command (what `darkroom run` drives).
 
     run PRESET INPUT --out DIR [--url app=URL ...] [--ray auto|local|ADDRESS] [--workers N]
-        [--set step.param=value ...] [--retry-failed] [--json]
+        [--set step.param=value ...] [--retry-failed] [--keep-running] [--json]
     needs PRESET [INPUT] [--ray ADDRESS]
                         the apps the preset calls, as JSON; with INPUT, first checks that it
                         holds work, and with --ray that the cluster answers (both in seconds,
@@ -11,6 +11,9 @@
 With --json every event is one JSON line on stdout; an error is {"type": "error", "message",
 "hint"} and exit status 2. Without --url the apps are found through DARKROOM_HOME's run files.
 SIGINT/SIGTERM: the item in flight finishes, then it stops (a rerun continues).
+A switch to another app (`darkroom start X --switch`) that needs an app of the batch pauses it
+after the item in flight; it goes on when that app is back (pause.py). --keep-running makes
+such a switch refuse instead.
 """
 
 from __future__ import annotations
@@ -67,8 +70,10 @@ def cmd_run(args: argparse.Namespace, emit) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    home = args.home or os.environ.get("DARKROOM_HOME")
     opts = engine.BatchOptions(preset=preset, source=source, out=out, urls=urls, ray=args.ray,
-                               workers=args.workers, retry_failed=args.retry_failed, stop=stop)
+                               workers=args.workers, retry_failed=args.retry_failed, stop=stop,
+                               home=Path(home) if home else None, keep_running=args.keep_running)
     summary = engine.run_batch(opts, emit)
     return 130 if stop.is_set() and summary.done + summary.failed < summary.total else 0
 
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--workers", type=int, default=0)
     r.add_argument("--set", action="append", metavar="STEP.PARAM=VALUE")
     r.add_argument("--retry-failed", action="store_true")
+    r.add_argument("--keep-running", action="store_true",
+                   help="refuse a switch to another app instead of pausing between items")
     r.add_argument("--json", action="store_true")
     n = sub.add_parser("needs")
     n.add_argument("preset")

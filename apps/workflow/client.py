@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .errors import StepFailed, WorkflowError
+from .errors import StepCancelled, StepFailed, WorkflowError
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local apps: never a proxy
 Urls = dict[str, list[str]]
@@ -66,9 +66,11 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
         job = job["job"]  # a failed job: its own error sentence
     if "id" not in job:
         raise StepFailed(step, job.get("error") or f"the app answered HTTP {code}.")
+    if job.get("status") == "cancelled":
+        raise StepCancelled(step, job.get("error") or "the job was cancelled.")
     deadline = time.monotonic() + timeout_s
     wait = poll_s
-    while job.get("status") not in ("done", "failed"):
+    while job.get("status") not in ("done", "failed", "cancelled"):
         if time.monotonic() > deadline:
             raise StepFailed(step, f"the job did not finish within {timeout_s:g} s.")
         time.sleep(wait)
@@ -80,6 +82,8 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
         if code >= 400:
             raise StepFailed(step, _json(raw).get("error") or f"the app answered HTTP {code}.")
         job = _json(raw)
+    if job["status"] == "cancelled":
+        raise StepCancelled(step, job.get("error") or "the job was cancelled.")
     if job["status"] == "failed":
         raise StepFailed(step, job.get("error") or "the job failed.")
     files = job.get("result", {}).get("files", [])

@@ -6,6 +6,7 @@ Events are plain dicts (JSON lines on the CLI): {"type": "stage"|"progress"|"ite
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import time
@@ -19,6 +20,7 @@ from .client import Urls, check_ready
 from .errors import WorkflowError
 from .items import discover
 from .ledger import Ledger, Row, write_atomic
+from .pause import Presence
 from .presets import Preset
 from .steps import ItemResult, process
 
@@ -36,6 +38,8 @@ class BatchOptions:
     workers: int = 0             # Ray workers (0: one per CPU of the cluster)
     retry_failed: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
+    home: Path | None = None     # Darkroom's data folder: where a switch sees this batch (pause.py)
+    keep_running: bool = False   # a switch is refused rather than pausing this batch
 
 
 @dataclass
@@ -139,6 +143,11 @@ class Driver:
 
     def record(self, row: Row, res: ItemResult) -> None:
         out = self.opts.out
+        if res.cancelled:  # cut short by the person (a switch): not a failure, done again later
+            self.ledger.requeue(row.id)
+            self.emit({"type": "message", "level": "info",
+                       "text": f"{row.id}: {res.error} It goes back in the queue."})
+            return
         if res.ok:
             assert res.output is not None
             rel = row.item().out_stem + _suffix(res.output)
@@ -172,17 +181,29 @@ class Driver:
         report.thumbnail(output, folder / report.thumb_name(row.id, "after"))
 
 
-def run_local(driver: Driver, rows: list[Row]) -> int:
+def run_local(driver: Driver, rows: list[Row], presence: Presence | None = None) -> int:
+    """One item at a time; between items, pause while a switch holds one of the apps."""
     opts = driver.opts
-    for row in rows:
-        if opts.stop.is_set():
-            break
+    todo = collections.deque(rows)
+    while todo and not opts.stop.is_set():
+        if presence is not None:
+            presence.wait_while_held(opts.stop, opts.urls, driver.emit)
+            if opts.stop.is_set():
+                break
+        row = todo.popleft()
         driver.start(row)
+        if presence is not None:
+            presence.update(item=row.id)
         data, reason = driver.read_input(row)
         if reason:
-            driver.record(row, ItemResult(item_id=row.id, error=reason))
-            continue
-        driver.record(row, process(opts.preset, opts.urls, row.id, row.fields, data))
+            res = ItemResult(item_id=row.id, error=reason)
+        else:
+            res = process(opts.preset, opts.urls, row.id, row.fields, data)
+        driver.record(row, res)
+        if res.cancelled:
+            todo.appendleft(row)
+        if presence is not None:
+            presence.update(item="", done=driver.done + driver.failed)
     return 1
 
 
@@ -226,7 +247,12 @@ def _run(opts: BatchOptions, ledger: Ledger, items: list, emit: Emit) -> Summary
 
             workers = rayexec.run(driver, rows, opts.ray, opts.workers)
         else:
-            workers = run_local(driver, rows)
+            presence = Presence(opts.home, preset.name, preset.apps, opts.keep_running)
+            presence.update(done=counts.done + counts.failed, total=counts.total)
+            try:
+                workers = run_local(driver, rows, presence)
+            finally:
+                presence.close()
     seconds = time.monotonic() - start
     final = ledger.counts()
     rows_all = ledger.rows()

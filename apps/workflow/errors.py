@@ -20,3 +20,8 @@ class StepFailed(Exception):
     def __init__(self, step: str, reason: str) -> None:
         super().__init__(f"{step}: {reason}")
         self.step, self.reason = step, reason
+
+
+class StepCancelled(StepFailed):
+    """The app's job was cancelled by the person (a switch cut it short): the item is not
+    failed; it goes back in the queue."""

@@ -141,6 +141,12 @@ class Ledger:
             self.db.execute("UPDATE items SET status='done', outputs=?, steps=?, finished=? WHERE id=?",
                             (json.dumps(outputs), json.dumps(steps), time.time(), item_id))
 
+    def requeue(self, item_id: str) -> None:
+        """The item was cut short on purpose: pending again, as if never started."""
+        with self.db:
+            self.db.execute("UPDATE items SET status='pending', attempts=MAX(0, attempts-1), "
+                            "started=NULL WHERE id=?", (item_id,))
+
     def fail(self, item_id: str, error: str, steps: dict[str, float]) -> None:
         with self.db:
             self.db.execute("UPDATE items SET status='failed', error=?, steps=?, finished=? WHERE id=?",

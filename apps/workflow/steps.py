@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import Urls, run_task
-from .errors import StepFailed
+from .errors import StepCancelled, StepFailed
 from .presets import Preset, fill
 
 
@@ -21,6 +21,7 @@ class ItemResult:
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
     error: str = ""
     worker: int = 0
+    cancelled: bool = False  # a step's job was cancelled by the person: redo the item later
 
     @property
     def ok(self) -> bool:
@@ -45,6 +46,7 @@ def process(preset: Preset, urls: Urls, item_id: str, fields: dict[str, Any], da
         except StepFailed as exc:
             result.steps[step.name] = round(time.perf_counter() - start, 4)
             result.error = f"{exc.step}: {exc.reason}"
+            result.cancelled = isinstance(exc, StepCancelled)
             return result
         result.steps[step.name] = round(time.perf_counter() - start, 4)
     result.output = current

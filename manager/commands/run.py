@@ -28,8 +28,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     settings = config_mod.load(h)
     report = ConsoleReporter(as_json=args.json)
     hw = hardware.load_profile(args.hardware) if args.hardware else hardware.probe(h.root)
-    info = switching.start(h, settings, hw, args.app, lambda a: launch_spec_for(h, a),
-                           switch=args.switch, report=report)
+    try:
+        info = switching.start(h, settings, hw, args.app, lambda a: launch_spec_for(h, a),
+                               switch=args.switch or False, report=report)
+    except KeyboardInterrupt:  # while a switch waits: withdraw the start, touch nothing else
+        print(f"\nThe start of {args.app} was withdrawn; every other app keeps running as it was.",
+              file=sys.stderr)
+        return 130
     if args.json:
         print_json(info.to_dict())
     else:
@@ -77,7 +82,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             u = vram.get(i.app)
             rows_json.append({**i.to_dict(), "vram_expected_gb": u.counted_gb if u else 0.0,
                               "model_loaded": u.loaded if u else None,
-                              "vram_measured_gb": u.measured_gb if u else None})
+                              "vram_measured_gb": u.measured_gb if u else None,
+                              "idle_unload_minutes": u.idle_unload_min if u else 0.0,
+                              "unloaded_by": u.unloaded_by if u else "",
+                              "job": u.job if u else None})
         print_json(rows_json)
         return 0
     if not infos:
@@ -88,7 +96,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         u = vram.get(i.app)
         if u is None:
             return "-"
-        text = f"{u.counted_gb:g} GB" if u.loaded else "unloaded"
+        if u.loaded:
+            text = f"{u.counted_gb:g} GB"
+            if u.idle_unload_min:
+                text += f", freed after {u.idle_unload_min:g} idle min"
+        else:
+            text = "unloaded (idle)" if u.unloaded_by == "idle" else "unloaded"
+        if u.job:
+            text += f", busy: {switching.describe_job(u.job)}"
         return text + (f" ({u.measured_gb:g} GB measured)" if u.measured_gb is not None else "")
 
     rows = [("APP", "STATUS", "URL", "RESTARTS", "UP", "GPU MEMORY")]
@@ -128,8 +143,10 @@ def cmd_open(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("start", help="start an installed app (and the apps it needs)")
     p.add_argument("app")
-    p.add_argument("--switch", action="store_true",
-                   help="free GPU memory first: other apps unload their models, or stop")
+    p.add_argument("--switch", nargs="?", const=switching.WAIT, choices=(switching.WAIT, switching.NOW),
+                   help="free GPU memory first: other apps unload their models once their running "
+                        "job is done (queued meanwhile; Ctrl-C withdraws); --switch=now cancels "
+                        "that job instead")
     p.add_argument("--hardware", metavar="PROFILE", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="progress and result as JSON")
     p.set_defaults(handler=cmd_start)

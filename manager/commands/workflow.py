@@ -113,6 +113,8 @@ def _argv(python: Path, args: argparse.Namespace, h: Home) -> list[str]:
         argv += ["--set", value]
     if args.retry_failed:
         argv.append("--retry-failed")
+    if args.keep_running:
+        argv.append("--keep-running")
     return argv
 
 
@@ -197,5 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="Ray workers (default: one per CPU)")
     p.add_argument("--set", action="append", metavar="STEP.PARAM=VALUE", help="change a step's parameter")
     p.add_argument("--retry-failed", action="store_true", help="try the images that failed before again")
+    p.add_argument("--keep-running", action="store_true",
+                   help="refuse `darkroom start X --switch` instead of pausing the batch for it")
     p.add_argument("--json", action="store_true", help="events and the summary as JSON")
     p.set_defaults(handler=cmd_run)

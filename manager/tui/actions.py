@@ -170,14 +170,24 @@ class Core:
 
     # ------------------------------------------------------------ running
 
-    def start(self, app: str, report: Reporter = ignore, switch: bool = False) -> RunInfo:
-        """Start within the GPU budget; `switch` unloads or stops other apps to make room."""
+    def start(self, app: str, report: Reporter = ignore, switch: bool | str = False,
+              cancel: threading.Event | None = None) -> RunInfo:
+        """Start within the GPU budget; `switch` ("wait" or "now") makes the others unload first.
+        Setting `cancel` while it waits withdraws the start."""
         from .. import launching, switching
 
         settings = self.settings()
         return switching.start(self.home, settings, self.hardware(), app,
                                lambda a: launching.launch_spec(self.home, settings, a),
-                               switch=switch, report=report)
+                               switch=switch, report=report, cancel=cancel)
+
+    def switch_obstacles(self, app: str) -> list:
+        """The apps that would make room for `app`, with the work each has in progress."""
+        from .. import launching, switching
+
+        settings = self.settings()
+        need = switching.need_gb(self.home, app, lambda a: launching.launch_spec(self.home, settings, a))
+        return switching.obstacles(self.home, self.hardware(), app, need)
 
     def stop(self, app: str, report: Reporter = ignore) -> bool:
         from .. import supervisor

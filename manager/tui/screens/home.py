@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...errors import DarkroomError
-from ...events import Event, Message
+from ...events import Event, Message, Progress
 from ..actions import AppCardData
 from ..widgets.app_card import AppCard
 from .base import CoreScreen, call_ui
@@ -127,27 +129,61 @@ class HomeScreen(CoreScreen):
         elif action == "open" and data.status == "ready":
             self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
 
-    def _start(self, app: str, switch: bool) -> None:
-        self._busy(self.query_one(f"#card-{app}", AppCard), "starting")
-        self.run_core(self.core.start, app, self._reporter(), switch,
-                      done=lambda info: self._done(app, f"{app} is running at {info.url}"),
-                      failed=lambda exc: self._start_failed(app, exc))
+    def _start(self, app: str, switch: bool | str) -> None:
+        from .switch import SwitchWaitScreen
+
+        self._busy(self.query_one(f"#card-{app}", AppCard), "queued" if switch else "starting")
+        cancel = threading.Event()
+        waiting: list[SwitchWaitScreen] = []
+
+        said = [""]
+
+        def report(event: Event) -> None:
+            self._reporter()(event)
+            if isinstance(event, Message) and event.text.startswith("Waiting for "):
+                said[0] = event.text
+                call_ui(self, show_wait, event.text)
+            elif isinstance(event, Progress) and event.stage == "waiting" and said[0]:
+                eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
+                call_ui(self, show_wait, f"{said[0]}\n\n{event.item}: {event.done}%{eta}")
+
+        def show_wait(text: str) -> None:
+            if not waiting:  # the queued start, with its Cancel
+                waiting.append(SwitchWaitScreen(app, cancel))
+                self.app.push_screen(waiting[0])
+            waiting[0].show(text)
+
+        def close_wait() -> None:
+            if waiting and waiting[0].is_attached:
+                waiting[0].dismiss(None)
+
+        def done(info) -> None:
+            close_wait()
+            self._done(app, f"{app} is running at {info.url}")
+
+        def failed(exc: BaseException) -> None:
+            close_wait()
+            self._start_failed(app, exc)
+
+        self.run_core(self.core.start, app, report, switch, cancel, done=done, failed=failed)
 
     def _start_failed(self, app: str, exc: BaseException) -> None:
-        """Not enough GPU memory beside the others: offer to switch (they unload or stop)."""
+        """Not enough GPU memory beside the others: offer to switch, naming any work in the way."""
         self._done(app, "")
         from ...switching import NeedsSwitch
 
         if not isinstance(exc, NeedsSwitch):
             return
-        from .confirm import ConfirmScreen
+        from .switch import SwitchScreen
 
-        def answer(yes: bool | None) -> None:
-            if yes:  # straight to the start: the card may not show "stopped" again yet
-                self._start(app, switch=True)
+        def ask(obstacles: list) -> None:
+            def answer(choice: str | None) -> None:
+                if choice:  # straight to the start: the card may not show "stopped" again yet
+                    self._start(app, switch=choice)
 
-        self.app.push_screen(ConfirmScreen(f"{exc.message}\n\nSwitch to {app}? The other apps free the GPU "
-                                           "(they unload their models, or stop).", yes="Switch"), answer)
+            self.app.push_screen(SwitchScreen(app, exc.message, obstacles), answer)
+
+        self.run_core(self.core.switch_obstacles, app, done=ask)
 
     def _busy(self, card: AppCard, status: str) -> None:
         self.busy.add(card.data.app)

@@ -12,7 +12,7 @@ from ..actions import AppCardData
 
 ACTIONS = (("install", "Install"), ("start", "Start"), ("stop", "Stop"), ("open", "Open"),
            ("details", "Details"))
-STATUS_STYLE = {"ready": "green", "starting": "yellow", "restarting": "yellow", "stopping": "yellow",
+STATUS_STYLE = {"ready": "green", "starting": "yellow", "queued": "yellow", "restarting": "yellow", "stopping": "yellow",
                 "failed": "red", "stale": "red", "installed": "cyan", "not installed": "dim"}
 
 
