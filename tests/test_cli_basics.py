@@ -10,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from manager.errors import DarkroomError
 from manager.home import Home
 
 
@@ -90,3 +93,20 @@ def test_config_token_is_private_and_masked(home: Home) -> None:
     assert darkroom("config", "set", "colour", "red").returncode == 1
     # the file was left as it was by the failed sets
     assert "hf_secretsecret1234" in home.config_file.read_text()
+
+
+def test_start_switch_reads_the_same_before_and_after_the_app() -> None:
+    from manager.cli import build_parser
+    from manager.commands.run import switch_choice
+
+    parser = build_parser()
+    for argv, want in ((["start", "--switch", "gamma"], ("gamma", "wait")),
+                       (["start", "gamma", "--switch"], ("gamma", "wait")),
+                       (["start", "gamma", "--switch=now"], ("gamma", "now")),
+                       (["start", "--switch=now", "gamma"], ("gamma", "now")),
+                       (["start", "gamma"], ("gamma", None))):
+        args = parser.parse_args(argv)
+        switch_choice(args)
+        assert (args.app, args.switch) == want, argv
+    with pytest.raises(DarkroomError, match="takes no value but `now`"):
+        switch_choice(parser.parse_args(["start", "gamma", "--switch=later"]))

@@ -23,7 +23,21 @@ def launch_spec_for(home: Home, app: str) -> LaunchSpec:
 # ---------------------------------------------------------------- handlers
 
 
+def switch_choice(args: argparse.Namespace) -> None:
+    """`--switch APP` reads the app as the flag's value (it takes an optional `now`): put it
+    back where it belongs, so the flag works before and after the app's name alike."""
+    if args.switch in (None, switching.WAIT, switching.NOW):
+        if args.app is None:
+            raise DarkroomError("Name the app to start.", "For example: `darkroom start generator`.")
+        return
+    if args.app is not None:
+        raise DarkroomError(f"--switch takes no value but `now` (got {args.switch!r}).",
+                            f"Use `darkroom start {args.app} --switch` or `--switch=now`.")
+    args.app, args.switch = args.switch, switching.WAIT
+
+
 def cmd_start(args: argparse.Namespace) -> int:
+    switch_choice(args)
     h = home()
     settings = config_mod.load(h)
     report = ConsoleReporter(as_json=args.json)
@@ -142,8 +156,8 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("start", help="start an installed app (and the apps it needs)")
-    p.add_argument("app")
-    p.add_argument("--switch", nargs="?", const=switching.WAIT, choices=(switching.WAIT, switching.NOW),
+    p.add_argument("app", nargs="?")
+    p.add_argument("--switch", nargs="?", const=switching.WAIT, metavar="now",
                    help="free GPU memory first: other apps unload their models once their running "
                         "job is done (queued meanwhile; Ctrl-C withdraws); --switch=now cancels "
                         "that job instead")
