@@ -67,10 +67,19 @@ def start(home: Home) -> Callable[..., RunInfo]:
     return run
 
 
-def test_start_is_ready_and_serves_the_protocol(home: Home, tinyapp_spec, start) -> None:
+def test_start_is_ready_and_serves_the_protocol(home: Home, tinyapp_spec, tmp_path) -> None:
     events: list[Event] = []
-    spec = tinyapp_spec(knobs={"load_delay": "0.4"})
-    info = start(spec, events=events)
+    gate = tmp_path / "loaded"
+    spec = tinyapp_spec(knobs={"load_delay": "0.1", "load_gate": str(gate)})
+
+    def sink(event: Event) -> None:
+        # The model finishes loading only once the start has reported "loading": the event
+        # opens the gate, so a busy machine cannot make the poll miss the loading phase.
+        events.append(event)
+        if isinstance(event, Progress) and event.stage == "loading":
+            gate.touch()
+
+    info = supervisor.start(home, settings_around(spec.port), spec, sink)
     assert info.status == "ready" and info.port == spec.port and info.host == "127.0.0.1"
     code, health = get_json(info.url + "api/health")
     assert (code, health["status"]) == (200, "ready")
