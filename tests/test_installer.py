@@ -169,6 +169,8 @@ def test_update_failed_update_restores_and_rollback(setup) -> None:
         installer.install(home, settings, installer.preview(home, settings, write("v0.3.0"), CPU),
                           accepted=True)
     assert "previous version of tiny was put back" in info.value.hint
+    # The check-start saw the same start-up error twice and said so at once, naming it.
+    assert "twice" in info.value.message and "broken on purpose" in info.value.message
     st = state_mod.load(home)
     assert st.apps["tiny"].version == "0.2.0"
     assert envs.info(home, "tiny").spec_hash == v2_env
