@@ -106,7 +106,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
     recipe = load_app_recipe(args.app)
-    files = plan_files(recipe, args)
+    installed = state.load(h).apps.get(recipe.id)
+    if installed is not None and not (args.variant or args.models or args.hardware or args.cpu):
+        # An installed app: exactly the files it uses (this repairs damaged or missing ones).
+        files = weights.specs_of([f for m in installed.models for f in m.files])
+    else:
+        files = plan_files(recipe, args)
     if not files:
         print(f"{recipe.name} needs no model files.")
         return 0
