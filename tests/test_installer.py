@@ -290,6 +290,57 @@ def test_doctor_finds_and_fixes_damage_and_du_counts(setup) -> None:
     assert use.models_actual >= len(WEIGHTS)
 
 
+def _flip_a_byte(path: Path, at: int = 100) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        byte = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(setup, hub, capsys) -> None:
+    """One flipped byte, then a truncation, in the installed app's weight file: start refuses
+    with a sentence, doctor says so with the fix, and an update, `models pull` and
+    `doctor --fix` each fetch it again instead of trusting its size."""
+    from manager import config, doctor
+    from manager.cli import main
+
+    home, settings, write = setup
+    config.save(home, settings)
+    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
+                      accepted=True, check_start=False)
+    (blob,) = [b for b in home.models.rglob("blobs/*") if b.stat().st_size == len(WEIGHTS)]
+    _flip_a_byte(blob)
+    with pytest.raises(DarkroomError) as err:
+        installer.launching.launch_spec(home, settings, "tiny")
+    assert "tiny was not started" in err.value.message and "damaged" in err.value.message
+    assert "darkroom models pull tiny" in err.value.hint
+    assert main(["start", "tiny"]) == 1
+    out = capsys.readouterr()
+    assert "was not started" in out.err and "Traceback" not in out.err
+    assert control.app_status(home, "tiny") is None
+
+    findings = [f for f in doctor.check(home, settings, CPU) if f.topic == "models"]
+    assert len(findings) == 1 and findings[0].level == "error" and "damaged" in findings[0].text
+    assert "doctor --fix" in findings[0].fix and findings[0].safe_fix is not None
+
+    requests = hub.stats("weights.bin").requests
+    installer.install(home, settings, installer.update_preview(home, settings, "tiny", CPU),
+                      accepted=True, check_start=False)
+    assert blob.read_bytes() == WEIGHTS and hub.stats("weights.bin").requests == requests + 1
+
+    with open(blob, "r+b") as fh:
+        fh.truncate(len(WEIGHTS) // 2)
+    assert main(["models", "pull", "tiny"]) == 0
+    assert blob.read_bytes() == WEIGHTS and hub.stats("weights.bin").requests == requests + 2
+
+    _flip_a_byte(blob)
+    findings = [f for f in doctor.check(home, settings, CPU) if f.topic == "models"]
+    assert [r for _f, r in doctor.fix(findings)] == ["fixed"]
+    assert blob.read_bytes() == WEIGHTS
+    assert installer.launching.launch_spec(home, settings, "tiny").app == "tiny"
+
+
 def test_disk_full_mid_install_leaves_nothing_half_done(setup, small_disk) -> None:
     """A real small filesystem (tmpfs) fills up while the weights download."""
     home, settings, write = setup
