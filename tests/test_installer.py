@@ -359,6 +359,47 @@ def test_disk_full_mid_install_leaves_nothing_half_done(setup, small_disk) -> No
     assert not list(small.models.rglob("*.incomplete"))
 
 
+def _fill(folder: Path) -> None:
+    """Fill a small filesystem to its last byte: every later write meets a real ENOSPC."""
+    with open(folder / "filler", "wb", buffering=0) as fh:
+        for chunk in (1 << 16, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * chunk)
+
+
+def test_a_full_disk_ends_each_write_in_a_sentence_and_keeps_the_old_state(
+        setup, small_disk, monkeypatch, capsys) -> None:
+    """The disk is full before the install's first write (its journal): a sentence, and
+    state, config and the installed app as they were, with no temp file left behind."""
+    from manager import config
+    from manager.cli import main
+    from manager.state import InstalledApp, State
+
+    home, settings, write = setup
+    small = Home(small_disk(2) / "home").ensure()
+    monkeypatch.setenv("DARKROOM_HOME", str(small.root))
+    state_mod.save(small, State(apps={"tiny": InstalledApp(app="tiny", version="0.0.9")}))
+    config.save(small, settings)
+    before = {p: p.read_bytes() for p in (small.state_file, small.config_file)}
+    pv = installer.preview(small, settings, write("v0.1.0"), CPU)
+    _fill(small.root.parent)
+
+    with pytest.raises(DarkroomError) as err:
+        installer.install(small, settings, pv, accepted=True, check_start=False)
+    assert "disk is full" in err.value.message and "Free some space" in err.value.hint
+    with pytest.raises(DarkroomError, match="disk is full"), state_mod.transaction(small) as st:
+        st.apps.pop("tiny")
+    assert main(["config", "set", "offline", "true"]) == 1
+    out = capsys.readouterr()
+    assert "disk is full" in out.err and "Traceback" not in out.err
+
+    assert {p: p.read_bytes() for p in before} == before
+    assert state_mod.load(small).apps["tiny"].version == "0.0.9"
+    assert not list(small.staging.glob("journal-*"))
+    assert not [p for p in small.root.rglob("*.tmp")]
+
+
 def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     home, settings, write = setup
     from manager import config
