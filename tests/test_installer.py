@@ -24,7 +24,7 @@ from manager.errors import DarkroomError
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
-from tests.fixtures.tinyapp import TINYAPP_DIR, free_port
+from tests.fixtures.tinyapp import TINYAPP_DIR, free_port, tinyapp_launch
 
 WEIGHTS = b"tiny weights " * 1000
 SHA = hashlib.sha256(WEIGHTS).hexdigest()
@@ -393,6 +393,9 @@ def test_a_full_disk_ends_each_write_in_a_sentence_and_keeps_the_old_state(
     assert main(["config", "set", "offline", "true"]) == 1
     out = capsys.readouterr()
     assert "disk is full" in out.err and "Traceback" not in out.err
+    with pytest.raises(DarkroomError, match="disk is full"):
+        control.start(small, settings, tinyapp_launch(small, "tiny"))
+    assert control.app_status(small, "tiny") is None
 
     assert {p: p.read_bytes() for p in before} == before
     assert state_mod.load(small).apps["tiny"].version == "0.0.9"
