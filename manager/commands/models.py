@@ -152,9 +152,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for p in problems:
         print(f"{p.kind}: {p.message}")
     if problems:
-        hint = "They were deleted; " if args.fix else "Run `darkroom models verify --fix`, then "
-        what = "`darkroom repair <app>`" if names else "`darkroom models pull <app>`"
-        print(f"{len(problems)} problem(s). {hint}{what} fetches them again.")
+        # pull checks every stored file's hash itself, so no --fix is needed before it.
+        app = names[0] if len(names) == 1 else "<app>"
+        hint = "They were deleted; " if args.fix else ""
+        print(f"{len(problems)} problem(s). {hint}`darkroom models pull {app}` fetches them again.")
         return 1
     print(f"All {len(specs)} file(s) are present{'' if args.quick else ' and intact'}.")
     return 0
