@@ -237,7 +237,7 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
 def specs_of(files: list[InstalledFile]) -> list[ModelFile]:
     """An installed app's files as pull takes them: exact commits, sizes and hashes, so a
     repair fetches exactly what the app was installed with."""
-    return [ModelFile(repo=f.repo, path=f.path, revision=f.revision, size=max(f.size, 1),
+    return [ModelFile(repo=f.repo, path=f.path, revision=f.revision, size=f.size,
                       sha256=f.sha256, repo_type=f.repo_type) for f in files]  # type: ignore[arg-type]
 
 
