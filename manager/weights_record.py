@@ -1,11 +1,12 @@
 """Which blobs were hashed and found whole, so that a start need not read gigabytes again.
 
-The record (verified.json in the data folder) maps a blob to the size, mtime_ns, ctime_ns and
-inode it had when its bytes hashed to the expected value. While the blob's stat still says
-the same, the hash is trusted; any change (a flipped byte, a truncation, a replaced file)
-means hashing it again. ctime cannot be set back by a program, so even a write that restores
-the mtime is seen. The record is only a cache: written atomically, under a lock, and losing
-it (or failing to write it on a full disk) costs one more hash, never a wrong answer.
+The record (verified.json in the data folder) maps a blob to the size, mtime_ns and inode
+(and device) it had when its bytes hashed to the expected value. While the blob's stat still
+says the same, the hash is trusted; any change (a flipped byte, a truncation, a replaced file)
+means hashing it again. ctime is left out on purpose: hardlinking a blob into the model
+library changes it, and that would cost a full hash of every linked model on the next start.
+The record is only a cache: written atomically, under a lock, and losing it (or failing to
+write it on a full disk) costs one more hash, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ def _stat(st: os.stat_result) -> dict:
     return {
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
-        "ctime_ns": st.st_ctime_ns,
         "ino": st.st_ino,
         "dev": st.st_dev,
     }

@@ -48,7 +48,7 @@ def verify(home: Home, files: Iterable[FileSpec], *, full: bool = True, remove_b
 
     `full` hashes every byte (sha256 against the pin or the blob's LFS name, git sha1 for
     small files); without it only presence is checked. `recorded` lets a verification
-    recorded for the same size, mtime, ctime and inode stand in for the hash (cheap enough
+    recorded for the same size, mtime and inode stand in for the hash (cheap enough
     for every start). `remove_bad` deletes damaged files so the next pull fetches them again.
     """
     problems: list[Problem] = []
