@@ -61,6 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(exc.hint, file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        from pathlib import Path
+
+        from .fsutil import disk_full_error, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        # The net under every command: a write that met a full disk still ends in a sentence.
+        where = Path(exc.filename).parent if isinstance(exc.filename, str) else "the data folder"
+        err = disk_full_error(where, unchanged=False)
+        print(f"darkroom: {err.message}", file=sys.stderr)
+        print(err.hint, file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("darkroom: stopped. Nothing half-done was kept; run the same command again to finish.",
               file=sys.stderr)

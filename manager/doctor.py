@@ -115,13 +115,14 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
                                     f"`darkroom doctor --fix` repairs it (or `darkroom env repair {app}`).",
                                     lambda app=app: _repair_env(home, settings, app)))
         files = [f for m in st.apps[app].models for f in m.files]
-        bad = weights.verify(home, files, full=deep) if files else []
+        # Every byte is hashed once; later runs trust a verification recorded for the same
+        # size, mtime and inode (deep: hash everything again).
+        bad = weights.verify(home, files, recorded=not deep) if files else []
         if bad:
             findings.append(Finding("error", "models", f"{len(bad)} model file(s) of {app} are missing or damaged: "
                                     f"{bad[0].message}", f"`darkroom doctor --fix` fetches them again "
                                     f"(or `darkroom models pull {app}`).",
-                                    lambda files=files: (weights.verify(home, files, full=True, remove_bad=True),
-                                                         weights.pull(home, settings, _as_specs(files)))))
+                                    lambda files=files: weights.pull(home, settings, weights.specs_of(files))))
 
     orphans = [e for e in envs.list_envs(home) if e not in st.apps]
     for app in orphans:
@@ -142,13 +143,6 @@ def _repair_env(home: Home, settings: Settings, app: str) -> object:
         if spec is None:
             raise
         return envs.build(home, settings, spec, force=True)
-
-
-def _as_specs(files: list[state_mod.InstalledFile]):
-    from .recipe import ModelFile
-
-    return [ModelFile(repo=f.repo, path=f.path, revision=f.revision, size=f.size, sha256=f.sha256,
-                      repo_type=f.repo_type) for f in files]  # type: ignore[arg-type]
 
 
 def fix(findings: list[Finding]) -> list[tuple[Finding, str]]:

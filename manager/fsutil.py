@@ -7,6 +7,7 @@ new one, never half of one, even after kill -9 or a power cut.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -16,11 +17,40 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .errors import Conflict
+from .errors import Conflict, DarkroomError
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for 'no space left on device' and 'disk quota exceeded'."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_error(where: Path | str, unchanged: bool = True) -> DarkroomError:
+    """The sentence for a write that met a full disk (`unchanged`: what was there before
+    is known to be intact)."""
+    return DarkroomError(
+        f"The disk is full: Darkroom could not write to {where}."
+        + (" Nothing was changed." if unchanged else ""),
+        "Free some space (`darkroom models gc` and `darkroom cache prune` help), then run "
+        "the same command again.")
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write to a temp file beside `path`, fsync it, then rename over `path`."""
+    """Write to a temp file beside `path`, fsync it, then rename over `path`.
+
+    On a full disk the temp file is removed, `path` keeps its old contents, and the caller
+    gets a DarkroomError that says so (never a bare OSError)."""
+    try:
+        _atomic_write(path, data, mode)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(path.parent) from None
+        raise
+
+
+def _atomic_write(path: Path, data: bytes, mode: int | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -23,7 +23,14 @@ from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, NotFound
 from .events import Message, Reporter, Stage, ignore
-from .fsutil import atomic_write_json, atomic_write_text, locked, read_json
+from .fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    disk_full_error,
+    is_disk_full,
+    locked,
+    read_json,
+)
 from .hardware import Hardware
 from .home import Home
 from .planner import ENV_DISK_GB, Choices, Plan, plan
@@ -334,6 +341,7 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
         action = "update" if previous else "install"
         journal = {"action": action, "app": app, "started": time.time(),
                    "env_hash": info.spec_hash if info else None, "source_swapped": False}
+        # Nothing is touched yet: a full disk here ends in fsutil's sentence, state unchanged.
         atomic_write_json(_journal(home, app), journal)
         was_running = False
         try:
@@ -360,12 +368,15 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
             _journal(home, app).unlink()
         except BaseException as exc:
             _recover_one(home, app, _journal(home, app), ignore)
-            if isinstance(exc, DarkroomError) and previous is not None:
-                exc.hint = (exc.hint + " " if exc.hint else "") + \
+            error = disk_full_error(home.root) if is_disk_full(exc) else exc
+            if isinstance(error, DarkroomError) and previous is not None:
+                error.hint = (error.hint + " " if error.hint else "") + \
                     f"The previous version of {app} was put back and still works."
             if was_running and previous is not None:
                 with contextlib.suppress(DarkroomError):
                     control.start(home, settings, launching.launch_spec(home, settings, app, previous), report)
+            if error is not exc:
+                raise error from None
             raise
         if was_running:
             control.start(home, settings, launching.launch_spec(home, settings, app, record), report)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import appsource, envs, protocol
+from . import appsource, envs, protocol, weights_verify
 from . import state as state_mod
 from .config import Settings
-from .errors import NotFound
+from .errors import DarkroomError, NotFound
 from .home import Home
 from .recipe import Recipe, find_recipe, parse_recipe
 from .state import InstalledApp
@@ -45,6 +45,20 @@ def models_json(home: Home, installed: InstalledApp) -> str:
     return json.dumps({"models": models, "default": default}, sort_keys=True)
 
 
+def check_weights(home: Home, installed: InstalledApp) -> None:
+    """Refuse to start an app on a missing or damaged weight file. Cheap on every start: a
+    file whose size, mtime and inode match a recorded verification is not hashed again."""
+    files = [f for m in installed.models for f in m.files]
+    problems = weights_verify.verify(home, files, recorded=True) if files else []
+    if problems:
+        app = installed.app
+        more = f" ({len(problems) - 1} more file(s) too)" if len(problems) > 1 else ""
+        raise DarkroomError(
+            f"{app} was not started: {problems[0].message}{more} It would load wrong weights.",
+            f"Run `darkroom models pull {app}` to fetch the file(s) again "
+            "(or `darkroom doctor --fix`), then start it.")
+
+
 def launch_spec(home: Home, settings: Settings, app: str,
                 installed: InstalledApp | None = None) -> LaunchSpec:
     """The LaunchSpec of an installed app; a clear sentence when it is not installed."""
@@ -54,6 +68,7 @@ def launch_spec(home: Home, settings: Settings, app: str,
     python = envs.env_python(home, app)
     if installed is None or not python.exists():
         raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+    check_weights(home, installed)
     source = appsource.current(home, recipe)
     env = dict(recipe.launch.env)
     env[protocol.APP] = app

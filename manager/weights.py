@@ -17,12 +17,14 @@ from pathlib import Path
 
 import httpx
 
+from . import weights_record
 from .config import Settings
 from .config import load as load_settings
 from .errors import DarkroomError
 from .events import Message, Progress, Reporter, Stage, ignore
 from .home import Home
 from .recipe import ModelFile
+from .state import InstalledFile
 from .weights_fetch import FetchContext, Mismatch, fetch_blob
 from .weights_remote import (
     RemoteFile,
@@ -31,12 +33,12 @@ from .weights_remote import (
     resolve_local,
     resolve_remote,
 )
-from .weights_store import SHA256_RE, RepoStore, sha256_file
+from .weights_store import SHA256_RE, RepoStore, blob_of, sha256_file
 from .weights_types import GcItem, GcResult, LocalFile, Problem, StoreEntry
 from .weights_verify import gc, import_file, list_store, verify, verify_targets
 
 __all__ = ["DownloadPlan", "GcItem", "GcResult", "LocalFile", "PlannedFile", "Problem", "StoreEntry", "gc",
-           "import_file", "list_store", "plan_download", "pull", "verify", "verify_targets", "SOURCE"]
+           "import_file", "list_store", "plan_download", "pull", "specs_of", "verify", "verify_targets", "SOURCE"]
 
 SOURCE = "weights"
 DISK_RESERVE = 200 * 1000 * 1000     # kept free beyond the download itself
@@ -127,7 +129,10 @@ def _plan(home: Home, resolved: list[RemoteFile], exact: bool) -> DownloadPlan:
     for r in resolved:
         store = RepoStore(home.models, r.spec.repo, r.spec.repo_type)
         blob = store.blob(r.etag)
-        present = blob.is_file() and blob.stat().st_size == r.size
+        # Present means whole: the right size and the right hash (a recorded verification
+        # of the same size/mtime/inode counts), so a damaged blob is fetched again.
+        present = (blob.is_file() and blob.stat().st_size == r.size
+                   and weights_record.intact(home, blob, r.sha256)[0])
         partial = store.incomplete(r.etag)
         got = partial.stat().st_size if not present and partial.is_file() else 0
         planned.append(PlannedFile(r, present, min(got, r.size)))
@@ -199,7 +204,7 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
         if missing:
             raise offline_missing(missing)
         report(Stage(SOURCE, "checking", "offline: using the files already in the store"))
-        return [_local(home, r) for r in found]
+        return _checked_local(home, found)
 
     endpoint = endpoint_of(settings.hf_endpoint)
     report(Stage(SOURCE, "resolving", f"asking {endpoint} which files to fetch"))
@@ -210,7 +215,7 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
         if missing or "Could not reach" not in exc.message:
             raise
         report(Message(SOURCE, f"{exc.message} Using the files already in the store.", "warning"))
-        return [_local(home, r) for r in found]
+        return _checked_local(home, found)
 
     plan = _plan(home, resolved, exact=True)
     plan.check_disk()
@@ -229,12 +234,35 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
     return out
 
 
+def specs_of(files: list[InstalledFile]) -> list[ModelFile]:
+    """An installed app's files as pull takes them: exact commits, sizes and hashes, so a
+    repair fetches exactly what the app was installed with."""
+    return [ModelFile(repo=f.repo, path=f.path, revision=f.revision, size=f.size,
+                      sha256=f.sha256, repo_type=f.repo_type) for f in files]  # type: ignore[arg-type]
+
+
+def _checked_local(home: Home, found: list[RemoteFile]) -> list[LocalFile]:
+    """The store's files when the hub cannot be asked: each must still hash right, since
+    nothing damaged is handed to an app and nothing can be fetched again now."""
+    for r in found:
+        pointer = RepoStore(home.models, r.spec.repo, r.spec.repo_type).pointer(r.commit, r.path)
+        whole, got, want = weights_record.intact(home, blob_of(pointer), r.sha256)
+        if not whole:
+            raise DarkroomError(
+                f"{r.spec.repo}/{r.path} in the model store is damaged (its hash is {got[:12]}…, "
+                f"not {want[:12]}…), and it cannot be fetched again without the hub.",
+                "Connect to the internet (and turn offline mode off), then run the same command "
+                "again; the damaged file is replaced.")
+    return [_local(home, r) for r in found]
+
+
 def _local(home: Home, r: RemoteFile) -> LocalFile:
     store = RepoStore(home.models, r.spec.repo, r.spec.repo_type)
     pointer = store.pointer(r.commit, r.path)
     sha = r.sha256 or (r.etag if SHA256_RE.match(r.etag) else None)
     if sha is None and pointer.is_file():
         sha = sha256_file(pointer)       # small git-tracked files: cheap to hash
+        weights_record.remember(home, blob_of(pointer), ("sha256", sha))
     return LocalFile(r.spec, r.path, r.commit, pointer, sha, r.size)
 
 
@@ -261,7 +289,7 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
         progress.on_bytes(remote, n, network)
 
     with httpx.Client(timeout=timeout, limits=limits, follow_redirects=True) as client:
-        ctx = FetchContext(client, endpoint, settings.hf_token, on_bytes)
+        ctx = FetchContext(client, endpoint, settings.hf_token, on_bytes, home)
 
         def one(remote: RemoteFile) -> None:
             if stop.is_set():

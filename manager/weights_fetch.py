@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 
+from . import weights_record
 from .errors import DarkroomError
+from .home import Home
 from .weights_remote import RemoteFile, http_error, network_error
 from .weights_store import HASH_CHUNK, RepoStore, git_sha1_file
 
@@ -44,6 +46,7 @@ class FetchContext:
     token: str | None
     # bytes newly on disk; network=False for bytes kept from an earlier run or discarded (< 0)
     on_bytes: Callable[..., None]
+    home: Home | None = None     # where verifications are recorded; None: hash every time
 
 
 def fetch_blob(ctx: FetchContext, store: RepoStore, remote: RemoteFile) -> int:
@@ -57,13 +60,25 @@ def fetch_blob(ctx: FetchContext, store: RepoStore, remote: RemoteFile) -> int:
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
         if blob.is_file() and blob.stat().st_size == remote.size:
-            return 0
+            # The size alone proves nothing (one flipped byte keeps it): check the hash first.
+            if _whole(ctx, blob, remote):
+                return 0
+            blob.unlink()
         part = _Partial(store.incomplete(remote.etag), remote, ctx)
         got = part.download()
-        part.verify()
+        want = part.verify()
         os.chmod(part.path, 0o644)
         os.replace(part.path, blob)
+        if ctx.home is not None:        # hashed as it streamed: no need to read it again
+            weights_record.remember(ctx.home, blob, want)
         return got
+
+
+def _whole(ctx: FetchContext, blob: Path, remote: RemoteFile) -> bool:
+    if ctx.home is not None:
+        return weights_record.intact(ctx.home, blob, remote.sha256)[0]
+    want = weights_record.expected_hash(blob, remote.sha256)
+    return want is None or weights_record.hash_of(blob, want[0]) == want[1]
 
 
 class _Partial:
@@ -156,12 +171,14 @@ class _Partial:
         self.size += len(data)
         self.ctx.on_bytes(self.remote, len(data))
 
-    def verify(self) -> None:
-        """Check the finished file; a bad one is deleted before anything can use it."""
+    def verify(self) -> tuple[str, str]:
+        """Check the finished file; a bad one is deleted before anything can use it.
+        Returns the (algorithm, hash) it matched."""
         if self.remote.sha256:
-            got, want = self.hasher.hexdigest(), self.remote.sha256
+            algorithm, got, want = "sha256", self.hasher.hexdigest(), self.remote.sha256
         else:   # a small file named by its git blob id
-            got, want = git_sha1_file(self.path), self.remote.etag
+            algorithm, got, want = "sha1", git_sha1_file(self.path), self.remote.etag
         if got != want:
             self.discard()
             raise Mismatch(got, want)
+        return algorithm, want

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fsutil import atomic_write_text
+
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 HASH_CHUNK = 4 << 20
@@ -72,9 +74,7 @@ class RepoStore:
         with contextlib.suppress(OSError):
             if path.read_text() == commit:
                 return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(commit)
-        os.replace(tmp, path)
+        atomic_write_text(path, commit)
 
     def link(self, commit: str, path: str, etag: str) -> Path:
         """Make snapshots/<commit>/<path> point at the blob (relative symlink, else hardlink/copy)."""

@@ -16,21 +16,19 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from . import weights_record
 from .config import Settings
 from .errors import DarkroomError
 from .events import Progress, Reporter, Stage, ignore
 from .fsutil import locked
 from .home import Home
 from .recipe import ModelFile
-from .state import State
+from .state import InstalledFile, State
 from .weights_remote import endpoint_of, resolve_remote
 from .weights_store import (
-    COMMIT_RE,
-    SHA256_RE,
     RepoStore,
     blob_of,
     commits_of,
-    git_sha1_file,
     iter_repos,
     match_pattern,
     refs_of,
@@ -45,12 +43,13 @@ SOURCE = "weights"
 
 
 def verify(home: Home, files: Iterable[FileSpec], *, full: bool = True, remove_bad: bool = False,
-           report: Reporter = ignore) -> list[Problem]:
+           recorded: bool = False, report: Reporter = ignore) -> list[Problem]:
     """Problems with the files as an app would load them; [] when all is well.
 
     `full` hashes every byte (sha256 against the pin or the blob's LFS name, git sha1 for
-    small files); without it only presence is checked. `remove_bad` deletes damaged files
-    so the next pull fetches them again.
+    small files); without it only presence is checked. `recorded` lets a verification
+    recorded for the same size, mtime and inode stand in for the hash (cheap enough
+    for every start). `remove_bad` deletes damaged files so the next pull fetches them again.
     """
     problems: list[Problem] = []
     for spec in files:
@@ -74,22 +73,21 @@ def verify(home: Home, files: Iterable[FileSpec], *, full: bool = True, remove_b
                 continue
             report(Stage(SOURCE, "checking", f"{spec.repo}/{path}"))
             blob = blob_of(pointer)
-            pin = None if is_pattern else spec.sha256
-            if pin or SHA256_RE.match(blob.name):
-                got, want = sha256_file(pointer), pin or blob.name
-            elif COMMIT_RE.match(blob.name):
-                got, want = git_sha1_file(pointer), blob.name
-            else:
-                continue        # a copy without a content name: nothing to compare with
-            if got != want:
-                problems.append(Problem(
-                    spec.repo, path, "corrupt",
-                    f"{spec.repo}/{path} is damaged: its hash is {got[:12]}…, not {want[:12]}….",
-                    pointer))
-                if remove_bad:
-                    for victim in {pointer, blob}:
-                        with contextlib.suppress(FileNotFoundError):
-                            victim.unlink()
+            whole, got, want = weights_record.intact(home, blob, None if is_pattern else spec.sha256,
+                                                     trust_record=recorded)
+            if whole:
+                continue
+            size = blob.stat().st_size
+            # A state entry knows the exact size; a recipe's size is only an estimate.
+            known = spec.size if isinstance(spec, InstalledFile) and not is_pattern else 0
+            how = (f"it is cut short ({size:,} of {known:,} bytes)" if 0 < size < known
+                   else f"its hash is {got[:12]}…, not {want[:12]}…")
+            problems.append(Problem(spec.repo, path, "corrupt",
+                                    f"{spec.repo}/{path} is damaged: {how}.", pointer))
+            if remove_bad:
+                for victim in {pointer, blob}:
+                    with contextlib.suppress(FileNotFoundError):
+                        victim.unlink()
     return problems
 
 

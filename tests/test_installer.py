@@ -24,7 +24,7 @@ from manager.errors import DarkroomError
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
-from tests.fixtures.tinyapp import TINYAPP_DIR, free_port
+from tests.fixtures.tinyapp import TINYAPP_DIR, free_port, tinyapp_launch
 
 WEIGHTS = b"tiny weights " * 1000
 SHA = hashlib.sha256(WEIGHTS).hexdigest()
@@ -169,6 +169,8 @@ def test_update_failed_update_restores_and_rollback(setup) -> None:
         installer.install(home, settings, installer.preview(home, settings, write("v0.3.0"), CPU),
                           accepted=True)
     assert "previous version of tiny was put back" in info.value.hint
+    # The check-start saw the same start-up error twice and said so at once, naming it.
+    assert "twice" in info.value.message and "broken on purpose" in info.value.message
     st = state_mod.load(home)
     assert st.apps["tiny"].version == "0.2.0"
     assert envs.info(home, "tiny").spec_hash == v2_env
@@ -288,6 +290,57 @@ def test_doctor_finds_and_fixes_damage_and_du_counts(setup) -> None:
     assert use.models_actual >= len(WEIGHTS)
 
 
+def _flip_a_byte(path: Path, at: int = 100) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        byte = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(setup, hub, capsys) -> None:
+    """One flipped byte, then a truncation, in the installed app's weight file: start refuses
+    with a sentence, doctor says so with the fix, and an update, `models pull` and
+    `doctor --fix` each fetch it again instead of trusting its size."""
+    from manager import config, doctor
+    from manager.cli import main
+
+    home, settings, write = setup
+    config.save(home, settings)
+    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
+                      accepted=True, check_start=False)
+    (blob,) = [b for b in home.models.rglob("blobs/*") if b.stat().st_size == len(WEIGHTS)]
+    _flip_a_byte(blob)
+    with pytest.raises(DarkroomError) as err:
+        installer.launching.launch_spec(home, settings, "tiny")
+    assert "tiny was not started" in err.value.message and "damaged" in err.value.message
+    assert "darkroom models pull tiny" in err.value.hint
+    assert main(["start", "tiny"]) == 1
+    out = capsys.readouterr()
+    assert "was not started" in out.err and "Traceback" not in out.err
+    assert control.app_status(home, "tiny") is None
+
+    findings = [f for f in doctor.check(home, settings, CPU) if f.topic == "models"]
+    assert len(findings) == 1 and findings[0].level == "error" and "damaged" in findings[0].text
+    assert "doctor --fix" in findings[0].fix and findings[0].safe_fix is not None
+
+    requests = hub.stats("weights.bin").requests
+    installer.install(home, settings, installer.update_preview(home, settings, "tiny", CPU),
+                      accepted=True, check_start=False)
+    assert blob.read_bytes() == WEIGHTS and hub.stats("weights.bin").requests == requests + 1
+
+    with open(blob, "r+b") as fh:
+        fh.truncate(len(WEIGHTS) // 2)
+    assert main(["models", "pull", "tiny"]) == 0
+    assert blob.read_bytes() == WEIGHTS and hub.stats("weights.bin").requests == requests + 2
+
+    _flip_a_byte(blob)
+    findings = [f for f in doctor.check(home, settings, CPU) if f.topic == "models"]
+    assert [r for _f, r in doctor.fix(findings)] == ["fixed"]
+    assert blob.read_bytes() == WEIGHTS
+    assert installer.launching.launch_spec(home, settings, "tiny").app == "tiny"
+
+
 def test_disk_full_mid_install_leaves_nothing_half_done(setup, small_disk) -> None:
     """A real small filesystem (tmpfs) fills up while the weights download."""
     home, settings, write = setup
@@ -304,6 +357,50 @@ def test_disk_full_mid_install_leaves_nothing_half_done(setup, small_disk) -> No
     assert not small.env_dir("tiny").exists() and not small.app_dir("tiny").exists()
     assert not list(small.staging.glob("journal-*"))
     assert not list(small.models.rglob("*.incomplete"))
+
+
+def _fill(folder: Path) -> None:
+    """Fill a small filesystem to its last byte: every later write meets a real ENOSPC."""
+    with open(folder / "filler", "wb", buffering=0) as fh:
+        for chunk in (1 << 16, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * chunk)
+
+
+def test_a_full_disk_ends_each_write_in_a_sentence_and_keeps_the_old_state(
+        setup, small_disk, monkeypatch, capsys) -> None:
+    """The disk is full before the install's first write (its journal): a sentence, and
+    state, config and the installed app as they were, with no temp file left behind."""
+    from manager import config
+    from manager.cli import main
+    from manager.state import InstalledApp, State
+
+    home, settings, write = setup
+    small = Home(small_disk(2) / "home").ensure()
+    monkeypatch.setenv("DARKROOM_HOME", str(small.root))
+    state_mod.save(small, State(apps={"tiny": InstalledApp(app="tiny", version="0.0.9")}))
+    config.save(small, settings)
+    before = {p: p.read_bytes() for p in (small.state_file, small.config_file)}
+    pv = installer.preview(small, settings, write("v0.1.0"), CPU)
+    _fill(small.root.parent)
+
+    with pytest.raises(DarkroomError) as err:
+        installer.install(small, settings, pv, accepted=True, check_start=False)
+    assert "disk is full" in err.value.message and "Free some space" in err.value.hint
+    with pytest.raises(DarkroomError, match="disk is full"), state_mod.transaction(small) as st:
+        st.apps.pop("tiny")
+    assert main(["config", "set", "offline", "true"]) == 1
+    out = capsys.readouterr()
+    assert "disk is full" in out.err and "Traceback" not in out.err
+    with pytest.raises(DarkroomError, match="disk is full"):
+        control.start(small, settings, tinyapp_launch(small, "tiny"))
+    assert control.app_status(small, "tiny") is None
+
+    assert {p: p.read_bytes() for p in before} == before
+    assert state_mod.load(small).apps["tiny"].version == "0.0.9"
+    assert not list(small.staging.glob("journal-*"))
+    assert not [p for p in small.root.rglob("*.tmp")]
 
 
 def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:

@@ -114,11 +114,12 @@ def test_kill_9_of_the_app_restarts_it_and_kills_its_orphans(home: Home, tinyapp
 def test_crash_loop_gives_up_with_log_lines_and_a_hint(home: Home, tinyapp_spec, start) -> None:
     with pytest.raises(DarkroomError) as err:
         start(tinyapp_spec(knobs={"crash_on_start": "1"}))
-    assert "crashing on start" in err.value.message and "3 times" in err.value.message
+    # The same error twice while starting ends it (max_quick_crashes is 3 here).
+    assert "crashing on start" in err.value.message and "twice" in err.value.message
     assert err.value.hint
     info = supervisor.app_status(home, "tinyapp")
     assert info is not None and info.status == "failed" and not info.active
-    assert info.restarts == 2 and any("crashing on start" in line for line in info.log_tail)
+    assert info.restarts == 1 and any("crashing on start" in line for line in info.log_tail)
     assert len(info.log_tail) <= 20
     wait_for(lambda: gone(info.runner_pid), what="runner exit")
 
@@ -314,3 +315,18 @@ def test_logs_rotate_by_size_and_tail_reaches_the_previous_file(tmp_path) -> Non
     assert all(p.stat().st_size <= 200 for p in folder.iterdir())
     last = tail(folder / "app.log", 10)
     assert len(last) == 10 and last[-1].startswith("line 099") and last[0].startswith("line 090")
+
+
+def test_a_deterministic_start_up_error_fails_at_once_naming_it(home: Home, tinyapp_spec, start) -> None:
+    """An app whose import raises, with crashes that each outlast the quick-crash window
+    (stable_s=0, as a slow torch import does): the second identical failure ends the start."""
+    with pytest.raises(DarkroomError) as err:
+        start(tinyapp_spec(knobs={"import": "darkroom_no_such_module"}, stable_s=0.0,
+                           max_quick_crashes=5, startup_timeout_s=60.0))
+    text = str(err.value)
+    assert "No module named 'darkroom_no_such_module'" in err.value.message, text
+    assert "while starting, twice" in err.value.message and "Traceback" in text
+    assert "repair" in err.value.hint
+    info = supervisor.app_status(home, "tinyapp")
+    assert info is not None and info.status == "failed" and info.restarts == 1
+    wait_for(lambda: gone(info.runner_pid), what="runner exit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -292,3 +293,64 @@ def test_datasets_pull_into_their_own_folder(home: Home, hub: LocalHub) -> None:
     [f] = weights.pull(home, settings(hub), [ModelFile(repo="acme/faces", path="data/lut.bin", size=1,
                                                        repo_type="dataset")])
     assert "datasets--acme--faces" in str(f.local_path) and f.local_path.read_bytes() == W2
+
+
+def _flip_a_byte(path: Path, at: int = 1000) -> None:
+    """Damage a file in place the way a bad disk or a stray write does: one byte, same size."""
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        byte = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_damaged_or_truncated_blob_is_fetched_again_not_trusted_by_size(home: Home, repo: LocalHub) -> None:
+    files = [spec("q8.gguf", sha256=SHA1), spec("vae/*")]
+    local = weights.pull(home, settings(repo), files)
+    q8 = next(f for f in local if f.path == "q8.gguf").local_path
+    small = next(f for f in local if f.path == "vae/config.json").local_path
+    _flip_a_byte(q8.resolve())
+    with open(small.resolve(), "r+b") as fh:
+        fh.truncate(3)
+    plan = weights.plan_download(home, files, settings(repo))
+    assert plan.download_bytes == len(W1) + len(b'{"a": 1}')
+    assert sorted(f.remote.path for f in plan.missing) == ["q8.gguf", "vae/config.json"]
+    weights.pull(home, settings(repo), files)
+    assert q8.read_bytes() == W1 and small.read_bytes() == b'{"a": 1}'
+    assert repo.stats("q8.gguf").requests == 2 and repo.stats("vae/config.json").requests == 2
+    assert repo.stats("vae/diffusion_pytorch_model.safetensors").requests == 1
+    assert weights.verify(home, files) == []
+
+
+def test_a_damaged_blob_is_refused_offline(home: Home, repo: LocalHub) -> None:
+    [f] = weights.pull(home, settings(repo), [spec("q8.gguf")])
+    _flip_a_byte(f.local_path.resolve())
+    with pytest.raises(DarkroomError) as err:
+        weights.pull(home, Settings(offline=True), [spec("q8.gguf")])
+    assert "damaged" in err.value.message and "offline" in err.value.hint
+
+
+def test_verification_is_recorded_and_trusted_only_while_the_file_is_unchanged(
+        home: Home, repo: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manager import weights_record
+
+    local = weights.pull(home, settings(repo), [spec("q8.gguf", sha256=SHA1), spec("vae/*")])
+    installed = [f.installed() for f in local]
+    hashed: list[Path] = []
+    real = weights_record.hash_of
+    monkeypatch.setattr(weights_record, "hash_of", lambda p, a: hashed.append(p) or real(p, a))
+    # The download hashed every byte as it came; a start-time check reads none of them again.
+    assert weights.verify(home, installed, recorded=True) == []
+    assert hashed == []
+    record = weights_record.record_file(home)
+    assert record.is_file() and len(json.loads(record.read_text())) == 3   # two files share a blob
+    q8 = next(f for f in local if f.path == "q8.gguf").local_path.resolve()
+    os.link(q8, home.root / "library-link")        # a library hardlink changes nothing
+    assert weights.verify(home, installed, recorded=True) == [] and hashed == []
+    _flip_a_byte(q8)
+    [problem] = weights.verify(home, installed, recorded=True)
+    assert problem.kind == "corrupt" and problem.path == "q8.gguf" and hashed == [q8]
+    with open(q8, "r+b") as fh:
+        fh.truncate(100)
+    [problem] = weights.verify(home, installed, recorded=True)
+    assert "cut short (100 of 3,000,000 bytes)" in problem.message

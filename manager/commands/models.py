@@ -106,7 +106,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
     recipe = load_app_recipe(args.app)
-    files = plan_files(recipe, args)
+    installed = state.load(h).apps.get(recipe.id)
+    if installed is not None and not (args.variant or args.models or args.hardware or args.cpu):
+        # An installed app: exactly the files it uses (this repairs damaged or missing ones).
+        files = weights.specs_of([f for m in installed.models for f in m.files])
+    else:
+        files = plan_files(recipe, args)
     if not files:
         print(f"{recipe.name} needs no model files.")
         return 0
@@ -147,9 +152,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for p in problems:
         print(f"{p.kind}: {p.message}")
     if problems:
-        hint = "They were deleted; " if args.fix else "Run `darkroom models verify --fix`, then "
-        what = "`darkroom repair <app>`" if names else "`darkroom models pull <app>`"
-        print(f"{len(problems)} problem(s). {hint}{what} fetches them again.")
+        # pull checks every stored file's hash itself, so no --fix is needed before it.
+        app = names[0] if len(names) == 1 else "<app>"
+        hint = "They were deleted; " if args.fix else ""
+        print(f"{len(problems)} problem(s). {hint}`darkroom models pull {app}` fetches them again.")
         return 1
     print(f"All {len(specs)} file(s) are present{'' if args.quick else ' and intact'}.")
     return 0

@@ -19,6 +19,7 @@ class RotatingLog:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
+        self.dropped = 0         # lines lost to a full disk
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "ab")  # noqa: SIM115 (kept open for the runner's life)
@@ -28,10 +29,15 @@ class RotatingLog:
         with self._lock:
             if self._handle.closed:
                 return
-            if self._handle.tell() + len(data) > self.max_bytes and self._handle.tell() > 0:
-                self._rotate()
-            self._handle.write(data)
-            self._handle.flush()
+            try:
+                if self._handle.tell() + len(data) > self.max_bytes and self._handle.tell() > 0:
+                    self._rotate()
+                self._handle.write(data)
+                self._handle.flush()
+            except OSError:
+                # A full disk loses log lines, never the app: the pump must keep draining its
+                # pipe, or the app would block on its next print.
+                self.dropped += 1
 
     def _rotate(self) -> None:
         self._handle.close()

@@ -91,6 +91,8 @@ class Runner:
         self.log = RotatingLog(Path(paths["log"]), spec.log_max_bytes, spec.log_backups)
         self.stop_path = Path(paths["stop"])
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.run_lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)  # this launch's output
+        self.was_ready = False          # whether this launch ever answered ready
         self.stop_event = threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
         self.pump: threading.Thread | None = None
@@ -167,19 +169,29 @@ class Runner:
             kwargs["start_new_session"] = True
         else:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        self.was_ready = False
+        self.run_lines = collections.deque(maxlen=TAIL_LINES)
         self.proc = subprocess.Popen(
             self.spec.argv, env=env, cwd=self.spec.cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-        self.pump = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self.pump = threading.Thread(target=self._pump, args=(self.proc, self.run_lines), daemon=True)
         self.pump.start()
 
-    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+    def _pump(self, proc: subprocess.Popen[bytes], run_lines: collections.deque[str]) -> None:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             self.log.write(line)
             self.tail.append(line)
+            run_lines.append(line)
         proc.stdout.close()
+
+    def startup_error(self) -> tuple[str, str]:
+        """What a launch that died before it was ever ready left: how it exited and the last
+        line it printed (a traceback's last line names the exception)."""
+        assert self.proc is not None
+        said = next((line.strip() for line in reversed(self.run_lines) if line.strip()), "")
+        return hints.describe_exit(self.proc.returncode), said
 
     def end_tree(self, timeout: float) -> bool:
         """Stop the app's group and every process below the runner. True if force was needed."""
@@ -219,7 +231,7 @@ class Runner:
                 if self.proc.poll() is not None:
                     return "crash"
                 if state == "ready":
-                    ready = True
+                    ready = self.was_ready = True
                     self.say(f"{self.spec.app} is ready at {self.info.url}")
                     self.save(status=READY, ready_at=time.time(), progress=None, last_error="")
                     continue
@@ -237,6 +249,7 @@ class Runner:
         """Supervise until stopped or given up. The first launch already happened in main()."""
         spec = self.spec
         quick = 0
+        last_startup_error: tuple[str, str] | None = None   # what the last launch that died starting said
         try:
             self.attach()
             while True:
@@ -266,11 +279,26 @@ class Runner:
                 # It crashed: say so at once, then clean up what it left behind.
                 what = hints.describe_exit(self.proc.returncode)
                 ran = time.monotonic() - began
-                quick = quick + 1 if ran < spec.stable_s else 1
+                # A crash before the app was ever ready is a start-up failure however long the
+                # start took (a slow import can outlast stable_s): it never resets the count.
+                quick = quick + 1 if ran < spec.stable_s or not self.was_ready else 1
                 self.save(status=RESTARTING, last_error=f"{spec.app} {what}.", progress=None)
                 self.say(f"{spec.app} {what} after {ran:.1f} s")
-                self.end_tree(min(spec.stop_timeout_s, 2.0))
+                self.end_tree(min(spec.stop_timeout_s, 2.0))   # also lets the pump read the last lines
+                error = None if self.was_ready else self.startup_error()
                 self.proc = None
+                if error is not None and error == last_startup_error:
+                    # The same error twice while starting is deterministic (an import error, a
+                    # bad argument): restarting again only delays the news.
+                    lines = list(self.tail)
+                    exited, said = error
+                    msg = (f"{spec.app} {exited} while starting, twice in a row with the same error, "
+                           "so Darkroom stopped trying" + (f": {said}" if said else "."))
+                    self.say(msg)
+                    self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=lines,
+                              hint=hints.crash_hint(spec.app, lines))
+                    return 1
+                last_startup_error = error
                 if quick >= spec.max_quick_crashes:
                     lines = list(self.tail)
                     msg = (f"{spec.app} {what}; it crashed {quick} times in a row soon after "
