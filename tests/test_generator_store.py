@@ -62,6 +62,6 @@ def test_missing_files_end_the_app_with_a_sentence(generator_env, tmp_path) -> N
     app = start_app(generator_env, "generator", tmp_path / "app", models)
     try:
         assert app.proc.wait(timeout=180) == 1
-        assert "model_index.json is missing" in app.log_tail() and "darkroom repair generator" in app.log_tail()
+        assert "model_index.json is missing" in app.log_tail() and "darkroom models pull generator" in app.log_tail()
     finally:
         app.stop()

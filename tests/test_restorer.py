@@ -292,6 +292,6 @@ def test_wrong_scratch_file_stops_the_app_with_a_sentence(restorer_env, tiny_res
         log = proc.log_tail()
         assert "error: FT_Epoch_latest.pt holds the entries 'params_ema'" in log
         assert "so it is not the old-photo scratch detector" in log
-        assert "darkroom repair restorer" in log and "Traceback" not in log
+        assert "darkroom models pull restorer" in log and "Traceback" not in log
     finally:
         proc.stop()

@@ -11,7 +11,7 @@ from appkit.runtime import AppDef, Runtime, Task
 
 from . import __version__, colorize, ui
 
-_REPAIR = "Run `darkroom repair colorizer` to fetch the model's files again."
+_REPAIR = "Run `darkroom models pull colorizer` to fetch the model's files again."
 
 
 @dataclass

@@ -33,7 +33,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "sd3": {"steps": 28, "guidance": 4.5},
 }
 
-_REPAIR = "Run `darkroom repair generator` to fetch the model's files again."
+_REPAIR = "Run `darkroom models pull generator` to fetch the model's files again."
 
 
 @dataclass

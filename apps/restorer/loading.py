@@ -20,7 +20,7 @@ from appkit.errors import LoadError
 from appkit.models import ModelChoice, ModelsSpec
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
-_REPAIR = "Run `darkroom repair restorer` to fetch the model's files again."
+_REPAIR = "Run `darkroom models pull restorer` to fetch the model's files again."
 
 
 @dataclass

@@ -124,7 +124,7 @@ def connect(address: str, workers: int) -> tuple[int, bool]:
         import ray
     except ImportError:
         raise WorkflowError("Ray is not installed in the workflow runner's environment.",
-                            "Run without --ray, or run `darkroom repair workflow` to reinstall it.") from None
+                            "Run without --ray, or run `darkroom env repair workflow` to reinstall it.") from None
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     started = False
     if ray.is_initialized():

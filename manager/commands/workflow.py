@@ -65,7 +65,7 @@ def _needs(h: Home, python: Path, preset: str, source: str | None = None, ray: s
         done = subprocess.run(argv, capture_output=True, text=True, env=_child_env(h), timeout=120)
     except subprocess.TimeoutExpired:
         raise DarkroomError("The workflow runner did not answer within 2 minutes.",
-                            "Run `darkroom repair workflow`, then try again.") from None
+                            "Run `darkroom env repair workflow`, then try again.") from None
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -75,7 +75,7 @@ def _needs(h: Home, python: Path, preset: str, source: str | None = None, ray: s
     if done.returncode != 0 or "apps" not in answer:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise DarkroomError(f"The workflow runner failed to read the preset {preset} ({last[:300]}).",
-                            "Run `darkroom repair workflow`, then try again.")
+                            "Run `darkroom env repair workflow`, then try again.")
     return list(answer["apps"])
 
 

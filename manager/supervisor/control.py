@@ -70,7 +70,7 @@ def _check_program(launch: LaunchSpec, argv0: str) -> None:
     found = Path(argv0).is_file() if is_path else shutil.which(argv0) is not None
     if not found:
         raise NotFound(f"The program that starts {app} was not found: {argv0}.",
-                       f"Run `darkroom repair {app}` to rebuild its environment.")
+                       f"Run `darkroom env repair {app}` to rebuild its environment.")
 
 
 # ---------------------------------------------------------------- the runner process

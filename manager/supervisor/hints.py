@@ -9,7 +9,7 @@ _PATTERNS: list[tuple[tuple[str, ...], str]] = [
      "The graphics card ran out of memory. Stop other apps that use it, or reinstall "
      "{app} with a smaller model variant (`darkroom install {app} --variant ...`)."),
     (("ModuleNotFoundError", "ImportError", "No module named"),
-     "Part of {app}'s Python environment is missing or broken. Run `darkroom repair {app}`."),
+     "Part of {app}'s Python environment is missing or broken. Run `darkroom env repair {app}`."),
     (("Address already in use", "address already in use", "Only one usage of each socket address"),
      "Another program took {app}'s port. Close it, or start {app} again to get another port."),
     (("Permission denied", "PermissionError"),
@@ -19,7 +19,7 @@ _PATTERNS: list[tuple[tuple[str, ...], str]] = [
 ]
 
 DEFAULT = ("{app} keeps crashing right after it starts. Its last log lines are above; "
-           "`darkroom logs {app}` shows the rest. `darkroom repair {app}` rebuilds its "
+           "`darkroom logs {app}` shows the rest. `darkroom env repair {app}` rebuilds its "
            "environment, which fixes most such crashes.")
 
 

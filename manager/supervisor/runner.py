@@ -260,7 +260,7 @@ class Runner:
                     self.say(f"could not start {spec.argv[0]}: {launch_error}")
                     self.save(status=FAILED, app_pid=None,
                               last_error=f"Could not start {spec.argv[0]}: {launch_error}.",
-                              hint=f"Run `darkroom repair {spec.app}` to rebuild its environment.",
+                              hint=f"Run `darkroom env repair {spec.app}` to rebuild its environment.",
                               log_tail=list(self.tail))
                     return 1
                 assert self.proc is not None
