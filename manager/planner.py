@@ -237,6 +237,8 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
                         continue
                     least = min(_needs(b, p) for p in _options(b))
                     skipped.append(ram_blocked(b) or f"{b.label} needs {least:g} GB VRAM at least")
+                if policy == "sequential" and "model" in v.offload:
+                    skipped.append(f"{v.label} with model offload needs {v.offload['model']:g} GB VRAM")
                 head = ""
                 if skipped:
                     head = (f"{'; '.join(skipped)} ({vram_words}; {ram_words}) → ")
