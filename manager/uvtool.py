@@ -105,6 +105,18 @@ def has_user_sources(settings: Settings) -> bool:
     return bool(settings.index_url or settings.extra_index_urls or settings.find_links)
 
 
+def _cpu_torch_in(settings: Settings) -> bool:
+    """Whether the user's sources can give a CPU torch without PyTorch's index: offline, or a
+    local find-links folder that holds a `torch-*+cpu` wheel."""
+    if settings.offline:
+        return True
+    for link in settings.find_links:
+        folder = Path(link.removeprefix("file://"))
+        if folder.is_dir() and any(folder.glob("torch-*+cpu*.whl")):
+            return True
+    return False
+
+
 def source_args(settings: Settings, torch_backend: str | None = None) -> list[str]:
     """uv options for package sources.
 
@@ -120,7 +132,10 @@ def source_args(settings: Settings, torch_backend: str | None = None) -> list[st
         args += ["--extra-index-url", url]
     for link in settings.find_links:
         args += ["--find-links", link]
-    if torch_backend and torch_backend != "mps" and not has_user_sources(settings):
+    if torch_backend and torch_backend != "mps" and (
+            not has_user_sources(settings) or (torch_backend == "cpu" and not _cpu_torch_in(settings))):
+        # A CPU machine never gets PyPI's CUDA torch (5.7 GB of nvidia wheels) from a mirror:
+        # unless a wheelhouse of the user's holds a CPU torch, torch comes from PyTorch's CPU index.
         args += ["--torch-backend", torch_backend]
     if settings.index_strategy != "first-index":
         args += ["--index-strategy", settings.index_strategy]
