@@ -190,16 +190,3 @@ def test_unknown_model_or_variant_is_a_clear_error() -> None:
     with pytest.raises(DarkroomError, match="no variant"):
         gen("rtx4090-24gb", "flux-dev", variants={"flux-dev": "q1"})
 
-
-def test_cpu_machine_with_a_mirror_still_gets_cpu_torch(tmp_path) -> None:
-    """No GPU + a mirror: torch must not resolve to PyPI's CUDA build (nvidia-* wheels)."""
-    from manager.config import Settings
-    from manager.uvtool import source_args
-
-    p = plan(RECIPES["generator"], load_profile("cpu-only-16gb"))
-    mirror = Settings(index_url="https://mirror.example/simple", find_links=[str(tmp_path)])
-    args = source_args(mirror, p.torch_backend)
-    assert args[args.index("--torch-backend") + 1] == "cpu"
-    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
-    assert "--torch-backend" not in source_args(mirror, "cpu")  # the wheelhouse holds a CPU torch
-    assert "--torch-backend" not in source_args(mirror, "cu124")  # CUDA: the user's sources decide
