@@ -94,3 +94,16 @@ def test_the_generator_env_built_on_this_cpu_machine_holds_no_nvidia(generator_e
     machine without a GPU: it holds the CPU build and no nvidia-* or triton package."""
     assert generator_env.packages["torch"].endswith("+cpu")
     assert not [p for p in generator_env.packages if p.startswith("nvidia") or p == "triton"]
+
+
+def test_doctor_names_a_torch_that_is_not_the_planned_build(generator_env) -> None:
+    from manager.doctor import torch_mismatch
+
+    assert torch_mismatch("cpu", generator_env.packages) is None  # the real CPU env is right
+    cuda_env = {"torch": "2.13.0", "nvidia-cublas": "13.1.1.3", "nvidia-cudnn-cu13": "9.1", "pillow": "11"}
+    level, text = torch_mismatch("cpu", cuda_env)
+    assert level == "warning" and "CUDA build" in text and "2 nvidia-*" in text
+    level, text = torch_mismatch("cu124", {"torch": "2.13.0+cpu"})
+    assert level == "error" and "never uses the GPU" in text
+    assert torch_mismatch("cu124", {"torch": "2.13.0+cu124"}) is None
+    assert torch_mismatch("mps", {"torch": "2.13.0"}) is None
