@@ -193,7 +193,7 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
                             "Pick another model, or use a machine with a supported GPU.")
     by_quality = sorted(usable, key=lambda v: -v.quality)
     ram = usable_ram_gb(hw)
-    ram_words = f"this machine has {hw.ram_total_gb:g} GB RAM, {ram:g} GB usable"
+    ram_words = f"this machine has {hw.ram_total_gb * GB_PER_GIB:.1f} GB RAM, {ram:g} GB usable"
 
     if forced:
         variant = model.variant(forced)

@@ -156,7 +156,7 @@ def test_nothing_fits_refuses_with_numbers() -> None:
     tiny = Hardware(name="toy", os="linux", arch="x86_64", ram_total_gb=4, ram_free_gb=2, disk_free_gb=10)
     with pytest.raises(DarkroomError) as info:
         plan(RECIPES["generator"], tiny, Choices(models=("flux-dev",)))
-    assert "17 GB RAM" in str(info.value) and "4 GB" in str(info.value)
+    assert "17 GB RAM" in str(info.value) and "4.3 GB RAM" in str(info.value)  # 4 GiB
 
 
 def test_non_commercial_and_gated_are_warned() -> None:
