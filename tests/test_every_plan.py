@@ -74,6 +74,7 @@ def test_every_planned_placement_loads_and_generates(generator_env: AppEnv, tiny
     assert not failed, failed
     for key, r in results.items():
         assert r["shape"] == [64, 64, 3]
+        assert r["placed"] == key.split("/")[2], (key, r)  # placed exactly as planned
         if "/gguf" in key:
             assert "GGUFParameter" in r["param_types"], (key, r)  # offload kept the GGUF weights
 
