@@ -27,25 +27,45 @@ from tests.fixtures.tinymodels import AppEnv, TinyModel, choice_from_folder
 
 SCRIPT = Path(__file__).parent / "fixtures" / "place_and_generate.py"
 RECIPE = bundled_recipes()["generator"]
-LAPTOP_32 = Hardware(name="laptop, 8 GB GPU, 32 GB RAM", os="windows", arch="amd64", ram_total_gb=31.7,
-                     ram_free_gb=24, disk_free_gb=500,
-                     gpus=[Gpu(name="NVIDIA GeForce RTX 4060 Laptop GPU", vram_total_gb=8.0, vram_free_gb=7.6,
-                               driver="570.133", cuda_version="12.8", compute_capability="8.9")])
+LAPTOP_32 = Hardware(
+    name="laptop, 8 GB GPU, 32 GB RAM",
+    os="windows",
+    arch="amd64",
+    ram_total_gb=31.7,
+    ram_free_gb=24,
+    disk_free_gb=500,
+    gpus=[
+        Gpu(
+            name="NVIDIA GeForce RTX 4060 Laptop GPU",
+            vram_total_gb=8.0,
+            vram_free_gb=7.6,
+            driver="570.133",
+            cuda_version="12.8",
+            compute_capability="8.9",
+        )
+    ],
+)
 
 
 def planned_placements() -> dict[tuple[str, str, str], list[str]]:
     """(family, precision, offload) -> the 'profile/model/variant' plans that use it."""
-    machines = {name: load_profile(name) for name in profile_names()} | {"laptop-8gb-32gb-ram": LAPTOP_32}
+    machines = {name: load_profile(name) for name in profile_names()} | {
+        "laptop-8gb-32gb-ram": LAPTOP_32
+    }
     out: dict[tuple[str, str, str], list[str]] = {}
     for name, hw in machines.items():
         for model in RECIPE.models:
             try:
                 m = plan(RECIPE, hw, Choices(models=(model.id,))).models[0]
             except DarkroomError as exc:
-                assert exc.message.endswith(".") and exc.hint, exc  # a refusal is a sentence + what to do
+                assert exc.message.endswith(".") and exc.hint, (
+                    exc
+                )  # a refusal is a sentence + what to do
                 continue
             family = "flux" if model.id.startswith("flux") else "sd3"
-            out.setdefault((family, m.precision, m.offload), []).append(f"{name}/{model.id}/{m.variant}")
+            out.setdefault((family, m.precision, m.offload), []).append(
+                f"{name}/{model.id}/{m.variant}"
+            )
     return out
 
 
@@ -55,8 +75,9 @@ def test_placements_include_the_ones_that_used_to_crash() -> None:
     assert any(o == "model" for _, _, o in keys) and any(o == "none" for _, _, o in keys)
 
 
-def test_every_planned_placement_loads_and_generates(generator_env: AppEnv, tiny_flux: TinyModel,
-                                                     tiny_sd3: TinyModel) -> None:
+def test_every_planned_placement_loads_and_generates(
+    generator_env: AppEnv, tiny_flux: TinyModel, tiny_sd3: TinyModel
+) -> None:
     placements = planned_placements()
     jobs = []
     for family, precision, offload in sorted(placements):
@@ -65,12 +86,26 @@ def test_every_planned_placement_loads_and_generates(generator_env: AppEnv, tiny
         tiny = tiny_flux if family == "flux" else tiny_sd3
         variant = "fp8-file" if precision == "fp8" and family == "flux" else precision
         model_id = "flux-schnell" if family == "flux" else "sd35-medium"
-        jobs.append({"key": f"{family}/{precision}/{offload}", "model": model_id,
-                     "choice": choice_from_folder(tiny, variant, precision=precision, offload=offload)})
-    proc = generator_env.run([str(SCRIPT)], input=json.dumps(jobs), timeout=900, env={"HF_HUB_OFFLINE": "1"})
-    results = {r["key"]: r for r in (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))}
+        jobs.append(
+            {
+                "key": f"{family}/{precision}/{offload}",
+                "model": model_id,
+                "choice": choice_from_folder(tiny, variant, precision=precision, offload=offload),
+            }
+        )
+    proc = generator_env.run(
+        [str(SCRIPT)], input=json.dumps(jobs), timeout=900, env={"HF_HUB_OFFLINE": "1"}
+    )
+    results = {
+        r["key"]: r
+        for r in (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))
+    }
     assert set(results) == {j["key"] for j in jobs}, proc.stderr[-3000:]
-    failed = {k: (r.get("error"), placements[tuple(k.split("/"))][:3]) for k, r in results.items() if not r["ok"]}
+    failed = {
+        k: (r.get("error"), placements[tuple(k.split("/"))][:3])
+        for k, r in results.items()
+        if not r["ok"]
+    }
     assert not failed, failed
     for key, r in results.items():
         assert r["shape"] == [64, 64, 3]
@@ -79,7 +114,9 @@ def test_every_planned_placement_loads_and_generates(generator_env: AppEnv, tiny
             assert "GGUFParameter" in r["param_types"], (key, r)  # offload kept the GGUF weights
 
 
-def test_accelerate_sequential_offload_of_gguf_still_crashes(generator_env: AppEnv, tiny_flux: TinyModel) -> None:
+def test_accelerate_sequential_offload_of_gguf_still_crashes(
+    generator_env: AppEnv, tiny_flux: TinyModel
+) -> None:
     """The reason the planner's layer-by-layer offload is group offload: if diffusers fixes
     accelerate's path, this fails and the choice can be revisited."""
     code = (
@@ -87,7 +124,10 @@ def test_accelerate_sequential_offload_of_gguf_still_crashes(generator_env: AppE
         "c=ModelChoice.model_validate(json.loads(sys.argv[1]))\n"
         "loading._place=lambda pipe,d,o: pipe.enable_sequential_cpu_offload(device=d)\n"
         "try:\n loading.load('flux-schnell',c,'cpu',lambda *a:None); print('LOADED')\n"
-        "except KeyError as e: print('KEYERROR',e)\n")
+        "except KeyError as e: print('KEYERROR',e)\n"
+    )
     choice = choice_from_folder(tiny_flux, "gguf-q4", offload="sequential")
-    proc = generator_env.run(["-c", code, json.dumps(choice)], timeout=600, env={"HF_HUB_OFFLINE": "1"})
+    proc = generator_env.run(
+        ["-c", code, json.dumps(choice)], timeout=600, env={"HF_HUB_OFFLINE": "1"}
+    )
     assert "KEYERROR None" in proc.stdout, proc.stdout + proc.stderr[-2000:]
