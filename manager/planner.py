@@ -56,6 +56,10 @@ def usable_vram_gb(gpu: Gpu) -> float:
     return round(max(0.0, gpu.vram_total_gb - vram_headroom_gb(gpu)), 2)
 
 
+def _gb(value: float) -> str:
+    return f"{round(value, 1):g}"
+
+
 def usable_ram_gb(hw: Hardware) -> float:
     """RAM, in GB, that a pipeline's weights may take (the machine's GiB less the reserve)."""
     return round(max(0.0, hw.ram_total_gb * GB_PER_GIB - RAM_RESERVE_GB), 1)
@@ -222,7 +226,8 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
             "Close other programs, add memory, or choose a smaller model.")
 
     avail = usable_vram_gb(gpu)
-    vram_words = f"this GPU has {gpu.vram_total_gb:g} GB, {avail:g} GB usable"
+    vram_words = (f"Metal may use {_gb(avail)} GB of the unified memory" if gpu.vendor == "apple"
+                  else f"this GPU has {_gb(gpu.vram_total_gb)} GB, {_gb(avail)} GB usable")
     for tier in (("none", "model"), ("sequential",)):
         for v in by_quality:
             if v.ram_gb > ram:
@@ -243,7 +248,7 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
                 if skipped:
                     head = (f"{'; '.join(skipped)} ({vram_words}; {ram_words}) → ")
                 why = (f"{head}{v.label} with {OFFLOAD_WORDS[policy]} "
-                       f"({need:g} of {avail:g} GB usable VRAM, {v.ram_gb:g} of {ram:g} GB usable RAM)")
+                       f"({need:g} of {_gb(avail)} GB usable VRAM, {v.ram_gb:g} of {ram:g} GB usable RAM)")
                 if policy == "sequential" and v.precision.startswith("gguf"):
                     why += ("; the layers move with diffusers' group offload, which keeps GGUF weights "
                             "(accelerate's sequential offload cannot move them)")
@@ -343,7 +348,7 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
             warnings.append(f"{m.name} is gated on Hugging Face: accept its licence on the model page and "
                             "set your token with `darkroom config set hf_token <token>`.")
         if m.offload == "sequential":
-            warnings.append(f"{m.name} runs with sequential offload: it works, but each image takes much longer.")
+            warnings.append(f"{m.name} runs with layer-by-layer offload: it works, but each image takes much longer.")
         if m.forced and ("probably run out of memory" in m.reason or "may fail" in m.reason):
             warnings.append(f"{m.name}: {m.reason}")
     for m in models:
@@ -388,11 +393,11 @@ def _tight(models: list[ModelPlan], vram: float, gpu: Gpu | None, hw: Hardware, 
     if gpu is not None and vram > 0:
         avail = usable_vram_gb(gpu)
         if vram > avail:
-            out.append(f"The models together need {vram:g} GB of GPU memory and this GPU has {avail:g} GB usable "
+            out.append(f"The models together need {vram:g} GB of GPU memory and this GPU has {_gb(avail)} GB usable "
                        f"({gpu.vram_total_gb:g} GB less {vram_headroom_gb(gpu):g} GB for the driver and desktop): "
                        "large images may run out of memory. Install fewer models, or use `--cpu`.")
         elif vram > TIGHT_SHARE * avail:
-            out.append(f"GPU memory is tight: {vram:g} of {avail:g} GB usable. Close other programs that use "
+            out.append(f"GPU memory is tight: {vram:g} of {_gb(avail)} GB usable. Close other programs that use "
                        "the GPU (games, browsers with video) before generating.")
     if need_ram > ram:
         out.append(f"The models need {need_ram:g} GB RAM and this machine has {ram:g} GB usable: "
