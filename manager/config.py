@@ -7,6 +7,7 @@ Environment variables override the file so CI and power users need not edit it.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 import yaml
@@ -33,12 +34,31 @@ class Settings(BaseModel):
         "first-index", description="Which index a package may come from: first-index (safe) takes each "
         "package only from the first index that has it; unsafe-best-match lets a partial mirror "
         "fall back to the next index")
+    torch_index_urls: dict[str, str] = Field(
+        default_factory=dict, description="PyTorch wheel index per build on your mirror, e.g. "
+        "{cpu: https://mirror/whl/cpu, cu124: https://mirror/whl/cu124}; without one, a machine "
+        "without a GPU takes torch from PyTorch's CPU index")
     offline: bool = Field(False, description="Never touch the network; use caches only")
     bind_host: str = Field("127.0.0.1", description="Address apps listen on; 0.0.0.0 shares on the LAN")
     port_start: int = Field(7860, ge=1024, le=65000, description="First port tried for apps")
     port_end: int = Field(7960, ge=1024, le=65535, description="Last port tried for apps")
     idle_unload_minutes: int = Field(0, ge=0, description="Free GPU memory after N idle minutes; 0 = never")
     parallel_downloads: int = Field(4, ge=1, le=16, description="Files downloaded at once")
+
+    @field_validator("torch_index_urls", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        """`cpu=URL cu124=URL` (how `darkroom config set` passes it) or a mapping."""
+        if isinstance(value, str):
+            pairs = [part.split("=", 1) for part in value.replace(",", " ").split() if part]
+            if any(len(pair) != 2 or not pair[1] for pair in pairs):
+                raise ValueError("write build=URL pairs, e.g. cpu=https://mirror/whl/cpu")
+            value = dict(pairs)
+        if isinstance(value, dict):
+            bad = [k for k in value if not re.fullmatch(r"cpu|cu1[0-9]{2}|rocm[0-9.]+", str(k))]
+            if bad:
+                raise ValueError(f"unknown torch build {bad[0]!r} (use cpu, cu124, cu128, rocm6.3, ...)")
+        return value
 
     @field_validator("extra_index_urls", "find_links", mode="before")
     @classmethod

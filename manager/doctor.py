@@ -62,6 +62,36 @@ def _driver_findings(st: state_mod.State, hw: Hardware) -> list[Finding]:
     return out
 
 
+def torch_mismatch(flavour: str | None, packages: dict[str, str]) -> tuple[str, str] | None:
+    """(level, what is wrong) when an env's torch is not the build its plan asked for; None when
+    it is (or the env has no torch). `packages` is the env's lock: name -> version."""
+    torch = packages.get("torch")
+    if not torch or not flavour or flavour == "mps":
+        return None
+    local = torch.partition("+")[2]
+    nvidia = [p for p in packages if p.startswith("nvidia-")]
+    if flavour == "cpu":
+        if local == "cpu" or (not local and not nvidia):
+            return None
+        return "warning", (f"was planned for the CPU but holds PyTorch's CUDA build (torch {torch}, "
+                           f"{len(nvidia)} nvidia-* packages): gigabytes this machine cannot use")
+    if local == "cpu":
+        return "error", f"was planned for {flavour} but holds PyTorch's CPU build, so it never uses the GPU"
+    if local and local != flavour:
+        return "warning", f"was planned for {flavour} but holds torch {torch}"
+    return None
+
+
+def _torch_findings(home: Home, app: str) -> list[Finding]:
+    info = envs.info(home, app)
+    wrong = torch_mismatch(info.torch_backend, info.packages) if info else None
+    if wrong is None:
+        return []
+    return [Finding(wrong[0], "torch", f"The environment of {app} {wrong[1]}.",
+                    "If you use a package mirror, name its PyTorch index (`darkroom config set torch_index_urls "
+                    f"cpu=URL`), then run `darkroom update {app}`.")]
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -114,6 +144,7 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
             findings.append(Finding("error", "environments", f"The environment of {app} is damaged: {problems}.",
                                     f"`darkroom doctor --fix` repairs it (or `darkroom env repair {app}`).",
                                     lambda app=app: _repair_env(home, settings, app)))
+        findings += _torch_findings(home, app)
         files = [f for m in st.apps[app].models for f in m.files]
         # Every byte is hashed once; later runs trust a verification recorded for the same
         # size, mtime and inode (deep: hash everything again).

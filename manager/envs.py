@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -354,13 +354,14 @@ def _make_env(home: Home, settings: Settings, spec: EnvSpec, staged: Path, mode:
     if settings.offline:
         venv.append("--offline")
     uvtool.run(home, venv, mode=mode, report=report, timeout=600)
+    backend = spec.torch_backend if spec.torch_packages else None
+    spec = replace(spec, torch_packages=uvtool.torch_requirements(settings, backend, spec.torch_packages))
     reqs = _install_args(spec)
     if not reqs:
         return
-    backend = spec.torch_backend if spec.torch_packages else None
-    if backend and uvtool.has_user_sources(settings) and backend not in ("cpu", "mps"):
+    if backend and backend != "mps" and uvtool.torch_source(settings, backend) == "user":
         report(Message(SOURCE, f"torch comes from your configured package sources; make sure they "
-                               f"carry the {backend} build.", "warning"))
+                               f"carry the {backend} build (or set torch_index_urls.{backend}).", "warning"))
     uvtool.run(home, ["pip", "install", "--python", str(_python_in(staged)),
                       *uvtool.source_args(settings, backend), *reqs],
                mode=mode, report=report)

@@ -35,6 +35,7 @@ class Gpu(BaseModel):
     driver: str | None = None
     cuda_version: str | None = Field(None, description="Highest CUDA version the driver supports, e.g. '12.4'")
     compute_capability: str | None = Field(None, description="e.g. '8.6'")
+    display: bool = Field(True, description="Drives a display: the desktop keeps some of its memory")
 
 
 class Hardware(BaseModel):
@@ -97,9 +98,13 @@ def probe_nvidia() -> tuple[list[Gpu], str | None]:
                 cc = f"{major}.{minor}"
             except Exception:
                 cc = None
+            try:
+                display = bool(pynvml.nvmlDeviceGetDisplayActive(handle))
+            except Exception:
+                display = True  # unknown: assume a desktop shares it
             gpus.append(Gpu(index=i, name=_decode(pynvml.nvmlDeviceGetName(handle)), vendor="nvidia",
                             vram_total_gb=round(mem.total / GIB, 2), vram_free_gb=round(mem.free / GIB, 2),
-                            driver=driver, cuda_version=cuda, compute_capability=cc))
+                            driver=driver, cuda_version=cuda, compute_capability=cc, display=display))
         return gpus, None if gpus else "no NVIDIA GPU found"
     except Exception as exc:
         return [], f"NVIDIA driver present but could not be read ({type(exc).__name__})"

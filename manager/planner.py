@@ -16,16 +16,53 @@ from .errors import DarkroomError
 from .hardware import Gpu, Hardware
 from .recipe import Model, ModelFile, Recipe, Variant
 
-# GPU memory kept free for the desktop, the CUDA context and fragmentation.
-VRAM_HEADROOM_GB = 0.4
-# Marketing "16 GB" of RAM reports as ~15.6 GiB; tolerate that much.
-RAM_TOLERANCE_GB = 1.0
+# Headroom on each GPU, so a plan that "fits" still fits with a desktop running:
+# the CUDA context and cuBLAS workspace (about 0.3-0.5 GB on current drivers), the desktop's
+# share of a GPU that drives a display (compositor, browser: 0.5-1 GB), and the caching
+# allocator's fragmentation (about 5% of the card at peak).
+CUDA_CONTEXT_GB = 0.5
+DESKTOP_GB = 0.8
+ALLOCATOR_SHARE = 0.05
+# RAM: the machine reports GiB, the recipes count GB (file sizes); the OS, the app's Python
+# and torch keep about 2 GB for themselves. No tolerance: a pipeline bigger than what is left
+# goes to swap or the OOM killer.
+GB_PER_GIB = 1024**3 / 1e9
+RAM_RESERVE_GB = 2.0
+# A plan that uses more than this share of the usable memory gets a warning.
+TIGHT_SHARE = 0.9
+# What manager/switching.py still takes off each GPU; the planner uses usable_vram_gb().
+VRAM_HEADROOM_GB = CUDA_CONTEXT_GB
 # Rough size of an app environment per backend (torch dominates), for the disk estimate.
 ENV_DISK_GB = {"cuda": 6.0, "rocm": 9.0, "mps": 1.0, "cpu": 1.0, "none": 0.3}
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_WORDS = {"none": "everything on the GPU", "model": "model offload to RAM",
-                 "sequential": "sequential (layer-by-layer) offload to RAM"}
+                 "sequential": "layer-by-layer (group) offload to RAM"}
+
+
+def vram_headroom_gb(gpu: Gpu) -> float:
+    """GPU memory a plan must leave free on this GPU (see the constants above).
+
+    Apple silicon: the GPU's figure is already Metal's share of the unified memory, so
+    nothing more is taken off it; the same memory is counted once, as RAM, in `usable_ram_gb`.
+    """
+    if gpu.vendor == "apple":
+        return 0.0
+    desktop = DESKTOP_GB if gpu.display else 0.0
+    return round(CUDA_CONTEXT_GB + desktop + ALLOCATOR_SHARE * gpu.vram_total_gb, 2)
+
+
+def usable_vram_gb(gpu: Gpu) -> float:
+    return round(max(0.0, gpu.vram_total_gb - vram_headroom_gb(gpu)), 2)
+
+
+def _gb(value: float) -> str:
+    return f"{round(value, 1):g}"
+
+
+def usable_ram_gb(hw: Hardware) -> float:
+    """RAM, in GB, that a pipeline's weights may take (the machine's GiB less the reserve)."""
+    return round(max(0.0, hw.ram_total_gb * GB_PER_GIB - RAM_RESERVE_GB), 1)
 
 
 @dataclass(frozen=True)
@@ -148,13 +185,19 @@ def _options(v: Variant) -> list[Offload]:
 
 def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
                forced: str | None) -> ModelPlan:
-    """Pick one variant and one offload policy for one model, and say why."""
+    """Pick one variant and one offload policy for one model, and say why.
+
+    Every variant must fit in RAM (the whole pipeline's weights pass through it while loading,
+    and offload keeps them there); then the best quality whose GPU peak fits the usable VRAM
+    with everything on the GPU or whole-model offload; then layer-by-layer offload.
+    """
     usable = [v for v in model.variants if backend in v.backends]
     if not usable:
         raise DarkroomError(f"{model.name} has no variant that runs on {backend.upper()}.",
                             "Pick another model, or use a machine with a supported GPU.")
     by_quality = sorted(usable, key=lambda v: -v.quality)
-    ram = hw.ram_total_gb + RAM_TOLERANCE_GB
+    ram = usable_ram_gb(hw)
+    ram_words = f"this machine has {hw.ram_total_gb * GB_PER_GIB:.1f} GB RAM, {ram:g} GB usable"
 
     if forced:
         variant = model.variant(forced)
@@ -163,77 +206,87 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
                 f"{model.name} {variant.label} does not run on {backend.upper()} "
                 f"(it needs {', '.join(b.upper() for b in variant.backends)}).",
                 f"Choose one of: {', '.join(v.id for v in usable)}.")
-        return _forced(model, variant, backend, gpu, hw)
+        return _forced(model, variant, gpu, hw)
+
+    def ram_blocked(v: Variant) -> str | None:
+        return f"{v.label} needs {v.ram_gb:g} GB RAM" if v.ram_gb > ram else None
 
     if gpu is None:  # CPU: everything lives in RAM
         for v in by_quality:
             if v.ram_gb <= ram:
-                skipped = [f"{b.label} needs {b.ram_gb:g} GB RAM" for b in by_quality if b.quality > v.quality]
-                why = f"{v.label} runs on the CPU in {v.ram_gb:g} GB RAM (this machine has {hw.ram_total_gb:g} GB)"
+                skipped = [ram_blocked(b) for b in by_quality if b.quality > v.quality]
+                why = f"{v.label} runs on the CPU in {v.ram_gb:g} GB RAM ({ram_words})"
                 if skipped:
-                    why = "; ".join(skipped) + f" → {why}"
+                    why = "; ".join(w for w in skipped if w) + f" → {why}"
                 return _model_plan(model, v, "none", 0.0, why + ".")
-        smallest = min(usable, key=lambda v: v.ram_gb)
+        smallest = min(usable, key=lambda v: (v.ram_gb, v.quality))
         raise DarkroomError(
             f"{model.name} does not fit in this machine's memory: the smallest variant ({smallest.label}) "
-            f"needs {smallest.ram_gb:g} GB RAM and this machine has {hw.ram_total_gb:g} GB.",
-            "Close other programs, add memory, or use a machine with a GPU.")
+            f"needs {smallest.ram_gb:g} GB RAM and {ram_words}.",
+            "Close other programs, add memory, or choose a smaller model.")
 
-    avail = max(0.0, gpu.vram_total_gb - VRAM_HEADROOM_GB)
-    rejected: list[str] = []
+    avail = usable_vram_gb(gpu)
+    vram_words = (f"Metal may use {_gb(avail)} GB of the unified memory" if gpu.vendor == "apple"
+                  else f"this GPU has {_gb(gpu.vram_total_gb)} GB, {_gb(avail)} GB usable")
     for tier in (("none", "model"), ("sequential",)):
         for v in by_quality:
+            if v.ram_gb > ram:
+                continue
             for policy in _options(v):
-                if policy not in tier:
-                    continue
                 need = _needs(v, policy)
-                if need > avail:
+                if policy not in tier or need > avail:
                     continue
-                if policy != "none" and v.ram_gb > ram:
-                    rejected.append(f"{v.label} with {OFFLOAD_WORDS[policy]} needs {v.ram_gb:g} GB RAM, "
-                                    f"this machine has {hw.ram_total_gb:g} GB")
-                    continue
-                best = by_quality[0]
+                skipped = []
+                for b in by_quality:
+                    if b.quality <= v.quality:
+                        continue
+                    least = min(_needs(b, p) for p in _options(b))
+                    skipped.append(ram_blocked(b) or f"{b.label} needs {least:g} GB VRAM at least")
+                if policy == "sequential" and "model" in v.offload:
+                    skipped.append(f"{v.label} with model offload needs {v.offload['model']:g} GB VRAM")
                 head = ""
-                if v is not best or policy != "none":
-                    best_need = min(_needs(best, p) for p in _options(best))
-                    head = (f"{model.name} {best.label} needs {best_need:g} GB VRAM at least, "
-                            f"this GPU has {gpu.vram_total_gb:g} GB → ") if v is not best else ""
+                if skipped:
+                    head = (f"{'; '.join(skipped)} ({vram_words}; {ram_words}) → ")
                 why = (f"{head}{v.label} with {OFFLOAD_WORDS[policy]} "
-                       f"({need:g} GB of {avail:g} GB usable VRAM)")
-                if rejected:
-                    why += "; not chosen: " + "; ".join(rejected)
+                       f"({need:g} of {_gb(avail)} GB usable VRAM, {v.ram_gb:g} of {ram:g} GB usable RAM)")
+                if policy == "sequential" and v.precision.startswith("gguf"):
+                    why += ("; the layers move with diffusers' group offload, which keeps GGUF weights "
+                            "(accelerate's sequential offload cannot move them)")
                 return _model_plan(model, v, policy, need, why + ".")
-    smallest = min(((_needs(v, p), v, p) for v in usable for p in _options(v)), key=lambda t: t[0])
+    fits_ram = [v for v in usable if v.ram_gb <= ram]
+    if not fits_ram:
+        smallest = min(usable, key=lambda v: (v.ram_gb, v.quality))
+        raise DarkroomError(
+            f"{model.name} does not fit in this machine's RAM: even {smallest.label} needs "
+            f"{smallest.ram_gb:g} GB RAM for its weights, and {ram_words}.",
+            "Choose a smaller model, or add memory.")
+    need, v, policy = min(((_needs(v, p), v, p) for v in fits_ram for p in _options(v)), key=lambda t: t[0])
     raise DarkroomError(
-        f"{model.name} does not fit on {gpu.name}: even {smallest[1].label} with "
-        f"{OFFLOAD_WORDS[smallest[2]]} needs {smallest[0]:g} GB VRAM and {smallest[1].ram_gb:g} GB RAM; "
-        f"this machine has {gpu.vram_total_gb:g} GB VRAM and {hw.ram_total_gb:g} GB RAM.",
+        f"{model.name} does not fit on {gpu.name}: even {v.label} with {OFFLOAD_WORDS[policy]} "
+        f"needs {need:g} GB VRAM, and {vram_words}.",
         "Choose a smaller model, or run it on the CPU with `--cpu` (slow).")
 
 
-def _forced(model: Model, v: Variant, backend: str, gpu: Gpu | None, hw: Hardware) -> ModelPlan:
+def _forced(model: Model, v: Variant, gpu: Gpu | None, hw: Hardware) -> ModelPlan:
+    ram = usable_ram_gb(hw)
+    ram_short = (f" It needs {v.ram_gb:g} GB RAM and this machine has {ram:g} GB usable: "
+                 "it may fail or swap.") if v.ram_gb > ram else ""
     if gpu is None:
-        fits = v.ram_gb <= hw.ram_total_gb + RAM_TOLERANCE_GB
-        why = f"{v.label}, as you chose, on the CPU ({v.ram_gb:g} GB RAM)"
-        plan = _model_plan(model, v, "none", 0.0, why + ".", forced=True)
-        if not fits:
-            plan.reason += f" It needs more RAM than this machine has ({hw.ram_total_gb:g} GB): it may fail."
-        return plan
-    avail = max(0.0, gpu.vram_total_gb - VRAM_HEADROOM_GB)
+        why = f"{v.label}, as you chose, on the CPU ({v.ram_gb:g} GB RAM)."
+        return _model_plan(model, v, "none", 0.0, why + ram_short, forced=True)
+    avail = usable_vram_gb(gpu)
     for policy in _options(v):
         need = _needs(v, policy)
         if need <= avail:
             return _model_plan(model, v, policy, need,
-                               f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]} ({need:g} GB VRAM).",
-                               forced=True)
+                               f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]} "
+                               f"({need:g} of {avail:g} GB usable VRAM).{ram_short}", forced=True)
     policy = _options(v)[-1]
     need = _needs(v, policy)
-    plan = _model_plan(model, v, policy, need,
+    return _model_plan(model, v, policy, need,
                        f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]}: it needs {need:g} GB VRAM "
-                       f"and this GPU has {gpu.vram_total_gb:g} GB, so it will probably run out of memory.",
+                       f"and this GPU has {avail:g} GB usable, so it will probably run out of memory.{ram_short}",
                        forced=True)
-    return plan
 
 
 def _model_plan(model: Model, v: Variant, offload: Offload, vram: float, reason: str,
@@ -265,15 +318,26 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
                                 f"Its models are: {', '.join(sorted(known))}.")
 
     models: list[ModelPlan] = []
+    substitutes: list[str] = []
     for model in recipe.models:
         if model.id not in wanted:
             continue
         forced = choices.variants.get(model.id)
         if forced is None and "*" in choices.variants and any(v.id == choices.variants["*"] for v in model.variants):
             forced = choices.variants["*"]
-        models.append(plan_model(model, backend, gpu, hw, forced))
-
-    warnings: list[str] = []
+        try:
+            models.append(plan_model(model, backend, gpu, hw, forced))
+        except DarkroomError as exc:
+            if choices.models is not None or forced:
+                raise
+            other = _substitute(recipe, model, backend, gpu, hw, {m.id for m in models} | set(wanted))
+            if other is None:
+                raise
+            other.reason = f"{exc.message.rstrip('.')} → {other.name} instead: {other.reason}"
+            substitutes.append(f"{model.name} does not fit this machine, so {other.name} is installed instead "
+                               f"(see why below).")
+            models.append(other)
+    warnings: list[str] = list(substitutes)
     if backend == "cpu" and recipe.torch is not None and recipe.models:
         warnings.append("No GPU will be used: this will be slow (minutes per image instead of seconds).")
     for m in models:
@@ -284,7 +348,7 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
             warnings.append(f"{m.name} is gated on Hugging Face: accept its licence on the model page and "
                             "set your token with `darkroom config set hf_token <token>`.")
         if m.offload == "sequential":
-            warnings.append(f"{m.name} runs with sequential offload: it works, but each image takes much longer.")
+            warnings.append(f"{m.name} runs with layer-by-layer offload: it works, but each image takes much longer.")
         if m.forced and ("probably run out of memory" in m.reason or "may fail" in m.reason):
             warnings.append(f"{m.name}: {m.reason}")
     for m in models:
@@ -297,6 +361,7 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
         warnings.append(f"Not enough disk space: this needs {disk_needed / 1e9:.1f} GB and "
                         f"{hw.disk_free_gb:g} GB is free. Free some space before installing.")
     vram = sum(m.vram_gb for m in models) if recipe.concurrent_models else max((m.vram_gb for m in models), default=0.0)
+    warnings += _tight(models, vram, gpu, hw, recipe.concurrent_models)
     return Plan(app=recipe.id, app_name=recipe.name, version=recipe.version, hardware=hw.name,
                 backend=backend if recipe.torch is not None else "none", torch_backend=flavour,
                 device=device, python=recipe.python,
@@ -304,6 +369,42 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
                 torch_packages=list(recipe.torch.packages) if recipe.torch else [],
                 models=models, warnings=warnings, reasons=reasons, download_bytes=download,
                 disk_needed_bytes=disk_needed, vram_gb=round(vram, 2))
+
+
+def _substitute(recipe: Recipe, model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
+                taken: set[str]) -> ModelPlan | None:
+    """A default model that cannot fit: the first other model for the same task that does."""
+    task = model.task.split(",")[0].strip()
+    for other in recipe.models:
+        if other.id in taken or other.task.split(",")[0].strip() != task:
+            continue
+        try:
+            return plan_model(other, backend, gpu, hw, None)
+        except DarkroomError:
+            continue
+    return None
+
+
+def _tight(models: list[ModelPlan], vram: float, gpu: Gpu | None, hw: Hardware, concurrent: bool) -> list[str]:
+    """Warnings for plans that fit with little to spare, or (several models at once) do not fit."""
+    out: list[str] = []
+    ram = usable_ram_gb(hw)
+    need_ram = sum(m.ram_gb for m in models) if concurrent else max((m.ram_gb for m in models), default=0.0)
+    if gpu is not None and vram > 0:
+        avail = usable_vram_gb(gpu)
+        if vram > avail:
+            out.append(f"The models together need {vram:g} GB of GPU memory and this GPU has {_gb(avail)} GB usable "
+                       f"({gpu.vram_total_gb:g} GB less {vram_headroom_gb(gpu):g} GB for the driver and desktop): "
+                       "large images may run out of memory. Install fewer models, or use `--cpu`.")
+        elif vram > TIGHT_SHARE * avail:
+            out.append(f"GPU memory is tight: {vram:g} of {_gb(avail)} GB usable. Close other programs that use "
+                       "the GPU (games, browsers with video) before generating.")
+    if need_ram > ram:
+        out.append(f"The models need {need_ram:g} GB RAM and this machine has {ram:g} GB usable: "
+                   "it will swap and may be stopped by the system. Install fewer models.")
+    elif need_ram > TIGHT_SHARE * ram:
+        out.append(f"RAM is tight: the models take {need_ram:g} of {ram:g} GB usable. Close other programs first.")
+    return out
 
 
 def _unique_bytes(models: list[ModelPlan]) -> int:

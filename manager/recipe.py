@@ -101,12 +101,14 @@ class Variant(_Strict):
     precision: Precision
     quality: int = Field(ge=0, le=100, description="Relative output quality; higher is better")
     vram_gb: float = Field(ge=0, description="GPU memory at peak with everything on the GPU")
-    ram_gb: float = Field(ge=0, description="System RAM needed")
+    ram_gb: float = Field(ge=0, description="System RAM needed: the whole pipeline's weights, GB")
     offload: dict[Literal["model", "sequential"], float] = Field(
         default_factory=dict, description="GPU memory needed under each offload policy it supports")
     backends: list[Backend] = Field(default_factory=lambda: ["cuda", "rocm", "mps", "cpu"], min_length=1)
     files: list[ModelFile] = Field(default_factory=list)
     note: str = ""
+    memory_source: str = Field("", description="Where vram_gb, offload and ram_gb come from "
+                                               "(a published benchmark, a table, a measurement)")
 
     @field_validator("offload")
     @classmethod

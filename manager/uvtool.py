@@ -105,22 +105,77 @@ def has_user_sources(settings: Settings) -> bool:
     return bool(settings.index_url or settings.extra_index_urls or settings.find_links)
 
 
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+
+
+def local_torch_wheels(settings: Settings, flavour: str) -> dict[str, str]:
+    """{package: 'X+flavour'} for the newest torch-family wheels of that build lying in the
+    user's local find-links folders (an offline wheelhouse)."""
+    found: dict[str, tuple[tuple[int, ...], str]] = {}
+    pattern = re.compile(r"^(torch|torchvision|torchaudio)-([0-9][0-9.]*)\+" + re.escape(flavour) + r"-")
+    for link in settings.find_links:
+        folder = Path(link.removeprefix("file://"))
+        if not folder.is_dir():
+            continue
+        for wheel in folder.glob(f"*+{flavour}-*.whl"):
+            m = pattern.match(wheel.name)
+            if m:
+                key = tuple(int(x) for x in m.group(2).split(".") if x)
+                if m.group(1) not in found or key > found[m.group(1)][0]:
+                    found[m.group(1)] = (key, f"{m.group(2)}+{flavour}")
+    return {name: version for name, (_, version) in found.items()}
+
+
+def torch_source(settings: Settings, flavour: str | None) -> str:
+    """Where torch of this build comes from with these settings.
+
+    "pytorch": PyTorch's own index for the build (uv's --torch-backend). "index": the index
+    the user named for that build (`torch_index_urls`). "wheels": a CPU/CUDA torch in the
+    user's wheel folder, pinned to it. "user": whatever the user's sources hold (GPU builds on a
+    mirror, offline mode, macOS), with a warning where that may be the wrong build. A CPU
+    machine never lands on "user" while online: PyPI's Linux torch is the CUDA build, 5.7 GB
+    of nvidia-* wheels that a machine without a GPU cannot use.
+    """
+    if not flavour or flavour == "mps":
+        return "user"
+    if flavour in settings.torch_index_urls:
+        return "index"
+    if not has_user_sources(settings):
+        return "pytorch"
+    if "torch" in local_torch_wheels(settings, flavour):
+        return "wheels"
+    if flavour == "cpu" and not settings.offline:
+        return "pytorch"
+    return "user"
+
+
+def torch_requirements(settings: Settings, flavour: str | None, packages: Sequence[str]) -> list[str]:
+    """The torch requirements, with bare names pinned to the user's wheels when they are the source."""
+    if not flavour or torch_source(settings, flavour) != "wheels":
+        return list(packages)
+    wheels = local_torch_wheels(settings, flavour)
+    return [f"{p}=={wheels[p]}" if p in wheels else p for p in packages]
+
+
 def source_args(settings: Settings, torch_backend: str | None = None) -> list[str]:
     """uv options for package sources.
 
-    The user's own sources (a mirror, an offline wheelhouse) win: when any is set, torch
-    comes from them too. Otherwise uv's --torch-backend sends torch packages to the
-    PyTorch index of the backend (CUDA flavour, ROCm, CPU); on macOS (mps) PyPI's wheels
-    are the right ones.
+    The user's own sources (a mirror, an offline wheelhouse) are used for everything; torch
+    comes from where `torch_source` says: an index the user named for that build goes first
+    (uv takes each package from the first index that has it), PyTorch's index goes through
+    --torch-backend. On macOS (mps) PyPI's wheels are the right ones.
     """
     args = ["--no-config"]
+    where = torch_source(settings, torch_backend)
+    if where == "index" and torch_backend:
+        args += ["--extra-index-url", settings.torch_index_urls[torch_backend]]
     if settings.index_url:
         args += ["--index-url", settings.index_url]
     for url in settings.extra_index_urls:
         args += ["--extra-index-url", url]
     for link in settings.find_links:
         args += ["--find-links", link]
-    if torch_backend and torch_backend != "mps" and not has_user_sources(settings):
+    if where == "pytorch" and torch_backend:
         args += ["--torch-backend", torch_backend]
     if settings.index_strategy != "first-index":
         args += ["--index-strategy", settings.index_strategy]

@@ -295,3 +295,26 @@ def test_wrong_scratch_file_stops_the_app_with_a_sentence(restorer_env, tiny_res
         assert "darkroom models pull restorer" in log and "Traceback" not in log
     finally:
         proc.stop()
+
+
+def test_default_scale_and_presets_use_the_default_installs_upscaler(restorer_env) -> None:
+    """The page, the API and the bundled presets ask for a scale the default install can do."""
+    import yaml
+
+    from manager.bundled import apps_dir
+    from manager.recipe import bundled_recipes
+
+    recipe = bundled_recipes()["restorer"]
+    installed = {int(m.id.rsplit("-x", 1)[1]) for m in recipe.models
+                 if m.default and m.library == "upscale_models"}
+    assert installed == {4}
+    proc = restorer_env.run(["-c", "from restorer.restore import RestoreRequest; "
+                                   "print(RestoreRequest.model_fields['scale'].default)"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.strip()) in installed
+    ui = (apps_dir() / "restorer" / "ui.py").read_text("utf-8")
+    assert 'value="4", label="Scale"' in ui
+    for preset in (apps_dir() / "workflow" / "presets").glob("*.yaml"):
+        for step in yaml.safe_load(preset.read_text("utf-8"))["steps"]:
+            if step["app"] == "restorer" and step["params"].get("upscale"):
+                assert step["params"].get("scale", 4) in installed, preset.name

@@ -403,7 +403,8 @@ def test_old_photo_preset_through_restorer_and_colorizer(workflow_env: AppEnv, r
         (src / photos[key].name).write_bytes(photos[key].read_bytes())
     (src / "torn.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     restorer = start_app(restorer_env, "restorer", tmp_path / "restorer", models_json(
-        restore_models(built, ["gfpgan", "retinaface", "parsenet", "esrgan-x2", "lama"]), "gfpgan"))
+        # the restorer's default install: its only upscaler is the x4 one
+        restore_models(built, ["gfpgan", "retinaface", "parsenet", "esrgan-x4", "lama"]), "gfpgan"))
     colorizer = start_app(colorizer_env, "colorizer", tmp_path / "colorizer",
                           models_json(restore_models(built, ["ddcolor-tiny"])))
     try:
@@ -427,11 +428,11 @@ def test_old_photo_preset_through_restorer_and_colorizer(workflow_env: AppEnv, r
         assert summary["failures"][0][0] == "torn.jpg"
         items = {e["id"]: e for e in events if e["type"] == "item" and e["status"] == "done"}
         assert set(items["grey.png"]["steps"]) == {"defects", "faces", "upscale", "colorize"}
-        # upscaled 2x: the output is twice the input's size
+        # upscaled 4x with the default install's upscaler: the preset works as installed
         size = workflow_env.run(["-c", "import sys; from PIL import Image; print(*Image.open(sys.argv[1]).size, "
                                  "*Image.open(sys.argv[2]).size)", str(src / "grey.png"), str(out / "grey.png")])
         w, h, w2, h2 = map(int, size.stdout.split())
-        assert (w2, h2) == (2 * w, 2 * h)
+        assert (w2, h2) == (4 * w, 4 * h)
         _, jobs, _ = colorizer.get("/api/jobs")
         assert len(jobs["jobs"]) == 3  # the check above, and one per photo
         assert (out / "report.html").read_text().count("<img") == 4

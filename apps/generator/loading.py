@@ -3,8 +3,8 @@
 bf16/fp16/fp32: the whole pipeline from the repo snapshot. GGUF: the transformer from the
 single .gguf file (diffusers' GGUF loader, dequantized per layer at compute time), the rest
 from the snapshot. fp8: float8 storage cast per layer (a Kijai-style single file, or the
-snapshot's own transformer). NF4: the bitsandbytes transformer (CUDA only). Offload as the
-plan says, on CUDA only.
+snapshot's own transformer). NF4: the bitsandbytes transformer (CUDA only). Offload exactly as
+the plan says (`_place`).
 """
 
 from __future__ import annotations
@@ -161,11 +161,27 @@ def load(model_id: str, choice: ModelChoice, device: str, progress) -> Loaded:
 
 
 def _place(pipe: Any, device: str, offload: str) -> None:
-    """Put the pipeline on the device, offloading to RAM as the plan says (CUDA only)."""
-    if device.startswith("cuda") and offload == "model":
+    """Put the pipeline on the device exactly as the plan says.
+
+    - "none": everything on the device.
+    - "model": whole-model offload (accelerate hooks move one component at a time to the device).
+    - "sequential": layer by layer, with diffusers' group offload at leaf level. Not accelerate's
+      `enable_sequential_cpu_offload`: that re-creates every weight on the meta device, and a GGUF
+      weight cannot be re-created without its quantization type (KeyError: None in
+      GGUFParameter, diffusers issue 14691). Group offload swaps the tensor data inside the same
+      Parameter object, so GGUF and fp8 weights keep what they are.
+
+    Offload works wherever torch has a device to offload to: CUDA, and MPS on Apple silicon,
+    where it keeps Metal's working set to one component. The every-plan test calls this with
+    device "cpu": the same hooks are installed and run, with the CPU as execution device.
+    """
+    import torch
+
+    if offload == "model":
         pipe.enable_model_cpu_offload(device=device)
-    elif device.startswith("cuda") and offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                                  offload_type="leaf_level")
     else:
         pipe.to(device)
     vae = getattr(pipe, "vae", None)

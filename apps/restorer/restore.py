@@ -39,7 +39,7 @@ class RestoreRequest(BaseModel):
     face_threshold: float = Field(0.9, gt=0, lt=1)
     max_faces: int = Field(20, ge=1, le=100, description="restore at most this many faces (largest first)")
     upscale: bool = Field(True, description="upscale the whole photo")
-    scale: int = Field(2, description="2 or 4")
+    scale: int = Field(4, description="2 or 4; 4 by default: a default install has the x4 upscaler only")
     upscaler: str | None = Field(None, description="model id; default: the installed one of that scale")
     tile: int = Field(512, ge=0, le=4096, description="tile size in pixels (0 = whole image at once)")
     tile_overlap: int = Field(16, ge=0, le=256)

@@ -38,7 +38,7 @@ def build(runtime: Runtime) -> Any:
                                          label="Face model")
                 fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="CodeFormer fidelity")
                 upscale = gr.Checkbox(True, label="Upscale")
-                scale = gr.Radio(["2", "4"], value="2", label="Scale")
+                scale = gr.Radio(["2", "4"], value="4", label="Scale")
                 button = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column():
                 result = gr.Image(type="filepath", label="Result", elem_id="result", format="png")
