@@ -32,7 +32,7 @@ from .events import Message, Progress, Reporter, ignore
 from .fsutil import atomic_write_json
 from .hardware import Hardware
 from .home import Home
-from .planner import VRAM_HEADROOM_GB
+from .planner import usable_vram_gb
 from .supervisor import RunInfo, control
 
 SOURCE = "switch"
@@ -196,8 +196,9 @@ def usage(home: Home) -> list[Usage]:
 
 
 def budget_gb(hw: Hardware) -> float:
+    """The GPU memory apps may share: the same usable figure the planner plans against."""
     gpu = hw.best_gpu
-    return max(0.0, gpu.vram_total_gb - VRAM_HEADROOM_GB) if gpu else 0.0
+    return usable_vram_gb(gpu) if gpu else 0.0
 
 
 def check_fits(home: Home, hw: Hardware, app: str, need_gb: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -212,7 +213,16 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
 
 def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None:
     release = hub.faults.pause_after("weights.bin", 1000)
+    # As in CI, where the suite may run as a background job with SIGINT ignored: children
+    # inherit that, and the cancel must still stop the install (it once finished instead).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _cancel_mid_download(home, tiny, release)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
+
+def _cancel_mid_download(home: Home, tiny: Path, release) -> None:
     async def go() -> None:
         app = RecordingApp(home, CPU)
         async with app.run_test(size=(80, 24)) as pilot:

@@ -334,6 +334,10 @@ class JobResult:
     finished_before_cancel: bool = False
 
 
+_CHILD_MAIN = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from manager.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 class InstallJob:
     """`darkroom install|update ... --json` run as a child process, its events handed to `report`.
 
@@ -360,7 +364,11 @@ class InstallJob:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "manager", *self.argv]
+        # A process started with SIGINT ignored (a background job of a non-interactive shell,
+        # as CI runs) passes SIG_IGN on to its children, and Python then installs no Ctrl-C
+        # handler: the cancel's interrupt would be lost and the install would go on. So the
+        # child puts Python's own handler back before anything else.
+        return [sys.executable, "-c", _CHILD_MAIN, *self.argv]
 
     @property
     def cancelled(self) -> bool:
