@@ -226,10 +226,50 @@ def summary(lags: list[float]) -> str:
     return f"max {ms[-1]:6.1f} ms, p99 {p99:5.1f} ms, median {statistics.median(ms):4.1f} ms ({len(ms)} wakes)"
 
 
+def paint(report: Report, tmp: Path, rounds: int) -> None:
+    print(f"1. Time to first paint, {rounds} fresh processes each, interleaved (80x24, headless), "
+          f"load {load()}")
+    results: dict[str, list[dict]] = {"bare": [], "darkroom": []}
+    first_paint("darkroom", tmp / "warm", report)          # compile bytecode once, untimed
+    for _ in range(rounds):
+        for kind in results:
+            results[kind].append(first_paint(kind, tmp / "paint", report))
+    report.done(f"{2 * rounds} first paints")
+    sp = {k: {m: Spread.of(r[m] for r in rs) for m in rs[0]} for k, rs in results.items()}
+    b, d = sp["bare"], sp["darkroom"]
+    run_ratio = ratios([r["paint_from_run"] for r in results["darkroom"]],
+                       [r["paint_from_run"] for r in results["bare"]])
+    print(f"   imports            bare textual {b['imports'].text(1000, ' ms', 0)}   "
+          f"darkroom {d['imports'].text(1000, ' ms', 0)}")
+    verdict = report.goal("first paint <= 0.6 s", d["paint_from_run"].median <= 0.6, d["paint_from_run"], 0.6)
+    print(f"   from App.run       bare textual {b['paint_from_run'].text(1000, ' ms', 0)}   darkroom "
+          f"{d['paint_from_run'].text(1000, ' ms', 0)}   per-round ratio {run_ratio.text(unit='x', digits=2)}"
+          f"   goal <= 0.6 s: {verdict}")
+    exec_ratio = ratios([r["paint_from_exec"] for r in results["darkroom"]],
+                        [r["paint_from_exec"] for r in results["bare"]])
+    print(f"   from process start bare textual {b['paint_from_exec'].text(1000, ' ms', 0)}   darkroom "
+          f"{d['paint_from_exec'].text(1000, ' ms', 0)}   per-round ratio {exec_ratio.text(unit='x', digits=2)}")
+    print(f"   app cards on screen, from App.run: {d['cards_from_run'].text(1000, ' ms', 0)}")
+
+
+def stall(report: Report, tmp: Path, mb: int, smoke: bool) -> None:
+    print(f"2. Event-loop stall while installing the tiny app ({mb} MB of weights at 50 MB/s), "
+          f"load {load()}")
+    inst, data, root = asyncio.run(install_stall(tmp / "install", mb, 0.5 if smoke else 2.0))
+    check_installed(report, inst, data, root)
+    print(f"   idle app (baseline)  {summary(inst.idle)}")
+    print(f"   during install       {summary(inst.busy)}   install {inst.phase} in {inst.took:.1f} s")
+    worst = max(inst.busy) * 1000
+    print(f"   longest stall {worst:.1f} ms vs idle {max(inst.idle) * 1000:.1f} ms "
+          f"(ratio {max(inst.busy) / max(max(inst.idle), 1e-4):.1f}x); goal <= 100 ms: "
+          f"{report.goal('longest stall <= 100 ms', worst <= 100)}   load {load()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--part", choices=["paint", "install", "both"], default="both")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "HOME"), help=argparse.SUPPRESS)
     args = add_args(parser).parse_args()
     if args.child:
@@ -241,40 +281,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-tui-") as tmp_name:
         tmp = Path(tmp_name)
-        print(f"1. Time to first paint, {args.rounds} fresh processes each, interleaved (80x24, headless), "
-              f"load {load()}")
-        results: dict[str, list[dict]] = {"bare": [], "darkroom": []}
-        first_paint("darkroom", tmp / "warm", report)          # compile bytecode once, untimed
-        for _ in range(args.rounds):
-            for kind in results:
-                results[kind].append(first_paint(kind, tmp / "paint", report))
-        report.done(f"{2 * args.rounds} first paints")
-        sp = {k: {m: Spread.of(r[m] for r in rs) for m in rs[0]} for k, rs in results.items()}
-        b, d = sp["bare"], sp["darkroom"]
-        run_ratio = ratios([r["paint_from_run"] for r in results["darkroom"]],
-                           [r["paint_from_run"] for r in results["bare"]])
-        print(f"   imports            bare textual {b['imports'].text(1000, ' ms', 0)}   "
-              f"darkroom {d['imports'].text(1000, ' ms', 0)}")
-        verdict = report.goal("first paint <= 0.6 s", d["paint_from_run"].median <= 0.6, d["paint_from_run"], 0.6)
-        print(f"   from App.run       bare textual {b['paint_from_run'].text(1000, ' ms', 0)}   darkroom "
-              f"{d['paint_from_run'].text(1000, ' ms', 0)}   per-round ratio {run_ratio.text(unit='x', digits=2)}"
-              f"   goal <= 0.6 s: {verdict}")
-        exec_ratio = ratios([r["paint_from_exec"] for r in results["darkroom"]],
-                            [r["paint_from_exec"] for r in results["bare"]])
-        print(f"   from process start bare textual {b['paint_from_exec'].text(1000, ' ms', 0)}   darkroom "
-              f"{d['paint_from_exec'].text(1000, ' ms', 0)}   per-round ratio {exec_ratio.text(unit='x', digits=2)}")
-        print(f"   app cards on screen, from App.run: {d['cards_from_run'].text(1000, ' ms', 0)}")
-
-        print(f"2. Event-loop stall while installing the tiny app ({args.mb} MB of weights at 50 MB/s), "
-              f"load {load()}")
-        inst, data, root = asyncio.run(install_stall(tmp / "install", args.mb, 0.5 if args.smoke else 2.0))
-        check_installed(report, inst, data, root)
-        print(f"   idle app (baseline)  {summary(inst.idle)}")
-        print(f"   during install       {summary(inst.busy)}   install {inst.phase} in {inst.took:.1f} s")
-        worst = max(inst.busy) * 1000
-        print(f"   longest stall {worst:.1f} ms vs idle {max(inst.idle) * 1000:.1f} ms "
-              f"(ratio {max(inst.busy) / max(max(inst.idle), 1e-4):.1f}x); goal <= 100 ms: "
-              f"{report.goal('longest stall <= 100 ms', worst <= 100)}   load {load()}")
+        if args.part != "install":
+            paint(report, tmp, args.rounds)
+        if args.part != "paint":
+            stall(report, tmp, args.mb, args.smoke)
     return report.finish()
 
 

@@ -1,0 +1,77 @@
+"""Every bench in bench/ run as a real subprocess with --smoke (smallest sizes, one round), so
+a bench that no longer works fails here and not in front of someone reading its figures.
+
+Each must exit 0 and print its closing line `bench NAME: OK (...)`, which it prints only
+after checking the work it timed (install done, bytes verified, images written, batch
+complete). The tests named `..._fails_when_...` break a fixture a bench depends on, in a
+copy of the checkout, and see the bench fail with the reason: proof that a figure cannot be
+printed over work that did not happen. Timings are printed, never judged here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG_GUARD_S = 900   # only stops a hung bench; nothing here depends on how fast it runs
+
+
+def run_bench(script: str, *args: str, root: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DARKROOM_HOME")}
+    return subprocess.run([sys.executable, str(root / "bench" / script), "--smoke", *args], cwd=root,
+                          capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
+
+
+def ok_line(done: subprocess.CompletedProcess, name: str) -> str:
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(f"bench {name}: ")]
+    assert lines and lines[-1].startswith(f"bench {name}: OK ("), out[-4000:]
+    return lines[-1]
+
+
+def failed_line(done: subprocess.CompletedProcess, name: str) -> str:
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out[-4000:]
+    assert f"bench {name}: OK" not in done.stdout, out[-4000:]
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(f"bench {name}: FAILED: ")]
+    assert lines, out[-4000:]
+    return lines[-1]
+
+
+@pytest.fixture
+def broken_checkout(tmp_path: Path):
+    """A copy of this checkout's sources in which a test edits one fixture file."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".pytest_cache", ".darkroom-test", "__pycache__", ".ruff_cache", "*.egg-info"))
+
+    def edit(rel: str, old: str, new: str) -> Path:
+        path = copy / rel
+        text = path.read_text()
+        assert old in text, f"{rel} no longer contains {old!r}: update this test"
+        path.write_text(text.replace(old, new))
+        return copy
+    return edit
+
+
+# ---------------------------------------------------------------- tui
+
+
+def test_tui_bench_smoke_installs_for_real() -> None:
+    line = ok_line(run_bench("tui.py"), "tui")
+    assert "install done" in line and "MB verified" in line and "first paints" in line
+
+
+def test_tui_bench_fails_when_the_shared_tiny_repo_drifts(broken_checkout) -> None:
+    # The drift that once went unnoticed: the repository lacks the requirements.txt its recipe names.
+    root = broken_checkout("tests/fixtures/tinygit.py", '(repo / "requirements.txt").write_text("packaging\\n")',
+                           "None")
+    line = failed_line(run_bench("tui.py", "--part", "install", root=root), "tui")
+    assert "install ended" in line and "requirements.txt" in line
