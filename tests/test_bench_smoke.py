@@ -75,3 +75,36 @@ def test_tui_bench_fails_when_the_shared_tiny_repo_drifts(broken_checkout) -> No
                            "None")
     line = failed_line(run_bench("tui.py", "--part", "install", root=root), "tui")
     assert "install ended" in line and "requirements.txt" in line
+
+
+# ---------------------------------------------------------------- recipes, supervisor, weights
+
+
+def test_recipes_bench_smoke_validates_every_recipe() -> None:
+    assert "recipes validated" in ok_line(run_bench("recipes.py"), "recipes")
+
+
+def test_recipes_bench_fails_when_a_recipe_is_rejected(broken_checkout) -> None:
+    root = broken_checkout("recipes/generator.yaml", "\nlicense:", "\nlicense: [not, a, licence]\nlicence_typo:")
+    assert "did not validate" in failed_line(run_bench("recipes.py", root=root), "recipes")
+
+
+def test_supervisor_bench_smoke_starts_and_restarts() -> None:
+    line = ok_line(run_bench("supervisor.py"), "supervisor")
+    assert "starts healthy" in line and "1 crash(es) restarted" in line
+
+
+def test_supervisor_bench_fails_when_the_tiny_app_cannot_start(broken_checkout) -> None:
+    root = broken_checkout("tests/fixtures/tinyapp/tinyapp/__main__.py", "sys.exit(main())",
+                           "sys.exit('broken on purpose')")
+    assert "did not answer its health check" in failed_line(run_bench("supervisor.py", root=root), "supervisor")
+
+
+def test_weights_bench_smoke_verifies_every_download() -> None:
+    assert "every download verified" in ok_line(run_bench("weights.py"), "weights")
+
+
+def test_weights_bench_fails_when_the_hub_serves_wrong_bytes(broken_checkout) -> None:
+    root = broken_checkout("tests/fixtures/hub.py", "self.wfile.write(body[sent:sent + n])",
+                           "self.wfile.write(bytes(n))")
+    assert "other bytes than the hub holds" in failed_line(run_bench("weights.py", root=root), "weights")
