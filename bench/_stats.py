@@ -120,6 +120,10 @@ class Report:
 
     @classmethod
     def from_args(cls, name: str, args: argparse.Namespace) -> Report:
+        # The processes a bench starts write bytecode, as on a user's machine: with
+        # PYTHONDONTWRITEBYTECODE (set in some shells here) every start would compile
+        # diffusers or Textual from source again and time that instead.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         return cls(name, smoke=args.smoke, strict=args.strict)
 
     def require(self, ok: object, reason: str) -> None:
