@@ -68,7 +68,7 @@ def env(report: Report, root: Path) -> AppEnv:
     sources = read_pip_config()
     pin = local_cpu_torch(sources.find_links)
     report.require(pin, "no local CPU torch wheel in the configured find-links folders")
-    home = Home(root).ensure()
+    home = Home(root.resolve()).ensure()
     try:
         info = envs.build(home, Settings(find_links=sources.find_links), generator_spec(pin))
     except DarkroomError as exc:

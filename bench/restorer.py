@@ -2,7 +2,7 @@
 image, in one run; and peak memory of the tiled upscale at two tile sizes on a large image.
 
     .venv/bin/python bench/restorer.py [--size 256] [--large 2048] [--repeat 9] [--full-size] [--speed-only]
-                                        [--cache DIR] [--smoke] [--strict]
+                                        [--env-home DIR] [--models DIR] [--smoke] [--strict]
 
 Builds (or reuses) the restorer env and the random-weight checkpoints of the test factory
 (an ESRGAN x4 with 16 filters and 2 blocks; --full-size: Real-ESRGAN x4plus's own size, 64
@@ -166,8 +166,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)")
     parser.add_argument("--speed-only", action="store_true", help="skip the peak-memory runs")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".pytest_cache" / "d",
-                        help="where the tests keep darkroom-restorer-env and darkroom-tinymodels")
+    shared = ROOT / ".pytest_cache" / "d"    # where the tests' fixtures keep them
+    parser.add_argument("--env-home", type=Path, default=shared / "darkroom-restorer-env")
+    parser.add_argument("--models", type=Path, default=shared / "darkroom-tinymodels")
     args = add_args(parser).parse_args()
     if args.smoke:
         args.size, args.repeat, args.speed_only = 64, 1, True
@@ -185,8 +186,7 @@ def main() -> int:
     pair = torch_vision_sources(sources.extra_index_urls)
     report.require(pair, "no torch + torchvision pair in a local extra index; cannot run")
     links, pins = pair
-    cache = args.cache
-    home = Home(cache / "darkroom-restorer-env").ensure()
+    home = Home(args.env_home.resolve()).ensure()
     settings = Settings(find_links=[*sources.find_links, *[p for p in links if p not in sources.find_links]])
     try:
         info = envs.build(home, settings, app_spec("restorer", pins))
@@ -194,7 +194,7 @@ def main() -> int:
         report.fail(f"the restorer env could not be built: {exc.message} {exc.hint or ''}")
     env = AppEnv(home=home, python=envs.env_python(home, "restorer"), packages=info.packages)
     try:
-        built = build_restore_models(env, cache / "darkroom-tinymodels")
+        built = build_restore_models(env, args.models)
     except RuntimeError as exc:
         report.fail(str(exc))
     model = built["esrgan-x4"]["path"]

@@ -108,3 +108,27 @@ def test_weights_bench_fails_when_the_hub_serves_wrong_bytes(broken_checkout) ->
     root = broken_checkout("tests/fixtures/hub.py", "self.wfile.write(body[sent:sent + n])",
                            "self.wfile.write(bytes(n))")
     assert "other bytes than the hub holds" in failed_line(run_bench("weights.py", root=root), "weights")
+
+
+# ---------------------------------------------------------------- envs and the app benches
+
+
+def test_envs_bench_smoke_builds_envs_that_import() -> None:
+    assert "envs built and importing packaging" in ok_line(run_bench("envs.py"), "envs")
+
+
+def test_generator_bench_smoke_writes_images(generator_env, tiny_flux) -> None:
+    # The tests' own env and tiny model, so the bench measures what the tests check.
+    done = run_bench("generator.py", "--env-home", str(generator_env.home.root), "--models", str(tiny_flux.root.parent))
+    assert "images written" in ok_line(done, "generator")
+
+
+def test_restorer_bench_smoke_checks_the_app_against_raw(restorer_env, tiny_restore) -> None:
+    models = Path(tiny_restore["esrgan-x4"]["path"]).parents[1]
+    done = run_bench("restorer.py", "--env-home", str(restorer_env.home.root), "--models", str(models))
+    assert "app output equals raw" in ok_line(done, "restorer")
+
+
+def test_workflow_bench_smoke_completes_every_batch(generator_env) -> None:
+    line = ok_line(run_bench("workflow.py", "--env-home", str(generator_env.home.root)), "workflow")
+    assert "1 batches of 6 complete" in line and "resume after kill -9" in line
