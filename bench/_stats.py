@@ -89,9 +89,10 @@ class Spread:
         return body + f", n={self.n})"
 
     def covers(self, value: float) -> bool:
-        """Whether `value` lies inside the IQR (min-max below 4 samples): not told apart."""
-        q1, q3 = self.iqr
-        return q1 <= value <= q3
+        """Whether `value` lies inside the samples' band, so they are not told apart from it:
+        the IQR from 8 samples on, the whole min-max below (quartiles of a few are noise)."""
+        lo, hi = self.iqr if self.n >= 8 else (self.lo, self.hi)
+        return lo <= value <= hi
 
 
 def ratios(numerators: Iterable[float], denominators: Iterable[float]) -> Spread:

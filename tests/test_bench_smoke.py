@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bench._stats import EXIT_FAILED, EXIT_MISSED, Report, Spread, against, ratios
+
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 900   # only stops a hung bench; nothing here depends on how fast it runs
 
@@ -59,6 +61,46 @@ def broken_checkout(tmp_path: Path):
         path.write_text(text.replace(old, new))
         return copy
     return edit
+
+
+# ---------------------------------------------------------------- the shared verdict helper
+
+
+def test_spread_reports_median_range_quartiles_and_count() -> None:
+    sp = Spread.of([0.9, 1.0, 1.1, 1.2, 5.0])
+    assert (sp.median, sp.lo, sp.hi, sp.n) == (1.1, 0.9, 5.0, 5)
+    assert sp.iqr == (1.0, 1.2)
+    assert sp.text(1000, " ms", 0) == "1100 ms (min-max 900-5000, IQR 1000-1200, n=5)"
+    assert Spread.of([2.0]).text(unit=" s") == "2.0 s (n=1)"
+
+
+def test_a_ratio_whose_spread_holds_one_is_called_noise() -> None:
+    # The case: a per-pair median of 0.765x from pairs that went both ways.
+    noisy = ratios([5.0, 4.6, 6.2, 4.1], [6.1, 6.0, 5.9, 6.3])
+    assert noisy.median < 0.9 and "no difference is shown" in against(noisy, 1.0)
+    clear = ratios([4.0, 4.1, 4.2, 4.0], [6.1, 6.0, 5.9, 6.3])
+    assert against(clear, 1.0) == ""
+
+
+def test_a_missed_goal_is_printed_and_fails_only_under_strict(capsys) -> None:
+    for strict, status in ((False, 0), (True, EXIT_MISSED)):
+        report = Report("x", strict=strict)
+        report.done("work checked")
+        assert report.goal("fast enough", False) == "MISSED"
+        assert report.finish() == status
+        assert "bench x: goal MISSED: fast enough" in capsys.readouterr().out
+    smoke = Report("x", smoke=True, strict=True)
+    assert smoke.goal("fast enough", False).startswith("not judged")
+    assert smoke.finish() == 0
+
+
+def test_failed_work_ends_the_bench_with_its_reason(capsys) -> None:
+    report = Report("x")
+    report.require(True, "not shown")
+    with pytest.raises(SystemExit) as exc:
+        report.require(False, "the install ended 'failed'")
+    assert exc.value.code == EXIT_FAILED
+    assert capsys.readouterr().out.strip() == "bench x: FAILED: the install ended 'failed'"
 
 
 # ---------------------------------------------------------------- tui
