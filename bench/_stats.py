@@ -20,14 +20,17 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-EXIT_FAILED = 1      # the work the bench timed did not succeed
-EXIT_MISSED = 3      # a goal was missed and --strict was given
+EXIT_FAILED = 1  # the work the bench timed did not succeed
+EXIT_MISSED = 3  # a goal was missed and --strict was given
 
 
 def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options every bench takes."""
-    parser.add_argument("--smoke", action="store_true",
-                        help="smallest sizes, one round: checks the bench still works (goals not judged)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smallest sizes, one round: checks the bench still works (goals not judged)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     return parser
 
@@ -140,13 +143,20 @@ class Report:
         """Record one piece of work that was checked and succeeded."""
         self.checked.append(what)
 
-    def goal(self, label: str, met: bool, spread: Spread | None = None, threshold: float | None = None) -> str:
+    def goal(
+        self, label: str, met: bool, spread: Spread | None = None, threshold: float | None = None
+    ) -> str:
         """Judge a goal; returns 'met' / 'MISSED' (with a note when the spread straddles the
         threshold). In smoke mode goals are shown but not judged: the sizes are too small."""
         if self.smoke:
             return "not judged (smoke)"
         note = ""
-        if spread is not None and threshold is not None and spread.n >= 2 and spread.lo <= threshold <= spread.hi:
+        if (
+            spread is not None
+            and threshold is not None
+            and spread.n >= 2
+            and spread.lo <= threshold <= spread.hi
+        ):
             note = " (the samples straddle the goal)"
         (self.met if met else self.missed).append(label)
         return ("met" if met else "MISSED") + note
@@ -155,9 +165,11 @@ class Report:
         """Print the closing line and return the exit status."""
         checked = "; ".join(self.checked) or "nothing checked"
         if self.missed:
-            print(f"bench {self.name}: goal MISSED: {', '.join(self.missed)} (work succeeded: {checked})", flush=True)
+            print(
+                f"bench {self.name}: goal MISSED: {', '.join(self.missed)} (work succeeded: {checked})",
+                flush=True,
+            )
             return EXIT_MISSED if self.strict else 0
         goals = "smoke run, goals not judged" if self.smoke else f"{len(self.met)} goal(s) met"
         print(f"bench {self.name}: OK ({checked}; {goals}; load {load()})", flush=True)
         return 0
-

@@ -61,27 +61,53 @@ from tests.fixtures.tinymodels import local_cpu_torch  # noqa: E402
 @dataclass
 class Scenario:
     name: str
-    packages: list[str]            # what pip and raw uv install (same as Darkroom's spec)
-    spec: envs.EnvSpec             # Darkroom's spec; its app name is replaced per build
+    packages: list[str]  # what pip and raw uv install (same as Darkroom's spec)
+    spec: envs.EnvSpec  # Darkroom's spec; its app name is replaced per build
 
 
 def scenarios(find_links: list[str], report: Report, chosen: list[str]) -> dict[str, Scenario]:
-    out = {"tiny": Scenario("tiny", ["packaging"], envs.EnvSpec(
-        app="x", python="3.11", packages=["packaging"], check_import="packaging"))}
+    out = {
+        "tiny": Scenario(
+            "tiny",
+            ["packaging"],
+            envs.EnvSpec(app="x", python="3.11", packages=["packaging"], check_import="packaging"),
+        )
+    }
     if chosen == ["tiny"]:
         return out
     pin = local_cpu_torch(find_links)
-    report.require(pin, "no local CPU torch wheel in pip's find-links folders; this bench needs one")
+    report.require(
+        pin, "no local CPU torch wheel in pip's find-links folders; this bench needs one"
+    )
     recipe = load_recipe(recipes_dir() / "generator.yaml")
     app_pkgs = [*recipe.packages, pin, str(apps_dir().resolve())]
     torch_pkgs = [pin, "torchvision==0.28.0"]  # the CPU pair in this machine's wheels
     return {
         **out,
-        "app": Scenario("app", app_pkgs, envs.EnvSpec(
-            app="x", python=recipe.python, packages=list(recipe.packages), local_packages=[apps_dir()],
-            torch_packages=[pin], torch_backend="cpu", check_import=recipe.check_import)),
-        "torch": Scenario("torch", torch_pkgs, envs.EnvSpec(
-            app="x", python="3.11", torch_packages=torch_pkgs, torch_backend="cpu", check_import="torch")),
+        "app": Scenario(
+            "app",
+            app_pkgs,
+            envs.EnvSpec(
+                app="x",
+                python=recipe.python,
+                packages=list(recipe.packages),
+                local_packages=[apps_dir()],
+                torch_packages=[pin],
+                torch_backend="cpu",
+                check_import=recipe.check_import,
+            ),
+        ),
+        "torch": Scenario(
+            "torch",
+            torch_pkgs,
+            envs.EnvSpec(
+                app="x",
+                python="3.11",
+                torch_packages=torch_pkgs,
+                torch_backend="cpu",
+                check_import="torch",
+            ),
+        ),
     }
 
 
@@ -93,14 +119,20 @@ def timed(fn) -> float:
 
 def run(cmd: list[str], report: Report, env: dict[str, str] | None = None) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    report.require(done.returncode == 0, f"{' '.join(cmd[:4])} ... failed: {done.stderr.strip()[-2000:]}")
+    report.require(
+        done.returncode == 0, f"{' '.join(cmd[:4])} ... failed: {done.stderr.strip()[-2000:]}"
+    )
 
 
 def imports(python: Path, module: str, report: Report, who: str) -> None:
     """The env built must import what the scenario checks, or its time means nothing."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True, env=env)
-    report.require(done.returncode == 0, f"{who}'s env cannot import {module}: {done.stderr.strip()[-1500:]}")
+    done = subprocess.run(
+        [str(python), "-c", f"import {module}"], capture_output=True, text=True, env=env
+    )
+    report.require(
+        done.returncode == 0, f"{who}'s env cannot import {module}: {done.stderr.strip()[-1500:]}"
+    )
 
 
 def pip_build(folder: Path, packages: list[str], cache: Path, report: Report) -> None:
@@ -109,22 +141,48 @@ def pip_build(folder: Path, packages: list[str], cache: Path, report: Report) ->
     run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q", *packages], report, env=env)
 
 
-def uv_build(home: Home, folder: Path, packages: list[str], settings: Settings, report: Report) -> None:
+def uv_build(
+    home: Home, folder: Path, packages: list[str], settings: Settings, report: Report
+) -> None:
     uv = str(uvtool.uv_bin())
     env = uvtool.child_env(home, "hardlink")
     run([uv, "venv", "-q", "--no-config", "--python", "3.11", str(folder)], report, env=env)
-    run([uv, "pip", "install", "-q", "--python", str(folder / "bin" / "python"),
-         *uvtool.source_args(settings, "cpu"), *packages], report, env=env)
+    run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(folder / "bin" / "python"),
+            *uvtool.source_args(settings, "cpu"),
+            *packages,
+        ],
+        report,
+        env=env,
+    )
 
 
-def bench(sc: Scenario, settings: Settings, work: Path, report: Report, rounds: int, with_pip: bool) -> None:
+def bench(
+    sc: Scenario, settings: Settings, work: Path, report: Report, rounds: int, with_pip: bool
+) -> None:
     work.mkdir()
     module = sc.spec.check_import or "sys"
-    t: dict[str, list[float]] = {"pip cold": [], "pip warm": [], "uv cold": [], "uv warm": [],
-                                 "darkroom cold": [], "darkroom warm": []}
+    t: dict[str, list[float]] = {
+        "pip cold": [],
+        "pip warm": [],
+        "uv cold": [],
+        "uv warm": [],
+        "darkroom cold": [],
+        "darkroom warm": [],
+    }
     if with_pip:
-        t["pip cold"].append(timed(lambda: pip_build(work / "pip-a", sc.packages, work / "pipcache", report)))
-        t["pip warm"].append(timed(lambda: pip_build(work / "pip-b", sc.packages, work / "pipcache", report)))
+        t["pip cold"].append(
+            timed(lambda: pip_build(work / "pip-a", sc.packages, work / "pipcache", report))
+        )
+        t["pip warm"].append(
+            timed(lambda: pip_build(work / "pip-b", sc.packages, work / "pipcache", report))
+        )
         for name in ("pip-a", "pip-b"):
             imports(work / name / "bin" / "python", module, report, "venv+pip")
 
@@ -142,54 +200,83 @@ def bench(sc: Scenario, settings: Settings, work: Path, report: Report, rounds: 
         def seen(event: Event) -> None:
             if isinstance(event, Stage):
                 marks.setdefault(event.stage, time.perf_counter())
+
         spec = envs.EnvSpec.from_dict({**sc.spec.to_dict(), "app": app})
         try:
             info = envs.build(home, settings, spec, seen)
         except DarkroomError as exc:
             report.fail(f"Darkroom's build of {app} failed: {exc.message} {exc.hint or ''}")
-        report.require(not info.reused and info.python.is_file(), f"Darkroom's build of {app} left no env")
+        report.require(
+            not info.reused and info.python.is_file(), f"Darkroom's build of {app} left no env"
+        )
 
     t["uv cold"].append(timed(lambda: uv("a")))
     t["darkroom cold"].append(timed(lambda: build("bench-a")))
     for i in range(rounds):
-        steps = [("uv warm", lambda i=i: uv(f"w{i}")), ("darkroom warm", lambda i=i: build(f"bench-w{i}"))]
-        for key, fn in (steps if i % 2 == 0 else steps[::-1]):
+        steps = [
+            ("uv warm", lambda i=i: uv(f"w{i}")),
+            ("darkroom warm", lambda i=i: build(f"bench-w{i}")),
+        ]
+        for key, fn in steps if i % 2 == 0 else steps[::-1]:
             t[key].append(timed(fn))
     imports(uvhome.envs / "a" / "bin" / "python", module, report, "raw uv")
     imports(envs.env_python(home, "bench-a"), module, report, "Darkroom")
     report.done(f"{sc.name}: {2 + 2 * rounds + 2 * with_pip} envs built and importing {module}")
-    check = {"cold": [stamps["bench-a"]["swapping"] - stamps["bench-a"]["checking"]],
-             "warm": [stamps[f"bench-w{i}"]["swapping"] - stamps[f"bench-w{i}"]["checking"] for i in range(rounds)]}
+    check = {
+        "cold": [stamps["bench-a"]["swapping"] - stamps["bench-a"]["checking"]],
+        "warm": [
+            stamps[f"bench-w{i}"]["swapping"] - stamps[f"bench-w{i}"]["checking"]
+            for i in range(rounds)
+        ],
+    }
 
-    print(f"== scenario {sc.name}: {' '.join(Path(p).name if '/' in p else p for p in sc.packages)}, load {load()}")
+    print(
+        f"== scenario {sc.name}: {' '.join(Path(p).name if '/' in p else p for p in sc.packages)}, load {load()}"
+    )
     print(f"   darkroom checks `import {sc.spec.check_import}`")
     for name, secs in t.items():
         if secs:
             print(f"  {name:15} {Spread.of(secs).text(unit=' s', digits=2)}")
-    print(f"  (darkroom's import check: cold {Spread.of(check['cold']).text(unit=' s', digits=2)}, "
-          f"warm {Spread.of(check['warm']).text(unit=' s', digits=2)})")
+    print(
+        f"  (darkroom's import check: cold {Spread.of(check['cold']).text(unit=' s', digits=2)}, "
+        f"warm {Spread.of(check['warm']).text(unit=' s', digits=2)})"
+    )
     for kind in ("cold", "warm"):
         dr, uvt = t[f"darkroom {kind}"], t[f"uv {kind}"]
         vs_uv = Spread.of(d / u for d, u in zip(dr, uvt, strict=True))
         bare = Spread.of((d - c) / u for d, c, u in zip(dr, check[kind], uvt, strict=True))
-        line = f"  {kind}: darkroom / raw uv = {vs_uv.text(unit='x', digits=2)}{against(vs_uv, 1.0)}"
+        line = (
+            f"  {kind}: darkroom / raw uv = {vs_uv.text(unit='x', digits=2)}{against(vs_uv, 1.0)}"
+        )
         if kind == "cold":
             line += f"  goal <= 1.5x: {report.goal(f'{sc.name}: within 1.5x of raw uv', vs_uv.median <= 1.5)}"
         print(line + f"  (without the import check: {bare.text(unit='x', digits=2)})")
         if t[f"pip {kind}"]:
             vs_pip = t[f"pip {kind}"][0] / Spread.of(dr).median
-            verdict = report.goal(f"{sc.name}: 10x faster than pip", vs_pip >= 10) if kind == "cold" else "reported"
-            print(f"  {kind}: venv+pip / darkroom = {vs_pip:5.1f}x (one pip build; goal >= 10x cold: {verdict})")
+            verdict = (
+                report.goal(f"{sc.name}: 10x faster than pip", vs_pip >= 10)
+                if kind == "cold"
+                else "reported"
+            )
+            print(
+                f"  {kind}: venv+pip / darkroom = {vs_pip:5.1f}x (one pip build; goal >= 10x cold: {verdict})"
+            )
     one = dir_size(home.env_dir("bench-a"))
     second = dir_size(home.env_dir("bench-w0"))
-    both = dir_size(home.envs) - sum(dir_size(home.env_dir(f"bench-w{i}")) for i in range(1, rounds))
+    both = dir_size(home.envs) - sum(
+        dir_size(home.env_dir(f"bench-w{i}")) for i in range(1, rounds)
+    )
     extra = (both - one) / one
-    print(f"  disk: first darkroom env {one / 1e6:.0f} MB (the second alone {second / 1e6:.0f} MB); the second "
-          f"adds {(both - one) / 1e6:.1f} MB ({extra:.2%}); goal <= 2%: "
-          f"{report.goal(f'{sc.name}: second env <= 2% disk', extra <= 0.02)}")
+    print(
+        f"  disk: first darkroom env {one / 1e6:.0f} MB (the second alone {second / 1e6:.0f} MB); the second "
+        f"adds {(both - one) / 1e6:.1f} MB ({extra:.2%}); goal <= 2%: "
+        f"{report.goal(f'{sc.name}: second env <= 2% disk', extra <= 0.02)}"
+    )
     if with_pip:
         pip_one = dir_size(work / "pip-a")
-        print(f"  venv+pip: {pip_one / 1e6:.0f} MB, the second adds {dir_size(work / 'pip-b') / 1e6:.0f} MB")
+        print(
+            f"  venv+pip: {pip_one / 1e6:.0f} MB, the second adds {dir_size(work / 'pip-b') / 1e6:.0f} MB"
+        )
     print(f"  hardlinks from the cache: {uvtool.hardlinks_work(home)}\n")
 
 
@@ -198,7 +285,9 @@ def main() -> int:
     parser.add_argument("--scenario", choices=["app", "torch", "both", "tiny"], default="both")
     parser.add_argument("--rounds", type=int, default=3, help="warm builds of raw uv and Darkroom")
     parser.add_argument("--no-pip", action="store_true", help="skip the venv+pip baseline (slow)")
-    parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: system temp)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="scratch folder (default: system temp)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = add_args(parser).parse_args()
     if args.smoke:

@@ -59,10 +59,12 @@ def main() -> int:
             except DarkroomError as exc:
                 report.fail(f"a recipe did not validate: {exc}")
             ours_t.append(time.perf_counter() - start)
-            report.require(ids == [f"gen{i}" for i in range(args.count)], f"recipes came back as {ids[:3]}...")
+            report.require(
+                ids == [f"gen{i}" for i in range(args.count)], f"recipes came back as {ids[:3]}..."
+            )
 
         for i in range(args.rounds):
-            for step in ((raw, ours) if i % 2 == 0 else (ours, raw)):
+            for step in (raw, ours) if i % 2 == 0 else (ours, raw):
                 step()
     report.done(f"{args.count} recipes validated x {args.rounds} rounds")
     ours_s, raw_s, ratio = Spread.of(ours_t), Spread.of(raw_t), ratios(ours_t, raw_t)
@@ -71,8 +73,10 @@ def main() -> int:
     print(f"  darkroom check            {ours_s.text(unit=' s', digits=3)}")
     print(f"  ratio check / bare parse  {ratio.text(unit='x', digits=2)}{against(ratio, 1.0)}")
     goal = 10.0 * args.count / 100
-    print(f"  goal: {args.count} recipes well under {goal:g} s: "
-          f"{report.goal('recipe check under 10 s per 100', ours_s.hi < goal, ours_s, goal)}")
+    print(
+        f"  goal: {args.count} recipes well under {goal:g} s: "
+        f"{report.goal('recipe check under 10 s per 100', ours_s.hi < goal, ours_s, goal)}"
+    )
     return report.finish()
 
 

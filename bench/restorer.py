@@ -164,9 +164,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--large", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)")
+    parser.add_argument(
+        "--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)"
+    )
     parser.add_argument("--speed-only", action="store_true", help="skip the peak-memory runs")
-    shared = ROOT / ".pytest_cache" / "d"    # where the tests' fixtures keep them
+    shared = ROOT / ".pytest_cache" / "d"  # where the tests' fixtures keep them
     parser.add_argument("--env-home", type=Path, default=shared / "darkroom-restorer-env")
     parser.add_argument("--models", type=Path, default=shared / "darkroom-tinymodels")
     args = add_args(parser).parse_args()
@@ -187,7 +189,9 @@ def main() -> int:
     report.require(pair, "no torch + torchvision pair in a local extra index; cannot run")
     links, pins = pair
     home = Home(args.env_home.resolve()).ensure()
-    settings = Settings(find_links=[*sources.find_links, *[p for p in links if p not in sources.find_links]])
+    settings = Settings(
+        find_links=[*sources.find_links, *[p for p in links if p not in sources.find_links]]
+    )
     try:
         info = envs.build(home, settings, app_spec("restorer", pins))
     except DarkroomError as exc:
@@ -202,42 +206,67 @@ def main() -> int:
     def run(code: str, *argv: object) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             proc = env.run(["-c", code, *map(str, argv)], cwd=tmp)
-        report.require(proc.returncode == 0, f"the run in the restorer env failed: {proc.stderr.strip()[-2000:]}")
+        report.require(
+            proc.returncode == 0,
+            f"the run in the restorer env failed: {proc.stderr.strip()[-2000:]}",
+        )
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     speed = run(SPEED, model, args.size, args.repeat, int(args.full_size))
     report.done(f"app output equals raw at {args.size}x{args.size} x{args.repeat} rounds")
     times = {k: Spread.of(v) for k, v in speed["times"].items()}
-    what = "Real-ESRGAN x4plus size (64 filters, 23 blocks)" if args.full_size else "test factory ESRGAN x4"
-    print(f"{what}, random weights, {args.size}x{args.size} input, device {speed['device']} "
-          f"({speed['dtype']}), {speed['cpus']} CPUs, torch threads main/worker {speed['threads']}, "
-          f"load average {speed['load'][0]:.1f} -> {speed['load'][1]:.1f}:")
+    what = (
+        "Real-ESRGAN x4plus size (64 filters, 23 blocks)"
+        if args.full_size
+        else "test factory ESRGAN x4"
+    )
+    print(
+        f"{what}, random weights, {args.size}x{args.size} input, device {speed['device']} "
+        f"({speed['dtype']}), {speed['cpus']} CPUs, torch threads main/worker {speed['threads']}, "
+        f"load average {speed['load'][0]:.1f} -> {speed['load'][1]:.1f}:"
+    )
     print(f"  raw spandrel call          {times['raw'].text(1000, ' ms')}")
     print(f"  raw, main thread           {times['raw_main'].text(1000, ' ms')}")
-    for key, label in (("app_whole", "app upscale, tile 0     "), ("app_tiled", f"app upscale, tile {args.size // 2:<5d}")):
+    for key, label in (
+        ("app_whole", "app upscale, tile 0     "),
+        ("app_tiled", f"app upscale, tile {args.size // 2:<5d}"),
+    ):
         per_round = ratios(speed["times"]["raw"], speed["times"][key])
         print(f"  {label}  {times[key].text(1000, ' ms')}")
-        verdict = report.goal(f"{key}: raw/app >= 0.95", per_round.median >= 0.95, per_round, 0.95) \
-            if key == "app_whole" else "reported (tiles do more work)"
-        print(f"    ratio raw/app per round  {per_round.text(unit='x', digits=3)}{against(per_round, 1.0)}  "
-              f"goal >= 0.95: {verdict}")
+        verdict = (
+            report.goal(f"{key}: raw/app >= 0.95", per_round.median >= 0.95, per_round, 0.95)
+            if key == "app_whole"
+            else "reported (tiles do more work)"
+        )
+        print(
+            f"    ratio raw/app per round  {per_round.text(unit='x', digits=3)}{against(per_round, 1.0)}  "
+            f"goal >= 0.95: {verdict}"
+        )
     null = speed["null_median"]
-    print(f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
-          f"{null['raw'] * 1000:.1f} ms (main thread {null['raw_main'] * 1000:.1f}), app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
-          f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms")
+    print(
+        f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
+        f"{null['raw'] * 1000:.1f} ms (main thread {null['raw_main'] * 1000:.1f}), app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
+        f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms"
+    )
     if args.speed_only:
         return report.finish()
-    print(f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process), load {load()}:")
+    print(
+        f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process), load {load()}:"
+    )
     for tile in (128, 512):
         m = run(MEMORY, model, args.large, tile)
         gpu = f", GPU peak {m['gpu_peak_mb']:.0f} MiB" if m["device"] == "cuda" else ""
-        print(f"  tile {tile:4d}: process RSS peak {m['rss_peak_mb']:7.0f} MiB (before {m['rss_before_mb']:.0f}, "
-              f"output array {m['output_mb']:.0f} MiB){gpu}")
+        print(
+            f"  tile {tile:4d}: process RSS peak {m['rss_peak_mb']:7.0f} MiB (before {m['rss_before_mb']:.0f}, "
+            f"output array {m['output_mb']:.0f} MiB){gpu}"
+        )
     print("Scratch U-Net (full size, random weights) on CPU; the net works at a short side of 256:")
     for size in (args.large // 2, args.large):
         m = run(SCRATCH_MEMORY, built["scratchnet"]["path"], size)
-        print(f"  {size}x{size}: works at {m['work'][0]}x{m['work'][1]}, process RSS peak {m['rss_peak_mb']:6.0f} MiB "
-              f"(before {m['rss_before_mb']:.0f}, image {m['image_mb']:.0f} MiB)")
+        print(
+            f"  {size}x{size}: works at {m['work'][0]}x{m['work'][1]}, process RSS peak {m['rss_peak_mb']:6.0f} MiB "
+            f"(before {m['rss_before_mb']:.0f}, image {m['image_mb']:.0f} MiB)"
+        )
     report.done("4 memory runs with full-size outputs (single runs: no spread)")
     return report.finish()
 

@@ -35,7 +35,7 @@ from manager.home import Home  # noqa: E402
 from manager.supervisor import runfile  # noqa: E402
 from tests.fixtures.tinyapp import get_json, start_tinyapp, tinyapp_launch  # noqa: E402
 
-GIVE_UP_S = 120.0   # a restart that has not happened by then is not coming
+GIVE_UP_S = 120.0  # a restart that has not happened by then is not coming
 
 
 def direct_start(report: Report) -> float:
@@ -57,7 +57,10 @@ def supervised_start(home: Home, report: Report) -> float:
         info = supervisor.start(home, Settings(port_start=spec.port, port_end=spec.port + 50), spec)
     except DarkroomError as exc:
         report.fail(f"the supervised start failed: {exc.message} {exc.hint or ''}")
-    report.require(get_json(info.url + "api/health")[0] == 200, "the supervised app said ready but its health check fails")
+    report.require(
+        get_json(info.url + "api/health")[0] == 200,
+        "the supervised app said ready but its health check fails",
+    )
     took = time.perf_counter() - began
     supervisor.stop(home, spec.app)
     return took
@@ -68,18 +71,28 @@ def wait_status(home: Home, report: Report, want: str, old_pid: int | None = Non
     give_up = time.monotonic() + GIVE_UP_S
     while True:
         info = runfile.read_raw(home, "crashy")
-        if info is not None and info.status == want and (old_pid is None or info.app_pid != old_pid):
+        if (
+            info is not None
+            and info.status == want
+            and (old_pid is None or info.app_pid != old_pid)
+        ):
             return info
-        report.require(info is None or info.status not in ("failed", "stopped", "stale"),
-                       f"the runner gave up instead of restarting the killed app (status {info and info.status})")
-        report.require(time.monotonic() < give_up, f"no '{want}' in the run file {GIVE_UP_S:.0f} s after the kill")
+        report.require(
+            info is None or info.status not in ("failed", "stopped", "stale"),
+            f"the runner gave up instead of restarting the killed app (status {info and info.status})",
+        )
+        report.require(
+            time.monotonic() < give_up,
+            f"no '{want}' in the run file {GIVE_UP_S:.0f} s after the kill",
+        )
         time.sleep(0.002)
 
 
 def crash_times(home: Home, rounds: int, report: Report) -> tuple[list[float], list[float]]:
     # Real defaults for backoff (1 s first wait); stable_s=0 makes each kill a "first" crash.
-    spec = tinyapp_launch(home, app="crashy", backoff_s=1.0, backoff_max_s=30.0, stable_s=0.0,
-                          poll_s=0.5)
+    spec = tinyapp_launch(
+        home, app="crashy", backoff_s=1.0, backoff_max_s=30.0, stable_s=0.0, poll_s=0.5
+    )
     info = supervisor.start(home, Settings(port_start=spec.port, port_end=spec.port + 50), spec)
     detected, ready = [], []
     for _ in range(rounds):
@@ -89,7 +102,9 @@ def crash_times(home: Home, rounds: int, report: Report) -> tuple[list[float], l
         wait_status(home, report, "restarting")
         detected.append(time.perf_counter() - began)
         info = wait_status(home, report, "ready", old)
-        report.require(get_json(info.url + "api/health")[0] == 200, "the restarted app fails its health check")
+        report.require(
+            get_json(info.url + "api/health")[0] == 200, "the restarted app fails its health check"
+        )
         ready.append(time.perf_counter() - began)
     supervisor.stop(home, "crashy")
     return detected, ready
@@ -107,7 +122,7 @@ def main() -> int:
         direct_start(report)  # warm the page cache for both sides
         supervised_start(home, report)
         direct, supervised = [], []
-        for _ in range(args.rounds):   # interleaved, so a burst of load hits both
+        for _ in range(args.rounds):  # interleaved, so a burst of load hits both
             direct.append(direct_start(report))
             supervised.append(supervised_start(home, report))
         report.done(f"{2 * args.rounds + 2} starts healthy")
@@ -118,11 +133,15 @@ def main() -> int:
     print(f"{args.rounds} rounds, load {load()}")
     print(f"first healthy response, direct:     {d.text(1000, ' ms')}")
     print(f"first healthy response, supervised: {s.text(1000, ' ms')}")
-    print(f"start overhead (per round):         {extra.text(1000, ' ms')}{against(extra, 0.0)}  goal <= 300 ms: "
-          f"{report.goal('start overhead <= 300 ms', extra.median <= 0.3, extra, 0.3)}")
+    print(
+        f"start overhead (per round):         {extra.text(1000, ' ms')}{against(extra, 0.0)}  goal <= 300 ms: "
+        f"{report.goal('start overhead <= 300 ms', extra.median <= 0.3, extra, 0.3)}"
+    )
     cd, cr = Spread.of(detected), Spread.of(ready)
-    print(f"crash -> restart detected:          {cd.text(1000, ' ms')}  goal <= 1000 ms: "
-          f"{report.goal('crash detected <= 1 s', cd.hi <= 1.0, cd, 1.0)}")
+    print(
+        f"crash -> restart detected:          {cd.text(1000, ' ms')}  goal <= 1000 ms: "
+        f"{report.goal('crash detected <= 1 s', cd.hi <= 1.0, cd, 1.0)}"
+    )
     print(f"crash -> ready again (1 s backoff): {cr.text(1000, ' ms')}")
     return report.finish()
 

@@ -57,6 +57,7 @@ def child_paint(kind: str, home: str) -> None:
     marks: dict[str, float] = {}
 
     if kind == "bare":
+
         class Bare(App):
             def compose(self):
                 yield Label("hello")
@@ -89,17 +90,30 @@ def child_paint(kind: str, home: str) -> None:
         app = Timed(Home(Path(home)), load_profile("rtx3060-12gb"))
     imported = time.perf_counter()
     app.run(headless=True, size=(80, 24))
-    print(json.dumps({"imports": imported - began, "paint_from_run": marks["paint"] - imported,
-                      "cards_from_run": marks["cards"] - imported,
-                      "wall_paint": time.time() - (time.perf_counter() - marks["paint"])}))
+    print(
+        json.dumps(
+            {
+                "imports": imported - began,
+                "paint_from_run": marks["paint"] - imported,
+                "cards_from_run": marks["cards"] - imported,
+                "wall_paint": time.time() - (time.perf_counter() - marks["paint"]),
+            }
+        )
+    )
 
 
 def first_paint(kind: str, home: Path, report: Report) -> dict[str, float]:
     start = time.time()
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(home)], capture_output=True,
-                         text=True, env={**os.environ, "DARKROOM_HOME": str(home)})
-    report.require(out.returncode == 0 and out.stdout.strip(),
-                   f"the {kind} app did not paint (exit {out.returncode}): {out.stderr.strip()[-1500:]}")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(home)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DARKROOM_HOME": str(home)},
+    )
+    report.require(
+        out.returncode == 0 and out.stdout.strip(),
+        f"the {kind} app did not paint (exit {out.returncode}): {out.stderr.strip()[-1500:]}",
+    )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     data["paint_from_exec"] = data.pop("wall_paint") - start
     return data
@@ -155,8 +169,16 @@ async def install_stall(tmp: Path, mb: int, idle_s: float) -> tuple[Install, byt
     with LocalHub() as hub, pointed_at(hub.url):
         hub.add_file(WEIGHTS_REPO, "weights.bin", data)
         hub.faults.rate_bps = 50_000_000
-        config.save(home, Settings(extra_index_urls=sources.extra_index_urls, find_links=sources.find_links,
-                                   hf_endpoint=hub.url, port_start=20000, port_end=20100))
+        config.save(
+            home,
+            Settings(
+                extra_index_urls=sources.extra_index_urls,
+                find_links=sources.find_links,
+                hf_endpoint=hub.url,
+                port_start=20000,
+                port_end=20100,
+            ),
+        )
         (tmp / "git").mkdir(parents=True)
         text = recipe_text(build_tiny_repo(tmp / "git"), "v0.1.0", free_port(), weights=data)
         recipe = tmp / "tiny.yaml"
@@ -193,8 +215,14 @@ async def install_stall(tmp: Path, mb: int, idle_s: float) -> tuple[Install, byt
             took = time.perf_counter() - began
             stop.set()
             await task
-            result = Install(idle, busy, took, screen.phase, list(app.errors),
-                             list(screen.query_one("#install-log").lines))
+            result = Install(
+                idle,
+                busy,
+                took,
+                screen.phase,
+                list(app.errors),
+                list(screen.query_one("#install-log").lines),
+            )
         from manager.supervisor import control
 
         with contextlib.suppress(Exception):
@@ -213,10 +241,15 @@ def check_installed(report: Report, inst: Install, data: bytes, root: Path) -> N
     report.require(app is not None, "the install said done but the state has no 'tiny'")
     files = [f for m in app.models for f in m.files]
     want = hashlib.sha256(data).hexdigest()
-    report.require([f.sha256 for f in files] == [want], f"the state records {files}, not one file of sha256 {want}")
+    report.require(
+        [f.sha256 for f in files] == [want],
+        f"the state records {files}, not one file of sha256 {want}",
+    )
     stored = [p for p in (root / "models").rglob("weights.bin") if p.is_file()]
-    report.require(stored and all(hashlib.sha256(p.read_bytes()).hexdigest() == want for p in stored),
-                   f"the weight file in the store is missing or has other bytes ({stored})")
+    report.require(
+        stored and all(hashlib.sha256(p.read_bytes()).hexdigest() == want for p in stored),
+        f"the weight file in the store is missing or has other bytes ({stored})",
+    )
     report.done(f"install done in {inst.took:.1f} s, {len(data) / 1e6:.0f} MB verified")
 
 
@@ -227,42 +260,62 @@ def summary(lags: list[float]) -> str:
 
 
 def paint(report: Report, tmp: Path, rounds: int) -> None:
-    print(f"1. Time to first paint, {rounds} fresh processes each, interleaved (80x24, headless), "
-          f"load {load()}")
+    print(
+        f"1. Time to first paint, {rounds} fresh processes each, interleaved (80x24, headless), "
+        f"load {load()}"
+    )
     results: dict[str, list[dict]] = {"bare": [], "darkroom": []}
-    first_paint("darkroom", tmp / "warm", report)          # compile bytecode once, untimed
+    first_paint("darkroom", tmp / "warm", report)  # compile bytecode once, untimed
     for _ in range(rounds):
         for kind in results:
             results[kind].append(first_paint(kind, tmp / "paint", report))
     report.done(f"{2 * rounds} first paints")
     sp = {k: {m: Spread.of(r[m] for r in rs) for m in rs[0]} for k, rs in results.items()}
     b, d = sp["bare"], sp["darkroom"]
-    run_ratio = ratios([r["paint_from_run"] for r in results["darkroom"]],
-                       [r["paint_from_run"] for r in results["bare"]])
-    print(f"   imports            bare textual {b['imports'].text(1000, ' ms', 0)}   "
-          f"darkroom {d['imports'].text(1000, ' ms', 0)}")
-    verdict = report.goal("first paint <= 0.6 s", d["paint_from_run"].median <= 0.6, d["paint_from_run"], 0.6)
-    print(f"   from App.run       bare textual {b['paint_from_run'].text(1000, ' ms', 0)}   darkroom "
-          f"{d['paint_from_run'].text(1000, ' ms', 0)}   per-round ratio {run_ratio.text(unit='x', digits=2)}"
-          f"   goal <= 0.6 s: {verdict}")
-    exec_ratio = ratios([r["paint_from_exec"] for r in results["darkroom"]],
-                        [r["paint_from_exec"] for r in results["bare"]])
-    print(f"   from process start bare textual {b['paint_from_exec'].text(1000, ' ms', 0)}   darkroom "
-          f"{d['paint_from_exec'].text(1000, ' ms', 0)}   per-round ratio {exec_ratio.text(unit='x', digits=2)}")
+    run_ratio = ratios(
+        [r["paint_from_run"] for r in results["darkroom"]],
+        [r["paint_from_run"] for r in results["bare"]],
+    )
+    print(
+        f"   imports            bare textual {b['imports'].text(1000, ' ms', 0)}   "
+        f"darkroom {d['imports'].text(1000, ' ms', 0)}"
+    )
+    verdict = report.goal(
+        "first paint <= 0.6 s", d["paint_from_run"].median <= 0.6, d["paint_from_run"], 0.6
+    )
+    print(
+        f"   from App.run       bare textual {b['paint_from_run'].text(1000, ' ms', 0)}   darkroom "
+        f"{d['paint_from_run'].text(1000, ' ms', 0)}   per-round ratio {run_ratio.text(unit='x', digits=2)}"
+        f"   goal <= 0.6 s: {verdict}"
+    )
+    exec_ratio = ratios(
+        [r["paint_from_exec"] for r in results["darkroom"]],
+        [r["paint_from_exec"] for r in results["bare"]],
+    )
+    print(
+        f"   from process start bare textual {b['paint_from_exec'].text(1000, ' ms', 0)}   darkroom "
+        f"{d['paint_from_exec'].text(1000, ' ms', 0)}   per-round ratio {exec_ratio.text(unit='x', digits=2)}"
+    )
     print(f"   app cards on screen, from App.run: {d['cards_from_run'].text(1000, ' ms', 0)}")
 
 
 def stall(report: Report, tmp: Path, mb: int, smoke: bool) -> None:
-    print(f"2. Event-loop stall while installing the tiny app ({mb} MB of weights at 50 MB/s), "
-          f"load {load()}")
+    print(
+        f"2. Event-loop stall while installing the tiny app ({mb} MB of weights at 50 MB/s), "
+        f"load {load()}"
+    )
     inst, data, root = asyncio.run(install_stall(tmp / "install", mb, 0.5 if smoke else 2.0))
     check_installed(report, inst, data, root)
     print(f"   idle app (baseline)  {summary(inst.idle)}")
-    print(f"   during install       {summary(inst.busy)}   install {inst.phase} in {inst.took:.1f} s")
+    print(
+        f"   during install       {summary(inst.busy)}   install {inst.phase} in {inst.took:.1f} s"
+    )
     worst = max(inst.busy) * 1000
-    print(f"   longest stall {worst:.1f} ms vs idle {max(inst.idle) * 1000:.1f} ms "
-          f"(ratio {max(inst.busy) / max(max(inst.idle), 1e-4):.1f}x); goal <= 100 ms: "
-          f"{report.goal('longest stall <= 100 ms', worst <= 100)}   load {load()}")
+    print(
+        f"   longest stall {worst:.1f} ms vs idle {max(inst.idle) * 1000:.1f} ms "
+        f"(ratio {max(inst.busy) / max(max(inst.idle), 1e-4):.1f}x); goal <= 100 ms: "
+        f"{report.goal('longest stall <= 100 ms', worst <= 100)}   load {load()}"
+    )
 
 
 def main() -> int:

@@ -49,7 +49,7 @@ from tests.fixtures.tinymodels import AppEnv, AppProcess, start_app  # noqa: E40
 WORK = ROOT / ".darkroom-test" / "bench-workflow"
 SHARED_HOME = ROOT / ".pytest_cache" / "d" / "darkroom-generator-env"  # the tests' env, if built
 
-TOOL = '''
+TOOL = """
 import io, base64, sys, time
 from pydantic import BaseModel
 from appkit.outputs import save_png
@@ -76,17 +76,24 @@ def run(runtime, _loaded, req, job):
 APP = AppDef(name="benchtool", version="0.1", load=lambda *_: object(), tasks=[Task("work", Req, run)])
 if __name__ == "__main__":
     sys.exit(serve(APP))
-'''
+"""
 
 
 def workflow_env(report: Report, root: Path | None) -> AppEnv:
     """The workflow recipe's env, in the tests' generator data folder when there is one (as
     tests/test_workflow.py builds it: both link from one uv cache)."""
     sources = read_pip_config()
-    home = Home((root or (SHARED_HOME if SHARED_HOME.is_dir() else WORK / "home")).resolve()).ensure()
+    home = Home(
+        (root or (SHARED_HOME if SHARED_HOME.is_dir() else WORK / "home")).resolve()
+    ).ensure()
     recipe = load_recipe(recipes_dir() / "workflow.yaml")
-    spec = envs.EnvSpec(app="workflow", python=recipe.python, packages=list(recipe.packages),
-                        local_packages=[apps_dir()], check_import=recipe.check_import)
+    spec = envs.EnvSpec(
+        app="workflow",
+        python=recipe.python,
+        packages=list(recipe.packages),
+        local_packages=[apps_dir()],
+        check_import=recipe.check_import,
+    )
     try:
         info = envs.build(home, Settings(find_links=sources.find_links), spec)
     except DarkroomError as exc:
@@ -97,19 +104,40 @@ def workflow_env(report: Report, root: Path | None) -> AppEnv:
 def images(env: AppEnv, folder: Path, n: int) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    code = ("import sys; from PIL import Image\n"
-            "for i in range(int(sys.argv[2])):\n"
-            "    Image.new('RGB', (64, 48), (i % 256, 90, 200)).save(f'{sys.argv[1]}/im{i:04d}.png')\n")
+    code = (
+        "import sys; from PIL import Image\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    Image.new('RGB', (64, 48), (i % 256, 90, 200)).save(f'{sys.argv[1]}/im{i:04d}.png')\n"
+    )
     subprocess.run([str(env.python), "-c", code, str(folder), str(n)], check=True)
     return folder
 
 
-def batch(env: AppEnv, preset: Path, src: Path, out: Path, urls: list[str], *extra: str, report: Report,
-          kill_after: int = 0) -> dict:
+def batch(
+    env: AppEnv,
+    preset: Path,
+    src: Path,
+    out: Path,
+    urls: list[str],
+    *extra: str,
+    report: Report,
+    kill_after: int = 0,
+) -> dict:
     """Run one batch; times taken when each event line arrives. Unless killed on purpose, it
     must finish every image (summary and output files), or the bench fails."""
-    argv = [str(env.python), "-m", "workflow.cli", "run", str(preset), str(src), "--out", str(out), "--json",
-            *extra, *[x for u in urls for x in ("--url", f"benchtool={u}")]]
+    argv = [
+        str(env.python),
+        "-m",
+        "workflow.cli",
+        "run",
+        str(preset),
+        str(src),
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+        *[x for u in urls for x in ("--url", f"benchtool={u}")],
+    ]
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     clean["RAY_USAGE_STATS_ENABLED"] = "0"
     t0 = time.monotonic()
@@ -132,14 +160,29 @@ def batch(env: AppEnv, preset: Path, src: Path, out: Path, urls: list[str], *ext
     wall = time.monotonic() - t0
     if not kill_after:
         total = len(list(src.glob("*.png")))
-        report.require(proc.returncode == 0 and summary, f"the batch exited {proc.returncode} without a summary")
-        report.require(summary["done"] == summary["total"] == total and not summary["failed"],
-                       f"the batch did not finish every image: {summary}")
-        written = [p for p in out.rglob("*.png") if ".workflow" not in p.parts and p.stat().st_size > 0]
-        report.require(len(written) >= total, f"the batch wrote {len(written)} images for {total} inputs in {out}")
+        report.require(
+            proc.returncode == 0 and summary,
+            f"the batch exited {proc.returncode} without a summary",
+        )
+        report.require(
+            summary["done"] == summary["total"] == total and not summary["failed"],
+            f"the batch did not finish every image: {summary}",
+        )
+        written = [
+            p for p in out.rglob("*.png") if ".workflow" not in p.parts and p.stat().st_size > 0
+        ]
+        report.require(
+            len(written) >= total,
+            f"the batch wrote {len(written)} images for {total} inputs in {out}",
+        )
     steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 2 else 0.0
-    return {"wall_s": wall, "steady_rate": steady, "first_s": finished[0] if finished else None,
-            "n": len(finished), "summary": summary}
+    return {
+        "wall_s": wall,
+        "steady_rate": steady,
+        "first_s": finished[0] if finished else None,
+        "n": len(finished),
+        "summary": summary,
+    }
 
 
 def main() -> int:
@@ -148,10 +191,19 @@ def main() -> int:
     ap.add_argument("--work-ms", type=float, default=200)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2, help="local and Ray-N batches, alternating")
-    ap.add_argument("--mode", choices=["cpu", "device"], default="cpu",
-                    help="cpu: each image burns work-ms of CPU; device: it waits work-ms (a GPU model)")
+    ap.add_argument(
+        "--mode",
+        choices=["cpu", "device"],
+        default="cpu",
+        help="cpu: each image burns work-ms of CPU; device: it waits work-ms (a GPU model)",
+    )
     ap.add_argument("--no-ray", action="store_true", help="local batches and the resume only")
-    ap.add_argument("--env-home", type=Path, default=None, help=f"data folder for the env (default {SHARED_HOME})")
+    ap.add_argument(
+        "--env-home",
+        type=Path,
+        default=None,
+        help=f"data folder for the env (default {SHARED_HOME})",
+    )
     args = add_args(ap).parse_args()
     if args.smoke:
         args.images, args.work_ms, args.rounds, args.workers, args.no_ray = 6, 20, 1, 1, True
@@ -162,15 +214,33 @@ def main() -> int:
     tool.mkdir(exist_ok=True)
     (tool / "benchtool.py").write_text(textwrap.dedent(TOOL))
     preset = WORK / "bench.yaml"
-    preset.write_text(json.dumps({"name": "bench", "steps": [
-        {"name": "work", "app": "benchtool", "task": "work", "params": {"work_ms": args.work_ms, "busy": args.mode == "cpu"}}]}))
+    preset.write_text(
+        json.dumps(
+            {
+                "name": "bench",
+                "steps": [
+                    {
+                        "name": "work",
+                        "app": "benchtool",
+                        "task": "work",
+                        "params": {"work_ms": args.work_ms, "busy": args.mode == "cpu"},
+                    }
+                ],
+            }
+        )
+    )
     src = images(env, WORK / "in", args.images)
     # one replica per worker, each app's torch-free CPU work on one thread
     apps: list[AppProcess] = []
     try:
         for i in range(args.workers):
-            app = start_app(env, "benchtool", WORK / f"replica{i}", "", {"PYTHONPATH": str(tool),
-                                                                          "OMP_NUM_THREADS": "1"})
+            app = start_app(
+                env,
+                "benchtool",
+                WORK / f"replica{i}",
+                "",
+                {"PYTHONPATH": str(tool), "OMP_NUM_THREADS": "1"},
+            )
             apps.append(app)
             try:
                 app.wait_ready(60)
@@ -185,26 +255,35 @@ def main() -> int:
             shutil.rmtree(out, ignore_errors=True)
             r = batch(env, preset, src, out, use, *extra, report=report)
             rates[name].append(r["steady_rate"])
-            print(f"{name:>10}: {r['steady_rate']:.2f} images/s steady, {r['wall_s']:.1f} s wall "
-                  f"(first image after {r['first_s']:.1f} s), {r['n']} images, load {load()}", flush=True)
+            print(
+                f"{name:>10}: {r['steady_rate']:.2f} images/s steady, {r['wall_s']:.1f} s wall "
+                f"(first image after {r['first_s']:.1f} s), {r['n']} images, load {load()}",
+                flush=True,
+            )
             return r
 
         for i in range(args.rounds):
             runs = [("local", (), urls[:1])]
             if not args.no_ray:
                 runs.append((f"ray-{n}", ("--ray", "local", "--workers", str(n)), urls))
-            for name, extra, use in (runs if i % 2 == 0 else runs[::-1]):
+            for name, extra, use in runs if i % 2 == 0 else runs[::-1]:
                 fresh(name, *extra, use=use)
         if not args.no_ray:
             fresh("ray-1", "--ray", "local", "--workers", "1", use=urls[:1])
         report.done(f"{sum(map(len, rates.values()))} batches of {args.images} complete")
         if rates[f"ray-{n}"]:
-            speedup = Spread.of(r / lo for r, lo in zip(rates[f"ray-{n}"], rates["local"], strict=True))
-            print(f"\nRay {n} workers vs local, per round: {speedup.text(unit='x', digits=2)}{against(speedup, 1.0)}"
-                  f"  goal >= {0.8 * n:.1f}x: "
-                  f"{report.goal(f'ray-{n} >= {0.8 * n:.1f}x local', speedup.median >= 0.8 * n)}")
+            speedup = Spread.of(
+                r / lo for r, lo in zip(rates[f"ray-{n}"], rates["local"], strict=True)
+            )
+            print(
+                f"\nRay {n} workers vs local, per round: {speedup.text(unit='x', digits=2)}{against(speedup, 1.0)}"
+                f"  goal >= {0.8 * n:.1f}x: "
+                f"{report.goal(f'ray-{n} >= {0.8 * n:.1f}x local', speedup.median >= 0.8 * n)}"
+            )
         if rates["ray-1"]:
-            print(f"Ray 1 worker vs local (one batch): {rates['ray-1'][0] / Spread.of(rates['local']).median:.2f}x")
+            print(
+                f"Ray 1 worker vs local (one batch): {rates['ray-1'][0] / Spread.of(rates['local']).median:.2f}x"
+            )
 
         # resume: kill -9 after half, rerun; vs the same number fresh
         half = args.images // 2
@@ -213,18 +292,27 @@ def main() -> int:
         batch(env, preset, src, out, urls[:1], report=report, kill_after=half)
         resumed = batch(env, preset, src, out, urls[:1], report=report)
         left = resumed["summary"]["processed"]
-        report.require(0 < left < args.images, f"the resumed batch redid {left} of {args.images} images")
+        report.require(
+            0 < left < args.images, f"the resumed batch redid {left} of {args.images} images"
+        )
         small = images(env, WORK / "in-half", args.images - resumed["summary"]["skipped"])
         shutil.rmtree(WORK / "out-half", ignore_errors=True)
         fresh_half = batch(env, preset, small, WORK / "out-half", urls[:1], report=report)
         noop = batch(env, preset, src, out, urls[:1], report=report)
-        report.require(noop["summary"]["processed"] == 0, f"a rerun of a finished batch redid {noop['summary']}")
+        report.require(
+            noop["summary"]["processed"] == 0,
+            f"a rerun of a finished batch redid {noop['summary']}",
+        )
         report.done(f"resume after kill -9 redid {left} of {args.images}")
-        print(f"\nresume after kill -9 at {half}/{args.images}: {resumed['wall_s']:.2f} s for "
-              f"{left} left vs {fresh_half['wall_s']:.2f} s fresh "
-              f"({resumed['wall_s'] / fresh_half['wall_s']:.2f}x, single runs), load {load()}")
-        print(f"rerun of a finished batch of {args.images}: {noop['wall_s']:.2f} s "
-              f"(processed {noop['summary']['processed']})")
+        print(
+            f"\nresume after kill -9 at {half}/{args.images}: {resumed['wall_s']:.2f} s for "
+            f"{left} left vs {fresh_half['wall_s']:.2f} s fresh "
+            f"({resumed['wall_s'] / fresh_half['wall_s']:.2f}x, single runs), load {load()}"
+        )
+        print(
+            f"rerun of a finished batch of {args.images}: {noop['wall_s']:.2f} s "
+            f"(processed {noop['summary']['processed']})"
+        )
     finally:
         for app in apps:
             app.stop()

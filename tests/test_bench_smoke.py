@@ -21,13 +21,19 @@ import pytest
 from bench._stats import EXIT_FAILED, EXIT_MISSED, Report, Spread, against, ratios
 
 ROOT = Path(__file__).resolve().parents[1]
-HANG_GUARD_S = 900   # only stops a hung bench; nothing here depends on how fast it runs
+HANG_GUARD_S = 900  # only stops a hung bench; nothing here depends on how fast it runs
 
 
 def run_bench(script: str, *args: str, root: Path = ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DARKROOM_HOME")}
-    return subprocess.run([sys.executable, str(root / "bench" / script), "--smoke", *args], cwd=root,
-                          capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
+    return subprocess.run(
+        [sys.executable, str(root / "bench" / script), "--smoke", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        env=env,
+    )
 
 
 def ok_line(done: subprocess.CompletedProcess, name: str) -> str:
@@ -51,8 +57,19 @@ def failed_line(done: subprocess.CompletedProcess, name: str) -> str:
 def broken_checkout(tmp_path: Path):
     """A copy of this checkout's sources in which a test edits one fixture file."""
     copy = tmp_path / "checkout"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".pytest_cache", ".darkroom-test", "__pycache__", ".ruff_cache", "*.egg-info"))
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            ".pytest_cache",
+            ".darkroom-test",
+            "__pycache__",
+            ".ruff_cache",
+            "*.egg-info",
+        ),
+    )
 
     def edit(rel: str, old: str, new: str) -> Path:
         path = copy / rel
@@ -60,6 +77,7 @@ def broken_checkout(tmp_path: Path):
         assert old in text, f"{rel} no longer contains {old!r}: update this test"
         path.write_text(text.replace(old, new))
         return copy
+
     return edit
 
 
@@ -113,8 +131,11 @@ def test_tui_bench_smoke_installs_for_real() -> None:
 
 def test_tui_bench_fails_when_the_shared_tiny_repo_drifts(broken_checkout) -> None:
     # The drift that once went unnoticed: the repository lacks the requirements.txt its recipe names.
-    root = broken_checkout("tests/fixtures/tinygit.py", '(repo / "requirements.txt").write_text("packaging\\n")',
-                           "None")
+    root = broken_checkout(
+        "tests/fixtures/tinygit.py",
+        '(repo / "requirements.txt").write_text("packaging\\n")',
+        "None",
+    )
     line = failed_line(run_bench("tui.py", "--part", "install", root=root), "tui")
     assert "install ended" in line and "requirements.txt" in line
 
@@ -127,7 +148,9 @@ def test_recipes_bench_smoke_validates_every_recipe() -> None:
 
 
 def test_recipes_bench_fails_when_a_recipe_is_rejected(broken_checkout) -> None:
-    root = broken_checkout("recipes/generator.yaml", "\nlicense:", "\nlicense: [not, a, licence]\nlicence_typo:")
+    root = broken_checkout(
+        "recipes/generator.yaml", "\nlicense:", "\nlicense: [not, a, licence]\nlicence_typo:"
+    )
     assert "did not validate" in failed_line(run_bench("recipes.py", root=root), "recipes")
 
 
@@ -137,9 +160,14 @@ def test_supervisor_bench_smoke_starts_and_restarts() -> None:
 
 
 def test_supervisor_bench_fails_when_the_tiny_app_cannot_start(broken_checkout) -> None:
-    root = broken_checkout("tests/fixtures/tinyapp/tinyapp/__main__.py", "sys.exit(main())",
-                           "sys.exit('broken on purpose')")
-    assert "did not answer its health check" in failed_line(run_bench("supervisor.py", root=root), "supervisor")
+    root = broken_checkout(
+        "tests/fixtures/tinyapp/tinyapp/__main__.py",
+        "sys.exit(main())",
+        "sys.exit('broken on purpose')",
+    )
+    assert "did not answer its health check" in failed_line(
+        run_bench("supervisor.py", root=root), "supervisor"
+    )
 
 
 def test_weights_bench_smoke_verifies_every_download() -> None:
@@ -147,9 +175,14 @@ def test_weights_bench_smoke_verifies_every_download() -> None:
 
 
 def test_weights_bench_fails_when_the_hub_serves_wrong_bytes(broken_checkout) -> None:
-    root = broken_checkout("tests/fixtures/hub.py", "self.wfile.write(body[sent:sent + n])",
-                           "self.wfile.write(bytes(n))")
-    assert "other bytes than the hub holds" in failed_line(run_bench("weights.py", root=root), "weights")
+    root = broken_checkout(
+        "tests/fixtures/hub.py",
+        "self.wfile.write(body[sent:sent + n])",
+        "self.wfile.write(bytes(n))",
+    )
+    assert "other bytes than the hub holds" in failed_line(
+        run_bench("weights.py", root=root), "weights"
+    )
 
 
 # ---------------------------------------------------------------- envs and the app benches
@@ -161,13 +194,21 @@ def test_envs_bench_smoke_builds_envs_that_import() -> None:
 
 def test_generator_bench_smoke_writes_images(generator_env, tiny_flux) -> None:
     # The tests' own env and tiny model, so the bench measures what the tests check.
-    done = run_bench("generator.py", "--env-home", str(generator_env.home.root), "--models", str(tiny_flux.root.parent))
+    done = run_bench(
+        "generator.py",
+        "--env-home",
+        str(generator_env.home.root),
+        "--models",
+        str(tiny_flux.root.parent),
+    )
     assert "images written" in ok_line(done, "generator")
 
 
 def test_restorer_bench_smoke_checks_the_app_against_raw(restorer_env, tiny_restore) -> None:
     models = Path(tiny_restore["esrgan-x4"]["path"]).parents[1]
-    done = run_bench("restorer.py", "--env-home", str(restorer_env.home.root), "--models", str(models))
+    done = run_bench(
+        "restorer.py", "--env-home", str(restorer_env.home.root), "--models", str(models)
+    )
     assert "app output equals raw" in ok_line(done, "restorer")
 
 
