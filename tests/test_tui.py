@@ -221,7 +221,10 @@ def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None
             await until(pilot, lambda: any(home.staging.glob("journal-*.json")), timeout=60,
                         what="the install to begin")
             await pilot.click("#cancel")
-            await pilot.pause(0.3)
+            # The hub holds the download until the child has been interrupted: releasing it
+            # earlier let the install finish first on a busy machine (then it is not cancelled).
+            await until(pilot, lambda: screen.job is not None and screen.job.interrupted.is_set(),
+                        timeout=60, what="the interrupt to reach the install")
             release.set()
             await until(pilot, lambda: screen.phase in ("cancelled", "done", "failed"), timeout=60,
                         what="the cancel")
@@ -231,6 +234,26 @@ def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None
     assert "tiny" not in state_mod.load(home).apps
     assert not list(home.staging.glob("journal-*.json"))
     assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
+
+
+def test_cancel_after_the_install_committed_reports_it_installed(home: Home, tiny: Path) -> None:
+    """A cancel that lands after state.json was written must not say "cancelled" about an
+    app that is installed (it once did, whenever the child was interrupted on its way out)."""
+    from manager.events import Message
+    from manager.tui.actions import Core, InstallJob
+
+    core = Core(home, CPU)
+    pv = core.preview(str(tiny))
+    jobs: list[InstallJob] = []
+
+    def report(event: object) -> None:
+        if isinstance(event, Message) and "Tiny is installed." in event.text:
+            jobs[0].cancel()  # the child has committed and is on its way out
+
+    jobs.append(core.install_job(pv, report=report))
+    result = jobs[0].run()
+    assert result.ok and not result.cancelled and result.finished_before_cancel, result
+    assert "tiny" in state_mod.load(home).apps
 
 
 # ---------------------------------------------------------------- Models, Settings, Doctor

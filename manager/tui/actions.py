@@ -165,7 +165,8 @@ class Core:
         else:
             target = preview.recipe.id if preview.bundled else preview.origin
             argv = ["install", target, *choice_args(preview.choices), *self.hardware_args()]
-        return InstallJob(self.home, [*argv, "--json", "--yes", "--accept-licences"], report)
+        return InstallJob(self.home, [*argv, "--json", "--yes", "--accept-licences"], report,
+                          app=preview.recipe.id)
 
     # ------------------------------------------------------------ running
 
@@ -319,6 +320,8 @@ class JobResult:
     cancelled: bool = False
     error: DarkroomError | None = None
     cleaned: list[str] = field(default_factory=list)
+    # A cancel that came after the install had already committed: the result is the install's.
+    finished_before_cancel: bool = False
 
 
 class InstallJob:
@@ -331,13 +334,19 @@ class InstallJob:
 
     GRACE_S = 15.0
 
-    def __init__(self, home: Home, argv: list[str], report: Reporter = ignore) -> None:
+    def __init__(self, home: Home, argv: list[str], report: Reporter = ignore,
+                 app: str | None = None) -> None:
         self.home = home
         self.argv = argv
         self.report = report
+        self.app = app  # whose record in state.json tells whether the install committed
         self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # orders "child started" against "cancel asked"
         self._cancelled = threading.Event()
         self._started = threading.Event()
+        # Set once the child has been interrupted: from then on it cannot finish the install
+        # unless it was already committing (then its exit code says so, and run reports it).
+        self.interrupted = threading.Event()
 
     @property
     def command(self) -> list[str]:
@@ -356,11 +365,14 @@ class InstallJob:
             kwargs["start_new_session"] = True
         else:  # pragma: no cover - Windows
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-        if self.cancelled:
-            return JobResult(ok=False, cancelled=True)
-        self._proc = proc = subprocess.Popen(
-            self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, text=True, encoding="utf-8", errors="replace", bufsize=1, **kwargs)
+        began = time.time()
+        with self._lock:
+            if self.cancelled:
+                return JobResult(ok=False, cancelled=True)
+            self._proc = proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=env, text=True, encoding="utf-8", errors="replace",
+                bufsize=1, **kwargs)
         self._started.set()
         errors: list[str] = []
         reader = threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True)
@@ -379,8 +391,15 @@ class InstallJob:
                 self.report(event)
         rc = proc.wait()
         reader.join(timeout=5)
+        if rc == 0:
+            # A cancel that arrived after the install committed changed nothing; saying
+            # "cancelled" would hide an installed app.
+            return JobResult(ok=True, finished_before_cancel=self.cancelled)
         if self.cancelled:
             cleaned = self._recover()
+            if self._committed_since(began):
+                # Interrupted between writing state.json and exiting: the install stands.
+                return JobResult(ok=True, finished_before_cancel=True, cleaned=cleaned)
             return JobResult(ok=False, cancelled=True, cleaned=cleaned)
         if rc != 0:
             what = "update" if self.argv[0] == "update" else "install"
@@ -390,11 +409,13 @@ class InstallJob:
 
     def cancel(self) -> None:
         """Stop the install; safe to call more than once, before or after it started."""
-        self._cancelled.set()
-        proc = self._proc
+        with self._lock:
+            self._cancelled.set()
+            proc = self._proc
         if proc is None or proc.poll() is not None:
-            return
+            return  # not started yet (run sees the flag and never starts it) or already over
         self._signal(proc, interrupt=True)
+        self.interrupted.set()
         deadline = time.monotonic() + self.GRACE_S
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -410,6 +431,15 @@ class InstallJob:
                 proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
             else:  # pragma: no cover
                 proc.kill()
+
+    def _committed_since(self, began: float) -> bool:
+        """Whether state.json holds a record of this app written after the job began."""
+        from .. import state as state_mod
+
+        if self.app is None:
+            return False
+        record = state_mod.load(self.home).apps.get(self.app)
+        return record is not None and record.updated_at >= began
 
     def _recover(self) -> list[str]:
         from .. import installer

@@ -267,6 +267,9 @@ class InstallScreen(CoreScreen):
             self.query_one("#weights-progress", TransferProgress).finish()
             verb = "updated" if self.update else "installed"
             text = f"{self.pv.recipe.name} is {verb}."
+            if result.finished_before_cancel:
+                what = "update" if self.update else "install"
+                text = f"The {what} had already finished when you cancelled: {text}"
             log.write_line(text)
             self.notify(text + " Start it from the Home screen.")
         elif result.cancelled:
