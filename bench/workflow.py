@@ -278,7 +278,7 @@ def main() -> int:
             print(
                 f"\nRay {n} workers vs local, per round: {speedup.text(unit='x', digits=2)}{against(speedup, 1.0)}"
                 f"  goal >= {0.8 * n:.1f}x: "
-                f"{report.goal(f'ray-{n} >= {0.8 * n:.1f}x local', speedup.median >= 0.8 * n)}"
+                f"{report.goal(f'ray-{n} >= {0.8 * n:.1f}x local', speedup.median >= 0.8 * n, speedup, 0.8 * n)}"
             )
         if rates["ray-1"]:
             print(
