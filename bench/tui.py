@@ -131,6 +131,8 @@ async def probe(stop: asyncio.Event, lags: list[float]) -> None:
 
 @dataclass
 class Install:
+    """What one install through the Install screen did: probe lags, outcome, its words."""
+
     idle: list[float]
     busy: list[float]
     took: float
