@@ -27,14 +27,22 @@ def rss(field: str) -> int:
 def main() -> None:
     folder, out = sys.argv[1], Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    pipe = FluxPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True).to("cpu")
+    pipe = FluxPipeline.from_pretrained(
+        folder, torch_dtype=torch.float32, local_files_only=True
+    ).to("cpu")
     pipe.set_progress_bar_config(disable=True)
 
     def once(seed: int, width: int, height: int, steps: int) -> None:
         with torch.inference_mode():
-            image = pipe(prompt="a lighthouse at dusk", width=width, height=height, num_inference_steps=steps,
-                         guidance_scale=0.0, max_sequence_length=256,
-                         generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+            image = pipe(
+                prompt="a lighthouse at dusk",
+                width=width,
+                height=height,
+                num_inference_steps=steps,
+                guidance_scale=0.0,
+                max_sequence_length=256,
+                generator=torch.Generator("cpu").manual_seed(seed),
+            ).images[0]
         image.save(out / f"{seed}.png")
 
     print(json.dumps({"ready": True}), flush=True)

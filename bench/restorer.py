@@ -2,6 +2,7 @@
 image, in one run; and peak memory of the tiled upscale at two tile sizes on a large image.
 
     .venv/bin/python bench/restorer.py [--size 256] [--large 2048] [--repeat 9] [--full-size] [--speed-only]
+                                        [--env-home DIR] [--models DIR] [--smoke] [--strict]
 
 Builds (or reuses) the restorer env and the random-weight checkpoints of the test factory
 (an ESRGAN x4 with 16 filters and 2 blocks; --full-size: Real-ESRGAN x4plus's own size, 64
@@ -19,6 +20,13 @@ the rounds. Ratio = raw time / app time (goal >= 0.95). The machine's load avera
 on a shared machine, compare the ratio, not the times.
 Peak memory: each tile size in a fresh process (ru_maxrss on the CPU; torch.cuda.max_memory_allocated
 on a GPU); and the scratch U-Net's, at two image sizes (it works at a fixed size).
+
+The work is checked: the app's output must equal the raw call's (within 2 levels) and have
+the upscaled shape, every memory run must produce its full-size output, or the bench fails
+(exit 1) with the child's error. Ratios are per round (raw and app timed in the same round),
+shown as median with spread and count (bench/_stats.py). The env and checkpoints are the
+tests' own (.pytest_cache/d, built by tests/fixtures/tinyrestore.py's code).
+`--smoke`: 64x64, one round, speed only.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._stats import Report, Spread, add_args, against, load, ratios  # noqa: E402
 
 SPEED = r"""
 import json, os, statistics, sys, tempfile, time
@@ -74,8 +84,11 @@ rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 runs = [("raw", lambda: worker.submit(raw).result()), ("raw_main", raw),
         ("app_whole", lambda: app(whole)), ("app_tiled", lambda: app(tiled))]
 ref = raw()
+assert ref.shape == (size * int(desc.scale), size * int(desc.scale), 3), f"raw output is {ref.shape}"
 for name, fn in runs[2:]:
-    diff = np.abs(fn().astype(int) - ref).max()
+    out = fn()
+    assert out.shape == ref.shape, f"{name} output is {out.shape}, not {ref.shape}"
+    diff = np.abs(out.astype(int) - ref).max()
     assert diff <= 2, f"{name} differs from raw by {diff}"
 times = {name: [] for name, _ in runs}
 load = [os.getloadavg()[0]]
@@ -105,7 +118,7 @@ for i in range(repeat * 5):
         t = time.perf_counter(); fn()
         if dev == "cuda": torch.cuda.synchronize()
         overhead[name].append(time.perf_counter() - t)
-print(json.dumps({"median": {k: statistics.median(v) for k, v in times.items()},
+print(json.dumps({"times": times, "median": {k: statistics.median(v) for k, v in times.items()},
                   "min": {k: min(v) for k, v in times.items()},
                   "null_median": {k: statistics.median(v) for k, v in overhead.items()},
                   "device": dev, "dtype": dtype_name,
@@ -123,6 +136,7 @@ rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 out = run_tiled(lambda x, _m: d(x), rgb, d.scale, tile, 16, dev, torch.float32)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert out.shape == (size * d.scale, size * d.scale, 3), f"tiled output is {out.shape}"
 gpu = torch.cuda.max_memory_allocated() if dev == "cuda" else 0
 print(json.dumps({"tile": tile, "rss_peak_mb": peak / 1024, "rss_before_mb": base / 1024,
                   "output_mb": out.nbytes / 2**20, "gpu_peak_mb": gpu / 2**20, "device": dev}))
@@ -138,6 +152,7 @@ det = ScratchDetector(Path(path), "cpu")
 rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 mask = det.mask(rgb)
+assert mask.shape[:2] == (size, size), f"scratch mask is {mask.shape}"
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"size": size, "work": working_size(size, size), "rss_before_mb": base / 1024,
                   "rss_peak_mb": peak / 1024, "image_mb": rgb.nbytes / 2**20}))
@@ -149,12 +164,21 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--large", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)")
+    parser.add_argument(
+        "--full-size", action="store_true", help="Real-ESRGAN x4plus's size (random weights)"
+    )
     parser.add_argument("--speed-only", action="store_true", help="skip the peak-memory runs")
-    args = parser.parse_args()
+    shared = ROOT / ".pytest_cache" / "d"  # where the tests' fixtures keep them
+    parser.add_argument("--env-home", type=Path, default=shared / "darkroom-restorer-env")
+    parser.add_argument("--models", type=Path, default=shared / "darkroom-tinymodels")
+    args = add_args(parser).parse_args()
+    if args.smoke:
+        args.size, args.repeat, args.speed_only = 64, 1, True
+    report = Report.from_args("restorer", args)
 
     from manager import envs
     from manager.config import Settings
+    from manager.errors import DarkroomError
     from manager.home import Home
     from tests.fixtures.sources import read_pip_config
     from tests.fixtures.tinymodels import AppEnv
@@ -162,53 +186,89 @@ def main() -> int:
 
     sources = read_pip_config()
     pair = torch_vision_sources(sources.extra_index_urls)
-    if pair is None:
-        print("no torch + torchvision pair in a local extra index; cannot run", file=sys.stderr)
-        return 2
+    report.require(pair, "no torch + torchvision pair in a local extra index; cannot run")
     links, pins = pair
-    cache = ROOT / ".pytest_cache" / "d"
-    home = Home(cache / "darkroom-restorer-env").ensure()
-    info = envs.build(home, Settings(find_links=[*sources.find_links, *links]), app_spec("restorer", pins))
+    home = Home(args.env_home.resolve()).ensure()
+    settings = Settings(
+        find_links=[*sources.find_links, *[p for p in links if p not in sources.find_links]]
+    )
+    try:
+        info = envs.build(home, settings, app_spec("restorer", pins))
+    except DarkroomError as exc:
+        report.fail(f"the restorer env could not be built: {exc.message} {exc.hint or ''}")
     env = AppEnv(home=home, python=envs.env_python(home, "restorer"), packages=info.packages)
-    built = build_restore_models(env, cache / "darkroom-tinymodels")
+    try:
+        built = build_restore_models(env, args.models)
+    except RuntimeError as exc:
+        report.fail(str(exc))
     model = built["esrgan-x4"]["path"]
 
     def run(code: str, *argv: object) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             proc = env.run(["-c", code, *map(str, argv)], cwd=tmp)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr[-3000:])
+        report.require(
+            proc.returncode == 0,
+            f"the run in the restorer env failed: {proc.stderr.strip()[-2000:]}",
+        )
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     speed = run(SPEED, model, args.size, args.repeat, int(args.full_size))
-    med, low = speed["median"], speed["min"]
-    what = "Real-ESRGAN x4plus size (64 filters, 23 blocks)" if args.full_size else "test factory ESRGAN x4"
-    print(f"{what}, random weights, {args.size}x{args.size} input, device {speed['device']} "
-          f"({speed['dtype']}), {speed['cpus']} CPUs, torch threads main/worker {speed['threads']}, "
-          f"load average {speed['load'][0]:.1f} -> {speed['load'][1]:.1f}; median (min) of {args.repeat}:")
-    print(f"  raw spandrel call          {med['raw'] * 1000:8.1f} ms ({low['raw'] * 1000:.1f})")
-    print(f"  raw, main thread           {med['raw_main'] * 1000:8.1f} ms ({low['raw_main'] * 1000:.1f})")
-    for key, label in (("app_whole", "app upscale, tile 0     "), ("app_tiled", f"app upscale, tile {args.size // 2:<5d}")):
-        print(f"  {label}  {med[key] * 1000:8.1f} ms ({low[key] * 1000:.1f})   ratio raw/app = "
-              f"{med['raw'] / med[key]:.3f} ({low['raw'] / low[key]:.3f} on minimums)")
+    report.done(f"app output equals raw at {args.size}x{args.size} x{args.repeat} rounds")
+    times = {k: Spread.of(v) for k, v in speed["times"].items()}
+    what = (
+        "Real-ESRGAN x4plus size (64 filters, 23 blocks)"
+        if args.full_size
+        else "test factory ESRGAN x4"
+    )
+    print(
+        f"{what}, random weights, {args.size}x{args.size} input, device {speed['device']} "
+        f"({speed['dtype']}), {speed['cpus']} CPUs, torch threads main/worker {speed['threads']}, "
+        f"load average {speed['load'][0]:.1f} -> {speed['load'][1]:.1f}:"
+    )
+    print(f"  raw spandrel call          {times['raw'].text(1000, ' ms')}")
+    print(f"  raw, main thread           {times['raw_main'].text(1000, ' ms')}")
+    for key, label in (
+        ("app_whole", "app upscale, tile 0     "),
+        ("app_tiled", f"app upscale, tile {args.size // 2:<5d}"),
+    ):
+        per_round = ratios(speed["times"]["raw"], speed["times"][key])
+        print(f"  {label}  {times[key].text(1000, ' ms')}")
+        verdict = (
+            report.goal(f"{key}: raw/app >= 0.95", per_round.median >= 0.95, per_round, 0.95)
+            if key == "app_whole"
+            else "reported (tiles do more work)"
+        )
+        print(
+            f"    ratio raw/app per round  {per_round.text(unit='x', digits=3)}{against(per_round, 1.0)}  "
+            f"goal >= 0.95: {verdict}"
+        )
     null = speed["null_median"]
-    print(f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
-          f"{null['raw'] * 1000:.1f} ms (main thread {null['raw_main'] * 1000:.1f}), app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
-          f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms")
+    print(
+        f"  the same paths around a free model (nearest x4), median of {args.repeat * 5}: raw "
+        f"{null['raw'] * 1000:.1f} ms (main thread {null['raw_main'] * 1000:.1f}), app tile 0 {null['app_whole'] * 1000:.1f} ms, app tile "
+        f"{args.size // 2} {null['app_tiled'] * 1000:.1f} ms"
+    )
     if args.speed_only:
-        return 0
-    print(f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process):")
+        return report.finish()
+    print(
+        f"Peak memory, {args.large}x{args.large} input -> x4 (each in a fresh process), load {load()}:"
+    )
     for tile in (128, 512):
         m = run(MEMORY, model, args.large, tile)
         gpu = f", GPU peak {m['gpu_peak_mb']:.0f} MiB" if m["device"] == "cuda" else ""
-        print(f"  tile {tile:4d}: process RSS peak {m['rss_peak_mb']:7.0f} MiB (before {m['rss_before_mb']:.0f}, "
-              f"output array {m['output_mb']:.0f} MiB){gpu}")
+        print(
+            f"  tile {tile:4d}: process RSS peak {m['rss_peak_mb']:7.0f} MiB (before {m['rss_before_mb']:.0f}, "
+            f"output array {m['output_mb']:.0f} MiB){gpu}"
+        )
     print("Scratch U-Net (full size, random weights) on CPU; the net works at a short side of 256:")
     for size in (args.large // 2, args.large):
         m = run(SCRATCH_MEMORY, built["scratchnet"]["path"], size)
-        print(f"  {size}x{size}: works at {m['work'][0]}x{m['work'][1]}, process RSS peak {m['rss_peak_mb']:6.0f} MiB "
-              f"(before {m['rss_before_mb']:.0f}, image {m['image_mb']:.0f} MiB)")
-    return 0
+        print(
+            f"  {size}x{size}: works at {m['work'][0]}x{m['work'][1]}, process RSS peak {m['rss_peak_mb']:6.0f} MiB "
+            f"(before {m['rss_before_mb']:.0f}, image {m['image_mb']:.0f} MiB)"
+        )
+    report.done("4 memory runs with full-size outputs (single runs: no spread)")
+    return report.finish()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ update that restores the old version, rollback, remove, and interrupted installs
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -24,81 +23,16 @@ from manager.errors import DarkroomError
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
-from tests.fixtures.tinyapp import TINYAPP_DIR, free_port, tinyapp_launch
-
-WEIGHTS = b"tiny weights " * 1000
-SHA = hashlib.sha256(WEIGHTS).hexdigest()
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
-
-
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True)
+from tests.fixtures.tinyapp import free_port, tinyapp_launch
+from tests.fixtures.tinygit import SHA, WEIGHTS, build_tiny_repo, recipe_text
+from tests.fixtures.tinygit import git as _git
 
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny app as a bare git repository (what a server holds): v0.1.0 and v0.2.0 work,
-    v0.3.0 crashes as it starts. It has a requirements.txt, as git-sourced apps do."""
-    import shutil
-
-    base = tmp_path_factory.mktemp("tinyrepo")
-    repo = base / "work"
-    shutil.copytree(TINYAPP_DIR, repo, ignore=shutil.ignore_patterns("__pycache__", "recipe.yaml"))
-    (repo / "requirements.txt").write_text("packaging\n")
-    _git(repo, "init", "-q")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "v1")
-    _git(repo, "tag", "v0.1.0")
-    (repo / "tinyapp" / "marker.py").write_text("MARK = 2\n")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "v2")
-    _git(repo, "tag", "v0.2.0")
-    main = repo / "tinyapp" / "__main__.py"
-    main.write_text("raise SystemExit('v0.3.0 is broken on purpose')\n")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "v3")
-    _git(repo, "tag", "v0.3.0")
-    bare = base / "tinyapp.git"
-    _git(base, "clone", "-q", "--bare", str(repo), str(bare))
-    return bare
-
-
-def recipe_text(repo: Path, revision: str, port: int, with_model: bool = True) -> str:
-    text = f"""\
-id: tiny
-name: Tiny
-description: the tiny test app
-version: "{revision.lstrip('v')}"
-license: apache-2.0
-source: {{git: "file://{repo}", revision: {revision}}}
-python: "3.11"
-requirements: [requirements.txt]
-check_import: tinyapp
-launch:
-  command: ["{{env_python}}", "-m", "tinyapp"]
-  port: {port}
-  startup_timeout_s: 30
-  env: {{TINYAPP_LOAD_DELAY: "0.1"}}
-"""
-    if with_model:
-        text += f"""\
-models:
-  - id: tinyweights
-    name: Tiny weights
-    license: cc-by-nc-4.0
-    commercial: false
-    variants:
-      - id: fp32
-        label: fp32
-        precision: fp32
-        quality: 100
-        vram_gb: 0.1
-        ram_gb: 0.1
-        files:
-          - {{repo: tests/tiny-weights, path: weights.bin, size: {len(WEIGHTS)}, sha256: {SHA}}}
-"""
-    return text
+    """The tiny app as a bare git repository: v0.1.0 and v0.2.0 work, v0.3.0 crashes as it
+    starts (tests/fixtures/tinygit.py, shared with bench/tui.py)."""
+    return build_tiny_repo(tmp_path_factory.mktemp("tinyrepo"))
 
 
 @pytest.fixture
