@@ -19,6 +19,11 @@ ENV_VAR = "DARKROOM_HOME"
 class Home:
     root: Path
 
+    def __post_init__(self) -> None:
+        # Always absolute: env builds and app processes run in other working folders, where a
+        # relative root would name another place (an env's import check once failed so).
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
     @classmethod
     def from_env(cls) -> Home:
         """DARKROOM_HOME if set, else the platform's user data folder."""

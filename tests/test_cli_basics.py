@@ -110,3 +110,8 @@ def test_start_switch_reads_the_same_before_and_after_the_app() -> None:
         assert (args.app, args.switch) == want, argv
     with pytest.raises(DarkroomError, match="takes no value but `now`"):
         switch_choice(parser.parse_args(["start", "gamma", "--switch=later"]))
+
+
+def test_a_relative_data_folder_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Home(Path("data")).root == tmp_path.resolve() / "data"
