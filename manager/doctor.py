@@ -7,6 +7,7 @@ Checks read only; `fix` applies the fixes marked safe (they never delete user da
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -64,6 +65,10 @@ def _driver_findings(st: state_mod.State, hw: Hardware) -> list[Finding]:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        if os.name != "nt":
+            # As the apps' servers do: a connection in TIME_WAIT does not make a port busy, only
+            # a listener does. (On Windows this option would let us share a live port instead.)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return True

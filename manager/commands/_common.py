@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
 
+from .. import validate
+from ..errors import DarkroomError
 from ..events import Event, Message, Progress, Stage
 from ..home import Home
 
 
 def home() -> Home:
     return Home.from_env().ensure()
+
+
+def app_arg(value: str) -> str:
+    """argparse type for an app id: checked before it can become part of any path."""
+    try:
+        return validate.app_id_or_fail(value)
+    except DarkroomError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} {exc.hint}") from None
+
+
+def app_or_recipe_arg(value: str) -> str:
+    """argparse type for an app id or a recipe file (.yaml/.yml)."""
+    if value.endswith((".yaml", ".yml")) and not validate.has_control(value):
+        return value
+    return app_arg(value)
 
 
 def print_json(data: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import config, hardware, planner, state
 from ..errors import DarkroomError
 from ..recipe import RecipeError, bundled_recipes, find_recipe, load_recipe
-from ._common import home, human_bytes, print_json
+from ._common import app_arg, home, human_bytes, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("plan", help="what installing an app would do on this (or another) machine")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.add_argument("--hardware", metavar="PROFILE", help="a profile name (e.g. rtx3060-12gb) or a JSON file")
     p.add_argument("--variant", action="append", default=[], metavar="[MODEL=]VARIANT",
                    help="choose a variant, for one model (flux-dev=gguf-q8) or all (gguf-q8)")
