@@ -132,13 +132,21 @@ def read_target(target: str) -> tuple[Recipe, str, str | None]:
         recipe = parse_recipe(data, target)
         return recipe, target, data.decode("utf-8")
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or _exists(path):
         recipe = load_recipe(path)
         if recipe.id in bundled_recipes():
             raise DarkroomError(f"{path} uses the id '{recipe.id}' of a bundled app.",
                                 "Give the recipe another id, then try again.")
         return recipe, str(path.resolve()), path.read_text("utf-8")
     return find_recipe(target), "bundled", None
+
+
+def _exists(path: Path) -> bool:
+    """Like Path.exists, but a name too long or otherwise unusable is simply not a file."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:

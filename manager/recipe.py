@@ -534,11 +534,12 @@ def load_recipe(path: Path) -> Recipe:
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable file name"
         raise RecipeError([Problem(name, 0, "", f"cannot be read: {why}")]) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise RecipeError([Problem(name, 0, "", "is not a regular file (a folder, pipe or device); "
+                                                "give the path of a recipe .yaml file")])
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise RecipeError([Problem(name, 0, "", "is not a regular file (a folder, pipe or device); "
-                                                    "give the path of a recipe .yaml file")])
         if info.st_size > MAX_RECIPE_BYTES:
             raise RecipeError([Problem(name, 0, "", f"is {info.st_size:,} bytes; a recipe may be at most "
                                                     f"{MAX_RECIPE_BYTES:,}")])

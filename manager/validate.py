@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import PurePosixPath, PureWindowsPath
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -32,9 +33,11 @@ MAX_PATH_CHARS = 1000
 
 def app_id(value: str) -> str:
     """An app id: lowercase letters, digits and '-', starting with a letter, at most 40."""
-    if not isinstance(value, str) or not APP_ID_RE.match(value):
-        raise ValueError("must be lowercase letters, digits and '-', starting with a letter "
-                         f"(at most {APP_ID_MAX} characters)")
+    if not isinstance(value, str) or not APP_ID_RE.fullmatch(value):
+        raise ValueError(
+            "must be lowercase letters, digits and '-', starting with a letter "
+            f"(at most {APP_ID_MAX} characters)"
+        )
     return value
 
 
@@ -43,16 +46,20 @@ def app_id_or_fail(value: str) -> str:
     try:
         return app_id(value)
     except ValueError:
-        raise NotFound(f"'{shown(value)}' is not an app name.",
-                       "App names are lowercase letters, digits and '-' (for example: generator); "
-                       "`darkroom list` shows them.") from None
+        raise NotFound(
+            f"'{shown(value)}' is not an app name.",
+            "App names are lowercase letters, digits and '-' (for example: generator); "
+            "`darkroom list` shows them.",
+        ) from None
 
 
 def revision(value: str) -> str:
     """A commit id, tag or branch name; never an option, a path out ('..') or a reflog form."""
-    if not isinstance(value, str) or not _REF_RE.match(value):
-        raise ValueError("must be a commit id, tag or branch name (letters, digits, '.', '_', '-', '/'; "
-                         "not starting with '-')")
+    if not isinstance(value, str) or not _REF_RE.fullmatch(value):
+        raise ValueError(
+            "must be a commit id, tag or branch name (letters, digits, '.', '_', '-', '/'; "
+            "not starting with '-')"
+        )
     if ".." in value or "//" in value or value.endswith(("/", ".", ".lock")) or "/." in value:
         raise ValueError("is not a valid tag or branch name")
     return value
@@ -63,13 +70,17 @@ def git_url(value: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 2000:
         raise ValueError("must be a git URL")
     if value.startswith((*GIT_SCHEMES, "/")):  # "/..." is a local folder, as file:// is
-        if not _URL_SAFE.match(value) or "::" in value:
+        if not _URL_SAFE.fullmatch(value) or "::" in value:
             raise ValueError("contains characters a git URL may not have")
+        if re.search(r"(^|[@:])-", urlsplit(value).netloc) or re.search(r"/-", value):
+            raise ValueError("must not name a host or folder starting with '-'")
         return value
-    if _SCP_RE.match(value) and "::" not in value:
+    if _SCP_RE.fullmatch(value) and "::" not in value:
         return value
-    raise ValueError("must be an https://, ssh://, user@host:path or file:// URL, or a local folder "
-                     "(other transports, such as ext::, can run commands)")
+    raise ValueError(
+        "must be an https://, ssh://, user@host:path or file:// URL, or a local folder "
+        "(other transports, such as ext::, can run commands)"
+    )
 
 
 def requirement(value: str) -> str:
@@ -77,13 +88,16 @@ def requirement(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a package requirement such as 'diffusers>=0.30'")
     if value.lstrip().startswith("-"):
-        raise ValueError(f"'{shown(value)}' is an installer option, not a package; "
-                         "recipes may list package requirements only")
+        raise ValueError(
+            f"'{shown(value)}' is an installer option, not a package; "
+            "recipes may list package requirements only"
+        )
     try:
         req = Requirement(value)
     except InvalidRequirement:
-        raise ValueError(f"'{shown(value)}' is not a package requirement (PEP 508), "
-                         "such as 'diffusers>=0.30'") from None
+        raise ValueError(
+            f"'{shown(value)}' is not a package requirement (PEP 508), such as 'diffusers>=0.30'"
+        ) from None
     if req.url and not req.url.startswith(REQUIREMENT_URL_SCHEMES):
         raise ValueError(f"'{shown(value)}': a package URL must be https:// or file://")
     return value
@@ -91,7 +105,7 @@ def requirement(value: str) -> str:
 
 def weight_repo(value: str) -> str:
     """A Hugging Face repository: owner/name."""
-    if not isinstance(value, str) or not _REPO_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _REPO_RE.fullmatch(value) or ".." in value:
         raise ValueError("must look like 'owner/name'")
     return value
 
@@ -101,10 +115,18 @@ def relative_path(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must not be empty")
     if len(value) > MAX_PATH_CHARS or has_control(value):
-        raise ValueError("must be a relative path inside the app folder, without control characters")
+        raise ValueError(
+            "must be a relative path inside the app folder, without control characters"
+        )
     posix, win = PurePosixPath(value), PureWindowsPath(value)
-    if (posix.is_absolute() or win.is_absolute() or win.drive or value.startswith(("/", "\\"))
-            or ".." in posix.parts or ".." in win.parts):
+    if (
+        posix.is_absolute()
+        or win.is_absolute()
+        or win.drive
+        or value.startswith(("/", "\\"))
+        or ".." in posix.parts
+        or ".." in win.parts
+    ):
         raise ValueError("must be a relative path inside the app folder, without '..'")
     return value
 
@@ -118,8 +140,7 @@ def clean_text(text: str, keep_newlines: bool = False) -> str:
     overrides) are dropped, so a recipe cannot move the cursor or hide what it says."""
     text = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?", "", text)
     keep = "\n\t" if keep_newlines else ""
-    return "".join(ch for ch in text
-                   if ch in keep or unicodedata.category(ch) not in ("Cc", "Cf"))
+    return "".join(ch for ch in text if ch in keep or unicodedata.category(ch) not in ("Cc", "Cf"))
 
 
 def shown(value: object, limit: int = 60) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .. import validate
@@ -30,6 +31,16 @@ def app_or_recipe_arg(value: str) -> str:
     if value.endswith((".yaml", ".yml")) and not validate.has_control(value):
         return value
     return app_arg(value)
+
+
+def exists(path: str | Path, kind: str = "any") -> bool:
+    """Path.exists/is_file that answer False for a name the system cannot use (too long, NUL),
+    instead of raising; kind is "any" or "file"."""
+    try:
+        p = Path(path).expanduser()
+        return p.is_file() if kind == "file" else p.exists()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def print_json(data: Any) -> None:
