@@ -15,8 +15,6 @@ import unicodedata
 from pathlib import PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from .errors import NotFound
 
 APP_ID_MAX = 40
@@ -92,6 +90,8 @@ def requirement(value: str) -> str:
             f"'{shown(value)}' is an installer option, not a package; "
             "recipes may list package requirements only"
         )
+    from packaging.requirements import InvalidRequirement, Requirement  # only recipes need it
+
     try:
         req = Requirement(value)
     except InvalidRequirement:

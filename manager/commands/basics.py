@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .. import config, hardware, planner, state
+from .. import config, hardware, planner, state, validate
 from ..errors import DarkroomError
 from ..recipe import RecipeError, bundled_recipes, find_recipe, load_recipe
 from ._common import app_arg, home, human_bytes, print_json
@@ -166,7 +166,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def cmd_config_set(args: argparse.Namespace) -> int:
     h = home()
     config.set_value(h, args.key, args.value)
-    shown = "(hidden)" if args.key in config.SECRET_KEYS else args.value
+    shown = "(hidden)" if args.key in config.SECRET_KEYS else validate.clean_text(args.value)
     print(f"{args.key} set to {shown}.")
     return 0
 
