@@ -210,6 +210,8 @@ def recover(home: Home, report: Reporter = ignore) -> list[str]:
     fixed = []
     for path in sorted(home.staging.glob("journal-*.json")):
         app = path.stem.removeprefix("journal-")
+        if not validate.APP_ID_RE.fullmatch(app):
+            continue  # not one of ours: never turned into a path
         try:
             with _app_lock(home, app, timeout=0.1):
                 fixed.append(_recover_one(home, app, path, report))

@@ -584,3 +584,14 @@ def test_stop_of_an_unknown_app_fails_with_a_sentence(
     """Finding 7: `stop nosuchapp` exited 0."""
     code, out = _cli(["stop", "nosuchapp"], capsys)
     assert code == 1 and "There is no app called 'nosuchapp'" in out
+
+
+def test_stray_files_in_the_data_folder_are_not_taken_for_apps(
+    home: Home, capsys: pytest.CaptureFixture
+) -> None:
+    """The home's path helpers refuse non-ids, so listings must skip files that are not apps."""
+    (home.run / "Not An App.json").write_text("{}")
+    (home.staging / "journal-Bad.Name.json").write_text("{}")
+    assert installer.recover(home) == []
+    code, out = _cli(["status"], capsys)
+    assert code == 0 and "No apps are running" in out
