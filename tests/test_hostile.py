@@ -315,6 +315,10 @@ VERBS: list[list[str]] = [
 OTHER_ARGS: list[list[str]] = [
     ["plan", "generator", "--hardware", "ID"],
     ["config", "set", "ID", "x"],
+    ["models", "import", "ID", "--app", "generator", "--model", "flux-schnell"],
+    ["env", "build", "generator", "--recipe", "ID"],
+    ["install", "ID.yaml", "--hardware", PROFILE],
+    ["models", "pull", "ID.yaml", "--hardware", PROFILE],
     ["config", "set", "hf_endpoint", "ID"],
     ["run", "ID", "SENTINEL"],
     ["run", "old-photo", "ID"],
@@ -333,7 +337,7 @@ def test_every_verb_refuses_hostile_ids(
     for verb in VERBS + OTHER_ARGS:
         for bad in BAD_IDS:
             argv = [
-                a.replace("ID", _text(bad, sentinel)) if a == "ID" else _text(a, sentinel)
+                a.replace("ID", _text(bad, sentinel)) if a.startswith("ID") else _text(a, sentinel)
                 for a in verb
             ]
             code, out = _cli(argv, capsys)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import config, planner, state, weights
+from .. import config, planner, state, validate, weights
 from ..errors import DarkroomError
 from ..recipe import ModelFile, Recipe, find_recipe, load_recipe, parse_recipe
 from ..weights_store import sha256_file
-from ._common import ConsoleReporter, app_arg, app_or_recipe_arg, home, human_bytes, print_json
+from ._common import (
+    ConsoleReporter,
+    app_arg,
+    app_or_recipe_arg,
+    exists,
+    home,
+    human_bytes,
+    print_json,
+)
 from .basics import machine, parse_choices
 
 
@@ -59,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_app_recipe(app: str) -> Recipe:
     """A bundled app by id, an installed third-party app, or a recipe file path."""
     path = Path(app)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml") and exists(path, "file"):
         return load_recipe(path)
     installed = state.load(home()).apps.get(app)
     if installed and installed.recipe_text and installed.recipe_source != "bundled":
@@ -166,8 +174,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     variant = model.variant(variant_id) if variant_id else model.variants[0]
     candidates = [*variant.files, *model.common_files]
     src = args.path.expanduser()
-    if not src.is_file():
-        raise DarkroomError(f"There is no file at {src}.", "Give the path of the weight file to import.")
+    if not exists(src, "file"):
+        raise DarkroomError(f"There is no file at {validate.shown(src, 200)}.", "Give the path of the weight file to import.")
     sha = sha256_file(src)
     spec, repo_path = _pick_spec(candidates, src, sha, args.repo_path, model.id, variant.id)
     local = weights.import_file(h, src, spec, config.load(h), repo_path=repo_path, sha256=sha)
