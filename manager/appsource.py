@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bundled
+from . import bundled, validate
 from .errors import DarkroomError
 from .events import Reporter, Stage, ignore
 from .home import Home
@@ -63,21 +63,32 @@ def clone(url: str, revision: str, dest: Path, report: Reporter = ignore) -> str
     Shallow where the server allows it; a full clone otherwise. Errors say whether the
     repository or the revision was the problem.
     """
+    # The recipe schema checked both already; checked again here because nothing else may
+    # turn a revision into a git option (`--upload-pack=...`) or a URL into a transport (ext::).
+    try:
+        validate.git_url(url)
+        validate.revision(revision)
+    except ValueError as exc:
+        raise DarkroomError(f"The git source {validate.shown(url)} at {validate.shown(revision)} "
+                            f"cannot be used: it {exc}.", "Fix the recipe's source, then try again.") from None
     report(Stage(SOURCE, "cloning", f"{url} at {revision}"))
     dest.mkdir(parents=True)
-    if _git(["init", "-q", str(dest)]).returncode != 0:
+    if _git(["init", "-q", "--", str(dest)]).returncode != 0:
         raise DarkroomError(f"Git could not create a folder at {dest}.", "Check the disk, then try again.")
-    _git(["remote", "add", "origin", url], cwd=dest)
-    shallow = _git(["fetch", "-q", "--depth", "1", "origin", revision], cwd=dest)
+    _git(["remote", "add", "--", "origin", url], cwd=dest)
+    # Only the transports validate allows, whatever the user's git config says.
+    protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+                 "-c", "protocol.ssh.allow=always", "-c", "protocol.file.allow=always"]
+    shallow = _git([*protocols, "fetch", "-q", "--depth", "1", "--", "origin", revision], cwd=dest)
     if shallow.returncode != 0:
-        full = _git(["fetch", "-q", "--tags", "origin"], cwd=dest)
+        full = _git([*protocols, "fetch", "-q", "--tags", "--", "origin"], cwd=dest)
         if full.returncode != 0:
             raise DarkroomError(f"The git repository {url} could not be reached ({_last_line(full.stderr)}).",
                                 "Check the address and your network, then try again.")
         target = revision
     else:
         target = "FETCH_HEAD"
-    checkout = _git(["-c", "advice.detachedHead=false", "checkout", "-q", target], cwd=dest)
+    checkout = _git(["-c", "advice.detachedHead=false", "checkout", "-q", target, "--"], cwd=dest)
     if checkout.returncode != 0:
         raise DarkroomError(f"The git repository {url} has no revision '{revision}'.",
                             "Check the tag or commit in the recipe, then try again.")

@@ -14,6 +14,7 @@ import sys
 
 from . import __version__, commands
 from .errors import DarkroomError
+from .validate import clean_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             return _open_tui(parser)
         return int(handler(args) or 0)
     except DarkroomError as exc:
-        print(f"darkroom: {exc.message}", file=sys.stderr)
+        # Messages quote names people typed or recipes gave: no escape sequences reach the terminal.
+        print(f"darkroom: {clean_text(exc.message, keep_newlines=True)}", file=sys.stderr)
         if exc.hint:
-            print(exc.hint, file=sys.stderr)
+            print(clean_text(exc.hint, keep_newlines=True), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         from pathlib import Path

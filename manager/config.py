@@ -122,7 +122,8 @@ def set_value(home: Home, key: str, value: str) -> Settings:
     settings = load_file(home)
     if key not in Settings.model_fields:
         known = ", ".join(sorted(Settings.model_fields))
-        raise DarkroomError(f"There is no setting called '{key}'.", f"Known settings: {known}.")
+        shown = key if len(key) <= 60 else key[:59] + "…"
+        raise DarkroomError(f"There is no setting called '{shown}'.", f"Known settings: {known}.")
     field = Settings.model_fields[key]
     parsed: Any = value
     if value == "" and field.default is None:

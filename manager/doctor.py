@@ -7,6 +7,7 @@ Checks read only; `fix` applies the fixes marked safe (they never delete user da
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -94,6 +95,10 @@ def _torch_findings(home: Home, app: str) -> list[Finding]:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        if os.name != "nt":
+            # As the apps' servers do: a connection in TIME_WAIT does not make a port busy, only
+            # a listener does. (On Windows this option would let us share a live port instead.)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return True

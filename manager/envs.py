@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import uvtool
+from . import uvtool, validate
 from .config import Settings
 from .errors import Conflict, DarkroomError, NotFound
 from .events import Message, Reporter, Stage, ignore
@@ -333,6 +333,12 @@ def parse_lock(text: str) -> dict[str, str]:
 
 def _install_args(spec: EnvSpec) -> list[str]:
     args = [*spec.packages, *spec.torch_packages]
+    for entry in args:  # never an option such as --index-url or -r/etc/shadow (the schema checks first)
+        try:
+            validate.requirement(entry)
+        except ValueError as exc:
+            raise DarkroomError(f"The environment of {spec.app} cannot be built: {exc}.",
+                                "Fix the recipe's packages, then try again.") from None
     for req in spec.requirement_files:
         if not req.is_file():
             raise DarkroomError(f"The requirements file {req} of {spec.app} does not exist.",

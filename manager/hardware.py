@@ -145,8 +145,12 @@ def load_profile(name_or_path: str) -> Hardware:
     path = Path(name_or_path)
     if not path.suffix:
         path = bundled.profiles_dir() / f"{name_or_path}.json"
-    if not path.is_file():
-        raise NotFound(f"There is no hardware profile '{name_or_path}'.",
+    try:
+        usable = path.is_file()
+    except (OSError, ValueError):  # a name too long for the system, or with a NUL
+        usable = False
+    if not usable:
+        raise NotFound(f"There is no hardware profile '{name_or_path[:80]}'.",
                        f"Known profiles: {', '.join(profile_names())}; or give a path to a JSON file.")
     try:
         data = json.loads(path.read_text("utf-8"))

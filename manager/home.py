@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .validate import app_id_or_fail
+
 ENV_VAR = "DARKROOM_HOME"
 
 
@@ -81,20 +83,22 @@ class Home:
         """Source trees of apps that are not bundled (git clones)."""
         return self.root / "apps"
 
+    # Per-app paths: the id is checked here too (the CLI and the recipe schema check it first),
+    # so no name such as '../x' or '/etc/passwd' can ever become a path outside the data folder.
     def env_dir(self, app: str) -> Path:
-        return self.envs / app
+        return self.envs / app_id_or_fail(app)
 
     def log_dir(self, app: str) -> Path:
-        return self.logs / app
+        return self.logs / app_id_or_fail(app)
 
     def run_file(self, app: str) -> Path:
-        return self.run / f"{app}.json"
+        return self.run / f"{app_id_or_fail(app)}.json"
 
     def output_dir(self, app: str) -> Path:
-        return self.outputs / app
+        return self.outputs / app_id_or_fail(app)
 
     def app_dir(self, app: str) -> Path:
-        return self.apps / app
+        return self.apps / app_id_or_fail(app)
 
     def ensure(self) -> Home:
         """Create the top-level folders; cheap and idempotent."""

@@ -15,10 +15,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from . import appsource, envs, launching, library, weights
+from . import appsource, envs, launching, library, uvtool, validate, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, NotFound
@@ -45,6 +46,7 @@ from .recipe import (
 )
 from .state import InstalledApp, InstalledModel
 from .supervisor import control
+from .weights_remote import endpoint_of
 
 SOURCE = "install"
 
@@ -73,7 +75,8 @@ class Licence:
 
 @dataclass
 class Manifest:
-    """What a recipe that is not bundled would do, shown before anything runs."""
+    """What a recipe that is not bundled would do, shown before anything runs: every command,
+    environment variable, package, package source, download and file it writes."""
 
     origin: str
     source: str
@@ -82,14 +85,27 @@ class Manifest:
     downloads: list[str]
     ports: list[int]
     templates: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    backend_args: dict[str, list[str]] = field(default_factory=dict)
+    package_sources: list[str] = field(default_factory=list)
+    template_contents: dict[str, str] = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"Recipe from: {self.origin}", f"Code from:   {self.source}"]
         out += [f"Runs:        {' '.join(cmd)}" for cmd in self.commands]
+        out += [f"  with env:  {key}={value}" for key, value in self.env.items()]
+        out += [f"  on {backend}:{' ' * max(1, 6 - len(backend))}adds {' '.join(args)}"
+                for backend, args in self.backend_args.items()]
+        if self.needs:
+            out.append(f"Starts too:  {', '.join(self.needs)}")
         out.append(f"Installs:    {', '.join(self.packages) or 'nothing extra'}")
+        out += [f"  from:      {src}" for src in self.package_sources]
         out += [f"Downloads:   {d}" for d in self.downloads] or ["Downloads:   no model files"]
         out.append(f"Listens on:  port {', '.join(map(str, self.ports))} (127.0.0.1 unless you share it)")
-        out += [f"Writes:      {t}" for t in self.templates]
+        for dest in self.templates:
+            out.append(f"Writes:      {dest}")
+            out += [f"  | {line}" for line in self.template_contents.get(dest, "").splitlines()]
         return out
 
 
@@ -123,7 +139,7 @@ def read_target(target: str) -> tuple[Recipe, str, str | None]:
         recipe = parse_recipe(data, target)
         return recipe, target, data.decode("utf-8")
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or _exists(path):
         recipe = load_recipe(path)
         if recipe.id in bundled_recipes():
             raise DarkroomError(f"{path} uses the id '{recipe.id}' of a bundled app.",
@@ -132,14 +148,42 @@ def read_target(target: str) -> tuple[Recipe, str, str | None]:
     return find_recipe(target), "bundled", None
 
 
-def manifest_of(recipe: Recipe, origin: str, p: Plan) -> Manifest:
+def _exists(path: Path) -> bool:
+    """Like Path.exists, but a name too long or otherwise unusable is simply not a file."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:
     source = (f"git {recipe.source.git} at {recipe.source.revision}" if recipe.source.git
               else f"Darkroom's bundled {recipe.source.bundled}")
-    downloads = [f"{f.repo}/{f.path} ({f.size / 1e9:.2f} GB)" for m in p.models for f in m.files]
-    return Manifest(origin=origin, source=source, commands=[list(recipe.launch.command)],
+    host = urlsplit(endpoint_of(settings.hf_endpoint if settings else None)).netloc or "huggingface.co"
+    downloads = [f"{f.repo}/{f.path} at {f.revision} from {host} ({f.size / 1e9:.2f} GB)"
+                 for m in p.models for f in m.files]
+    command = [*recipe.launch.command, *recipe.launch.backend_args.get(p.backend, [])]
+    return Manifest(origin=origin, source=source, commands=[command],
                     packages=[*p.packages, *p.torch_packages, *recipe.requirements],
                     downloads=downloads, ports=[recipe.launch.port],
-                    templates=[t.dest for t in recipe.templates])
+                    templates=[t.dest for t in recipe.templates],
+                    env=dict(recipe.launch.env),
+                    backend_args={b: list(a) for b, a in recipe.launch.backend_args.items()},
+                    package_sources=_package_sources(settings, p.torch_backend if p.torch_packages else None),
+                    template_contents={t.dest: t.content for t in recipe.templates},
+                    needs=list(recipe.needs))
+
+
+def _package_sources(settings: Settings | None, torch_backend: str | None) -> list[str]:
+    """Where uv will fetch packages from, in words (the recipe itself cannot name an index)."""
+    if settings is not None and uvtool.has_user_sources(settings):
+        return ([f"index {settings.index_url}"] if settings.index_url else []) \
+            + [f"extra index {u}" for u in settings.extra_index_urls] \
+            + [f"wheel folder {f}" for f in settings.find_links]
+    out = ["PyPI (pypi.org)"]
+    if torch_backend and torch_backend != "mps":
+        out.append(f"PyTorch's {torch_backend} index (download.pytorch.org), for torch packages")
+    return out
 
 
 def preview(home: Home, settings: Settings, target: str, hw: Hardware,
@@ -152,7 +196,7 @@ def preview(home: Home, settings: Settings, target: str, hw: Hardware,
     licences = [Licence(m.model, m.name, m.license, m.license_url, m.commercial, m.gated)
                 for m in p.models if not m.commercial or m.gated]
     # Code Darkroom does not ship (a git source, or a recipe from elsewhere) is shown first.
-    manifest = None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p)
+    manifest = None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p, settings)
     return Preview(recipe, p, origin, text, manifest, licences, choices)
 
 
@@ -164,6 +208,7 @@ def _journal(home: Home, app: str) -> Path:
 
 
 def _app_lock(home: Home, app: str, timeout: float = 5.0):
+    validate.app_id_or_fail(app)  # before the id becomes a lock file's name
     return locked(home.run / f"{app}.install.lock", timeout=timeout, what=f"installing {app}")
 
 
@@ -172,6 +217,8 @@ def recover(home: Home, report: Reporter = ignore) -> list[str]:
     fixed = []
     for path in sorted(home.staging.glob("journal-*.json")):
         app = path.stem.removeprefix("journal-")
+        if not validate.APP_ID_RE.fullmatch(app):
+            continue  # not one of ours: never turned into a path
         try:
             with _app_lock(home, app, timeout=0.1):
                 fixed.append(_recover_one(home, app, path, report))
@@ -402,7 +449,7 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
             recipe = launching.recipe_of(home, installed, app)
             p = plan(recipe, hw, choices)
             pv = Preview(recipe, p, installed.recipe_source, installed.recipe_text,
-                         manifest_of(recipe, installed.recipe_source, p), [], choices)
+                         manifest_of(recipe, installed.recipe_source, p, settings), [], choices)
     # Licences already accepted need no second yes.
     pv.licences = [lic for lic in pv.licences if lic.model not in installed.accepted_licences]
     return pv

@@ -7,7 +7,9 @@ from the YAML node, and the loader raises nothing but `RecipeError` for any inpu
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +18,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import bundled
+from . import bundled, validate
 from .errors import DarkroomError, NotFound
 
 MAX_RECIPE_BYTES = 1_000_000
 MAX_NODES = 50_000
+# Bounds that keep every number a recipe gives within what the planner can add up.
+MAX_FILE_BYTES = 10**13          # 10 TB: more than any model file
+MAX_GB = 100_000.0
 
 Backend = Literal["cuda", "rocm", "mps", "cpu"]
 OffloadPolicy = Literal["none", "model", "sequential"]
@@ -34,11 +39,10 @@ PLACEHOLDERS = frozenset({"port", "host", "models_dir", "app_dir", "env_python",
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _SLUG = r"^[a-z][a-z0-9-]{0,39}$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_placeholders(text: str) -> str:
@@ -51,10 +55,7 @@ def _check_placeholders(text: str) -> str:
 
 def _check_relative(path: str) -> str:
     """Paths a recipe names stay inside the data folder: relative, no '..'."""
-    p = Path(path)
-    if p.is_absolute() or path.startswith(("/", "\\")) or ".." in p.parts or re.match(r"^[A-Za-z]:", path):
-        raise ValueError("must be a relative path inside the app folder, without '..'")
-    return path
+    return validate.relative_path(path)
 
 
 class ModelFile(_Strict):
@@ -63,16 +64,19 @@ class ModelFile(_Strict):
     repo: str
     path: str = Field(description="File path in the repo; may be a glob such as 'vae/*'")
     revision: str = "main"
-    size: int = Field(ge=0, description="Bytes; for a glob, the total")
+    size: int = Field(ge=0, le=MAX_FILE_BYTES, description="Bytes; for a glob, the total")
     sha256: str | None = Field(None, description="Pinned hash; null = unverified, the hub's LFS hash is used")
     repo_type: Literal["model", "dataset"] = "model"
 
     @field_validator("repo")
     @classmethod
     def _repo(cls, v: str) -> str:
-        if not _REPO.match(v):
-            raise ValueError("must look like 'owner/name'")
-        return v
+        return validate.weight_repo(v)
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str) -> str:
+        return validate.revision(v)
 
     @field_validator("path")
     @classmethod
@@ -100,8 +104,8 @@ class Variant(_Strict):
     label: str
     precision: Precision
     quality: int = Field(ge=0, le=100, description="Relative output quality; higher is better")
-    vram_gb: float = Field(ge=0, description="GPU memory at peak with everything on the GPU")
-    ram_gb: float = Field(ge=0, description="System RAM needed: the whole pipeline's weights, GB")
+    vram_gb: float = Field(ge=0, le=MAX_GB, description="GPU memory at peak with everything on the GPU")
+    ram_gb: float = Field(ge=0, le=MAX_GB, description="System RAM needed: the whole pipeline's weights, GB")
     offload: dict[Literal["model", "sequential"], float] = Field(
         default_factory=dict, description="GPU memory needed under each offload policy it supports")
     backends: list[Backend] = Field(default_factory=lambda: ["cuda", "rocm", "mps", "cpu"], min_length=1)
@@ -114,8 +118,8 @@ class Variant(_Strict):
     @classmethod
     def _offload(cls, v: dict[str, float]) -> dict[str, float]:
         for key, gb in v.items():
-            if not isinstance(gb, (int, float)) or gb < 0:
-                raise ValueError(f"{key}: must be a number of GB, 0 or more")
+            if not isinstance(gb, (int, float)) or not 0 <= gb <= MAX_GB:
+                raise ValueError(f"{key}: must be a number of GB, from 0 to {MAX_GB:g}")
         return v
 
     @property
@@ -170,8 +174,14 @@ class Source(_Strict):
         if self.git is not None:
             if not self.revision:
                 raise ValueError("a git source needs a pinned 'revision' (tag or commit)")
-            if not re.match(r"^(https://|file://|/|git@)", self.git):
-                raise ValueError("git must be an https://, git@ or file:// URL")
+            try:
+                validate.git_url(self.git)
+            except ValueError as exc:
+                raise ValueError(f"git {exc}") from None
+            try:
+                validate.revision(self.revision)
+            except ValueError as exc:
+                raise ValueError(f"revision {exc}") from None
         return self
 
 
@@ -179,6 +189,11 @@ class TorchSpec(_Strict):
     """The torch packages the app needs; the planner picks the wheel index for the GPU."""
 
     packages: list[str] = Field(default_factory=lambda: ["torch"], min_length=1)
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: list[str]) -> list[str]:
+        return [validate.requirement(p) for p in v]
 
 
 class Template(_Strict):
@@ -207,7 +222,7 @@ class Launch(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     backend_args: dict[Backend, list[str]] = Field(
         default_factory=dict, description="Extra arguments for one backend, e.g. --cpu on cpu")
-    startup_timeout_s: float = Field(600, gt=0)
+    startup_timeout_s: float = Field(600, gt=0, le=86_400)
 
     @field_validator("command")
     @classmethod
@@ -276,6 +291,31 @@ class Recipe(_Strict):
     @classmethod
     def _reqs(cls, v: list[str]) -> list[str]:
         return [_check_relative(p) for p in v]
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: list[str]) -> list[str]:
+        return [validate.requirement(p) for p in v]
+
+    @field_validator("backend_packages")
+    @classmethod
+    def _backend_packages(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for items in v.values():
+            for p in items:
+                validate.requirement(p)
+        return v
+
+    @field_validator("needs")
+    @classmethod
+    def _needs(cls, v: list[str]) -> list[str]:
+        return [validate.app_id(a) for a in v]
+
+    @field_validator("check_import")
+    @classmethod
+    def _check_import(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", v):
+            raise ValueError("must be a Python module name such as 'mypackage.server'")
+        return v
 
     @model_validator(mode="after")
     def _unique_models(self) -> Recipe:
@@ -347,7 +387,7 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[
                 problems.append(Problem(file, key_node.start_mark.line + 1, _fmt(path),
                                         "keys must be plain text"))
                 continue
-            key = key_node.value
+            key = validate.clean_text(key_node.value)
             if key in out:
                 problems.append(Problem(file, key_node.start_mark.line + 1, _fmt((*path, key)),
                                         "appears twice"))
@@ -357,7 +397,9 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, (*path, i), lines, problems, file, seen) for i, item in enumerate(node.value)]
-    return _SAFE.construct_object(node, deep=True)
+    value = _SAFE.construct_object(node, deep=True)
+    # Recipe text reaches terminals and pages: no escape sequences, no bidi tricks.
+    return validate.clean_text(value, keep_newlines=True) if isinstance(value, str) else value
 
 
 class _Fatal(Exception):
@@ -487,12 +529,26 @@ def _line_for(loc: tuple, lines: dict[tuple, int]) -> int:
 
 def load_recipe(path: Path) -> Recipe:
     """Load one recipe file; any problem, including an unreadable file, is a RecipeError."""
-    name = str(path)
+    name = validate.shown(path, limit=200)
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable file name"
+        raise RecipeError([Problem(name, 0, "", f"cannot be read: {why}")]) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise RecipeError([Problem(name, 0, "", "is not a regular file (a folder, pipe or device); "
+                                                "give the path of a recipe .yaml file")])
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > MAX_RECIPE_BYTES:
+            raise RecipeError([Problem(name, 0, "", f"is {info.st_size:,} bytes; a recipe may be at most "
+                                                    f"{MAX_RECIPE_BYTES:,}")])
+        try:
             data = handle.read(MAX_RECIPE_BYTES + 1)
-    except OSError as exc:
-        raise RecipeError([Problem(name, 0, "", f"cannot be read: {exc.strerror or exc}")]) from None
+        except OSError as exc:
+            raise RecipeError([Problem(name, 0, "", f"cannot be read: {exc.strerror or exc}")]) from None
     return parse_recipe(data, name)
 
 
@@ -507,6 +563,7 @@ def bundled_recipes() -> dict[str, Recipe]:
 
 def find_recipe(app: str, extra: dict[str, Recipe] | None = None) -> Recipe:
     """A recipe by app id: bundled ones first, then those installed from elsewhere."""
+    validate.app_id_or_fail(app)  # before the id becomes part of a path
     path = bundled.recipes_dir() / f"{app}.yaml"
     if path.is_file():
         return load_recipe(path)

@@ -47,10 +47,13 @@ def resolve_url(endpoint: str, repo: str, repo_type: str, commit: str, path: str
 # ---------------------------------------------------------------- errors
 
 
-def licence_hint(repo: str) -> str:
-    return (f"Accept the licence on https://huggingface.co/{repo} while logged in, then run "
+def licence_hint(repo: str, endpoint: str = DEFAULT_ENDPOINT) -> str:
+    """Where to accept a licence and get a token: the hub Darkroom downloads from (a mirror when
+    hf_endpoint is set), not always huggingface.co."""
+    endpoint = endpoint.rstrip("/")
+    return (f"Accept the licence on {endpoint}/{repo} while logged in, then run "
             "`darkroom config set hf_token <token>` with a read token from "
-            "https://huggingface.co/settings/tokens (or set it in Settings).")
+            f"{endpoint}/settings/tokens (or set it in Settings).")
 
 
 def http_error(status: int, code: str | None, message: str | None, repo: str, path: str,
@@ -60,11 +63,11 @@ def http_error(status: int, code: str | None, message: str | None, repo: str, pa
     if "Invalid credentials" in message or "Invalid user token" in message:
         return DarkroomError(
             "The Hugging Face token in your settings was refused by the hub (it is invalid or expired).",
-            licence_hint(repo))
+            licence_hint(repo, endpoint))
     if code == "GatedRepo" or (status in (401, 403) and "gated" in message.lower()):
         why = "your token has not been granted access to it yet" if had_token \
             else "no Hugging Face token is set"
-        return DarkroomError(f"{repo} is a gated model and {why}.", licence_hint(repo))
+        return DarkroomError(f"{repo} is a gated model and {why}.", licence_hint(repo, endpoint))
     if code == "RevisionNotFound":
         return DarkroomError(f"{repo} has no revision '{revision}' on {endpoint}.",
                              "The recipe may be out of date; update Darkroom or the recipe.")
@@ -74,7 +77,8 @@ def http_error(status: int, code: str | None, message: str | None, repo: str, pa
     if code == "RepoNotFound" or status in (401, 404):
         hint = "Check the repository name in the recipe."
         if not had_token:
-            hint += " If it is private or gated, " + licence_hint(repo)[0].lower() + licence_hint(repo)[1:]
+            hint += " If it is private or gated, " + licence_hint(repo, endpoint)[0].lower() \
+                + licence_hint(repo, endpoint)[1:]
         return DarkroomError(f"The repository {repo} was not found on {endpoint}.", hint)
     if status == 429:
         return DarkroomError(f"The hub at {endpoint} is limiting requests (HTTP 429).",

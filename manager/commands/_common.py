@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from .. import validate
+from ..errors import DarkroomError
 from ..events import Event, Message, Progress, Stage
 from ..home import Home
 
 
 def home() -> Home:
     return Home.from_env().ensure()
+
+
+def app_arg(value: str) -> str:
+    """argparse type for an app id: checked before it can become part of any path."""
+    try:
+        return validate.app_id_or_fail(value)
+    except DarkroomError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} {exc.hint}") from None
+
+
+def app_or_recipe_arg(value: str) -> str:
+    """argparse type for an app id or a recipe file (.yaml/.yml)."""
+    if value.endswith((".yaml", ".yml")) and not validate.has_control(value):
+        return value
+    return app_arg(value)
+
+
+def exists(path: str | Path, kind: str = "any") -> bool:
+    """Path.exists/is_file that answer False for a name the system cannot use (too long, NUL),
+    instead of raising; kind is "any" or "file"."""
+    try:
+        p = Path(path).expanduser()
+        return p.is_file() if kind == "file" else p.exists()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def print_json(data: Any) -> None:

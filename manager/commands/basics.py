@@ -6,10 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from .. import config, hardware, planner, state
+from .. import config, hardware, planner, state, validate
 from ..errors import DarkroomError
 from ..recipe import RecipeError, bundled_recipes, find_recipe, load_recipe
-from ._common import home, human_bytes, print_json
+from ._common import app_arg, home, human_bytes, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("plan", help="what installing an app would do on this (or another) machine")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.add_argument("--hardware", metavar="PROFILE", help="a profile name (e.g. rtx3060-12gb) or a JSON file")
     p.add_argument("--variant", action="append", default=[], metavar="[MODEL=]VARIANT",
                    help="choose a variant, for one model (flux-dev=gguf-q8) or all (gguf-q8)")
@@ -166,7 +166,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def cmd_config_set(args: argparse.Namespace) -> int:
     h = home()
     config.set_value(h, args.key, args.value)
-    shown = "(hidden)" if args.key in config.SECRET_KEYS else args.value
+    shown = "(hidden)" if args.key in config.SECRET_KEYS else validate.clean_text(args.value)
     print(f"{args.key} set to {shown}.")
     return 0
 

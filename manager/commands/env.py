@@ -17,7 +17,7 @@ from ..errors import DarkroomError
 from ..events import ignore
 from ..home import Home
 from ..recipe import Recipe, find_recipe, load_recipe
-from ._common import ConsoleReporter, home, human_bytes, print_json
+from ._common import ConsoleReporter, app_arg, home, human_bytes, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def action(name: str, text: str, handler, recipe: bool = False) -> argparse.ArgumentParser:
         c = esub.add_parser(name, help=text)
-        c.add_argument("app")
+        c.add_argument("app", type=app_arg)
         c.add_argument("--json", action="store_true", help="JSON lines: events, then the result")
         if recipe:
             c.add_argument("--recipe", type=Path, metavar="FILE", help="a recipe file instead of the bundled one")

@@ -8,7 +8,7 @@ import sys
 from .. import config, installer
 from .. import state as state_mod
 from ..errors import DarkroomError
-from ._common import ConsoleReporter, home, print_json
+from ._common import ConsoleReporter, app_arg, home, print_json
 from .basics import machine, parse_choices, print_plan
 
 
@@ -23,17 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_install)
 
     p = sub.add_parser("update", help="update an app (or --all); the old version comes back if the new fails")
-    p.add_argument("app", nargs="?")
+    p.add_argument("app", nargs="?", type=app_arg)
     p.add_argument("--all", action="store_true")
     _common_options(p)
     p.set_defaults(handler=cmd_update)
 
     p = sub.add_parser("rollback", help="go back to the version before the last update")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.set_defaults(handler=cmd_rollback)
 
     p = sub.add_parser("remove", help="remove an app (models other apps use are kept)")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.add_argument("--keep-models", action="store_true", help="keep its model files in the store")
     p.set_defaults(handler=cmd_remove)
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import config, planner, state, weights
+from .. import config, planner, state, validate, weights
 from ..errors import DarkroomError
 from ..recipe import ModelFile, Recipe, find_recipe, load_recipe, parse_recipe
 from ..weights_store import sha256_file
-from ._common import ConsoleReporter, home, human_bytes, print_json
+from ._common import (
+    ConsoleReporter,
+    app_arg,
+    app_or_recipe_arg,
+    exists,
+    home,
+    human_bytes,
+    print_json,
+)
 from .basics import machine, parse_choices
 
 
@@ -22,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=cmd_list)
 
     c = msub.add_parser("pull", help="download the weights an app's plan needs")
-    c.add_argument("app", help="an app id, or a recipe file")
+    c.add_argument("app", type=app_or_recipe_arg, help="an app id, or a recipe file")
     c.add_argument("--variant", action="append", default=[], metavar="[MODEL=]VARIANT")
     c.add_argument("--models", metavar="M1,M2", help="which models (default: the app's defaults)")
     c.add_argument("--hardware", metavar="PROFILE", help="plan for a hardware profile instead of this machine")
@@ -32,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=cmd_pull)
 
     c = msub.add_parser("verify", help="check every byte of the weights installed apps use")
-    c.add_argument("apps", nargs="*", help="only these apps (default: all installed, else the whole store)")
+    c.add_argument("apps", nargs="*", type=app_arg, help="only these apps (default: all installed, else the whole store)")
     c.add_argument("--fix", action="store_true", help="delete damaged files so the next pull fetches them again")
     c.add_argument("--quick", action="store_true", help="only check the files are there")
     c.add_argument("--json", action="store_true")
@@ -40,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = msub.add_parser("import", help="adopt a weight file you already have (hash checked)")
     c.add_argument("path", type=Path)
-    c.add_argument("--app", required=True)
+    c.add_argument("--app", required=True, type=app_or_recipe_arg)
     c.add_argument("--model", required=True)
     c.add_argument("--variant", help="the variant the file belongs to (default: the installed or first one)")
     c.add_argument("--file", dest="repo_path", metavar="REPO_PATH",
@@ -59,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_app_recipe(app: str) -> Recipe:
     """A bundled app by id, an installed third-party app, or a recipe file path."""
     path = Path(app)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml") and exists(path, "file"):
         return load_recipe(path)
     installed = state.load(home()).apps.get(app)
     if installed and installed.recipe_text and installed.recipe_source != "bundled":
@@ -172,8 +180,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     variant = model.variant(variant_id) if variant_id else model.variants[0]
     candidates = [*variant.files, *model.common_files]
     src = args.path.expanduser()
-    if not src.is_file():
-        raise DarkroomError(f"There is no file at {src}.", "Give the path of the weight file to import.")
+    if not exists(src, "file"):
+        raise DarkroomError(f"There is no file at {validate.shown(src, 200)}.", "Give the path of the weight file to import.")
     sha = sha256_file(src)
     spec, repo_path = _pick_spec(candidates, src, sha, args.repo_path, model.id, variant.id)
     local = weights.import_file(h, src, spec, config.load(h), repo_path=repo_path, sha256=sha)

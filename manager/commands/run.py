@@ -7,12 +7,12 @@ import sys
 import time
 
 from .. import config as config_mod
-from .. import hardware, launching, supervisor, switching
-from ..errors import DarkroomError
+from .. import hardware, launching, state, supervisor, switching, validate
+from ..errors import DarkroomError, NotFound
 from ..home import Home
 from ..supervisor import LaunchSpec, RunInfo
 from ..supervisor.control import failure_text
-from ._common import ConsoleReporter, home, print_json
+from ._common import ConsoleReporter, app_arg, home, print_json
 
 
 def launch_spec_for(home: Home, app: str) -> LaunchSpec:
@@ -33,7 +33,7 @@ def switch_choice(args: argparse.Namespace) -> None:
     if args.app is not None:
         raise DarkroomError(f"--switch takes no value but `now` (got {args.switch!r}).",
                             f"Use `darkroom start {args.app} --switch` or `--switch=now`.")
-    args.app, args.switch = args.switch, switching.WAIT
+    args.app, args.switch = validate.app_id_or_fail(args.switch), switching.WAIT
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -64,6 +64,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     apps = [i.app for i in supervisor.status(h)] if args.all else [args.app]
     for app in apps:
         was_running = supervisor.stop(h, app)
+        if not was_running and not args.all and app not in state.load(h).apps:
+            raise NotFound(f"There is no app called '{app}' to stop: it is neither running nor installed.",
+                           "`darkroom status` shows the running apps, `darkroom list` the installed ones.")
         print(f"{app} stopped." if was_running else f"{app} was not running.")
     return 0
 
@@ -156,7 +159,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("start", help="start an installed app (and the apps it needs)")
-    p.add_argument("app", nargs="?")
+    p.add_argument("app", nargs="?", type=app_arg)
     p.add_argument("--switch", nargs="?", const=switching.WAIT, metavar="now",
                    help="free GPU memory first: other apps unload their models once their running "
                         "job is done (queued meanwhile; Ctrl-C withdraws); --switch=now cancels "
@@ -166,25 +169,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_start)
 
     p = sub.add_parser("stop", help="stop a running app, children included")
-    p.add_argument("app", nargs="?")
+    p.add_argument("app", nargs="?", type=app_arg)
     p.add_argument("--all", action="store_true", help="stop every running app")
     p.set_defaults(handler=cmd_stop)
 
     p = sub.add_parser("restart", help="stop an app and start it again")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.set_defaults(handler=cmd_restart)
 
     p = sub.add_parser("status", help="which apps run, on which port, and how they are")
-    p.add_argument("app", nargs="?")
+    p.add_argument("app", nargs="?", type=app_arg)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("logs", help="an app's log (-f to follow)")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("-n", "--lines", type=int, default=100, help="how many lines to show first")
     p.set_defaults(handler=cmd_logs)
 
     p = sub.add_parser("open", help="open a running app's page in the web browser")
-    p.add_argument("app")
+    p.add_argument("app", type=app_arg)
     p.set_defaults(handler=cmd_open)

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as config_mod
-from .. import envs, launching, protocol, supervisor
+from .. import envs, launching, protocol, supervisor, validate
 from ..errors import DarkroomError, NotFound
 from ..events import Message, Progress, Stage
 from ..home import Home
 from ..supervisor.control import start_with_needs, wait_ready
-from ._common import ConsoleReporter, home, print_json
+from ._common import ConsoleReporter, exists, home, print_json
 
 SOURCE = "workflow"
 
@@ -94,7 +94,7 @@ def ensure_running(h: Home, apps: list[str], report: Any) -> None:
 
 def _preset_arg(preset: str) -> str:
     """A preset file as an absolute path (the engine runs in another folder); a name as it is."""
-    if Path(preset).suffix in (".yaml", ".yml") or Path(preset).is_file():
+    if Path(preset).suffix in (".yaml", ".yml") or exists(preset, "file"):
         return str(Path(preset).expanduser().resolve())
     return preset
 
@@ -133,8 +133,8 @@ def relay(event: dict[str, Any], report: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     h = home()
     report = WorkflowReporter(as_json=args.json)
-    if not Path(args.input).exists():
-        raise NotFound(f"The input {args.input} does not exist.", "Give the folder that holds the images.")
+    if not exists(args.input):
+        raise NotFound(f"The input {validate.shown(args.input)} does not exist.", "Give the folder that holds the images.")
     python = _engine(h)
     ensure_running(h, _needs(h, python, args.preset, args.input, args.ray), report)
     # The engine's stderr (Ray's own warnings, a crash's details) goes to a log, not the screen.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_json, read_json
 from ..home import Home
+from ..validate import APP_ID_RE
 from . import proctree
 from .spec import ACTIVE, STALE, LaunchSpec, RunInfo
 
@@ -85,7 +86,8 @@ def inspect(home: Home, app: str) -> RunInfo | None:
 def apps_with_run_files(home: Home) -> list[str]:
     if not home.run.is_dir():
         return []
-    return sorted(p.stem for p in home.run.glob("*.json") if "." not in p.stem)
+    # Only names that are app ids: a stray file must not make every status call fail.
+    return sorted(p.stem for p in home.run.glob("*.json") if APP_ID_RE.fullmatch(p.stem))
 
 
 def write_launch(home: Home, spec: LaunchSpec) -> None:
