@@ -107,6 +107,9 @@ class Variant(_Strict):
     backends: list[Backend] = Field(default_factory=lambda: ["cuda", "rocm", "mps", "cpu"], min_length=1)
     files: list[ModelFile] = Field(default_factory=list)
     note: str = ""
+    library: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                                description="Folder in models/library/ this variant's files are linked "
+                                            "into; overrides the model's (a GGUF build goes to unet)")
 
     @field_validator("offload")
     @classmethod
@@ -171,6 +174,27 @@ class Source(_Strict):
             if not re.match(r"^(https://|file://|/|git@)", self.git):
                 raise ValueError("git must be an https://, git@ or file:// URL")
         return self
+
+
+class ExtraRepo(_Strict):
+    """A second git repository the app expects inside its folder (Forge's huggingface_guess),
+    pinned by full commit so every install gets the same code."""
+
+    git: str
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$", description="Full 40-character commit")
+    dest: str = Field(description="Folder inside the app folder it is cloned into")
+
+    @field_validator("git")
+    @classmethod
+    def _git(cls, v: str) -> str:
+        if not re.match(r"^(https://|file://|/|git@)", v):
+            raise ValueError("must be an https://, git@ or file:// URL")
+        return v
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, v: str) -> str:
+        return _check_relative(v)
 
 
 class TorchSpec(_Strict):
@@ -257,6 +281,14 @@ class Recipe(_Strict):
         default_factory=dict, description="Extra packages for one backend, e.g. bitsandbytes on cuda")
     requirements: list[str] = Field(default_factory=list,
                                     description="Requirement files inside a git source")
+    install: Literal["requirements", "packages", "project"] | None = Field(
+        None, description="How a git checkout is installed: its requirement files, only `packages`, "
+                          "or the checkout itself as a package. Default: requirements when it has "
+                          "a requirements.txt, else the project when it has one")
+    data: list[str] = Field(default_factory=list,
+                            description="The app's user-data folders (saved workflows, custom nodes ...), "
+                                        "kept outside the code so update and rollback never touch them")
+    extra_repos: list[ExtraRepo] = Field(default_factory=list)
     torch: TorchSpec | None = None
     check_import: str | None = Field(None, description="Module the env must import to count as built")
     launch: Launch
@@ -274,6 +306,15 @@ class Recipe(_Strict):
     @classmethod
     def _reqs(cls, v: list[str]) -> list[str]:
         return [_check_relative(p) for p in v]
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_relative(p)
+            if not p.strip(" ./"):
+                raise ValueError("a data folder must name a folder inside the app, not the app itself")
+        return v
 
     @model_validator(mode="after")
     def _unique_models(self) -> Recipe:
