@@ -73,6 +73,7 @@ version: "{revision.lstrip('v')}"
 license: apache-2.0
 source: {{git: "file://{repo}", revision: {revision}}}
 python: "3.11"
+install: project   # the tiny app is a real package; a checkout with requirements.txt defaults to them
 requirements: [requirements.txt]
 check_import: tinyapp
 launch:
