@@ -109,14 +109,23 @@ def link_local(home: Home, recipe: Recipe, local: list[LocalFile],
 
 
 def unlink_unused(home: Home, keep: set[Path] | None = None) -> int:
-    """Remove library entries whose blob left the store (after gc or remove): a hard link
-    that is the file's last name is all that would be left of it."""
-    removed = 0
+    """Remove library entries whose file left the store (after gc or remove). The test is the
+    inode, not the link count: an imported file may still have the user's own name."""
     base = root(home)
     if not base.is_dir():
         return 0
+    in_store = set()
+    for blob in home.models.glob("*/blobs/*"):
+        with contextlib.suppress(OSError):
+            st = blob.stat()
+            in_store.add((st.st_dev, st.st_ino))
+    kept = {p.resolve() for p in keep or set()}
+    removed = 0
     for entry in base.rglob("*"):
-        if entry.is_file() and entry.resolve() not in (keep or set()) and os.stat(entry).st_nlink <= 1:
+        if not entry.is_file() or entry.resolve() in kept:
+            continue
+        st = entry.stat()
+        if (st.st_dev, st.st_ino) not in in_store:
             entry.unlink()
             removed += 1
     return removed

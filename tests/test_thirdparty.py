@@ -134,7 +134,10 @@ def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(com
     assert info["version"] == "1" and "tiny.safetensors" in info["models"]["checkpoints"]
     assert _http(url + "/userdata/flow.json", b'{"nodes": [1, 2, 3]}')["saved"]
 
-    installer.install(home, settings, preview("v2"), accepted=True)    # an update while it runs
+    said: list[str] = []
+    installer.install(home, settings, preview("v2"), lambda e: said.append(getattr(e, "text", "")),
+                      accepted=True)                                    # an update while it runs
+    assert any("is updated. It is running again." in line for line in said), said  # finding 6
     url = control.app_status(home, "comfy").url.rstrip("/")
     assert _http(url + "/object_info")["version"] == "2"
     assert _http(url + "/userdata/flow.json") == {"nodes": [1, 2, 3]}
@@ -246,6 +249,9 @@ def test_an_imported_pinned_file_installs_without_asking_the_hub_and_is_linked(
     assert plan.exact and not plan.missing
     local = weights.pull(home, dead, [spec])
     assert os.path.samefile(link, local[0].local_path.resolve())
+    # No app uses it: gc empties the store, and the library link goes with the file (finding 6).
+    assert cli_main(["models", "gc", "--yes"]) == 0
+    assert not local[0].local_path.exists() and not link.exists()
 
 
 def test_uv_errors_name_the_python_download_and_the_failing_build() -> None:
