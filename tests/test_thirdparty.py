@@ -204,6 +204,52 @@ launch: {{command: ["{{env_python}}", "main.py"], port: 7999}}
     assert not list(home.staging.glob("src-forgelike-*"))
 
 
+def _repo_with(folder: Path, files: dict[str, str]) -> str:
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    _git(folder, "init", "-q")
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-q", "-m", "one")
+    return _git(folder, "rev-parse", "HEAD")
+
+
+def test_forge_like_app_with_its_extra_repositories_is_really_ready(home: Home, tmp_path: Path,
+                                                                     pip_sources) -> None:
+    """Finding 3 through the shipped recipes/forge.yaml: its extra repositories are cloned
+    where Forge looks, so the app's API (the recipe's readiness route, not /internal/ping)
+    answers, and install's check-start passes."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    app = tmp_path / "forge-src"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "forgelike", app,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    _git(app, "init", "-q")
+    _git(app, "add", "-A")
+    _git(app, "commit", "-q", "-m", "forge")
+    text = (recipes_dir() / "forge.yaml").read_text().replace("id: forge", "id: forgelike")
+    text = text.replace("https://github.com/lllyasviel/stable-diffusion-webui-forge.git", f"file://{app}")
+    text = text.replace('python: "3.10"', 'python: "3.11"').replace("torch:\n  packages: [torch, torchvision]\n", "")
+    start = text.index("  revision: ")
+    text = text[:start] + "  revision: HEAD\n" + text[text.index("\n", start) + 1:]
+    recipe = find_recipe("forge")
+    for extra in recipe.extra_repos:
+        name = extra.dest.rsplit("/", 1)[-1]
+        commit = _repo_with(tmp_path / name, {f"{name.replace('-', '_')}.py": "OK = True\n"})
+        text = text.replace(extra.git, f"file://{tmp_path / name}").replace(extra.commit, commit)
+    path = tmp_path / "forgelike.yaml"
+    path.write_text(text)
+    settings = Settings(extra_index_urls=pip_sources.extra_index_urls, find_links=pip_sources.find_links,
+                        port_start=20200, port_end=20300)
+    try:
+        installer.install(home, settings, installer.preview(home, settings, str(path), CPU), accepted=True)
+    finally:
+        with contextlib.suppress(DarkroomError):
+            control.stop(home, "forgelike")
+    guess = home.app_dir("forgelike") / "repositories" / "huggingface_guess" / "huggingface_guess.py"
+    assert guess.is_file() and "forgelike" in state_mod.load(home).apps
+
+
 def test_bundled_third_party_recipes_pin_extras_check_real_readiness_and_share_models() -> None:
     """Findings 3 and 4 on the shipped recipes: Forge's extra repositories pinned by commit
     where its launcher would clone them, health routes that need a working app, and the
