@@ -22,8 +22,21 @@ from .weights_store import RepoStore, match_pattern
 from .weights_types import LocalFile
 
 # The folders a template may point at; created even when empty so apps find them.
-KINDS = ("checkpoints", "diffusion_models", "unet", "text_encoders", "clip", "vae", "loras",
-         "upscale_models", "facerestore_models", "facedetection", "inpaint", "embeddings", "controlnet")
+KINDS = (
+    "checkpoints",
+    "diffusion_models",
+    "unet",
+    "text_encoders",
+    "clip",
+    "vae",
+    "loras",
+    "upscale_models",
+    "facerestore_models",
+    "facedetection",
+    "inpaint",
+    "embeddings",
+    "controlnet",
+)
 
 
 def root(home: Home) -> Path:
@@ -84,15 +97,18 @@ def link(home: Home, recipe: Recipe, installed: InstalledApp) -> list[Path]:
             kind = kind_of(model, m.variant, f.repo, f.path)
             if not kind:
                 continue
-            source = RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).resolve()
+            source = (
+                RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).resolve()
+            )
             placed = _place(home, kind, source, Path(f.path).name)
             if placed:
                 made.append(placed)
     return made
 
 
-def link_local(home: Home, recipe: Recipe, local: list[LocalFile],
-               variants: dict[str, str] | None = None) -> list[Path]:
+def link_local(
+    home: Home, recipe: Recipe, local: list[LocalFile], variants: dict[str, str] | None = None
+) -> list[Path]:
     """Link files just pulled or imported (`models pull`, `models import`) the same way;
     `variants` narrows a model to the variant the files were fetched for."""
     ensure(home)
