@@ -135,6 +135,7 @@ def read_target(target: str) -> tuple[Recipe, str, str | None]:
 def manifest_of(recipe: Recipe, origin: str, p: Plan) -> Manifest:
     source = (f"git {recipe.source.git} at {recipe.source.revision}" if recipe.source.git
               else f"Darkroom's bundled {recipe.source.bundled}")
+    source += "".join(f"; git {e.git} at {e.commit[:12]} into {e.dest}" for e in recipe.extra_repos)
     downloads = [f"{f.repo}/{f.path} ({f.size / 1e9:.2f} GB)" for m in p.models for f in m.files]
     return Manifest(origin=origin, source=source, commands=[list(recipe.launch.command)],
                     packages=[*p.packages, *p.torch_packages, *recipe.requirements],

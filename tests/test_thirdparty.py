@@ -320,6 +320,10 @@ def test_bundled_third_party_recipes_pin_extras_check_real_readiness_and_share_m
     assert library.kind_of(flux, "fp8", fp8.repo, fp8.path) == "diffusion_models"
     common = flux.common_files[0]
     assert library.kind_of(flux, "gguf-q4", common.repo, common.path) is None
+    manifest = "\n".join(
+        installer.preview(Home(Path("/nonexistent")), Settings(), "forge", CPU).manifest.lines()
+    )
+    assert "salesforce/BLIP.git at 48211a1594f1" in manifest  # extra code is shown before consent
     template = comfyui.templates[0].content
     assert "unet" in template and "diffusion_models" in template and "checkpoints" in template
 
@@ -385,3 +389,27 @@ def test_uv_errors_name_the_python_download_and_the_failing_build() -> None:
         settings,
     )
     assert "tokenizers" in build.message and "can't find Rust compiler" in build.message
+
+
+def test_an_install_from_before_data_folders_keeps_its_work_on_update(
+    home: Home, comfy_repo: Path
+) -> None:
+    """Finding 2 for apps installed before recipes declared data: the user's real user/
+    folder in the installed checkout moves to appdata/ (their copy wins over what the new
+    version ships), and the old checkout links to it, so a rollback still sees it."""
+    old = home.app_dir("comfy") / "user" / "default"
+    old.mkdir(parents=True)
+    (old / "mine.json").write_text("{}")
+    (home.app_dir("comfy") / "custom_nodes").mkdir()
+    (home.app_dir("comfy") / "custom_nodes" / "example_node.py.example").write_text(
+        "the user's edit\n"
+    )
+    recipe = parse_recipe(comfy_recipe(comfy_repo, "v2"))
+    _source, staged = appsource.stage(home, recipe)
+    assert staged is not None
+    kept = appsource.data_dir(home, "comfy")
+    assert (kept / "user" / "default" / "mine.json").is_file()
+    assert (kept / "custom_nodes" / "example_node.py.example").read_text() == "the user's edit\n"
+    assert (home.app_dir("comfy") / "user").is_symlink() and (staged / "user").is_symlink()
+    assert (staged / "user" / "default" / "mine.json").is_file()
+    shutil.rmtree(staged)
