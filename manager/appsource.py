@@ -186,7 +186,7 @@ def link_data(home: Home, recipe: Recipe, folder: Path) -> None:
         keep.mkdir(parents=True, exist_ok=True)
         for old in (installed / rel, previous_dir(home, recipe.id) / rel):
             if old.is_dir() and not old.is_symlink() and folder.resolve() not in old.resolve().parents:
-                _merge_into(old, keep)
+                _merge_into(old, keep, keep_both=True)
                 shutil.rmtree(old)
                 _link_dir(keep, old)
         here = folder / rel
@@ -199,13 +199,20 @@ def link_data(home: Home, recipe: Recipe, folder: Path) -> None:
         _link_dir(keep, here)
 
 
-def _merge_into(src: Path, dest: Path) -> None:
+def _merge_into(src: Path, dest: Path, keep_both: bool = False) -> None:
+    """Move `src`'s entries into `dest` where `dest` has none of that name. A clash drops the
+    checkout's default; with `keep_both` (the user's own files) it is kept beside, renamed."""
     for entry in src.iterdir():
         target = dest / entry.name
         if not target.exists() and not target.is_symlink():
             shutil.move(str(entry), str(target))
         elif entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
-            _merge_into(entry, target)
+            _merge_into(entry, target, keep_both)
+        elif keep_both:
+            n = 1
+            while (aside := dest / f"{entry.name}.before-update-{n}").exists():
+                n += 1
+            shutil.move(str(entry), str(aside))
 
 
 def _link_dir(target: Path, link: Path) -> None:
