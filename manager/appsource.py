@@ -1,8 +1,12 @@
 """An app's code: the bundled apps/ package, or a pinned git revision cloned into apps/<id>.
 
-Git sources are cloned into staging/, checked out at the pinned revision, and only then
-renamed into place; the tree that was there before stays as apps/.<id>.previous for
-rollback, the same way environments are kept.
+Git sources are cloned into staging/, checked out at the pinned revision (with the extra
+repositories the recipe pins), and only then renamed into place; the tree that was there
+before stays as apps/.<id>.previous for rollback, the same way environments are kept.
+
+The folders a recipe declares as user data (ComfyUI's user/, custom_nodes/ ...) live in
+appdata/<id>/, outside the code, and every checkout gets links to them: an update, a
+rollback or a failed install swaps code, never the user's work.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class AppSource:
 
 def previous_dir(home: Home, app: str) -> Path:
     return home.apps / f".{app}.previous"
+
+
+def data_dir(home: Home, app: str) -> Path:
+    """Where an app's declared user-data folders are kept, across versions."""
+    return home.root / "appdata" / app
 
 
 def _git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -110,22 +119,124 @@ def stage(home: Home, recipe: Recipe, report: Reporter = ignore) -> tuple[AppSou
     staged = home.staging / f"src-{recipe.id}-{uuid.uuid4().hex[:8]}"
     try:
         commit = clone(recipe.source.git, recipe.source.revision, staged, report)
+        for extra in recipe.extra_repos:
+            _clone_extra(extra.git, extra.commit, staged / extra.dest, recipe.name, report)
+        source = _described(recipe, staged, commit)
+        link_data(home, recipe, staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    return _described(recipe, staged, commit), staged
+    return source, staged
+
+
+def _clone_extra(url: str, commit: str, dest: Path, name: str, report: Reporter) -> None:
+    """A pinned second repository inside the checkout; an empty placeholder folder is replaced."""
+    if dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()
+    elif dest.exists():
+        raise DarkroomError(f"{name}'s code already has {dest.name}, where the recipe puts the extra "
+                            f"repository {url}.", "Fix the recipe's extra_repos dest, then try again.")
+    got = clone(url, commit, dest, report)
+    if got != commit:
+        raise DarkroomError(f"The git repository {url} gave commit {got[:12]}, not the pinned {commit[:12]}.",
+                            "Check the recipe's extra_repos commit (a full 40-character hash), then try again.")
+
+
+def install_mode(recipe: Recipe, folder: Path) -> str:
+    """How the checkout is installed: the recipe's word, else requirements when the app ships a
+    requirements.txt (ComfyUI's and Forge's pyproject.toml are metadata, not packages), else
+    the project itself when it has one, else only the recipe's packages."""
+    if recipe.install:
+        return recipe.install
+    if recipe.requirements or (folder / "requirements.txt").is_file():
+        return "requirements"
+    if (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file():
+        return "project"
+    return "packages"
 
 
 def _described(recipe: Recipe, folder: Path, commit: str | None) -> AppSource:
-    reqs = [folder / r for r in recipe.requirements]
+    mode = install_mode(recipe, folder)
+    names = list(recipe.requirements)
+    if mode == "requirements" and not names:
+        names = ["requirements.txt"]
+    elif mode == "packages":
+        names = []
+    reqs = [folder / r for r in names]
     for req in reqs:
         if not req.is_file():
             raise DarkroomError(f"{recipe.name} at this revision has no {req.relative_to(folder)}.",
                                 "The recipe names a requirements file the repository does not have; "
                                 "fix the recipe or pick another revision.")
     has_project = (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file()
-    return AppSource(app_dir=folder, local_packages=[folder] if has_project else [],
+    if mode == "project" and not has_project:
+        raise DarkroomError(f"{recipe.name} at this revision is not a Python package (no pyproject.toml "
+                            "or setup.py), but its recipe says `install: project`.",
+                            "Set `install: requirements` or `install: packages` in the recipe.")
+    return AppSource(app_dir=folder, local_packages=[folder] if mode == "project" else [],
                      requirement_files=reqs, revision=commit)
+
+
+# ---------------------------------------------------------------- user data
+
+
+def link_data(home: Home, recipe: Recipe, folder: Path) -> None:
+    """Point each declared data folder of the checkout at appdata/<id>/<folder>.
+
+    What the checkout ships there (ComfyUI's example input, its models/ placeholders) is
+    moved in only where the user has nothing of that name; the user's copy always wins. An
+    install from before data folders existed has its data moved over the same way, and its
+    folder becomes a link too, so the running (or rolled-back) version still sees it.
+    """
+    if not recipe.data or recipe.source.bundled is not None:
+        return
+    base = data_dir(home, recipe.id)
+    installed = home.app_dir(recipe.id)
+    for rel in recipe.data:
+        keep = base / rel
+        keep.mkdir(parents=True, exist_ok=True)
+        for old in (installed / rel, previous_dir(home, recipe.id) / rel):
+            if old.is_dir() and not old.is_symlink() and folder.resolve() not in old.resolve().parents:
+                _merge_into(old, keep, keep_both=True)
+                shutil.rmtree(old)
+                _link_dir(keep, old)
+        here = folder / rel
+        if here.is_symlink() or here.is_file():
+            here.unlink()
+        elif here.is_dir():
+            _merge_into(here, keep)
+            shutil.rmtree(here)
+        here.parent.mkdir(parents=True, exist_ok=True)
+        _link_dir(keep, here)
+
+
+def _merge_into(src: Path, dest: Path, keep_both: bool = False) -> None:
+    """Move `src`'s entries into `dest` where `dest` has none of that name. A clash drops the
+    checkout's default; with `keep_both` (the user's own files) it is kept beside, renamed."""
+    for entry in src.iterdir():
+        target = dest / entry.name
+        if not target.exists() and not target.is_symlink():
+            shutil.move(str(entry), str(target))
+        elif entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+            _merge_into(entry, target, keep_both)
+        elif keep_both:
+            n = 1
+            while (aside := dest / f"{entry.name}.before-update-{n}").exists():
+                n += 1
+            shutil.move(str(entry), str(aside))
+
+
+def _link_dir(target: Path, link: Path) -> None:
+    try:
+        os.symlink(target, link, target_is_directory=True)
+    except OSError as exc:
+        if os.name == "nt":  # symlinks need a privilege on Windows; a junction does not
+            import _winapi
+
+            _winapi.CreateJunction(str(target), str(link))
+            return
+        raise DarkroomError(f"Darkroom could not link {link} to the app's data in {target} "
+                            f"({exc.strerror or exc}).", "Check the data folder is writable, then try again.") from None
 
 
 def swap_in(home: Home, recipe: Recipe, staged: Path | None) -> AppSource:
@@ -183,10 +294,19 @@ def rollback(home: Home, app: str) -> bool:
     return True
 
 
-def remove(home: Home, app: str) -> None:
+def remove(home: Home, app: str, keep_data: bool = True) -> Path | None:
+    """Delete the app's code (links into its data are removed, never followed); its data
+    folder too unless `keep_data`. Returns the data folder left in place, if any."""
     for folder in (home.app_dir(app), previous_dir(home, app)):
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(folder)
+    data = data_dir(home, app)
+    if not data.is_dir():
+        return None
+    if keep_data:
+        return data
+    shutil.rmtree(data)
+    return None
 
 
 def clean_staging(home: Home, app: str) -> None:

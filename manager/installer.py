@@ -159,6 +159,7 @@ def _exists(path: Path) -> bool:
 def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:
     source = (f"git {recipe.source.git} at {recipe.source.revision}" if recipe.source.git
               else f"Darkroom's bundled {recipe.source.bundled}")
+    source += "".join(f"; git {e.git} at {e.commit[:12]} into {e.dest}" for e in recipe.extra_repos)
     host = urlsplit(endpoint_of(settings.hf_endpoint if settings else None)).netloc or "huggingface.co"
     downloads = [f"{f.repo}/{f.path} at {f.revision} from {host} ({f.size / 1e9:.2f} GB)"
                  for m in p.models for f in m.files]
@@ -428,7 +429,8 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
         if was_running:
             control.start(home, settings, launching.launch_spec(home, settings, app, record), report)
     verb = "updated" if previous else "installed"
-    report(Message(SOURCE, f"{pv.recipe.name} is {verb}. Start it with `darkroom start {app}`."))
+    after = "It is running again." if was_running else f"Start it with `darkroom start {app}`."
+    report(Message(SOURCE, f"{pv.recipe.name} is {verb}. {after}"))
     return record
 
 
@@ -499,11 +501,22 @@ class Removed:
     app: str
     freed_bytes: int
     models_kept: bool
+    data_kept: Path | None = None   # the app's user-data folder, when it was kept
+
+
+def data_folder(home: Home, app: str) -> Path | None:
+    """The app's user-data folder (saved workflows, custom nodes ...), if it has one: what a
+    front end names when it asks whether `remove` should keep it."""
+    folder = appsource.data_dir(home, app)
+    return folder if folder.is_dir() else None
 
 
 def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
-           report: Reporter = ignore) -> Removed:
-    """Remove env, code, logs, run file and state; models only when no other app uses them."""
+           report: Reporter = ignore, *, keep_data: bool = True) -> Removed:
+    """Remove env, code, logs, run file and state; models only when no other app uses them.
+
+    The app's user data (appdata/<id>/) is kept unless `keep_data` is False: deleting a
+    person's saved work is something a front end asks about first, never a default."""
     recover(home, report)
     with _app_lock(home, app):
         st = state_mod.load(home)
@@ -517,7 +530,7 @@ def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
             remaining = st.model_copy(deep=True)
         with contextlib.suppress(NotFound):
             envs.remove(home, app, report)
-        appsource.remove(home, app)
+        data_kept = appsource.remove(home, app, keep_data=keep_data)
         shutil.rmtree(home.log_dir(app), ignore_errors=True)
         for leftover in home.run.glob(f"{app}.*"):
             with contextlib.suppress(OSError):
@@ -529,4 +542,7 @@ def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
             library.unlink_unused(home, set())
     report(Message(SOURCE, f"{app} was removed" + (f"; {freed / 1e9:.2f} GB of model files freed."
                                                       if freed else ".")))
-    return Removed(app, freed, keep_models)
+    if data_kept is not None:
+        report(Message(SOURCE, f"Its saved work is kept in {data_kept}; installing {app} again uses it, "
+                               "or delete that folder if you no longer need it."))
+    return Removed(app, freed, keep_models, data_kept)

@@ -113,6 +113,9 @@ class Variant(_Strict):
     note: str = ""
     memory_source: str = Field("", description="Where vram_gb, offload and ram_gb come from "
                                                "(a published benchmark, a table, a measurement)")
+    library: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                                description="Folder in models/library/ this variant's files are linked "
+                                            "into; overrides the model's (a GGUF build goes to unet)")
 
     @field_validator("offload")
     @classmethod
@@ -183,6 +186,25 @@ class Source(_Strict):
             except ValueError as exc:
                 raise ValueError(f"revision {exc}") from None
         return self
+
+
+class ExtraRepo(_Strict):
+    """A second git repository the app expects inside its folder (Forge's huggingface_guess),
+    pinned by full commit so every install gets the same code."""
+
+    git: str
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$", description="Full 40-character commit")
+    dest: str = Field(description="Folder inside the app folder it is cloned into")
+
+    @field_validator("git")
+    @classmethod
+    def _git(cls, v: str) -> str:
+        return validate.git_url(v)  # the same schemes and checks as the app's own source
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, v: str) -> str:
+        return _check_relative(v)
 
 
 class TorchSpec(_Strict):
@@ -274,6 +296,14 @@ class Recipe(_Strict):
         default_factory=dict, description="Extra packages for one backend, e.g. bitsandbytes on cuda")
     requirements: list[str] = Field(default_factory=list,
                                     description="Requirement files inside a git source")
+    install: Literal["requirements", "packages", "project"] | None = Field(
+        None, description="How a git checkout is installed: its requirement files, only `packages`, "
+                          "or the checkout itself as a package. Default: requirements when it has "
+                          "a requirements.txt, else the project when it has one")
+    data: list[str] = Field(default_factory=list,
+                            description="The app's user-data folders (saved workflows, custom nodes ...), "
+                                        "kept outside the code so update and rollback never touch them")
+    extra_repos: list[ExtraRepo] = Field(default_factory=list)
     torch: TorchSpec | None = None
     check_import: str | None = Field(None, description="Module the env must import to count as built")
     launch: Launch
@@ -315,6 +345,15 @@ class Recipe(_Strict):
     def _check_import(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", v):
             raise ValueError("must be a Python module name such as 'mypackage.server'")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_relative(p)
+            if not p.strip(" ./"):
+                raise ValueError("a data folder must name a folder inside the app, not the app itself")
         return v
 
     @model_validator(mode="after")

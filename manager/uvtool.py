@@ -283,6 +283,20 @@ def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore
     return "".join(out_chunks)
 
 
+def _build_reason(text: str) -> str:
+    """The build backend's own error line (setuptools: "Multiple top-level packages
+    discovered ..."), else uv's deepest `cause:`; not the generic hint uv ends with."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    if "[stderr]" in lines:
+        tail = lines[lines.index("[stderr]") + 1:]
+        errors = [ln for ln in tail if re.match(r"^(\w+Error|error)\b", ln, re.I)]
+        if errors:
+            return errors[-1].removeprefix("error:").strip()
+    causes = [ln.removeprefix("cause:").strip() for ln in lines if ln.startswith("cause:")]
+    return causes[-1] if causes else next((ln for ln in reversed(lines) if ln and not ln.startswith("hint:")),
+                                          "no details")
+
+
 def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
     """One sentence a user can act on, from uv's words; the old env is always intact."""
     text = failure.stderr
@@ -312,13 +326,21 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
         short = cause.split(", we can conclude")[0] if cause else "the versions conflict"
         return DarkroomError(f"The packages {app} needs cannot be installed together: {short}.",
                              f"This is a problem in the app's recipe or the package sources. {kept}")
+    if m := re.search(r"Failed to (?:build|prepare distributions|download and build) `?([^`\n]+?)`?(?:\n|$)", text):
+        name = m.group(1).split(" @ ")[0].split("==")[0].strip()
+        return DarkroomError(f"The package {name} that {app} needs could not be built: {_build_reason(text)}",
+                             f"This is a problem with that package or with how the app's recipe installs it "
+                             f"(its `install:` field). {kept}")
+    # Before the network check: a Python download that fails also says "Failed to fetch".
+    if re.search(r"No interpreter found|No download found for request|python-build-standalone|"
+                 r"Failed to (?:download|install) cpython", text, re.I):
+        return DarkroomError(f"Python could not be found or downloaded for {app}.",
+                             f"Check the network connection (uv downloads Python from GitHub), or install "
+                             f"that Python version yourself. {kept}")
     if re.search(r"(Failed to fetch|error sending request|dns error|tcp connect error|"
                  r"Connection refused|timed out|Could not connect)", text, re.I):
         return DarkroomError(f"The package index could not be reached while building {app}'s environment.",
                              f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
-    if re.search(r"No interpreter found|No download found for request|Failed to download.*python", text, re.I):
-        return DarkroomError(f"Python could not be found or downloaded for {app}.",
-                             f"Check the network connection, or install that Python version. {kept}")
     last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "no details")
     return DarkroomError(f"Building the environment for {app} failed: {last}",
                          f"Run `darkroom env build {app}` again; if it keeps failing, report this line. {kept}")

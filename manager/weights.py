@@ -111,6 +111,8 @@ def plan_download(home: Home, files: list[ModelFile], settings: Settings | None 
     """What is missing and how many bytes it needs. Asks the hub (exact sizes, globs
     expanded) unless offline or `remote=False`; then the store and the recipe's sizes answer."""
     settings = settings or load_settings(home)
+    if (pinned := pinned_in_store(home, files)) is not None:
+        return _plan(home, pinned, exact=True)
     if remote and not settings.offline:
         resolved = resolve_remote(files, endpoint_of(settings.hf_endpoint), settings.hf_token)
         return _plan(home, resolved, exact=True)
@@ -122,6 +124,22 @@ def plan_download(home: Home, files: list[ModelFile], settings: Settings | None 
             stand_in = RemoteFile(spec, spec.path, "", "", spec.size, spec.sha256, "")
             plan.files.append(PlannedFile(stand_in, present=False))
     return plan
+
+
+def pinned_in_store(home: Home, files: list[ModelFile]) -> list[RemoteFile] | None:
+    """The store's files when every one is named exactly, pinned by sha256 and whole there:
+    the hub has nothing to add then, so it is not asked (an imported file installs with no
+    network). None as soon as one file needs the hub."""
+    if not files or any(f.is_pattern or not f.sha256 for f in files):
+        return None
+    found, missing = resolve_local(files, home.models)
+    if missing:
+        return None
+    for r in found:
+        blob = blob_of(RepoStore(home.models, r.spec.repo, r.spec.repo_type).pointer(r.commit, r.path))
+        if not (blob.is_file() and weights_record.intact(home, blob, r.sha256)[0]):
+            return None
+    return found
 
 
 def _plan(home: Home, resolved: list[RemoteFile], exact: bool) -> DownloadPlan:
@@ -205,6 +223,10 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
             raise offline_missing(missing)
         report(Stage(SOURCE, "checking", "offline: using the files already in the store"))
         return _checked_local(home, found)
+
+    if (pinned := pinned_in_store(home, files)) is not None:
+        report(Stage(SOURCE, "checking", "every file is in the store with its pinned hash; the hub is not asked"))
+        return [_local(home, r) for r in pinned]
 
     endpoint = endpoint_of(settings.hf_endpoint)
     report(Stage(SOURCE, "resolving", f"asking {endpoint} which files to fetch"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import config, planner, state, validate, weights
+from .. import config, library, planner, state, validate, weights
 from ..errors import DarkroomError
 from ..recipe import ModelFile, Recipe, find_recipe, load_recipe, parse_recipe
 from ..weights_store import sha256_file
@@ -135,6 +135,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print(f"To download: {human_bytes(plan.download_bytes)}; free: {human_bytes(plan.free_bytes)}")
         return 0
     local = weights.pull(h, settings, files, ConsoleReporter(as_json=args.json))
+    if installed is not None and not (args.variant or args.models or args.hardware or args.cpu):
+        library.link(h, recipe, installed)
+    else:
+        library.link_local(h, recipe, local)
     if args.json:
         print_json([{"repo": f.spec.repo, "path": f.path, "commit": f.commit, "local_path": str(f.local_path),
                      "sha256": f.sha256, "size": f.size} for f in local])
@@ -185,6 +189,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     sha = sha256_file(src)
     spec, repo_path = _pick_spec(candidates, src, sha, args.repo_path, model.id, variant.id)
     local = weights.import_file(h, src, spec, config.load(h), repo_path=repo_path, sha256=sha)
+    library.link_local(h, recipe, [local], {model.id: variant.id})
     print(f"Imported {src.name} as {spec.repo}/{local.path} ({human_bytes(local.size)}); "
           f"it will not be downloaded again.")
     return 0
@@ -215,6 +220,8 @@ def _pick_spec(candidates: list[ModelFile], src: Path, sha: str, repo_path: str 
 def cmd_gc(args: argparse.Namespace) -> int:
     h = home()
     result = weights.gc(h, state.load(h), dry_run=not args.yes)
+    if result.deleted:
+        library.unlink_unused(h)   # a library link must not outlive its file in the store
     if args.json:
         print_json({"deleted": result.deleted, "freed_bytes": result.freed_bytes,
                     "items": [i.__dict__ for i in result.items]})
