@@ -1,6 +1,6 @@
 """The app's settings, read once from the environment variables the supervisor sets.
 
-The names match manager/protocol.py (kept as literals so apps need no manager import).
+The names come from appkit/protocol.py, which the manager loads too: one copy for both sides.
 """
 
 from __future__ import annotations
@@ -10,11 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import ModelsError, ModelsSpec
-
-HOST, PORT, APP, DEVICE = "DARKROOM_HOST", "DARKROOM_PORT", "DARKROOM_APP", "DARKROOM_DEVICE"
-OUTPUTS, HOME, MODELS = "DARKROOM_OUTPUTS", "DARKROOM_HOME", "DARKROOM_MODELS"
-IDLE_UNLOAD = "DARKROOM_IDLE_UNLOAD_MINUTES"
+from .protocol import (
+    APP,
+    DEVICE,
+    HOME,
+    HOST,
+    IDLE_UNLOAD,
+    MODELS,
+    OUTPUTS,
+    PORT,
+    ModelsError,
+    ModelsSpec,
+)
 
 
 class SettingsError(ValueError):

@@ -1,7 +1,7 @@
 """Calling another app's task API (appkit protocol) and finding where the apps listen.
 
-Where: the supervisor's run files, DARKROOM_HOME/run/<app>.json ({"status", "url"}),
-read-only; or URLs given explicitly (--url app=URL, for tests, benchmarks and clusters).
+Where: the supervisor's run files, DARKROOM_HOME/run/<app>.json, read-only through
+appkit.protocol.RunStatus (the manager writes them); or URLs given explicitly (--url app=URL, for tests, benchmarks and clusters).
 An app may have several URLs (replicas): worker i of a scaled-out batch uses replica i.
 """
 
@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from appkit import protocol
 
 from .errors import StepCancelled, StepFailed, WorkflowError
 
@@ -42,7 +44,7 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 def health(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    code, raw = _request("GET", url.rstrip("/") + "/api/health", timeout=timeout)
+    code, raw = _request("GET", url.rstrip("/") + protocol.HEALTH_PATH, timeout=timeout)
     return code, _json(raw)
 
 
@@ -99,16 +101,13 @@ def from_run_files(home: Path, apps: list[str]) -> Urls:
     """The URL of each app from the supervisor's run files; a sentence for one not running."""
     urls: Urls = {}
     for app in apps:
-        try:
-            info = json.loads((home / "run" / f"{app}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {}
-        if info.get("status") != "ready" or not info.get("url"):
-            state = info.get("status") or "not running"
+        run = protocol.RunStatus.read(home, app)
+        if run is None or not run.ready:
+            state = run.status if run is not None else "not running"
             raise WorkflowError(f"{app} is {state}; this preset needs it.",
                                 f"Start it with `darkroom start {app}` (or run the preset with `darkroom run`, "
                                 "which starts what it needs).")
-        urls[app] = [info["url"]]
+        urls[app] = [run.url]
     return urls
 
 
@@ -135,6 +134,6 @@ def check_ready(urls: Urls, apps: list[str]) -> None:
             except OSError:
                 raise WorkflowError(f"{app} does not answer at {url}.",
                                     f"Check it with `darkroom status {app}`, or restart it.") from None
-            if code != 200 or body.get("status") != "ready":
+            if code != 200 or body.get("status") != protocol.HEALTH_READY:
                 raise WorkflowError(f"{app} at {url} is not ready ({body.get('status') or f'HTTP {code}'}).",
                                     "Wait until it has loaded, then run again.")
