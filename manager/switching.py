@@ -236,8 +236,18 @@ def batches(home: Home) -> list[Batch]:
         b = protocol.Batch.read(path)
         if b is None or not _pid_alive(b.pid):
             continue
-        out.append(Batch(id=path.stem, preset=b.preset, apps=b.apps, keep_running=b.keep_running,
-                         state=b.state, done=b.done, total=b.total, item=b.item))
+        out.append(
+            Batch(
+                id=path.stem,
+                preset=b.preset,
+                apps=b.apps,
+                keep_running=b.keep_running,
+                state=b.state,
+                done=b.done,
+                total=b.total,
+                item=b.item,
+            )
+        )
     return out
 
 
@@ -388,7 +398,9 @@ def _make_room(
         if code == protocol.UNLOAD_DONE:
             suffix = f" (its {cut_short} was cancelled by you)" if cut_short else ""
             return f"{o.app} unloaded its model{suffix}"
-        if code == protocol.UNLOAD_BUSY:  # busy (a job slipped in, or an app that only says so here): wait
+        if (
+            code == protocol.UNLOAD_BUSY
+        ):  # busy (a job slipped in, or an app that only says so here): wait
             said = _say_waiting(report, o.app, app, None, [], said)
             cancel.wait(poll_s)
             continue
@@ -451,7 +463,9 @@ def _cancel_jobs(run: RunInfo, info: dict, app: str) -> str:
 def _unload(run: RunInfo) -> int:
     """The unload answer's status; 0 if the app did not answer."""
     try:
-        resp = httpx.post(run.url.rstrip("/") + protocol.UNLOAD_PATH, params={"timeout": 2}, timeout=60.0)
+        resp = httpx.post(
+            run.url.rstrip("/") + protocol.UNLOAD_PATH, params={"timeout": 2}, timeout=60.0
+        )
     except httpx.HTTPError:
         return 0
     return resp.status_code

@@ -41,14 +41,23 @@ def test_one_module_serves_both_sides() -> None:
     shared = apps_dir() / "appkit" / "protocol.py"
     assert Path(protocol._p.__file__).resolve() == shared.resolve()
     tree = ast.parse(shared.read_text("utf-8"))
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        n.module.split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module and n.level == 0
+    }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
     for name in ("HOST", "PORT", "APP", "DEVICE", "OUTPUTS", "HOME", "MODELS", "IDLE_UNLOAD"):
         assert getattr(app_settings, name) == getattr(protocol, name) == getattr(app_protocol, name)
     assert app_models.ModelsSpec is app_protocol.ModelsSpec
-    assert (protocol.UNLOAD_PATH, protocol.UNLOAD_DONE, protocol.UNLOAD_BUSY) == ("/api/unload", 200, 409)
+    assert (protocol.UNLOAD_PATH, protocol.UNLOAD_DONE, protocol.UNLOAD_BUSY) == (
+        "/api/unload",
+        200,
+        409,
+    )
 
 
 def test_launch_env_of_an_installed_app_is_what_the_app_kit_reads(home: Home, hub) -> None:
@@ -59,13 +68,25 @@ def test_launch_env_of_an_installed_app_is_what_the_app_kit_reads(home: Home, hu
     hub.add_files(PIPE_REPO, pipe)
     hub.add_files(GGUF_REPO, gguf)
     settings = Settings(hf_endpoint=hub.url, idle_unload_minutes=3)
-    local = weights.pull(home, settings, [ModelFile(repo=PIPE_REPO, path="model_index.json", size=0),
-                                          ModelFile(repo=PIPE_REPO, path="vae/*", size=0),
-                                          ModelFile(repo=GGUF_REPO, path="tiny-Q8_0.gguf", size=0)])
-    by_repo = {r: [f.installed() for f in local if f.spec.repo == r] for r in (PIPE_REPO, GGUF_REPO)}
+    local = weights.pull(
+        home,
+        settings,
+        [
+            ModelFile(repo=PIPE_REPO, path="model_index.json", size=0),
+            ModelFile(repo=PIPE_REPO, path="vae/*", size=0),
+            ModelFile(repo=GGUF_REPO, path="tiny-Q8_0.gguf", size=0),
+        ],
+    )
+    by_repo = {
+        r: [f.installed() for f in local if f.spec.repo == r] for r in (PIPE_REPO, GGUF_REPO)
+    }
     models = [
-        state_mod.InstalledModel(model="tiny-gguf", variant="gguf-q8", offload="model",
-                                 files=by_repo[PIPE_REPO] + by_repo[GGUF_REPO]),
+        state_mod.InstalledModel(
+            model="tiny-gguf",
+            variant="gguf-q8",
+            offload="model",
+            files=by_repo[PIPE_REPO] + by_repo[GGUF_REPO],
+        ),
         state_mod.InstalledModel(model="tiny-plain", variant="fp32", files=by_repo[PIPE_REPO]),
     ]
     record_installed(home, "pipeapp", models=models)
@@ -81,7 +102,12 @@ def test_launch_env_of_an_installed_app_is_what_the_app_kit_reads(home: Home, hu
     assert read.models.to_dict() == launching.models_spec(home, installed).to_dict()
     assert read.models.default_id == "tiny-gguf"
     key, choice = read.models.get(None)
-    assert (key, choice.variant, choice.precision, choice.offload) == ("tiny-gguf", "gguf-q8", "gguf-q8", "model")
+    assert (key, choice.variant, choice.precision, choice.offload) == (
+        "tiny-gguf",
+        "gguf-q8",
+        "gguf-q8",
+        "model",
+    )
     for f in choice.files:  # every path the app is handed holds the hub's bytes, with their hash
         want = {**pipe, **gguf}[f.path]
         assert f.local_path.read_bytes() == want
@@ -109,7 +135,11 @@ def test_batches_and_holds_are_read_across_sides(home: Home) -> None:
     try:
         presence.update(item="p1.png", done=2, total=5)
         (batch,) = switching.batches(home)
-        assert (batch.preset, batch.apps, batch.keep_running) == ("restore-old", ["alpha", "beta"], False)
+        assert (batch.preset, batch.apps, batch.keep_running) == (
+            "restore-old",
+            ["alpha", "beta"],
+            False,
+        )
         assert (batch.state, batch.item, batch.done, batch.total) == ("running", "p1.png", 2, 5)
         assert presence.holds() == []
 

@@ -137,9 +137,16 @@ class Hold:
         data = _read_object(hold_file(home, app))
         if data is None:
             return None
-        pids = [data.get(k) if isinstance(data.get(k), int) else None for k in ("waiter_pid", "runner_pid")]
-        return cls(app=str(data.get("app") or app), for_app=str(data.get("for") or ""),
-                   waiter_pid=pids[0], runner_pid=pids[1])
+        pids = [
+            data.get(k) if isinstance(data.get(k), int) else None
+            for k in ("waiter_pid", "runner_pid")
+        ]
+        return cls(
+            app=str(data.get("app") or app),
+            for_app=str(data.get("for") or ""),
+            waiter_pid=pids[0],
+            runner_pid=pids[1],
+        )
 
 
 @dataclass
@@ -162,11 +169,16 @@ class Batch:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Batch:
         pid = data.get("pid")
-        return cls(pid=pid if isinstance(pid, int) else 0, preset=str(data.get("preset") or "?"),
-                   apps=[str(a) for a in data.get("apps") or []],
-                   keep_running=bool(data.get("keep_running")),
-                   state=str(data.get("state") or BATCH_RUNNING), item=str(data.get("item") or ""),
-                   done=int(data.get("done") or 0), total=int(data.get("total") or 0))
+        return cls(
+            pid=pid if isinstance(pid, int) else 0,
+            preset=str(data.get("preset") or "?"),
+            apps=[str(a) for a in data.get("apps") or []],
+            keep_running=bool(data.get("keep_running")),
+            state=str(data.get("state") or BATCH_RUNNING),
+            item=str(data.get("item") or ""),
+            done=int(data.get("done") or 0),
+            total=int(data.get("total") or 0),
+        )
 
     @classmethod
     def read(cls, path: Path) -> Batch | None:
@@ -217,9 +229,13 @@ class LocalFile:
     def from_dict(cls, data: Any, where: str = "file") -> LocalFile:
         _need(data, where, dict, "an object")
         sha = data.get("sha256")
-        return cls(path=_text(data, "path", where), local=_text(data, "local", where),
-                   repo=_text(data, "repo", where, ""), revision=_text(data, "revision", where, "main"),
-                   sha256=sha if isinstance(sha, str) else None)
+        return cls(
+            path=_text(data, "path", where),
+            local=_text(data, "local", where),
+            repo=_text(data, "repo", where, ""),
+            revision=_text(data, "revision", where, "main"),
+            sha256=sha if isinstance(sha, str) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -236,12 +252,19 @@ class ModelChoice:
         if not self.precision:
             object.__setattr__(self, "precision", self.variant)
         if self.offload not in OFFLOADS:
-            raise ModelsError(f"DARKROOM_MODELS: offload: must be one of {', '.join(OFFLOADS)}, "
-                              f"not '{self.offload}'.")
+            raise ModelsError(
+                f"DARKROOM_MODELS: offload: must be one of {', '.join(OFFLOADS)}, "
+                f"not '{self.offload}'."
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "precision": self.precision, "offload": self.offload,
-                "files": [f.to_dict() for f in self.files], "snapshots": dict(self.snapshots)}
+        return {
+            "variant": self.variant,
+            "precision": self.precision,
+            "offload": self.offload,
+            "files": [f.to_dict() for f in self.files],
+            "snapshots": dict(self.snapshots),
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "model") -> ModelChoice:
@@ -249,15 +272,24 @@ class ModelChoice:
         raw_files = data.get("files") or []
         if isinstance(raw_files, dict):  # {repo path: local path}
             raw_files = [{"path": k, "local": v} for k, v in raw_files.items()]
-        files = [LocalFile.from_dict(f, f"{where}.files.{i}")
-                 for i, f in enumerate(_need(raw_files, f"{where}.files", list, "a list"))]
+        files = [
+            LocalFile.from_dict(f, f"{where}.files.{i}")
+            for i, f in enumerate(_need(raw_files, f"{where}.files", list, "a list"))
+        ]
         snapshots = _need(data.get("snapshots") or {}, f"{where}.snapshots", dict, "an object")
         offload = data.get("offload") or "none"
         if offload not in OFFLOADS:
-            raise ModelsError(f"DARKROOM_MODELS: {where}.offload: must be one of "
-                              f"{', '.join(OFFLOADS)}, not '{offload}'.")
-        return cls(variant=_text(data, "variant", where), precision=_text(data, "precision", where, ""),
-                   offload=offload, files=files, snapshots={str(k): str(v) for k, v in snapshots.items()})
+            raise ModelsError(
+                f"DARKROOM_MODELS: {where}.offload: must be one of "
+                f"{', '.join(OFFLOADS)}, not '{offload}'."
+            )
+        return cls(
+            variant=_text(data, "variant", where),
+            precision=_text(data, "precision", where, ""),
+            offload=offload,
+            files=files,
+            snapshots={str(k): str(v) for k, v in snapshots.items()},
+        )
 
     def find(self, pattern: str) -> list[LocalFile]:
         """Files whose repo path matches a glob ('*.gguf', 'transformer/*')."""
@@ -291,7 +323,9 @@ class ModelsSpec:
 
     def __post_init__(self) -> None:
         if self.default is not None and self.default not in self.models:
-            raise ModelsError(f"DARKROOM_MODELS: default model '{self.default}' is not among the models.")
+            raise ModelsError(
+                f"DARKROOM_MODELS: default model '{self.default}' is not among the models."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {"models": {k: m.to_dict() for k, m in self.models.items()}, "default": self.default}
@@ -309,8 +343,10 @@ class ModelsSpec:
         default = data.get("default")
         if default is not None and not isinstance(default, str):
             raise ModelsError("DARKROOM_MODELS: default: must be a model id.")
-        return cls(models={str(k): ModelChoice.from_dict(v, f"models.{k}") for k, v in models.items()},
-                   default=default)
+        return cls(
+            models={str(k): ModelChoice.from_dict(v, f"models.{k}") for k, v in models.items()},
+            default=default,
+        )
 
     @classmethod
     def from_json(cls, text: str | None) -> ModelsSpec:
@@ -320,7 +356,9 @@ class ModelsSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ModelsError(f"DARKROOM_MODELS is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+            raise ModelsError(
+                f"DARKROOM_MODELS is not valid JSON ({exc.msg} at character {exc.pos})."
+            ) from None
         return cls.from_dict(data)
 
     @property

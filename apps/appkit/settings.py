@@ -40,8 +40,9 @@ class AppSettings:
     idle_unload_s: float  # 0 = never
 
     @classmethod
-    def from_env(cls, app: str, default_port: int = 7860,
-                 environ: Mapping[str, str] | None = None) -> AppSettings:
+    def from_env(
+        cls, app: str, default_port: int = 7860, environ: Mapping[str, str] | None = None
+    ) -> AppSettings:
         env = os.environ if environ is None else environ
         try:
             port = int(env.get(PORT) or default_port)
@@ -52,7 +53,9 @@ class AppSettings:
         try:
             idle_min = float(env.get(IDLE_UNLOAD) or 0)
         except ValueError:
-            raise SettingsError(f"{IDLE_UNLOAD} must be a number of minutes, not '{env.get(IDLE_UNLOAD)}'.") from None
+            raise SettingsError(
+                f"{IDLE_UNLOAD} must be a number of minutes, not '{env.get(IDLE_UNLOAD)}'."
+            ) from None
         home = Path(env[HOME]) if env.get(HOME) else None
         name = env.get(APP) or app
         if env.get(OUTPUTS):
@@ -65,6 +68,13 @@ class AppSettings:
             models = ModelsSpec.from_json(env.get(MODELS))
         except ModelsError as exc:
             raise SettingsError(str(exc)) from None
-        return cls(app=name, host=env.get(HOST) or "127.0.0.1", port=port,
-                   device=(env.get(DEVICE) or "cpu").strip().lower(), outputs=outputs, home=home,
-                   models=models, idle_unload_s=max(0.0, idle_min * 60.0))
+        return cls(
+            app=name,
+            host=env.get(HOST) or "127.0.0.1",
+            port=port,
+            device=(env.get(DEVICE) or "cpu").strip().lower(),
+            outputs=outputs,
+            home=home,
+            models=models,
+            idle_unload_s=max(0.0, idle_min * 60.0),
+        )

@@ -26,8 +26,12 @@ Urls = dict[str, list[str]]
 
 def _request(method: str, url: str, body: Any = None, timeout: float = 60.0) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"} if data is not None else {},
+    )
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
@@ -48,8 +52,16 @@ def health(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     return code, _json(raw)
 
 
-def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, image_field: str | None,
-             timeout_s: float, step: str, poll_s: float = 0.05) -> bytes:
+def run_task(
+    url: str,
+    task: str,
+    params: dict[str, Any],
+    image: bytes | None,
+    image_field: str | None,
+    timeout_s: float,
+    step: str,
+    poll_s: float = 0.05,
+) -> bytes:
     """Submit one job, follow it to the end, return its first result file's bytes.
 
     Raises StepFailed with the app's own sentence when the job or the request fails."""
@@ -58,7 +70,9 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
     if image_field is not None and image is not None:
         body[image_field] = base64.b64encode(image).decode("ascii")
     try:  # ?wait=true: the app answers when the job is done (no polling delay); polled otherwise
-        code, raw = _request("POST", f"{base}/api/{urllib.parse.quote(task)}?wait=true", body, timeout=timeout_s)
+        code, raw = _request(
+            "POST", f"{base}/api/{urllib.parse.quote(task)}?wait=true", body, timeout=timeout_s
+        )
     except TimeoutError:
         raise StepFailed(step, f"the job did not finish within {timeout_s:g} s.") from None
     except OSError as exc:
@@ -93,7 +107,9 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
         raise StepFailed(step, "the app returned no image.")
     code, data = _request("GET", f"{base}/api/jobs/{job['id']}/result?index=0", timeout=120)
     if code != 200:
-        raise StepFailed(step, _json(data).get("error") or f"fetching the result failed (HTTP {code}).")
+        raise StepFailed(
+            step, _json(data).get("error") or f"fetching the result failed (HTTP {code})."
+        )
     return data
 
 
@@ -104,9 +120,11 @@ def from_run_files(home: Path, apps: list[str]) -> Urls:
         run = protocol.RunStatus.read(home, app)
         if run is None or not run.ready:
             state = run.status if run is not None else "not running"
-            raise WorkflowError(f"{app} is {state}; this preset needs it.",
-                                f"Start it with `darkroom start {app}` (or run the preset with `darkroom run`, "
-                                "which starts what it needs).")
+            raise WorkflowError(
+                f"{app} is {state}; this preset needs it.",
+                f"Start it with `darkroom start {app}` (or run the preset with `darkroom run`, "
+                "which starts what it needs).",
+            )
         urls[app] = [run.url]
     return urls
 
@@ -117,7 +135,9 @@ def parse_url_args(values: list[str]) -> Urls:
     for value in values:
         app, sep, url = value.partition("=")
         if not sep or not app or not url.startswith(("http://", "https://")):
-            raise WorkflowError(f"'{value}' is not app=URL.", "For example: --url restorer=http://127.0.0.1:7861")
+            raise WorkflowError(
+                f"'{value}' is not app=URL.", "For example: --url restorer=http://127.0.0.1:7861"
+            )
         urls.setdefault(app, []).append(url.rstrip("/"))
     return urls
 
@@ -126,14 +146,20 @@ def check_ready(urls: Urls, apps: list[str]) -> None:
     """Every app the preset needs answers ready before the batch starts."""
     for app in apps:
         if not urls.get(app):
-            raise WorkflowError(f"This preset needs {app}, and no address for it is known.",
-                                f"Start it with `darkroom start {app}`.")
+            raise WorkflowError(
+                f"This preset needs {app}, and no address for it is known.",
+                f"Start it with `darkroom start {app}`.",
+            )
         for url in urls[app]:
             try:
                 code, body = health(url)
             except OSError:
-                raise WorkflowError(f"{app} does not answer at {url}.",
-                                    f"Check it with `darkroom status {app}`, or restart it.") from None
+                raise WorkflowError(
+                    f"{app} does not answer at {url}.",
+                    f"Check it with `darkroom status {app}`, or restart it.",
+                ) from None
             if code != 200 or body.get("status") != protocol.HEALTH_READY:
-                raise WorkflowError(f"{app} at {url} is not ready ({body.get('status') or f'HTTP {code}'}).",
-                                    "Wait until it has loaded, then run again.")
+                raise WorkflowError(
+                    f"{app} at {url} is not ready ({body.get('status') or f'HTTP {code}'}).",
+                    "Wait until it has loaded, then run again.",
+                )

@@ -77,9 +77,7 @@ class Presence:
         self.batch = protocol.Batch(
             pid=os.getpid(), preset=preset, apps=self.apps, keep_running=keep_running
         )
-        self.path = (
-            protocol.batches_dir(home) / f"{uuid.uuid4().hex[:12]}.json" if home else None
-        )
+        self.path = protocol.batches_dir(home) / f"{uuid.uuid4().hex[:12]}.json" if home else None
         self._write()
 
     def _write(self) -> None:
