@@ -17,12 +17,10 @@ everything running as it was.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
@@ -232,55 +230,47 @@ def _pid_alive(pid: object) -> bool:
 
 def batches(home: Home) -> list[Batch]:
     """The workflow batches at work now (files of dead processes are ignored)."""
-    folder = home.run / protocol.BATCHES_DIR
+    folder = protocol.batches_dir(home.root)
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not _pid_alive(data.get("pid")):
+        b = protocol.Batch.read(path)
+        if b is None or not _pid_alive(b.pid):
             continue
         out.append(
             Batch(
                 id=path.stem,
-                preset=str(data.get("preset", "?")),
-                apps=list(data.get("apps") or []),
-                keep_running=bool(data.get("keep_running")),
-                state=str(data.get("state", "running")),
-                done=int(data.get("done") or 0),
-                total=int(data.get("total") or 0),
-                item=str(data.get("item") or ""),
+                preset=b.preset,
+                apps=b.apps,
+                keep_running=b.keep_running,
+                state=b.state,
+                done=b.done,
+                total=b.total,
+                item=b.item,
             )
         )
     return out
 
 
-def _hold_file(home: Home, app: str) -> Path:
-    return home.run / protocol.HOLDS_DIR / f"{app}.json"
-
-
-def _hold(home: Home, app: str, data: dict) -> None:
-    path = _hold_file(home, app)
+def _hold(home: Home, hold: protocol.Hold) -> None:
+    path = protocol.hold_file(home.root, hold.app)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"app": app, **data})
+    atomic_write_json(path, hold.to_dict())
 
 
 def release(home: Home, app: str) -> None:
     """`app` is back (started again by the person): batches that call it may go on."""
     with contextlib.suppress(FileNotFoundError):
-        _hold_file(home, app).unlink()
+        protocol.hold_file(home.root, app).unlink()
 
 
 def _holds_for(home: Home, app: str) -> list[str]:
     """The apps this process's switch holds to make room for `app`."""
-    folder = home.run / protocol.HOLDS_DIR
+    folder = protocol.hold_file(home.root, app).parent
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text("utf-8"))
-            if data.get("for") == app and data.get("waiter_pid") == os.getpid():
-                out.append(path.stem)
+        hold = protocol.Hold.read(home.root, path.stem)
+        if hold is not None and hold.for_app == app and hold.waiter_pid == os.getpid():
+            out.append(path.stem)
     return out
 
 
@@ -341,7 +331,7 @@ def free_for(
             "or stop the batch first.",
         )
     for o in todo:  # batches that call these apps pause after their current item
-        _hold(home, o.app, {"for": app, "waiter_pid": os.getpid()})
+        _hold(home, protocol.Hold(app=o.app, for_app=app, waiter_pid=os.getpid()))
     done: list[str] = []
     try:
         for o in todo:
@@ -405,10 +395,12 @@ def _make_room(
             cancel.wait(poll_s)
             continue
         code = _unload(run)
-        if code == 200:
+        if code == protocol.UNLOAD_DONE:
             suffix = f" (its {cut_short} was cancelled by you)" if cut_short else ""
             return f"{o.app} unloaded its model{suffix}"
-        if code == 409:  # busy (a job slipped in, or an app that only says so here): wait
+        if (
+            code == protocol.UNLOAD_BUSY
+        ):  # busy (a job slipped in, or an app that only says so here): wait
             said = _say_waiting(report, o.app, app, None, [], said)
             cancel.wait(poll_s)
             continue
@@ -471,7 +463,9 @@ def _cancel_jobs(run: RunInfo, info: dict, app: str) -> str:
 def _unload(run: RunInfo) -> int:
     """The unload answer's status; 0 if the app did not answer."""
     try:
-        resp = httpx.post(run.url.rstrip("/") + "/api/unload", params={"timeout": 2}, timeout=60.0)
+        resp = httpx.post(
+            run.url.rstrip("/") + protocol.UNLOAD_PATH, params={"timeout": 2}, timeout=60.0
+        )
     except httpx.HTTPError:
         return 0
     return resp.status_code
@@ -534,5 +528,5 @@ def start(
             release(home, name)
         raise
     for name in held:  # the hold lasts while `app` runs; batches resume when it stops
-        _hold(home, name, {"for": app, "runner_pid": info.runner_pid})
+        _hold(home, protocol.Hold(app=name, for_app=app, runner_pid=info.runner_pid))
     return info

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.pngbytes import chunks, huge_png, ihdr
 from tests.fixtures.tinymodels import AppProcess, models_json, running_app
 from tests.fixtures.tinyrestore import restore_models
-from tests.test_restorer import chunks, huge_png, ihdr
 
 
 @pytest.fixture(scope="module")

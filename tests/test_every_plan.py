@@ -121,7 +121,7 @@ def test_accelerate_sequential_offload_of_gguf_still_crashes(
     accelerate's path, this fails and the choice can be revisited."""
     code = (
         "import json,sys,torch\nfrom appkit.models import ModelChoice\nfrom generator import loading\n"
-        "c=ModelChoice.model_validate(json.loads(sys.argv[1]))\n"
+        "c=ModelChoice.from_dict(json.loads(sys.argv[1]))\n"
         "loading._place=lambda pipe,d,o: pipe.enable_sequential_cpu_offload(device=d)\n"
         "try:\n loading.load('flux-schnell',c,'cpu',lambda *a:None); print('LOADED')\n"
         "except KeyError as e: print('KEYERROR',e)\n"

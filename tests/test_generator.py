@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.pngbytes import png_size, png_text
 from tests.fixtures.tinymodels import (
     AppProcess,
     choice_from_folder,
@@ -21,27 +20,6 @@ from tests.fixtures.tinymodels import (
 )
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
-
-
-def png_text(data: bytes) -> dict[str, str]:
-    """tEXt chunks of a PNG (stdlib only: the dev venv has no Pillow)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, out = 8, {}
-    while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"tEXt":
-            key, _, value = body.partition(b"\0")
-            out[key.decode("latin-1")] = value.decode("latin-1")
-        elif kind == b"iTXt":
-            key, _, rest = body.partition(b"\0")
-            out[key.decode()] = rest[2:].split(b"\0", 2)[2].decode() if rest[0] == 0 else zlib.decompress(rest[2:].split(b"\0", 2)[2]).decode()
-        pos += 12 + length
-    return out
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    return struct.unpack(">II", data[16:24])
 
 
 @pytest.fixture(scope="module")

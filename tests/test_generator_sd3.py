@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.pngbytes import png_size, png_text
 from tests.fixtures.tinymodels import (
     AppProcess,
     choice_from_folder,
     models_json,
     running_app,
 )
-from tests.test_generator import png_size, png_text
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 

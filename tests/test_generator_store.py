@@ -30,7 +30,7 @@ def test_pulled_gguf_model_runs_and_idle_unload_frees_it(generator_env, tiny_flu
     # only the chosen variant's transformer: the repo's full-precision weights stay on the hub
     assert not any(f.path.startswith("transformer/diffusion_pytorch_model") for f in local)
 
-    models = models_json({"flux-schnell": choice_from_store(local, "gguf-q8")})
+    models = models_json({"flux-schnell": choice_from_store(home, local, "gguf-q8")})
     app = start_app(generator_env, "generator", tmp_path / "app", models,
                     {"HF_HUB_CACHE": str(home.models), "DARKROOM_IDLE_UNLOAD_MINUTES": "0.05"})
     try:

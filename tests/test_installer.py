@@ -24,15 +24,8 @@ from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
 from tests.fixtures.tinyapp import free_port, tinyapp_launch
-from tests.fixtures.tinygit import SHA, WEIGHTS, build_tiny_repo, recipe_text
+from tests.fixtures.tinygit import SHA, WEIGHTS, recipe_text
 from tests.fixtures.tinygit import git as _git
-
-
-@pytest.fixture(scope="session")
-def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny app as a bare git repository: v0.1.0 and v0.2.0 work, v0.3.0 crashes as it
-    starts (tests/fixtures/tinygit.py, shared with bench/tui.py)."""
-    return build_tiny_repo(tmp_path_factory.mktemp("tinyrepo"))
 
 
 @pytest.fixture

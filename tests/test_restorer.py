@@ -13,25 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.pngbytes import chunks, huge_png, ihdr
 from tests.fixtures.tinymodels import AppProcess, models_json, running_app, start_app
 from tests.fixtures.tinyrestore import restore_models
 
 ALL = ["gfpgan", "codeformer", "restoreformer", "retinaface", "parsenet", "esrgan-x4", "esrgan-x2", "lama"]
-
-
-def chunks(data: bytes) -> dict[bytes, list[bytes]]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, out = 8, {}
-    while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        out.setdefault(kind, []).append(data[pos + 8:pos + 8 + length])
-        pos += 12 + length
-    return out
-
-
-def ihdr(data: bytes) -> tuple[int, int, int, int]:
-    w, h, depth, colour = struct.unpack(">IIBB", chunks(data)[b"IHDR"][0][:10])
-    return w, h, depth, colour
 
 
 def b64(path: Path) -> str:
@@ -126,15 +112,6 @@ def test_user_mask_is_filled(app: AppProcess, restore_photos, tmp_path: Path) ->
     job, _ = restore(app, restore_photos["clean"], scratches=False, faces=False, upscale=False, mask=b64(mask))
     assert job["result"]["defect_pixels"] == 100
     assert job["result"]["steps"] == ["mask", "inpaint"]
-
-
-def huge_png() -> bytes:
-    """A 30000x30000 RGB PNG header (the pixels never need to exist to be refused)."""
-    body = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    ihdr_chunk = struct.pack(">I", 13) + b"IHDR" + body + struct.pack(">I", zlib.crc32(b"IHDR" + body))
-    idat = zlib.compress(b"\0" * 1000)
-    return (b"\x89PNG\r\n\x1a\n" + ihdr_chunk + struct.pack(">I", len(idat)) + b"IDAT" + idat
-            + struct.pack(">I", zlib.crc32(b"IDAT" + idat)))
 
 
 @pytest.mark.parametrize("name, words", [

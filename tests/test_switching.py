@@ -25,7 +25,7 @@ from manager.events import Message, Progress
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
-from tests.fixtures.tinyapp import get_json, tinyapp_launch
+from tests.fixtures.tinyapp import get_json, record_installed, tinyapp_launch
 
 GPU8 = load_profile("laptop-rtx4060-8gb")  # 8 GB driving a display: 6.3 GB to share (planner.usable_vram_gb)
 
@@ -468,10 +468,8 @@ def test_cli_switch_waits_ctrl_c_withdraws_and_switch_now_cancels(
 ) -> None:
     """`darkroom start gamma --switch` queues behind alpha's job and says so; Ctrl-C withdraws
     it; `--switch=now` cuts the job short and says it was cancelled by the person."""
-    from tests.test_tui_switch import _installed
-
     for app in ("alpha", "beta", "gamma"):
-        _installed(home, app)
+        record_installed(home, app)
     profile = ["--hardware", "laptop-rtx4060-8gb"]
     try:
         for app in ("alpha", "beta"):

@@ -5,12 +5,9 @@ settings (token never shown) and doctor's fixes."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,45 +28,11 @@ from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.install import InstallScreen
 from manager.tui.widgets.app_card import AppCard
 from tests.fixtures.tinyapp import free_port
-from tests.test_installer import SHA, WEIGHTS, recipe_text, tiny_repo  # noqa: F401  (fixture)
+from tests.fixtures.tinygit import SHA, WEIGHTS, recipe_text
+from tests.fixtures.tui import RecordingApp, cards_loaded, run, screen_text, until
 
 CPU = load_profile("cpu-only-16gb")
 GPU = load_profile("rtx3060-12gb")
-
-
-class RecordingApp(DarkroomApp):
-    """The real app, with the notifications it showed kept for the test to read."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.notes: list[tuple[str, str]] = []
-
-    def notify(self, message, *, title="", severity="information", timeout=None, markup=True):  # type: ignore[override]
-        self.notes.append((str(message), severity))
-        return super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
-
-    def noted(self, text: str, severity: str | None = None) -> bool:
-        return any(text in m and (severity is None or s == severity) for m, s in self.notes)
-
-
-async def until(pilot: Pilot, cond: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await pilot.pause(0.05)
-
-
-def run(coro) -> None:
-    asyncio.run(coro)
-
-
-def screen_text(app: DarkroomApp) -> str:
-    return "\n".join(str(w.render()) for w in app.screen.query(Static))
-
-
-async def cards_loaded(pilot: Pilot) -> None:
-    await until(pilot, lambda: isinstance(pilot.app.focused, AppCard), what="the app cards")
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -139,7 +102,7 @@ def test_install_screen_replans_on_variant_and_needs_consent(home: Home) -> None
 
 
 @pytest.fixture
-def tiny(home: Home, hub, tiny_repo: Path, tmp_path: Path, pip_sources):  # noqa: F811
+def tiny(home: Home, hub, tiny_repo: Path, tmp_path: Path, pip_sources):
     """A recipe file for the tiny app (git source, one weight file on the local hub) and
     settings saved in the data folder, as a user would have them."""
     hub.add_file("tests/tiny-weights", "weights.bin", WEIGHTS)

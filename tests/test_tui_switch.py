@@ -7,42 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 
-from manager import state as state_mod
 from manager import switching
 from manager.errors import DarkroomError
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
 from manager.tui.screens.switch import SwitchScreen, SwitchWaitScreen
-from tests.fixtures.tinyapp import TINYAPP_DIR, free_port, get_json
-from tests.test_tui import RecordingApp, cards_loaded, run, until
+from tests.fixtures.tinyapp import get_json, record_installed
+from tests.fixtures.tui import RecordingApp, cards_loaded, run, until
 
 GPU8 = load_profile("laptop-rtx4060-8gb")
 
 
-def _installed(home: Home, app: str) -> None:
-    """Record a tiny app as installed (3 GB planned): its recipe in state, this Python as its env."""
-    text = (TINYAPP_DIR / "recipe.yaml").read_text("utf-8")
-    text = text.replace("id: tinyapp", f"id: {app}").replace("port: 7860", f"port: {free_port()}")
-    text = text.replace(
-        '    TINYAPP_LOAD_DELAY: "0.2"',
-        f'    TINYAPP_LOAD_DELAY: "0.1"\n    TINYAPP_VRAM_GB: "3"\n'
-        f"    PYTHONPATH: {json.dumps(str(TINYAPP_DIR))}",
-    )
-    python = home.env_dir(app) / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.symlink_to(sys.executable)
-    with state_mod.transaction(home) as st:
-        st.apps[app] = state_mod.InstalledApp(
-            app=app, version="0.1.0", recipe_source="test", recipe_text=text, vram_gb=3.0
-        )
-
-
 def test_home_offers_switch_when_the_gpu_is_full(home: Home) -> None:
     for app in ("alpha", "beta", "gamma"):
-        _installed(home, app)
+        record_installed(home, app)
 
     async def scenario() -> None:
         tui = RecordingApp(home=home, hardware=GPU8)
@@ -106,7 +86,7 @@ def _ready(home: Home, app: str) -> bool:
 
 def test_switch_names_the_job_and_cancel_withdraws_the_queued_start(home: Home, tmp_path) -> None:
     for app in ("alpha", "beta", "gamma"):
-        _installed(home, app)
+        record_installed(home, app)
     gate = tmp_path / "gate"
 
     async def scenario() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import device as device_mod
-from . import heap
+from . import heap, protocol
 from .errors import AppError, BadRequest, LoadError
 from .jobs import Job, JobQueue
 from .settings import AppSettings
@@ -202,9 +202,9 @@ class Runtime:
 
     def health(self) -> tuple[int, dict[str, Any]]:
         if not self.ready:
-            return 503, {"status": "loading", "progress": round(self.load_progress, 3),
+            return 503, {"status": protocol.HEALTH_LOADING, "progress": round(self.load_progress, 3),
                          "app": self.app.name}
-        return 200, {"status": "ready", "app": self.app.name, "device": self.device,
+        return 200, {"status": protocol.HEALTH_READY, "app": self.app.name, "device": self.device,
                      "loaded": self.loaded is not None, "model": self.loaded_model,
                      "loading": self.loading}
 

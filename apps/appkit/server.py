@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from . import heap, outputs
+from . import heap, outputs, protocol
 from .errors import AppError, validation_sentence
 from .jobs import CANCELLED, DONE, FAILED
 from .lazypage import LazyPage
@@ -148,8 +148,9 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
     def unload(request: Request) -> JSONResponse:
         timeout = _query(request, "timeout", float, 60.0, "a number of seconds")
         if not runtime.unload(timeout=min(max(timeout, 0.0), 600.0)):
-            return _error(409, "A job is still running; the model was not unloaded. Try again when it finishes.")
-        return JSONResponse({"loaded": False})
+            return _error(protocol.UNLOAD_BUSY,
+                          "A job is still running; the model was not unloaded. Try again when it finishes.")
+        return JSONResponse({"loaded": False}, status_code=protocol.UNLOAD_DONE)
 
     def load(request: Request) -> JSONResponse:
         model = request.query_params.get("model")
@@ -236,11 +237,11 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
         return _error(404, f"There is no API endpoint /api/{request.path_params['rest']}.")
 
     routes = [
-        Route("/api/health", health, methods=["GET"]),
+        Route(protocol.HEALTH_PATH, health, methods=["GET"]),
         Route("/api/info", info, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
-        Route("/api/unload", unload, methods=["POST"]),
-        Route("/api/load", load, methods=["POST"]),
+        Route(protocol.UNLOAD_PATH, unload, methods=["POST"]),
+        Route(protocol.LOAD_PATH, load, methods=["POST"]),
         Route("/api/jobs", jobs, methods=["GET"]),
         Route("/api/jobs/{job_id}", job, methods=["GET"]),
         Route("/api/jobs/{job_id}/result", job_result, methods=["GET"]),

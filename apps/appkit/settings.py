@@ -1,6 +1,6 @@
 """The app's settings, read once from the environment variables the supervisor sets.
 
-The names match manager/protocol.py (kept as literals so apps need no manager import).
+The names come from appkit/protocol.py, which the manager loads too: one copy for both sides.
 """
 
 from __future__ import annotations
@@ -10,11 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import ModelsError, ModelsSpec
-
-HOST, PORT, APP, DEVICE = "DARKROOM_HOST", "DARKROOM_PORT", "DARKROOM_APP", "DARKROOM_DEVICE"
-OUTPUTS, HOME, MODELS = "DARKROOM_OUTPUTS", "DARKROOM_HOME", "DARKROOM_MODELS"
-IDLE_UNLOAD = "DARKROOM_IDLE_UNLOAD_MINUTES"
+from .protocol import (
+    APP,
+    DEVICE,
+    HOME,
+    HOST,
+    IDLE_UNLOAD,
+    MODELS,
+    OUTPUTS,
+    PORT,
+    ModelsError,
+    ModelsSpec,
+)
 
 
 class SettingsError(ValueError):
@@ -33,8 +40,9 @@ class AppSettings:
     idle_unload_s: float  # 0 = never
 
     @classmethod
-    def from_env(cls, app: str, default_port: int = 7860,
-                 environ: Mapping[str, str] | None = None) -> AppSettings:
+    def from_env(
+        cls, app: str, default_port: int = 7860, environ: Mapping[str, str] | None = None
+    ) -> AppSettings:
         env = os.environ if environ is None else environ
         try:
             port = int(env.get(PORT) or default_port)
@@ -45,7 +53,9 @@ class AppSettings:
         try:
             idle_min = float(env.get(IDLE_UNLOAD) or 0)
         except ValueError:
-            raise SettingsError(f"{IDLE_UNLOAD} must be a number of minutes, not '{env.get(IDLE_UNLOAD)}'.") from None
+            raise SettingsError(
+                f"{IDLE_UNLOAD} must be a number of minutes, not '{env.get(IDLE_UNLOAD)}'."
+            ) from None
         home = Path(env[HOME]) if env.get(HOME) else None
         name = env.get(APP) or app
         if env.get(OUTPUTS):
@@ -58,6 +68,13 @@ class AppSettings:
             models = ModelsSpec.from_json(env.get(MODELS))
         except ModelsError as exc:
             raise SettingsError(str(exc)) from None
-        return cls(app=name, host=env.get(HOST) or "127.0.0.1", port=port,
-                   device=(env.get(DEVICE) or "cpu").strip().lower(), outputs=outputs, home=home,
-                   models=models, idle_unload_s=max(0.0, idle_min * 60.0))
+        return cls(
+            app=name,
+            host=env.get(HOST) or "127.0.0.1",
+            port=port,
+            device=(env.get(DEVICE) or "cpu").strip().lower(),
+            outputs=outputs,
+            home=home,
+            models=models,
+            idle_unload_s=max(0.0, idle_min * 60.0),
+        )

@@ -1,7 +1,7 @@
 """Calling another app's task API (appkit protocol) and finding where the apps listen.
 
-Where: the supervisor's run files, DARKROOM_HOME/run/<app>.json ({"status", "url"}),
-read-only; or URLs given explicitly (--url app=URL, for tests, benchmarks and clusters).
+Where: the supervisor's run files, DARKROOM_HOME/run/<app>.json, read-only through
+appkit.protocol.RunStatus (the manager writes them); or URLs given explicitly (--url app=URL, for tests, benchmarks and clusters).
 An app may have several URLs (replicas): worker i of a scaled-out batch uses replica i.
 """
 
@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from appkit import protocol
+
 from .errors import StepCancelled, StepFailed, WorkflowError
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local apps: never a proxy
@@ -24,8 +26,12 @@ Urls = dict[str, list[str]]
 
 def _request(method: str, url: str, body: Any = None, timeout: float = 60.0) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"} if data is not None else {},
+    )
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
@@ -42,12 +48,20 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 def health(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    code, raw = _request("GET", url.rstrip("/") + "/api/health", timeout=timeout)
+    code, raw = _request("GET", url.rstrip("/") + protocol.HEALTH_PATH, timeout=timeout)
     return code, _json(raw)
 
 
-def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, image_field: str | None,
-             timeout_s: float, step: str, poll_s: float = 0.05) -> bytes:
+def run_task(
+    url: str,
+    task: str,
+    params: dict[str, Any],
+    image: bytes | None,
+    image_field: str | None,
+    timeout_s: float,
+    step: str,
+    poll_s: float = 0.05,
+) -> bytes:
     """Submit one job, follow it to the end, return its first result file's bytes.
 
     Raises StepFailed with the app's own sentence when the job or the request fails."""
@@ -56,7 +70,9 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
     if image_field is not None and image is not None:
         body[image_field] = base64.b64encode(image).decode("ascii")
     try:  # ?wait=true: the app answers when the job is done (no polling delay); polled otherwise
-        code, raw = _request("POST", f"{base}/api/{urllib.parse.quote(task)}?wait=true", body, timeout=timeout_s)
+        code, raw = _request(
+            "POST", f"{base}/api/{urllib.parse.quote(task)}?wait=true", body, timeout=timeout_s
+        )
     except TimeoutError:
         raise StepFailed(step, f"the job did not finish within {timeout_s:g} s.") from None
     except OSError as exc:
@@ -91,7 +107,9 @@ def run_task(url: str, task: str, params: dict[str, Any], image: bytes | None, i
         raise StepFailed(step, "the app returned no image.")
     code, data = _request("GET", f"{base}/api/jobs/{job['id']}/result?index=0", timeout=120)
     if code != 200:
-        raise StepFailed(step, _json(data).get("error") or f"fetching the result failed (HTTP {code}).")
+        raise StepFailed(
+            step, _json(data).get("error") or f"fetching the result failed (HTTP {code})."
+        )
     return data
 
 
@@ -99,16 +117,15 @@ def from_run_files(home: Path, apps: list[str]) -> Urls:
     """The URL of each app from the supervisor's run files; a sentence for one not running."""
     urls: Urls = {}
     for app in apps:
-        try:
-            info = json.loads((home / "run" / f"{app}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {}
-        if info.get("status") != "ready" or not info.get("url"):
-            state = info.get("status") or "not running"
-            raise WorkflowError(f"{app} is {state}; this preset needs it.",
-                                f"Start it with `darkroom start {app}` (or run the preset with `darkroom run`, "
-                                "which starts what it needs).")
-        urls[app] = [info["url"]]
+        run = protocol.RunStatus.read(home, app)
+        if run is None or not run.ready:
+            state = run.status if run is not None else "not running"
+            raise WorkflowError(
+                f"{app} is {state}; this preset needs it.",
+                f"Start it with `darkroom start {app}` (or run the preset with `darkroom run`, "
+                "which starts what it needs).",
+            )
+        urls[app] = [run.url]
     return urls
 
 
@@ -118,7 +135,9 @@ def parse_url_args(values: list[str]) -> Urls:
     for value in values:
         app, sep, url = value.partition("=")
         if not sep or not app or not url.startswith(("http://", "https://")):
-            raise WorkflowError(f"'{value}' is not app=URL.", "For example: --url restorer=http://127.0.0.1:7861")
+            raise WorkflowError(
+                f"'{value}' is not app=URL.", "For example: --url restorer=http://127.0.0.1:7861"
+            )
         urls.setdefault(app, []).append(url.rstrip("/"))
     return urls
 
@@ -127,14 +146,20 @@ def check_ready(urls: Urls, apps: list[str]) -> None:
     """Every app the preset needs answers ready before the batch starts."""
     for app in apps:
         if not urls.get(app):
-            raise WorkflowError(f"This preset needs {app}, and no address for it is known.",
-                                f"Start it with `darkroom start {app}`.")
+            raise WorkflowError(
+                f"This preset needs {app}, and no address for it is known.",
+                f"Start it with `darkroom start {app}`.",
+            )
         for url in urls[app]:
             try:
                 code, body = health(url)
             except OSError:
-                raise WorkflowError(f"{app} does not answer at {url}.",
-                                    f"Check it with `darkroom status {app}`, or restart it.") from None
-            if code != 200 or body.get("status") != "ready":
-                raise WorkflowError(f"{app} at {url} is not ready ({body.get('status') or f'HTTP {code}'}).",
-                                    "Wait until it has loaded, then run again.")
+                raise WorkflowError(
+                    f"{app} does not answer at {url}.",
+                    f"Check it with `darkroom status {app}`, or restart it.",
+                ) from None
+            if code != 200 or body.get("status") != protocol.HEALTH_READY:
+                raise WorkflowError(
+                    f"{app} at {url} is not ready ({body.get('status') or f'HTTP {code}'}).",
+                    "Wait until it has loaded, then run again.",
+                )

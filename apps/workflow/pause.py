@@ -1,7 +1,7 @@
 """A batch pauses, between items, while a switch borrows the GPU memory of an app it calls.
 
-The manager and the batch meet through small files under DARKROOM_HOME/run (described in
-manager/protocol.py; the names are literals here so the engine needs no manager import):
+The manager and the batch meet through small files under DARKROOM_HOME/run, whose names and
+shapes appkit/protocol.py holds for both sides (Batch, Hold):
 
 - batches/<id>.json: this batch at work (pid, preset, apps, keep_running, state, item,
   done, total). A switch reads it to wait for the current item, or to refuse when the
@@ -15,6 +15,7 @@ The ledger needs nothing of this: the batch stops only between items, so it keep
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -23,6 +24,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from appkit import protocol
 
 from .client import health
 from .ledger import write_atomic
@@ -71,25 +74,23 @@ class Presence:
         poll_s: float = 0.2,
     ) -> None:
         self.home, self.apps, self.poll_s = home, list(dict.fromkeys(apps)), poll_s
-        self.data: dict[str, Any] = {
-            "pid": os.getpid(),
-            "preset": preset,
-            "apps": self.apps,
-            "keep_running": keep_running,
-            "state": "running",
-            "item": "",
-            "done": 0,
-            "total": 0,
-        }
-        self.path = home / "run" / "batches" / f"{uuid.uuid4().hex[:12]}.json" if home else None
+        self.batch = protocol.Batch(
+            pid=os.getpid(), preset=preset, apps=self.apps, keep_running=keep_running
+        )
+        self.path = protocol.batches_dir(home) / f"{uuid.uuid4().hex[:12]}.json" if home else None
         self._write()
 
     def _write(self) -> None:
         if self.path is not None:
-            write_atomic(self.path, json.dumps(self.data).encode())
+            write_atomic(self.path, json.dumps(self.batch.to_dict()).encode())
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The batch file's fields, as written."""
+        return self.batch.to_dict()
 
     def update(self, **fields: Any) -> None:
-        self.data.update(fields)
+        self.batch = dataclasses.replace(self.batch, **fields)
         self._write()
 
     def close(self) -> None:
@@ -99,16 +100,13 @@ class Presence:
 
     def holds(self) -> list[tuple[str, str]]:
         """(app, for whom) for each app of this batch that a switch holds now."""
-        if self.home is None or self.data["keep_running"]:
+        if self.home is None or self.batch.keep_running:
             return []
         out = []
         for app in self.apps:
-            try:
-                hold = json.loads((self.home / "run" / "holds" / f"{app}.json").read_text("utf-8"))
-            except (OSError, ValueError):
-                continue
-            if _alive(hold.get("runner_pid") or hold.get("waiter_pid")):
-                out.append((app, str(hold.get("for") or "another app")))
+            hold = protocol.Hold.read(self.home, app)
+            if hold is not None and _alive(hold.pid):
+                out.append((app, hold.for_app or "another app"))
         return out
 
     def wait_while_held(
@@ -120,12 +118,12 @@ class Presence:
         if not held:
             return
         app, taker = held[0]
-        self.update(state="paused", item="")
+        self.update(state=protocol.BATCH_PAUSED, item="")
         emit(
             {
                 "type": "stage",
                 "stage": "paused",
-                "message": f"Paused after {self.data['done']} of {self.data['total']}: {app} lends its "
+                "message": f"Paused after {self.batch.done} of {self.batch.total}: {app} lends its "
                 f"GPU memory to {taker}. The batch goes on when {app} is back.",
             }
         )
@@ -134,7 +132,7 @@ class Presence:
         while not stop.is_set() and not self._answering(urls):
             stop.wait(self.poll_s)
         if not stop.is_set():
-            self.update(state="running")
+            self.update(state=protocol.BATCH_RUNNING)
             emit(
                 {
                     "type": "stage",
