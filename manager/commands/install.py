@@ -8,7 +8,7 @@ import sys
 from .. import config, installer
 from .. import state as state_mod
 from ..errors import DarkroomError
-from ._common import ConsoleReporter, home, print_json
+from ._common import ConsoleReporter, home, human_bytes, print_json
 from .basics import machine, parse_choices, print_plan
 
 
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("remove", help="remove an app (models other apps use are kept)")
     p.add_argument("app")
     p.add_argument("--keep-models", action="store_true", help="keep its model files in the store")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm")
     p.set_defaults(handler=cmd_remove)
 
 
@@ -101,6 +102,9 @@ def cmd_update(args: argparse.Namespace) -> int:
     failed = 0
     for app in apps:
         pv = installer.update_preview(h, settings, app, hw)
+        if installer.up_to_date(h, pv):
+            print(f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download.")
+            continue
         try:
             confirm(pv, args)
             installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
@@ -121,5 +125,34 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     h = home()
+    if not args.yes:
+        _confirm_remove(h, args.app, args.keep_models)
     installer.remove(h, config.load(h), args.app, args.keep_models, ConsoleReporter())
     return 0
+
+
+def _confirm_remove(h, app: str, keep_models: bool) -> None:
+    """Say what removing deletes (and that a running app stops), then ask; no terminal, no yes."""
+    from .. import envs, suggest
+    from ..fsutil import dir_size
+    from ..supervisor import control
+
+    installed = state_mod.load(h).apps.get(app)
+    if installed is None and envs.info(h, app) is None:
+        raise suggest.not_installed(h, app, "Nothing was changed.")
+    env_dir = h.env_dir(app)
+    size = dir_size(env_dir) if env_dir.exists() else 0
+    run = control.app_status(h, app)
+    print(f"Removing {app} deletes its environment ({human_bytes(size)}), its code and its logs.")
+    if run is not None and run.active:
+        print(f"{app} is running: it will be stopped first.")
+    if installed is not None and installed.models and not keep_models:
+        models = sum(f.size for m in installed.models for f in m.files)
+        print(f"Its model files ({human_bytes(models)}) are deleted too unless another app uses them "
+              "(add --keep-models to keep them).")
+    if not sys.stdin.isatty():
+        raise DarkroomError(f"Nothing was removed: removing {app} needs a yes, and there is no terminal to ask.",
+                            f"Run `darkroom remove {app} --yes` to remove it.")
+    if not _ask(f"Remove {app}?"):
+        raise DarkroomError(f"Nothing was removed: {app} is still installed.",
+                            f"Run `darkroom remove {app}` again and answer yes, or add --yes.")
