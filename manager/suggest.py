@@ -1,4 +1,4 @@
-""""Did you mean …?" for mistyped commands and app ids: one close match, or nothing.
+"""Suggestions ("did you mean …?") for mistyped commands and app ids: one close match, or nothing.
 
 Kept apart from the commands so every place that meets an unknown name words it the same way.
 """
@@ -52,22 +52,30 @@ def unknown_verb(parser: argparse.ArgumentParser, argv: list[str]) -> DarkroomEr
     """
     if not argv or argv[0].startswith("-"):
         return None
-    verbs = [v for a in parser._actions if isinstance(a, argparse._SubParsersAction) for v in a.choices]
+    verbs = [
+        v for a in parser._actions if isinstance(a, argparse._SubParsersAction) for v in a.choices
+    ]
     if not verbs or argv[0] in verbs:
         return None
-    error = DarkroomError(f"There is no command '{argv[0]}'.{did_you_mean(argv[0], verbs)}",
-                          "Run `darkroom --help` to see the commands.")
+    error = DarkroomError(
+        f"There is no command '{argv[0]}'.{did_you_mean(argv[0], verbs)}",
+        "Run `darkroom --help` to see the commands.",
+    )
     error.exit_code = 2  # a usage mistake, as argparse reports its own
     return error
 
 
 def not_installed(home, app: str, hint: str = "") -> NotFound:
-    """"X is not installed." with the app it most likely means (installed ones first)."""
+    """The "X is not installed." error, with the app it most likely means (installed ones first)."""
     from . import state
 
     installed = state.load(home).apps
     near = did_you_mean(app, installed) or did_you_mean(app, app_ids())
     if not hint:
         known = app in app_ids()
-        hint = f"Run `darkroom install {app}` first." if known else "Run `darkroom list` to see the apps."
+        hint = (
+            f"Run `darkroom install {app}` first."
+            if known
+            else "Run `darkroom list` to see the apps."
+        )
     return NotFound(f"{app} is not installed.{near}", hint)
