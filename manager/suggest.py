@@ -72,7 +72,7 @@ def not_installed(home, app: str, hint: str = "") -> NotFound:
     installed = state.load(home).apps
     near = did_you_mean(app, installed) or did_you_mean(app, app_ids())
     if not hint:
-        known = app in app_ids()
+        known = app in app_ids(home)
         hint = (
             f"Run `darkroom install {app}` first."
             if known
