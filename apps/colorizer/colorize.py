@@ -5,13 +5,13 @@ faded colour photo is revived and a greyscale one coloured, at any size."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import numpy as np
 from appkit import images
 from appkit.errors import BadRequest
 from appkit.jobs import Job
+from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -24,6 +24,8 @@ class ColorizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(exclude=True, description="the photo, base64 (or a data: URL)")
+    filename: str | None = Field(None, max_length=255,
+                                 description="the photo's file name: the result is named after it")
     model: str | None = Field(None, description="model id (default: the installed default)")
     strength: float = Field(1.0, ge=0, le=1, description="0 = the photo's own colour, 1 = the model's")
     render_size: int = Field(512, ge=128, le=1024, description="the square size DDColor works at")
@@ -84,7 +86,7 @@ def run(runtime: Runtime, loaded: Any, req: ColorizeRequest, job: Job) -> TaskRe
         image=Image.new("RGB", (1, 1)), alpha=src.alpha, exif=src.exif, icc=src.icc,
         orientation=src.orientation, mode=src.mode, format=src.format))
     params = {**req.model_dump(mode="json"), "model": loaded.model_id, "variant": loaded.variant}
-    stem = time.strftime("%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    stem = output_stem(req.filename, "colorized")
     path = images.save_png(out, runtime.settings.outputs, stem, params, f"Darkroom colorizer {__version__}", src)
     return TaskResult(files=[path.relative_to(runtime.settings.outputs).as_posix()],
                       data={"size": list(out.size), "model": loaded.model_id, "variant": loaded.variant,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Literal
 
 import numpy as np
 from appkit import images
 from appkit.errors import BadRequest
 from appkit.jobs import Job
+from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -26,6 +26,8 @@ class RestoreRequest(BaseModel):
 
     image: str = Field(exclude=True, description="the photo, base64 (or a data: URL)")
     mask: str | None = Field(None, exclude=True, description="optional defect mask, base64; white = fill")
+    filename: str | None = Field(None, max_length=255,
+                                 description="the photo's file name: the result is named after it")
     scratches: bool = Field(True, description="find scratches and dust automatically")
     sensitivity: float = Field(0.5, ge=0, le=1, description="scratch detection: 0 cautious .. 1 eager")
     scratch_detector: Literal["auto", "model", "builtin"] = Field(
@@ -182,11 +184,11 @@ def run(runtime: Runtime, box: Toolbox, req: RestoreRequest, job: Job) -> TaskRe
     result, facts, defect = process(box, rgb, req, mask, job.report)
     out = images.finish(Image.fromarray(result), src)
     params = {**req.model_dump(mode="json"), "steps": facts["steps"], "input_size": list(src.size)}
-    stem = time.strftime("%H%M%S") + "-" + uuid.uuid4().hex[:8]
     outputs = runtime.settings.outputs
+    stem = output_stem(req.filename, "restored")
     files = [images.save_png(out, outputs, stem, params, f"Darkroom restorer {__version__}", src)]
-    if req.return_mask and defect is not None:
+    if req.return_mask and defect is not None:  # named after the result it belongs to
         files.append(images.save_png(images.to_stored_orientation(Image.fromarray(defect), src.orientation),
-                                     outputs, stem + "-mask", params, f"Darkroom restorer {__version__}"))
+                                     outputs, files[0].stem + "-mask", params, f"Darkroom restorer {__version__}"))
     return TaskResult(files=[p.relative_to(outputs).as_posix() for p in files],
                       data={**facts, "size": list(out.size)})
