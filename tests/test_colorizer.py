@@ -41,6 +41,22 @@ def test_grey_photo_becomes_colour_same_size(app: AppProcess, restore_photos) ->
     assert params["strength"] == 0.8 and params["variant"] == "tiny"
 
 
+def test_output_keeps_the_photo_name_and_progress_moves_through_the_model(app: AppProcess, restore_photos) -> None:
+    body = {"image": base64.b64encode(restore_photos["grey"].read_bytes()).decode(), "render_size": 128,
+            "filename": "grandma.jpg"}
+    names = []
+    for _ in range(2):
+        code, job, _ = app.post("/api/colorize?wait=true", body, timeout=120)
+        assert code == 200, job
+        names.append(job["result"]["files"][0].rsplit("/", 1)[-1])
+    # The person's own name, and a second result beside the first instead of over it.
+    assert names[0] in ("grandma-colorized.png", "grandma-colorized-2.png") and names[1].startswith("grandma-colorized-")
+    assert names[0] != names[1]
+    # DDColor's one pass reported layer by layer: many figures between "preparing" and "saving".
+    inside = [p for p in job["trail"] if 0.1 < p < 0.9]
+    assert len(inside) >= 5 and job["trail"] == sorted(job["trail"]), job["trail"]
+
+
 @pytest.mark.parametrize("name, words", [
     ("cmyk", "CMYK"), ("animated", "animated"), ("truncated", "truncated"), ("deep", "16 or 32 bits"),
     ("empty", "empty"), ("text", "not a picture"), ("huge", "megapixels"),

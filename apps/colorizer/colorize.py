@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
-from appkit import images
+from appkit import images, progress
 from appkit.errors import BadRequest
 from appkit.jobs import Job
 from appkit.outputs import output_stem
@@ -39,8 +39,13 @@ def check(runtime: Runtime, req: ColorizeRequest) -> None:
         raise BadRequest(f"render_size must be a multiple of 32, not {req.render_size}.")
 
 
-def colorize(descriptor: Any, rgb: np.ndarray, strength: float = 1.0, render_size: int = 512) -> np.ndarray:
-    """RGB uint8 in, RGB uint8 out: original L, a/b = mix of the photo's and DDColor's."""
+def colorize(descriptor: Any, rgb: np.ndarray, strength: float = 1.0, render_size: int = 512,
+             report: progress.Report | None = None) -> np.ndarray:
+    """RGB uint8 in, RGB uint8 out: original L, a/b = mix of the photo's and DDColor's.
+
+    `report(fraction, message)` hears how far DDColor's pass is, layer by layer."""
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
@@ -52,7 +57,9 @@ def colorize(descriptor: Any, rgb: np.ndarray, strength: float = 1.0, render_siz
     model = descriptor.model
     model.input_size = (render_size, render_size)
     param = next(model.parameters())
-    with torch.inference_mode():
+    watch = (progress.layers(model, progress.span(report, 0.1, 0.9, "colourising"))
+             if report is not None else contextlib.nullcontext())
+    with torch.inference_mode(), watch:
         x = torch.from_numpy(np.ascontiguousarray(grey[..., 0])).to(param.device)
         x = x.to(param.dtype).div_(255.0)[None, None]
         painted = descriptor(x)[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -78,9 +85,11 @@ def run(runtime: Runtime, loaded: Any, req: ColorizeRequest, job: Job) -> TaskRe
     from PIL import Image
 
     src = req._decoded or images.decode_b64(req.image)
-    job.report(0.1, "colourising")
+    job.report(0.05, "preparing the photo")
     started = time.perf_counter()
-    out_rgb = colorize(loaded.descriptor, np.asarray(src.image.convert("RGB")), req.strength, req.render_size)
+    out_rgb = colorize(loaded.descriptor, np.asarray(src.image.convert("RGB")), req.strength, req.render_size,
+                       job.report)
+    job.report(0.95, "saving")
     # A grey input becomes colour, so its output is RGB; a grey ICC profile would not fit and is left off.
     out = images.finish(Image.fromarray(out_rgb), images.Decoded(
         image=Image.new("RGB", (1, 1)), alpha=src.alpha, exif=src.exif, icc=src.icc,
