@@ -3,6 +3,7 @@ Run through the real `darkroom` entry point on a data folder laid out as install
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -101,3 +102,25 @@ def test_du_figures_add_up(home: Home) -> None:
     actual, separate, saved = map(float, figures.groups())
     assert abs(separate - saved - actual) < 0.2
     assert "uv's cache:   500.0 KB more" in out.stdout and "darkroom models gc" in out.stdout
+
+
+def test_one_mirror_setting_sets_links_indexes_and_strategy_together(home: Home, tmp_path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    out = darkroom("config", "set", "mirror", f"{wheels} https://mirror.example/pypi/simple/")
+    assert out.returncode == 0, out.stderr
+    assert "unsafe-best-match" in out.stdout and "only mirrors you trust" in out.stdout
+    shown = json.loads(darkroom("config", "show", "--json").stdout)
+    assert shown["find_links"] == [str(wheels)]
+    assert shown["extra_index_urls"] == ["https://mirror.example/pypi/simple/"]
+    assert shown["index_strategy"] == "unsafe-best-match"
+    out = darkroom("config", "set", "mirror", "")
+    assert out.returncode == 0 and "mirror cleared." in out.stdout
+    shown = json.loads(darkroom("config", "show", "--json").stdout)
+    assert (shown["find_links"], shown["extra_index_urls"], shown["index_strategy"]) == (
+        [],
+        [],
+        "first-index",
+    )
+    out = darkroom("config", "set", "mirorr", "x")
+    assert out.returncode == 1 and "Did you mean 'mirror'?" in out.stderr
