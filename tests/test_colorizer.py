@@ -110,3 +110,30 @@ def test_luminance_kept_and_strength_blends(colorizer_env, tiny_restore, restore
     assert r["l_err"] < 1.0                    # luminance kept (where the colour is in gamut)
     assert r["chroma_moved"] > 0.5             # ... and the chroma is the model's
     assert r["moved_low"] < r["moved_half"] < r["chroma_moved"]  # strength moves chroma further
+
+
+def test_web_page_result_keeps_the_uploaded_name(app: AppProcess, restore_photos, tmp_path) -> None:
+    """A person's upload through the page (headless Chromium): the result is named after it."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    photo = tmp_path / "Oma Lise.png"
+    photo.write_bytes(restore_photos["grey"].read_bytes())
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                  "--no-first-run", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(app.url + "/", wait_until="domcontentloaded", timeout=60_000)
+            page.locator("#photo input[type=file]").set_input_files(str(photo))
+            page.locator("#photo img").first.wait_for(state="visible", timeout=60_000)
+            page.locator("#colorize").click()
+            page.locator("#result img").first.wait_for(state="visible", timeout=120_000)
+        finally:
+            browser.close()
+    assert list(app.outputs.rglob("Oma-Lise-colorized*.png")), sorted(p.name for p in app.outputs.rglob("*.png"))
