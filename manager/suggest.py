@@ -46,23 +46,29 @@ def app_ids(home=None) -> set[str]:
 
 
 def unknown_verb(parser: argparse.ArgumentParser, argv: list[str]) -> DarkroomError | None:
-    """The error for a first word that is no command (with the closest one); None if it is one.
+    """The error for a word that is no command (`darkroom instal`, `darkroom models pul`), with
+    the closest one; None when every command word is known.
 
     argparse's own "invalid choice" lists every command and suggests nothing.
     """
-    if not argv or argv[0].startswith("-"):
-        return None
-    verbs = [
-        v for a in parser._actions if isinstance(a, argparse._SubParsersAction) for v in a.choices
-    ]
-    if not verbs or argv[0] in verbs:
-        return None
-    error = DarkroomError(
-        f"There is no command '{argv[0]}'.{did_you_mean(argv[0], verbs)}",
-        "Run `darkroom --help` to see the commands.",
-    )
-    error.exit_code = 2  # a usage mistake, as argparse reports its own
-    return error
+    said: list[str] = []
+    for word in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word.startswith("-"):
+            return None
+        verbs = subs[0].choices
+        if word not in verbs:
+            near = closest(word, verbs)
+            error = DarkroomError(
+                f"There is no command '{' '.join([*said, word])}'."
+                + (f" Did you mean '{' '.join([*said, near])}'?" if near else ""),
+                f"Run `darkroom {' '.join([*said, '--help'])}` to see the commands.",
+            )
+            error.exit_code = 2  # a usage mistake, as argparse reports its own
+            return error
+        said.append(word)
+        parser = verbs[word]
+    return None
 
 
 def not_installed(home, app: str, hint: str = "") -> NotFound:

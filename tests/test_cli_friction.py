@@ -34,6 +34,11 @@ def test_a_mistyped_command_gets_the_closest_one(home: Home) -> None:
         and "There is no command 'instal'. Did you mean 'install'?" in out.stderr
     )
     assert "invalid choice" not in out.stderr
+    out = darkroom("models", "pul", "restorer")
+    assert (
+        out.returncode == 2
+        and "There is no command 'models pul'. Did you mean 'models pull'?" in out.stderr
+    )
     out = darkroom("frobnicate")
     assert out.returncode == 2 and "There is no command 'frobnicate'." in out.stderr
     assert "Did you mean" not in out.stderr and "darkroom --help" in out.stderr
