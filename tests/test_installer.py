@@ -434,6 +434,14 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     out = run("remove", "tiny")
     assert out.returncode == 1 and "remove tiny --yes" in out.stderr
     assert "tiny" in state_mod.load(home).apps and home.env_dir("tiny").exists()
+    out = run("install", recipe, "--yes", "--accept-licences", "--no-check")
+    assert out.returncode == 0 and "already installed and up to date" in out.stdout
+    # Removed with its models kept, then installed again: the plan says the files are here.
+    out = run("remove", "tiny", "--yes", "--keep-models")
+    assert out.returncode == 0 and "tiny" not in state_mod.load(home).apps
+    out = run("install", recipe, "--yes", "--accept-licences", "--no-check")
+    assert out.returncode == 0, out.stderr
+    assert f"Of that, {len(WEIGHTS) / 1000:.1f} KB is here already: 0 B to download." in out.stdout
     out = run("remove", "tiny", "--yes")
     assert out.returncode == 0 and "tiny" not in state_mod.load(home).apps
 

@@ -56,7 +56,7 @@ def _ask(question: str) -> bool:
         return False
 
 
-def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
+def confirm(pv: installer.Preview, args: argparse.Namespace, h=None) -> None:
     """Show the plan, the manifest and the licences; get a yes for each, or stop."""
     if not args.json:
         if pv.manifest:
@@ -64,6 +64,8 @@ def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
             for line in pv.manifest.lines():
                 print(f"  {line}")
         print_plan(pv.plan)
+        if h is not None:
+            _already_here(h, pv)
     if pv.manifest and not (args.yes or _ask("Trust this recipe and install it?")):
         raise DarkroomError("Nothing was installed: the recipe was not confirmed.",
                             "Run again and answer yes, or add --yes.")
@@ -76,12 +78,29 @@ def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
         raise DarkroomError("Nothing was installed.", "Run again and answer yes, or add --yes.")
 
 
+def _already_here(h, pv: installer.Preview) -> None:
+    """The plan counts every model file; say how much of that is in the store already (no network)."""
+    from .. import weights
+
+    files = [f for m in pv.plan.models for f in m.files]
+    if not files:
+        return
+    dplan = weights.plan_download(h, files, remote=False)
+    here = pv.plan.download_bytes - dplan.download_bytes
+    if here > 0:
+        print(f"  Of that, {human_bytes(here)} is here already: {human_bytes(dplan.download_bytes)} to download.")
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
     hw = machine(args.hardware)
     pv = installer.preview(h, settings, args.target, hw, parse_choices(args.variant, args.models, args.cpu))
-    confirm(pv, args)
+    if installer.up_to_date(h, pv):
+        print(f"{pv.recipe.name} is already installed and up to date (version {pv.recipe.version}); "
+              f"nothing to do. Start it with `darkroom start {pv.recipe.id}`.")
+        return 0
+    confirm(pv, args, h)
     record = installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
                                check_start=not args.no_check)
     if args.json:
@@ -106,7 +125,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             print(f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download.")
             continue
         try:
-            confirm(pv, args)
+            confirm(pv, args, h)
             installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
                               check_start=not args.no_check)
         except DarkroomError as exc:
