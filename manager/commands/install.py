@@ -97,8 +97,11 @@ def cmd_install(args: argparse.Namespace) -> int:
     hw = machine(args.hardware)
     pv = installer.preview(h, settings, args.target, hw, parse_choices(args.variant, args.models, args.cpu))
     if installer.up_to_date(h, pv):
-        print(f"{pv.recipe.name} is already installed and up to date (version {pv.recipe.version}); "
-              f"nothing to do. Start it with `darkroom start {pv.recipe.id}`.")
+        if args.json:
+            print_json({"installed": pv.recipe.id, "version": pv.recipe.version, "up_to_date": True})
+        else:
+            print(f"{pv.recipe.name} is already installed and up to date (version {pv.recipe.version}); "
+                  f"nothing to do. Start it with `darkroom start {pv.recipe.id}`.")
         return 0
     confirm(pv, args, h)
     record = installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
@@ -122,7 +125,10 @@ def cmd_update(args: argparse.Namespace) -> int:
     for app in apps:
         pv = installer.update_preview(h, settings, app, hw)
         if installer.up_to_date(h, pv):
-            print(f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download.")
+            if args.json:
+                print_json({"app": app, "version": pv.recipe.version, "up_to_date": True})
+            else:
+                print(f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download.")
             continue
         try:
             confirm(pv, args, h)
