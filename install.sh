@@ -79,12 +79,14 @@ if on_path "$bin_dir"; then
 else
   old_ifs=$IFS
   IFS=:
+  set -f  # PATH entries are names, not patterns
   for dir in $user_path; do
     case "$dir" in "$HOME"/*) ;; *) continue ;; esac
     if [ -d "$dir" ] && [ -w "$dir" ] && { [ ! -e "$dir/darkroom" ] || [ -L "$dir/darkroom" ]; }; then
       ln -sf "$bin_dir/darkroom" "$dir/darkroom" && runnable=1 && say "Linked $dir/darkroom (a folder your terminal already searches)." && break
     fi
   done
+  set +f
   IFS=$old_ifs
 fi
 if [ "$runnable" = 0 ]; then
