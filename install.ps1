@@ -1,7 +1,9 @@
 # Darkroom bootstrap for Windows: uv if missing, then Darkroom as a uv tool, then the
 # full-screen interface. Safe to run again: it upgrades in place.
-#   powershell -ExecutionPolicy Bypass -File install.ps1 [-NoRun]
-param([switch]$NoRun)
+#   powershell -ExecutionPolicy Bypass -File install.ps1 [-NoRun] [-AddToPath | -NoAddToPath]
+# -AddToPath puts `darkroom` on your user PATH without asking; -NoAddToPath never does; by
+# default it asks when there is someone to ask, and changes nothing when input is redirected.
+param([switch]$NoRun, [switch]$AddToPath, [switch]$NoAddToPath)
 $ErrorActionPreference = "Stop"
 
 function Fail($msg) { Write-Host "darkroom install: $msg" -ForegroundColor Red; exit 1 }
@@ -45,8 +47,31 @@ if ($pyexe) {
 Write-Host "Installing Darkroom..."
 & uv tool install --force --reinstall $SourceDir
 if ($LASTEXITCODE -ne 0) { Fail "installing Darkroom failed (see the lines above). Check your network or package index settings and run this again." }
-& uv tool update-shell 2>$null | Out-Null
 $bin = (& uv tool dir --bin)
-$env:Path = "$bin;$env:Path"
-Write-Host "Darkroom is installed."
-if (-not $NoRun) { & darkroom } else { Write-Host "Run 'darkroom' to open it (open a new terminal first if the command is not found)." }
+$UserPath = "$([Environment]::GetEnvironmentVariable('Path', 'User'));$([Environment]::GetEnvironmentVariable('Path', 'Machine'))"
+$OnPath = ($UserPath -split ';' | Where-Object { $_ -and ($_.TrimEnd('\') -ieq $bin.TrimEnd('\')) }).Count -gt 0
+Write-Host "Darkroom is installed: $bin\darkroom.exe"
+
+# 4. `darkroom` in this terminal: a script run with -File cannot change the PATH of the
+#    terminal that ran it, so the one line that does is printed; new terminals find it once
+#    the user PATH has the folder (uv tool update-shell), which is asked first.
+if (-not $OnPath) {
+    $add = $false
+    if ($AddToPath) { $add = $true }
+    elseif (-not $NoAddToPath -and [Environment]::UserInteractive -and -not [Console]::IsInputRedirected) {
+        $answer = Read-Host "Add $bin to your user PATH, so new terminals find darkroom? [Y/n]"
+        $add = ($answer -eq "" -or $answer -match '^(y|yes)$')
+    }
+    if ($add) {
+        & uv tool update-shell 2>$null | Out-Null
+        if ($LASTEXITCODE -eq 0) { Write-Host "New terminals will find darkroom (your user PATH now has $bin)." }
+        else { Write-Host "Could not change your user PATH; add $bin to it yourself." }
+    } else {
+        Write-Host "New terminals: run 'uv tool update-shell' once so they find darkroom."
+    }
+    Write-Host "To use darkroom in this terminal now, run:"
+    Write-Host "  `$env:Path = `"$bin;`$env:Path`""
+}
+$env:Path = "$bin;$env:Path"  # after update-shell, which would otherwise think it is on PATH already
+if (-not $NoRun -and [Environment]::UserInteractive -and -not [Console]::IsInputRedirected) { & darkroom }
+else { Write-Host "Run 'darkroom' to open it." }

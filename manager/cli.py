@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 import sys
 
-from . import __version__, commands
+from . import __version__, commands, suggest
 from .errors import DarkroomError
 from .validate import clean_text
 
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(exc.hint, file=sys.stderr)
                 return exc.exit_code
     parser = build_parser()
+    if (wrong := suggest.unknown_verb(parser, args_given)) is not None:
+        print(f"darkroom: {wrong.message}\n{wrong.hint}", file=sys.stderr)
+        return wrong.exit_code
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     try:

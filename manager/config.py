@@ -117,13 +117,48 @@ def save(home: Home, settings: Settings) -> None:
     atomic_write_text(home.config_file, yaml.safe_dump(data, sort_keys=True), mode=0o600)
 
 
+MIRROR = "mirror"  # not stored: sets find_links, extra_index_urls and index_strategy together
+
+
+def mirror_settings(settings: Settings, value: str) -> Settings:
+    """`mirror` = wheel folders/pages and package indexes, as one setting.
+
+    Each part ending in `simple` (a PEP 503 index) becomes an extra index, every other part
+    (a folder of wheels, a page of links) a find-links source. A mirror seldom holds every
+    package, so the index strategy becomes unsafe-best-match: a package the mirror lacks comes
+    from PyPI instead of failing the build. An empty value takes all three back to the defaults.
+    """
+    parts = value.split()
+    indexes = [p for p in parts if p.rstrip("/").endswith("simple")]
+    links = [p for p in parts if p not in indexes]
+    return Settings.model_validate({**settings.model_dump(), "extra_index_urls": indexes, "find_links": links,
+                                    "index_strategy": "unsafe-best-match" if parts else "first-index"})
+
+
+def mirror_note(settings: Settings) -> str:
+    """What `config set mirror` did, in words: the three settings and why the strategy changed."""
+    if not settings.find_links and not settings.extra_index_urls:
+        return "No mirror: packages come from the package index only (index_strategy first-index)."
+    return (f"find_links: {', '.join(settings.find_links) or '-'}; extra_index_urls: "
+            f"{', '.join(settings.extra_index_urls) or '-'}; index_strategy: {settings.index_strategy}. "
+            "Note: a package the mirror lacks now comes from the package index, and one that both have "
+            "comes from whichever holds the best version, so use only mirrors you trust.")
+
+
 def set_value(home: Home, key: str, value: str) -> Settings:
     """Set one setting from its text form, validated; the file is left as it was on error."""
     settings = load_file(home)
+    if key == MIRROR:
+        updated = mirror_settings(settings, value)
+        save(home, updated)
+        return updated
     if key not in Settings.model_fields:
-        known = ", ".join(sorted(Settings.model_fields))
+        from .suggest import did_you_mean
+
+        known = ", ".join(sorted([*Settings.model_fields, MIRROR]))
+        near = did_you_mean(key, [*Settings.model_fields, MIRROR])
         shown = key if len(key) <= 60 else key[:59] + "…"
-        raise DarkroomError(f"There is no setting called '{shown}'.", f"Known settings: {known}.")
+        raise DarkroomError(f"There is no setting called '{shown}'.{near}", f"Known settings: {known}.")
     field = Settings.model_fields[key]
     parsed: Any = value
     if value == "" and field.default is None:

@@ -12,6 +12,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import envs, installer, uvtool, weights
 from . import state as state_mod
@@ -21,6 +22,7 @@ from .fsutil import dir_size
 from .hardware import Hardware
 from .home import Home
 from .supervisor import control
+from .weights_store import RepoStore
 
 LOW_DISK_GB = 10.0
 _FLAVOUR_NEEDS = {"cu128": (12, 8), "cu126": (12, 6), "cu124": (12, 4), "cu121": (12, 1), "cu118": (11, 8)}
@@ -197,20 +199,64 @@ def fix(findings: list[Finding]) -> list[tuple[Finding, str]]:
 
 @dataclass
 class DiskUse:
+    """Disk use whose figures add up: separately - saved = actual, for environments and for
+    models; what no app uses (uv's cache, unused store files) is counted apart, not mixed in."""
+
     apps: dict[str, dict[str, int]]     # app -> {"env": bytes, "models": bytes}
-    envs_separate: int                  # what the envs would take without hardlinks
-    envs_actual: int                    # what they take (each inode once) + uv cache
+    envs_separate: int                  # each env on its own, as if nothing were shared
+    envs_actual: int                    # all envs together, each hardlinked file once
     models_separate: int                # model bytes counted per app
-    models_actual: int                  # the store, each blob once
+    models_actual: int                  # the model files apps use, each once
+    cache: int = 0                      # uv's package cache beyond what the envs share with it
+    models_unused: int = 0              # files in the store no installed app uses
 
     @property
     def saved(self) -> int:
         return max(0, self.envs_separate - self.envs_actual) + max(0, self.models_separate - self.models_actual)
 
+    @property
+    def total(self) -> int:
+        return self.envs_actual + self.cache + self.models_actual + self.models_unused
+
     def to_dict(self) -> dict:
         return {"apps": self.apps, "envs_separate": self.envs_separate, "envs_actual": self.envs_actual,
                 "models_separate": self.models_separate, "models_actual": self.models_actual,
-                "saved": self.saved}
+                "cache": self.cache, "models_unused": self.models_unused, "saved": self.saved,
+                "total": self.total}
+
+
+def _size_together(folders: list[Path]) -> int:
+    """Bytes under all `folders` together, each hardlinked file once across them."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder in folders:
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                try:
+                    info = os.lstat(os.path.join(root, name))
+                except OSError:
+                    continue
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_size
+    return total
+
+
+def _used_model_bytes(home: Home, st: state_mod.State) -> int:
+    """Bytes of the files installed apps use, each blob once (apps may share a file)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for app in st.apps.values():
+        for m in app.models:
+            for f in m.files:
+                try:
+                    info = RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).stat()
+                except OSError:
+                    continue
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_size
+    return total
 
 
 def disk_use(home: Home) -> DiskUse:
@@ -221,7 +267,10 @@ def disk_use(home: Home) -> DiskUse:
         installed = st.apps.get(name)
         model_bytes = sum(f.size for m in installed.models for f in m.files) if installed else 0
         apps[name] = {"env": env_bytes, "models": model_bytes}
-    envs_actual = dir_size(home.envs) + (dir_size(home.uv_cache) if home.uv_cache.exists() else 0)
-    models_actual = dir_size(home.models) if home.models.exists() else 0
+    envs_actual = dir_size(home.envs) if home.envs.exists() else 0
+    with_cache = _size_together([home.envs, home.uv_cache])
+    models_actual = _used_model_bytes(home, st)
+    store = dir_size(home.models) if home.models.exists() else 0
     return DiskUse(apps=apps, envs_separate=sum(a["env"] for a in apps.values()), envs_actual=envs_actual,
-                   models_separate=sum(a["models"] for a in apps.values()), models_actual=models_actual)
+                   models_separate=sum(a["models"] for a in apps.values()), models_actual=models_actual,
+                   cache=max(0, with_cache - envs_actual), models_unused=max(0, store - models_actual))

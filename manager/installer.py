@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import appsource, envs, launching, library, uvtool, validate, weights
+from . import appsource, envs, launching, library, suggest, uvtool, validate, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, NotFound
@@ -47,6 +47,7 @@ from .recipe import (
 from .state import InstalledApp, InstalledModel
 from .supervisor import control
 from .weights_remote import endpoint_of
+from .weights_store import RepoStore
 
 SOURCE = "install"
 
@@ -438,7 +439,7 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
     """Re-plan an installed app with the choices it was installed with (recipe may be newer)."""
     installed = state_mod.load(home).apps.get(app)
     if installed is None:
-        raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+        raise suggest.not_installed(home, app)
     choices = Choices(variants=dict(installed.variants),
                       models=tuple(installed.chosen_models) if installed.chosen_models else None)
     if installed.recipe_source == "bundled":
@@ -457,13 +458,39 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
     return pv
 
 
+def up_to_date(home: Home, pv: Preview) -> bool:
+    """True when updating would change nothing: the same recipe and version, the same models and
+    variants, the same environment, and every model file still in the store.
+
+    (A git source that follows a branch is judged by its recipe alone: no network is asked.)
+    """
+    installed = state_mod.load(home).apps.get(pv.recipe.id)
+    if installed is None or installed.version != pv.recipe.version or installed.backend != pv.plan.backend:
+        return False
+    if not pv.bundled and installed.recipe_text != pv.recipe_text:
+        return False
+    planned = sorted((m.model, m.variant, m.precision, m.offload) for m in pv.plan.models)
+    if planned != sorted((m.model, m.variant, m.precision, m.offload) for m in installed.models):
+        return False
+    if envs.info(home, pv.recipe.id) is None or installed.env_hash is None:
+        return False
+    try:
+        source = appsource.current(home, pv.recipe)
+    except DarkroomError:
+        return False
+    if env_spec(pv.recipe, pv.plan, source).fingerprint() != installed.env_hash:
+        return False
+    return all(RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).exists()
+               for m in installed.models for f in m.files)
+
+
 def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore) -> InstalledApp:
     """Return to the version before the last update: env, code and recorded models."""
     recover(home, report)
     with _app_lock(home, app):
         installed = state_mod.load(home).apps.get(app)
         if installed is None:
-            raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+            raise suggest.not_installed(home, app)
         if installed.previous is None:
             raise DarkroomError(f"There is no earlier version of {app} to go back to.",
                                 "Rollback works after an update.")
@@ -521,7 +548,7 @@ def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
     with _app_lock(home, app):
         st = state_mod.load(home)
         if app not in st.apps and envs.info(home, app) is None:
-            raise NotFound(f"{app} is not installed.", "Nothing was changed.")
+            raise suggest.not_installed(home, app, "Nothing was changed.")
         with contextlib.suppress(DarkroomError):
             control.stop(home, app, report)
         report(Stage(SOURCE, "removing", app))

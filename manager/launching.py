@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import appsource, envs, protocol, weights_verify
+from . import appsource, envs, protocol, suggest, weights_verify
 from . import state as state_mod
 from .config import Settings
-from .errors import DarkroomError, NotFound
+from .errors import DarkroomError
 from .home import Home
 from .recipe import Recipe, find_recipe, parse_recipe
 from .state import InstalledApp, InstalledModel
@@ -89,7 +89,7 @@ def launch_spec(
     recipe = recipe_of(home, installed, app)
     python = envs.env_python(home, app)
     if installed is None or not python.exists():
-        raise NotFound(f"{app} is not installed.", f"Run `darkroom install {app}` first.")
+        raise suggest.not_installed(home, app)
     check_weights(home, installed)
     source = appsource.current(home, recipe)
     env = dict(recipe.launch.env)

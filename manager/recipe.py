@@ -609,4 +609,7 @@ def find_recipe(app: str, extra: dict[str, Recipe] | None = None) -> Recipe:
     if extra and app in extra:
         return extra[app]
     known = ", ".join(sorted(bundled_recipes()))
-    raise NotFound(f"There is no app called '{app}'.", f"Apps you can install: {known}.")
+    from .suggest import did_you_mean
+
+    near = did_you_mean(app, [*bundled_recipes(), *(extra or {})])
+    raise NotFound(f"There is no app called '{app}'.{near}", f"Apps you can install: {known}.")

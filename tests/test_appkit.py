@@ -88,3 +88,26 @@ def test_settings_from_the_protocol_variables(tmp_path: Path) -> None:
 def test_bad_settings_are_sentences(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError, match=words):
         AppSettings.from_env("x", environ=env)
+
+
+@pytest.mark.parametrize("filename, stem", [
+    ("grandma.jpg", "grandma-restored"),
+    ("C:\\Users\\me\\Oma Lise (1950).JPEG", "Oma-Lise-1950-restored"),
+    ("../../etc/passwd", "passwd-restored"),
+    ("Ölgemälde.tif", "Olgemalde-restored"),
+    ("archive.tar.gz", "archive.tar-restored"),
+])
+def test_output_names_keep_the_input_name(filename: str, stem: str) -> None:
+    from appkit.outputs import _SAFE, output_stem
+
+    assert output_stem(filename, "restored") == stem
+    assert _SAFE.match(output_stem(filename, "restored") + ".png")  # servable by /outputs/
+
+
+def test_output_without_a_name_gets_the_time_and_collisions_a_suffix(tmp_path: Path) -> None:
+    from appkit.outputs import _claim, output_stem
+
+    assert output_stem(None, "colorized").endswith("-colorized")
+    assert output_stem("写真.jpg", "colorized")[:6].isdigit()
+    names = [_claim(tmp_path, "grandma-restored").name for _ in range(3)]
+    assert names == ["grandma-restored.png", "grandma-restored-2.png", "grandma-restored-3.png"]

@@ -41,6 +41,22 @@ def test_grey_photo_becomes_colour_same_size(app: AppProcess, restore_photos) ->
     assert params["strength"] == 0.8 and params["variant"] == "tiny"
 
 
+def test_output_keeps_the_photo_name_and_progress_moves_through_the_model(app: AppProcess, restore_photos) -> None:
+    body = {"image": base64.b64encode(restore_photos["grey"].read_bytes()).decode(), "render_size": 128,
+            "filename": "grandma.jpg"}
+    names = []
+    for _ in range(2):
+        code, job, _ = app.post("/api/colorize?wait=true", body, timeout=120)
+        assert code == 200, job
+        names.append(job["result"]["files"][0].rsplit("/", 1)[-1])
+    # The person's own name, and a second result beside the first instead of over it.
+    assert names[0] in ("grandma-colorized.png", "grandma-colorized-2.png") and names[1].startswith("grandma-colorized-")
+    assert names[0] != names[1]
+    # DDColor's one pass reported layer by layer: many figures between "preparing" and "saving".
+    inside = [p for p in job["trail"] if 0.1 < p < 0.9]
+    assert len(inside) >= 5 and job["trail"] == sorted(job["trail"]), job["trail"]
+
+
 @pytest.mark.parametrize("name, words", [
     ("cmyk", "CMYK"), ("animated", "animated"), ("truncated", "truncated"), ("deep", "16 or 32 bits"),
     ("empty", "empty"), ("text", "not a picture"), ("huge", "megapixels"),
@@ -94,3 +110,30 @@ def test_luminance_kept_and_strength_blends(colorizer_env, tiny_restore, restore
     assert r["l_err"] < 1.0                    # luminance kept (where the colour is in gamut)
     assert r["chroma_moved"] > 0.5             # ... and the chroma is the model's
     assert r["moved_low"] < r["moved_half"] < r["chroma_moved"]  # strength moves chroma further
+
+
+def test_web_page_result_keeps_the_uploaded_name(app: AppProcess, restore_photos, tmp_path) -> None:
+    """A person's upload through the page (headless Chromium): the result is named after it."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    photo = tmp_path / "Oma Lise.png"
+    photo.write_bytes(restore_photos["grey"].read_bytes())
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                  "--no-first-run", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(app.url + "/", wait_until="domcontentloaded", timeout=60_000)
+            page.locator("#photo input[type=file]").set_input_files(str(photo))
+            page.locator("#photo img").first.wait_for(state="visible", timeout=60_000)
+            page.locator("#colorize").click()
+            page.locator("#result img").first.wait_for(state="visible", timeout=120_000)
+        finally:
+            browser.close()
+    assert list(app.outputs.rglob("Oma-Lise-colorized*.png")), sorted(p.name for p in app.outputs.rglob("*.png"))

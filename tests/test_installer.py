@@ -350,9 +350,26 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     assert "tiny" in state_mod.load(home).apps
     out = run("rollback", "tiny")
     assert out.returncode == 1 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
+    out = run("update", "tiny", "--yes", "--accept-licences", "--no-check")
+    assert out.returncode == 0, out.stderr
+    assert "already up to date" in out.stdout and "Download" not in out.stdout
     out = run("du")
     assert out.returncode == 0 and "tiny" in out.stdout
+    out = run("remove", "tyni")
+    assert out.returncode == 1 and "Did you mean 'tiny'?" in out.stderr
+    # No terminal and no --yes: nothing is removed, and the sentence says how to.
     out = run("remove", "tiny")
+    assert out.returncode == 1 and "remove tiny --yes" in out.stderr
+    assert "tiny" in state_mod.load(home).apps and home.env_dir("tiny").exists()
+    out = run("install", recipe, "--yes", "--accept-licences", "--no-check")
+    assert out.returncode == 0 and "already installed and up to date" in out.stdout
+    # Removed with its models kept, then installed again: the plan says the files are here.
+    out = run("remove", "tiny", "--yes", "--keep-models")
+    assert out.returncode == 0 and "tiny" not in state_mod.load(home).apps
+    out = run("install", recipe, "--yes", "--accept-licences", "--no-check")
+    assert out.returncode == 0, out.stderr
+    assert f"Of that, {len(WEIGHTS) / 1000:.1f} KB is here already: 0 B to download." in out.stdout
+    out = run("remove", "tiny", "--yes")
     assert out.returncode == 0 and "tiny" not in state_mod.load(home).apps
 
 

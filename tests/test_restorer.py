@@ -69,6 +69,16 @@ def test_full_pipeline_keeps_exif_orientation_and_icc(app: AppProcess, restore_p
     assert params["scale"] == 2 and "image" not in params
 
 
+def test_progress_moves_per_tile_and_per_face_and_output_keeps_the_name(app: AppProcess, restore_photos) -> None:
+    job, _ = restore(app, restore_photos["clean"], scratches=False, tile=32, scale=2,
+                     face_boxes=[[44, 20, 84, 72], [4, 4, 40, 40]], filename="Grandma Lise.jpg")
+    trail = job["trail"]
+    assert trail == sorted(trail) and len(trail) >= 20, trail  # 12 tiles and 2 faces, each through its layers
+    assert len([p for p in trail if 0.35 < p < 0.8]) >= 12  # upscaling, tile by tile
+    assert len([p for p in trail if 0.8 < p < 0.95]) >= 4   # the faces, one after the other
+    assert job["result"]["files"][0].rsplit("/", 1)[-1].startswith("Grandma-Lise-restored")
+
+
 def test_every_step_switches_off(app: AppProcess, restore_photos) -> None:
     job, data = restore(app, restore_photos["clean"], scratches=False, inpaint=False, faces=False, upscale=False)
     assert job["result"]["steps"] == []

@@ -19,9 +19,9 @@ from tests.fixtures.tinyapp import free_port, get_json
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the fake env uses a POSIX layout")
 
 
-def darkroom(*args: str) -> subprocess.CompletedProcess[str]:
+def darkroom(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "manager", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture
@@ -61,6 +61,14 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
     assert "tinyapp" in table and "ready" in table and url in table
     rows = json.loads(darkroom("status", "--json").stdout)
     assert rows[0]["app"] == "tinyapp" and rows[0]["port"] == installed_tinyapp
+
+    # A browser that cannot start (BROWSER names a command that fails, as on a machine with no
+    # display): the page's address, never "Opened".
+    failed = darkroom("open", "tinyapp", env={"BROWSER": "false", "DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    assert failed.returncode == 0 and "Opened" not in failed.stdout
+    assert f"No web browser could be started here. tinyapp's page is at {url}" in failed.stdout
+    opened = darkroom("open", "tinyapp", env={"BROWSER": "true"})
+    assert opened.returncode == 0 and f"Opened {url}" in opened.stdout
 
     logs = darkroom("logs", "tinyapp", "-n", "50")
     assert logs.returncode == 0 and "listening on" in logs.stdout

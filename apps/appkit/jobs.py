@@ -27,6 +27,7 @@ class JobCancelled(Exception):
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ENDED = (DONE, FAILED, CANCELLED)
 KEEP_JOBS = 500
+TRAIL_MAX = 200
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Job:
     done_event: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: str = ""
+    trail: list[float] = field(default_factory=list, repr=False)  # the progress figures reported, in order
 
     @property
     def finished_ok(self) -> bool:
@@ -57,7 +59,13 @@ class Job:
         Also where a cancelled job stops: it raises JobCancelled once cancel() was called."""
         if self.cancel_event.is_set():
             raise JobCancelled(self.cancel_reason)
-        self.progress = max(self.progress, min(1.0, max(0.0, float(fraction))))
+        progress = max(self.progress, min(1.0, max(0.0, float(fraction))))
+        if progress > self.progress:
+            # What the job went through (kept short): shows whether progress moved with the work.
+            if len(self.trail) >= TRAIL_MAX:
+                del self.trail[1::2]
+            self.trail.append(round(progress, 4))
+        self.progress = progress
         if message:
             self.message = message
 
@@ -72,7 +80,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "task": self.task, "status": self.status,
                 "progress": round(self.progress, 4), "message": self.message, "error": self.error,
-                "eta_s": self.eta_s, "params": self.params, "result": self.result,
+                "eta_s": self.eta_s, "trail": list(self.trail), "params": self.params, "result": self.result,
                 "created": self.created, "started": self.started, "finished": self.finished}
 
     def summary(self) -> dict[str, Any]:

@@ -27,7 +27,9 @@ def run_job(runtime: Runtime, task: Task, make_request: Callable[[], BaseModel],
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     while not job.done_event.wait(poll_s):
-        progress(job.progress, desc=job.message or job.status)
+        eta = job.eta_s
+        left = f" (about {eta:.0f} s left)" if eta is not None and job.progress >= 0.05 else ""
+        progress(job.progress, desc=(job.message or job.status) + left)
     if job.status in (FAILED, CANCELLED):
         raise gr.Error(job.error)
     return job

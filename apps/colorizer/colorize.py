@@ -5,13 +5,13 @@ faded colour photo is revived and a greyscale one coloured, at any size."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import numpy as np
-from appkit import images
+from appkit import images, progress
 from appkit.errors import BadRequest
 from appkit.jobs import Job
+from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -24,6 +24,8 @@ class ColorizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(exclude=True, description="the photo, base64 (or a data: URL)")
+    filename: str | None = Field(None, max_length=255,
+                                 description="the photo's file name: the result is named after it")
     model: str | None = Field(None, description="model id (default: the installed default)")
     strength: float = Field(1.0, ge=0, le=1, description="0 = the photo's own colour, 1 = the model's")
     render_size: int = Field(512, ge=128, le=1024, description="the square size DDColor works at")
@@ -37,8 +39,13 @@ def check(runtime: Runtime, req: ColorizeRequest) -> None:
         raise BadRequest(f"render_size must be a multiple of 32, not {req.render_size}.")
 
 
-def colorize(descriptor: Any, rgb: np.ndarray, strength: float = 1.0, render_size: int = 512) -> np.ndarray:
-    """RGB uint8 in, RGB uint8 out: original L, a/b = mix of the photo's and DDColor's."""
+def colorize(descriptor: Any, rgb: np.ndarray, strength: float = 1.0, render_size: int = 512,
+             report: progress.Report | None = None) -> np.ndarray:
+    """RGB uint8 in, RGB uint8 out: original L, a/b = mix of the photo's and DDColor's.
+
+    `report(fraction, message)` hears how far DDColor's pass is, layer by layer."""
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
@@ -50,7 +57,9 @@ def colorize(descriptor: Any, rgb: np.ndarray, strength: float = 1.0, render_siz
     model = descriptor.model
     model.input_size = (render_size, render_size)
     param = next(model.parameters())
-    with torch.inference_mode():
+    watch = (progress.layers(model, progress.span(report, 0.1, 0.9, "colourising"))
+             if report is not None else contextlib.nullcontext())
+    with torch.inference_mode(), watch:
         x = torch.from_numpy(np.ascontiguousarray(grey[..., 0])).to(param.device)
         x = x.to(param.dtype).div_(255.0)[None, None]
         painted = descriptor(x)[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -76,15 +85,17 @@ def run(runtime: Runtime, loaded: Any, req: ColorizeRequest, job: Job) -> TaskRe
     from PIL import Image
 
     src = req._decoded or images.decode_b64(req.image)
-    job.report(0.1, "colourising")
+    job.report(0.05, "preparing the photo")
     started = time.perf_counter()
-    out_rgb = colorize(loaded.descriptor, np.asarray(src.image.convert("RGB")), req.strength, req.render_size)
+    out_rgb = colorize(loaded.descriptor, np.asarray(src.image.convert("RGB")), req.strength, req.render_size,
+                       job.report)
+    job.report(0.95, "saving")
     # A grey input becomes colour, so its output is RGB; a grey ICC profile would not fit and is left off.
     out = images.finish(Image.fromarray(out_rgb), images.Decoded(
         image=Image.new("RGB", (1, 1)), alpha=src.alpha, exif=src.exif, icc=src.icc,
         orientation=src.orientation, mode=src.mode, format=src.format))
     params = {**req.model_dump(mode="json"), "model": loaded.model_id, "variant": loaded.variant}
-    stem = time.strftime("%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    stem = output_stem(req.filename, "colorized")
     path = images.save_png(out, runtime.settings.outputs, stem, params, f"Darkroom colorizer {__version__}", src)
     return TaskResult(files=[path.relative_to(runtime.settings.outputs).as_posix()],
                       data={"size": list(out.size), "model": loaded.model_id, "variant": loaded.variant,

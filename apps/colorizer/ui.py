@@ -22,7 +22,8 @@ def build(runtime: Runtime) -> Any:
         if not path:
             raise gr.Error("Choose a photo first.")
         job = run_job(runtime, task, lambda: ColorizeRequest(
-            image=base64.b64encode(Path(path).read_bytes()).decode(), model=model or None,
+            image=base64.b64encode(Path(path).read_bytes()).decode(), filename=Path(path).name,
+            model=model or None,
             strength=float(strength)), progress)
         return str(runtime.settings.outputs / job.result["files"][0])
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Literal
 
 import numpy as np
-from appkit import images
+from appkit import images, progress
 from appkit.errors import BadRequest
 from appkit.jobs import Job
+from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from . import __version__, defects, faces
 from .loading import Net, Toolbox
-from .tiling import run_tiled
+from .tiling import run_tiled, tiles
 
 FACE_ARCHES = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer", "restoreformer": "RestoreFormer"}
 MAX_OUTPUT_PIXELS = 200_000_000
@@ -26,6 +26,8 @@ class RestoreRequest(BaseModel):
 
     image: str = Field(exclude=True, description="the photo, base64 (or a data: URL)")
     mask: str | None = Field(None, exclude=True, description="optional defect mask, base64; white = fill")
+    filename: str | None = Field(None, max_length=255,
+                                 description="the photo's file name: the result is named after it")
     scratches: bool = Field(True, description="find scratches and dust automatically")
     sensitivity: float = Field(0.5, ge=0, le=1, description="scratch detection: 0 cautious .. 1 eager")
     scratch_detector: Literal["auto", "model", "builtin"] = Field(
@@ -97,6 +99,10 @@ def check(runtime: Runtime, req: RestoreRequest) -> None:
                          f"megapixels (the limit is {MAX_OUTPUT_PIXELS / 1e6:.0f}); use a smaller scale or image.")
 
 
+def _tile_count(rgb: np.ndarray, tile: int) -> int:
+    return len(tiles(rgb.shape[0], rgb.shape[1], tile))
+
+
 def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray | None = None,
             report=lambda f, m="": None) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
     """The pipeline on an upright RGB uint8 array; returns (result, facts, defect mask)."""
@@ -120,8 +126,11 @@ def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray
         lama = box.by_purpose("Inpainting")
         if not lama:
             raise BadRequest("No inpainting model (LaMa) is installed; reinstall the restorer, or switch inpaint off.")
-        report(0.1, "filling scratches")
-        rgb = defects.inpaint(next(iter(lama.values())), rgb, defect, device, req.tile)
+        net = next(iter(lama.values()))
+        pieces = progress.Pieces(progress.span(report, 0.1, 0.3, "filling scratches"), _tile_count(rgb, req.tile))
+        pieces.inner(0.0)
+        with progress.layers(net.descriptor.model, pieces.inner):
+            rgb = defects.inpaint(net, rgb, defect, device, req.tile, progress=pieces.advance)
         facts["steps"].append("inpaint")
     facts["timings"]["defects_s"] = round(time.perf_counter() - started, 3)
 
@@ -132,7 +141,7 @@ def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray
         if req.face_boxes is not None:
             found = faces.from_boxes(req.face_boxes)
         elif box.detector is not None:
-            report(0.3, "finding faces")
+            report(0.3, "finding faces")  # one quick pass of the detector
             found = box.detector.detect(rgb, threshold=req.face_threshold)
         else:
             raise BadRequest("The face detector is not installed; give face_boxes, reinstall the restorer, "
@@ -148,11 +157,14 @@ def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray
     canvas = rgb
     if req.upscale:
         up = _pick_upscaler(box, req.upscaler, req.scale)
-        report(0.4, f"upscaling x{up.scale}")
         d = up.descriptor
         dtype = next(d.model.parameters()).dtype
-        canvas = run_tiled(lambda x, _m: d(x), rgb, up.scale, req.tile, req.tile_overlap, device, dtype,
-                           progress=lambda f: report(0.4 + 0.4 * f, "upscaling"))
+        pieces = progress.Pieces(progress.span(report, 0.35, 0.8 if face_net else 0.95, f"upscaling x{up.scale}"),
+                                 _tile_count(rgb, req.tile))
+        pieces.inner(0.0)
+        with progress.layers(d.model, pieces.inner):  # per tile, and through each tile's layers
+            canvas = run_tiled(lambda x, _m: d(x), rgb, up.scale, req.tile, req.tile_overlap, device, dtype,
+                               progress=pieces.advance)
         scale = up.scale
         facts["steps"].append("upscale")
         facts["upscaler"] = up.model_id
@@ -162,9 +174,13 @@ def process(box: Toolbox, rgb: np.ndarray, req: RestoreRequest, mask: np.ndarray
 
     t = time.perf_counter()
     if face_net is not None:
+        lo = 0.8 if req.upscale else 0.35
         for n, a in enumerate(aligned):
-            report(0.8 + 0.2 * n / max(1, len(aligned)), f"restoring face {n + 1} of {len(aligned)}")
-            faces.paste(canvas, faces.restore(face_net, a.crop, device, req.fidelity), a.matrix, scale)
+            one = progress.span(report, lo + (0.95 - lo) * n / len(aligned), lo + (0.95 - lo) * (n + 1) / len(aligned),
+                                f"restoring face {n + 1} of {len(aligned)}")
+            one(0.0)
+            with progress.layers(face_net.descriptor.model, one):
+                faces.paste(canvas, faces.restore(face_net, a.crop, device, req.fidelity), a.matrix, scale)
         facts["steps"].append("faces")
         facts["faces"] = [{"box": [round(v, 1) for v in a.box]} for a in aligned]
     facts["timings"]["faces_s"] = round(time.perf_counter() - t, 3)
@@ -182,11 +198,11 @@ def run(runtime: Runtime, box: Toolbox, req: RestoreRequest, job: Job) -> TaskRe
     result, facts, defect = process(box, rgb, req, mask, job.report)
     out = images.finish(Image.fromarray(result), src)
     params = {**req.model_dump(mode="json"), "steps": facts["steps"], "input_size": list(src.size)}
-    stem = time.strftime("%H%M%S") + "-" + uuid.uuid4().hex[:8]
     outputs = runtime.settings.outputs
+    stem = output_stem(req.filename, "restored")
     files = [images.save_png(out, outputs, stem, params, f"Darkroom restorer {__version__}", src)]
-    if req.return_mask and defect is not None:
+    if req.return_mask and defect is not None:  # named after the result it belongs to
         files.append(images.save_png(images.to_stored_orientation(Image.fromarray(defect), src.orientation),
-                                     outputs, stem + "-mask", params, f"Darkroom restorer {__version__}"))
+                                     outputs, files[0].stem + "-mask", params, f"Darkroom restorer {__version__}"))
     return TaskResult(files=[p.relative_to(outputs).as_posix() for p in files],
                       data={**facts, "size": list(out.size)})

@@ -22,7 +22,8 @@ def build(runtime: Runtime) -> Any:
         if not path:
             raise gr.Error("Choose a photo first.")
         job = run_job(runtime, task, lambda: RestoreRequest(
-            image=base64.b64encode(Path(path).read_bytes()).decode(), scratches=scratches, inpaint=scratches,
+            image=base64.b64encode(Path(path).read_bytes()).decode(), filename=Path(path).name,
+            scratches=scratches, inpaint=scratches,
             faces=faces, face_model=face_model or None, fidelity=float(fidelity), upscale=upscale,
             scale=int(scale)), progress)
         return str(runtime.settings.outputs / job.result["files"][0]), f"Done: {', '.join(job.result['steps'])}."

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = csub.add_parser("show", help="all settings (the token is masked)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_config_show)
-    c = csub.add_parser("set", help="change one setting")
+    c = csub.add_parser("set", help="change one setting (mirror: wheel folders and indexes, all in one)")
     c.add_argument("key")
     c.add_argument("value")
     c.set_defaults(handler=cmd_config_set)
@@ -165,9 +165,11 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_config_set(args: argparse.Namespace) -> int:
     h = home()
-    config.set_value(h, args.key, args.value)
+    updated = config.set_value(h, args.key, args.value)
     shown = "(hidden)" if args.key in config.SECRET_KEYS else validate.clean_text(args.value)
-    print(f"{args.key} set to {shown}.")
+    print(f"{args.key} set to {shown}." if args.value or args.key != config.MIRROR else "mirror cleared.")
+    if args.key == config.MIRROR:
+        print(config.mirror_note(updated))
     return 0
 
 

@@ -46,9 +46,16 @@ def cmd_du(args: argparse.Namespace) -> int:
         return 0
     for app, parts in use.apps.items():
         print(f"{app:<14} env {human_bytes(parts['env']):>10}   models {human_bytes(parts['models']):>10}")
-    print(f"Environments: {human_bytes(use.envs_actual)} on disk with the shared cache "
-          f"(separately they would take {human_bytes(use.envs_separate)})")
-    print(f"Models:       {human_bytes(use.models_actual)} on disk "
-          f"(counted per app: {human_bytes(use.models_separate)})")
-    print(f"Sharing saves {human_bytes(use.saved)}.")
+    env_saved = max(0, use.envs_separate - use.envs_actual)
+    model_saved = max(0, use.models_separate - use.models_actual)
+    print(f"Environments: {human_bytes(use.envs_actual)} on disk; separately they would take "
+          f"{human_bytes(use.envs_separate)}, so sharing files saves {human_bytes(env_saved)}.")
+    print(f"Models:       {human_bytes(use.models_actual)} on disk; counted per app "
+          f"{human_bytes(use.models_separate)}, so sharing files saves {human_bytes(model_saved)}.")
+    if use.cache:
+        print(f"uv's cache:   {human_bytes(use.cache)} more (packages kept to build the next environment fast).")
+    if use.models_unused:
+        print(f"Unused:       {human_bytes(use.models_unused)} of model files no app uses "
+              "(`darkroom models gc` frees them).")
+    print(f"In all {human_bytes(use.total)} on disk; sharing saves {human_bytes(use.saved)}.")
     return 0

@@ -8,7 +8,7 @@ import sys
 from .. import config, installer
 from .. import state as state_mod
 from ..errors import DarkroomError
-from ._common import ConsoleReporter, app_arg, home, print_json
+from ._common import ConsoleReporter, app_arg, home, human_bytes, print_json
 from .basics import machine, parse_choices, print_plan
 
 
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("remove", help="remove an app (models other apps use are kept)")
     p.add_argument("app", type=app_arg)
     p.add_argument("--keep-models", action="store_true", help="keep its model files in the store")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm")
     p.set_defaults(handler=cmd_remove)
 
 
@@ -55,7 +56,7 @@ def _ask(question: str) -> bool:
         return False
 
 
-def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
+def confirm(pv: installer.Preview, args: argparse.Namespace, h=None) -> None:
     """Show the plan, the manifest and the licences; get a yes for each, or stop."""
     if not args.json:
         if pv.manifest:
@@ -63,6 +64,8 @@ def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
             for line in pv.manifest.lines():
                 print(f"  {line}")
         print_plan(pv.plan)
+        if h is not None:
+            _already_here(h, pv)
     if pv.manifest and not (args.yes or _ask("Trust this recipe and install it?")):
         raise DarkroomError("Nothing was installed: the recipe was not confirmed.",
                             "Run again and answer yes, or add --yes.")
@@ -75,12 +78,32 @@ def confirm(pv: installer.Preview, args: argparse.Namespace) -> None:
         raise DarkroomError("Nothing was installed.", "Run again and answer yes, or add --yes.")
 
 
+def _already_here(h, pv: installer.Preview) -> None:
+    """The plan counts every model file; say how much of that is in the store already (no network)."""
+    from .. import weights
+
+    files = [f for m in pv.plan.models for f in m.files]
+    if not files:
+        return
+    dplan = weights.plan_download(h, files, remote=False)
+    here = pv.plan.download_bytes - dplan.download_bytes
+    if here > 0:
+        print(f"  Of that, {human_bytes(here)} is here already: {human_bytes(dplan.download_bytes)} to download.")
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
     hw = machine(args.hardware)
     pv = installer.preview(h, settings, args.target, hw, parse_choices(args.variant, args.models, args.cpu))
-    confirm(pv, args)
+    if installer.up_to_date(h, pv):
+        if args.json:
+            print_json({"installed": pv.recipe.id, "version": pv.recipe.version, "up_to_date": True})
+        else:
+            print(f"{pv.recipe.name} is already installed and up to date (version {pv.recipe.version}); "
+                  f"nothing to do. Start it with `darkroom start {pv.recipe.id}`.")
+        return 0
+    confirm(pv, args, h)
     record = installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
                                check_start=not args.no_check)
     if args.json:
@@ -101,8 +124,14 @@ def cmd_update(args: argparse.Namespace) -> int:
     failed = 0
     for app in apps:
         pv = installer.update_preview(h, settings, app, hw)
+        if installer.up_to_date(h, pv):
+            if args.json:
+                print_json({"app": app, "version": pv.recipe.version, "up_to_date": True})
+            else:
+                print(f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download.")
+            continue
         try:
-            confirm(pv, args)
+            confirm(pv, args, h)
             installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
                               check_start=not args.no_check)
         except DarkroomError as exc:
@@ -121,5 +150,34 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     h = home()
+    if not args.yes:
+        _confirm_remove(h, args.app, args.keep_models)
     installer.remove(h, config.load(h), args.app, args.keep_models, ConsoleReporter())
     return 0
+
+
+def _confirm_remove(h, app: str, keep_models: bool) -> None:
+    """Say what removing deletes (and that a running app stops), then ask; no terminal, no yes."""
+    from .. import envs, suggest
+    from ..fsutil import dir_size
+    from ..supervisor import control
+
+    installed = state_mod.load(h).apps.get(app)
+    if installed is None and envs.info(h, app) is None:
+        raise suggest.not_installed(h, app, "Nothing was changed.")
+    env_dir = h.env_dir(app)
+    size = dir_size(env_dir) if env_dir.exists() else 0
+    run = control.app_status(h, app)
+    print(f"Removing {app} deletes its environment ({human_bytes(size)}), its code and its logs.")
+    if run is not None and run.active:
+        print(f"{app} is running: it will be stopped first.")
+    if installed is not None and installed.models and not keep_models:
+        models = sum(f.size for m in installed.models for f in m.files)
+        print(f"Its model files ({human_bytes(models)}) are deleted too unless another app uses them "
+              "(add --keep-models to keep them).")
+    if not sys.stdin.isatty():
+        raise DarkroomError(f"Nothing was removed: removing {app} needs a yes, and there is no terminal to ask.",
+                            f"Run `darkroom remove {app} --yes` to remove it.")
+    if not _ask(f"Remove {app}?"):
+        raise DarkroomError(f"Nothing was removed: {app} is still installed.",
+                            f"Run `darkroom remove {app}` again and answer yes, or add --yes.")

@@ -152,8 +152,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    url = supervisor.open_app(home(), args.app)
-    print(f"Opened {url}")
+    import webbrowser
+
+    opened: list[bool] = []
+    url = supervisor.open_app(home(), args.app, lambda u: opened.append(bool(webbrowser.open(u))))
+    if opened and opened[0]:
+        print(f"Opened {url} in the web browser.")
+    else:
+        # No display (a server, SSH) or no browser set up: nothing opened, so say where the page is.
+        print(f"No web browser could be started here. {args.app}'s page is at {url}: "
+              "open that address in a browser on this computer (or forward the port, when connected by SSH).")
     return 0
 
 
