@@ -21,8 +21,8 @@ import httpx
 from . import appsource, envs, launching, library, weights
 from . import state as state_mod
 from .config import Settings
-from .errors import Conflict, DarkroomError, NotFound
-from .events import Message, Reporter, Stage, ignore
+from .errors import Conflict, DarkroomError, DiskFull, NotFound
+from .events import Message, Reporter, Stage, checkpoint, ignore
 from .fsutil import (
     atomic_write_json,
     atomic_write_text,
@@ -229,7 +229,7 @@ def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter
     env_gb = 0.0 if has_env else (0.5 if warm else ENV_DISK_GB.get(pv.plan.backend, 1.0))
     free = shutil.disk_usage(home.root).free
     if free < need + env_gb * 1e9:
-        raise DarkroomError(
+        raise DiskFull(
             f"Not enough disk space to install {pv.recipe.name}: it needs about "
             f"{(need + env_gb * 1e9) / 1e9:.1f} GB and {free / 1e9:.1f} GB is free.",
             "Free some space (`darkroom models gc`, `darkroom cache prune`) or pick a smaller variant, "
@@ -363,6 +363,7 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
                 control.stop(home, app)
             if check_start:
                 _check_start(home, settings, record, report)
+            checkpoint(report)   # the last moment a cancel undoes the install
             with state_mod.transaction(home) as st:
                 st.apps[app] = record
             _journal(home, app).unlink()

@@ -24,7 +24,6 @@ from manager.hardware import load_profile
 from manager.home import Home
 from manager.recipe import ModelFile
 from manager.supervisor import control
-from manager.tui.actions import choice_args, error_from_stderr, event_from_dict
 from manager.tui.app import DarkroomApp
 from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.install import InstallScreen
@@ -74,17 +73,17 @@ async def cards_loaded(pilot: Pilot) -> None:
 # ---------------------------------------------------------------- pure helpers
 
 
-def test_adapter_round_trips_cli_shapes() -> None:
-    from manager.events import Progress
+def test_choice_flags_round_trip_between_the_faces() -> None:
+    """The TUI shows the CLI command that repeats its install: its flags must parse back to
+    the same choices (views.choice_args is the inverse of views.parse_choices)."""
     from manager.planner import Choices
+    from manager.views import choice_args, parse_choices
 
-    ev = Progress("weights", "download", done=5, total=10, rate=2.0)
-    assert event_from_dict(json.loads(json.dumps(ev.to_dict()))) == ev
-    assert event_from_dict({"installed": "x"}) is None
-    assert choice_args(Choices(variants={"m": "q8", "*": "fp8"}, models=("a", "b"), backend="cpu")) == \
-        ["--variant", "fp8", "--variant", "m=q8", "--models", "a,b", "--cpu"]
-    err = error_from_stderr("noise\ndarkroom: Disk is full.\nFree some space.\n", "fallback")
-    assert (err.message, err.hint) == ("Disk is full.", "Free some space.")
+    choices = Choices(variants={"m": "q8", "*": "fp8"}, models=("a", "b"), backend="cpu")
+    args = choice_args(choices)
+    assert args == ["--variant", "fp8", "--variant", "m=q8", "--models", "a,b", "--cpu"]
+    variants = [args[i + 1] for i, a in enumerate(args) if a == "--variant"]
+    assert parse_choices(variants, args[args.index("--models") + 1], "--cpu" in args) == choices
 
 
 # ---------------------------------------------------------------- Home and Install (planning)

@@ -1,7 +1,8 @@
 """Install (or update): the plan in plain words, a variant picker that re-plans, licences
 and the recipe's manifest to accept, then live progress with a cancel that leaves nothing
-half-done (the install runs as `darkroom install --json` in a child process; cancelling
-interrupts it and the installer's journal recovery cleans up)."""
+half-done (the install runs in-process in a worker thread, its typed events drawn as they
+come; cancelling makes it stop at its next event and the installer's journal puts back what
+it had begun)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Footer, Header, Log, Select, Static
 
-from ...commands._common import human_bytes
 from ...events import Event, Message, Progress, Stage
+from ...views import human_bytes, plan_summary
 from ..actions import InstallJob, JobResult
 from ..widgets.progress import TransferProgress
 from .base import CoreScreen, call_ui
@@ -24,20 +25,12 @@ PUSH_EVERY_S = 0.1   # progress reaches the UI at most this often per stream
 
 
 def plan_words(pv) -> str:
-    """The plan as a person reads it (Rich markup)."""
-    from ...planner import OFFLOAD_WORDS
-
-    p = pv.plan
-    lines = [f"[b]{escape(p.app_name)} {escape(p.version)}[/] on {escape(p.hardware)}"]
-    if p.torch_backend:
-        lines.append(f"PyTorch for {p.torch_backend}, running on {p.device}.")
-    for m in p.models:
-        offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
-        lines.append(f"• {escape(m.name)}: {escape(m.variant_label)}{offload} "
-                     f"({human_bytes(m.download_bytes)})")
-    lines.append(f"Download {human_bytes(p.download_bytes)}; disk needed about "
-                 f"{human_bytes(p.disk_needed_bytes)}"
-                 + (f"; {p.vram_gb:g} GB of GPU memory in use." if p.vram_gb else "."))
+    """The plan as a person reads it (Rich markup over the words the CLI prints too)."""
+    summary = plan_summary(pv.plan)
+    lines = [f"[b]{escape(summary.title)}[/] on {escape(summary.hardware)}"]
+    lines += [escape(summary.runtime)] if summary.runtime else []
+    lines += [f"• {escape(line)}" for line in summary.models]
+    lines.append(escape(summary.totals))
     return "\n".join(lines)
 
 
@@ -216,7 +209,7 @@ class InstallScreen(CoreScreen):
         self.query_one("#progress").display = True
         self.job = self.core.install_job(self.pv, update=self.update, report=self._on_event)
         log = self.query_one("#install-log", Log)
-        log.write_line(f"$ darkroom {' '.join(self.job.argv)}")
+        log.write_line(f"Same as: {' '.join(self.job.command)}")
         self.query_one("#install-body", VerticalScroll).scroll_end(animate=False)
         job = self.job
         self.run_core(job.run, done=self._finished, group="install")
