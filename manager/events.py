@@ -96,8 +96,10 @@ class CancelToken:
         return self._event.is_set()
 
     def cancel(self) -> None:
-        """Ask the work to stop; the hooks run here, in the caller's thread."""
+        """Ask the work to stop; the hooks run here, in the caller's thread, once."""
         with self._lock:
+            if self._event.is_set():
+                return
             self._event.set()
             hooks = list(self._hooks)
         for hook in hooks:

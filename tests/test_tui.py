@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,7 +170,57 @@ async def open_install(pilot: Pilot, app: DarkroomApp, recipe: Path) -> InstallS
     return screen
 
 
-def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
+# Every process this test session starts, as Python's audit hook sees it (a hook cannot be
+# removed, so it records only while a test holds the list).
+_SPAWNED: list[list[str]] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "subprocess.Popen" and _SPAWNED is not None:
+        argv = args[1]
+        _SPAWNED.append([argv] if isinstance(argv, str | bytes) else [str(a) for a in argv or []])
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def spawned():
+    """The argv of every child process started while the test runs."""
+    global _SPAWNED
+    _SPAWNED = []
+    yield _SPAWNED
+    _SPAWNED = None
+
+
+def runs_the_cli(argv: list[str]) -> bool:
+    """`python -m manager ...` (the CLI), as opposed to the supervisor's runner module."""
+    return any(a == "-m" and b in ("manager", "manager.cli", "manager.__main__")
+               for a, b in zip(argv, argv[1:], strict=False))
+
+
+def test_tui_imports_nothing_from_the_cli_commands() -> None:
+    """Both faces call the core; the TUI never reaches into the CLI's command modules."""
+    import ast
+
+    tui = Path(__file__).resolve().parents[1] / "manager" / "tui"
+    found = []
+    for path in tui.rglob("*.py"):
+        package = ["manager", *path.parent.relative_to(tui.parent).parts]
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                names = [".".join([*base, *(node.module or "").split(".")]).strip(".")]
+                names += [f"{names[0]}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            found += [(path.name, n) for n in names if n.startswith("manager.commands")]
+    assert not found, found
+
+
+def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[list[str]]) -> None:
     async def go() -> None:
         app = RecordingApp(home, CPU)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -181,6 +232,9 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
             assert "[env]" in log and "Tiny is installed." in log
             assert "tiny" in state_mod.load(home).apps
             assert app.noted("Tiny is installed.")
+            # In-process: uv ran for the env, but no `darkroom install` child did the install.
+            assert any("uv" in Path(a).name for argv in spawned for a in argv), spawned
+            assert not any(runs_the_cli(argv) for argv in spawned), spawned
 
             await pilot.click("#back")
             await until(pilot, lambda: app.screen.query("#card-tiny"), what="the tiny card")
