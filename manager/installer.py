@@ -22,7 +22,16 @@ from . import appsource, envs, launching, library, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, DiskFull, NotFound
-from .events import Message, Reporter, Stage, checkpoint, ignore
+from .events import (
+    Cancellable,
+    CancelToken,
+    Message,
+    Reporter,
+    Stage,
+    checkpoint,
+    ignore,
+    on_cancel,
+)
 from .fsutil import (
     atomic_write_json,
     atomic_write_text,
@@ -240,23 +249,30 @@ def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter
 
 def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: list,
                     report: Reporter) -> list[weights.LocalFile]:
-    """Env and weights at once, one stream of progress; the first error wins."""
+    """Env and weights at once, one stream of progress; the first error wins, and a failed
+    download (or a cancel, or Ctrl-C) stops the build at once instead of waiting for it."""
     errors: list[BaseException] = []
+    stop_build = CancelToken()
+    build_report = Cancellable(report, stop_build)
 
     def build() -> None:
         try:
-            envs.build(home, settings, spec, report)
+            envs.build(home, settings, spec, build_report)
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
 
     thread = threading.Thread(target=build, name=f"env-{spec.app}", daemon=True)
-    thread.start()
     local: list[weights.LocalFile] = []
-    try:
-        if files:
-            local = weights.pull(home, settings, files, report)
-    finally:
-        thread.join()
+    with on_cancel(report, stop_build.cancel):
+        thread.start()
+        try:
+            if files:
+                local = weights.pull(home, settings, files, report)
+        except BaseException:
+            stop_build.cancel()
+            raise
+        finally:
+            thread.join()
     if errors:
         raise errors[0]
     return local

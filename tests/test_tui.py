@@ -289,6 +289,33 @@ def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None
     assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
 
 
+def test_a_gated_model_offers_a_token_field_and_the_retry_installs(home: Home, tiny: Path, hub) -> None:
+    """The install fails with the "gated" kind (not text to parse): the screen takes a token,
+    saves it like Settings does, and the same install goes again and succeeds."""
+    hub.gate("tests/tiny-weights", token="hf_secret_good")
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_install(pilot, app, tiny)
+            assert not screen.query_one("#token-row").display
+            await pilot.click("#do-install")
+            await until(pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="the gated error")
+            assert screen.phase == "failed" and app.noted("gated", "error")
+            assert screen.query_one("#token-row").display
+            assert "tiny" not in state_mod.load(home).apps
+            screen.query_one("#hf-token", Input).value = "hf_secret_good"
+            await pilot.click("#retry-token")
+            await until(pilot, lambda: screen.phase in ("done", "failed") and screen.job is not None
+                        and screen.job.settings.hf_token, timeout=120, what="the retry")
+            log = "\n".join(screen.query_one("#install-log", Log).lines)
+            assert screen.phase == "done", log
+            assert "hf_secret" not in log and not screen.query_one("#token-row").display
+    run(go())
+    assert "tiny" in state_mod.load(home).apps
+    assert config.load_file(home).hf_token == "hf_secret_good"
+
+
 def test_cancel_after_the_install_committed_reports_it_installed(home: Home, tiny: Path) -> None:
     """A cancel that lands after state.json was written must not say "cancelled" about an
     app that is installed (it once did, whenever the child was interrupted on its way out)."""

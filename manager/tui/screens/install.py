@@ -13,7 +13,7 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, Footer, Header, Log, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Log, Select, Static
 
 from ...events import Event, Message, Progress, Stage
 from ...views import human_bytes, plan_summary
@@ -82,6 +82,11 @@ class InstallScreen(CoreScreen):
         with Vertical(id="install-bottom"):
             yield Checkbox("I trust this recipe: run what it lists above", id="trust", compact=True)
             yield Checkbox("I accept the licences above", id="accept", compact=True)
+            with Horizontal(id="token-row"):   # shown when a model turns out to be gated
+                yield Input(placeholder="Hugging Face read token (hf_…)", password=True,
+                            id="hf-token", compact=True)
+                yield Button("Save token and try again", id="retry-token", variant="primary",
+                             compact=True)
             with Horizontal(classes="buttons", id="install-buttons"):
                 yield Button("Install" if not self.update else "Update", id="do-install",
                              variant="success", disabled=True, compact=True)
@@ -91,7 +96,7 @@ class InstallScreen(CoreScreen):
 
     def on_mount(self) -> None:
         self.sub_title = f"{'Update' if self.update else 'Install'} {self.target}"
-        for wid in ("#trust", "#accept", "#progress", "#cancel", "#manifest", "#licences"):
+        for wid in ("#trust", "#accept", "#progress", "#cancel", "#manifest", "#licences", "#token-row"):
             self.query_one(wid).display = False
         self._plan(None)
 
@@ -196,6 +201,13 @@ class InstallScreen(CoreScreen):
             self.action_cancel()
         elif event.button.id == "back":
             self.action_back()
+        elif event.button.id == "retry-token":
+            self.action_retry_with_token()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "hf-token":
+            event.stop()
+            self.action_retry_with_token()
 
     def action_install(self) -> None:
         if self.phase != "ready" or not self.consent_given():
@@ -279,6 +291,36 @@ class InstallScreen(CoreScreen):
 
                 log.write_line("error: " + error_text(result.error))
                 self.app.show_error(result.error)  # type: ignore[attr-defined]
+                if result.error.kind == "gated":
+                    self._offer_token()
+
+    # ------------------------------------------------------------ a gated model: take a token
+
+    def _offer_token(self) -> None:
+        """The next step for a gated model, on this screen: paste a token and go again."""
+        self.query_one("#install-log", Log).write_line(
+            "This model is gated: accept its licence on its Hugging Face page, then paste a read "
+            "token below and try again.")
+        self.query_one("#token-row").display = True
+        self.query_one("#hf-token", Input).focus()
+
+    def action_retry_with_token(self) -> None:
+        if self.phase != "failed":
+            return
+        token = self.query_one("#hf-token", Input).value.strip()
+        if not token:
+            self.notify("Paste a Hugging Face read token first.", severity="warning")
+            return
+        self.phase = "saving-token"
+        self.run_core(self.core.set_setting, "hf_token", token, done=self._retry_after_token,
+                      failed=lambda _exc: setattr(self, "phase", "failed"), group="token")
+
+    def _retry_after_token(self, _result: object) -> None:
+        self.query_one("#hf-token", Input).value = ""
+        self.query_one("#token-row").display = False
+        self.query_one("#install-log", Log).write_line("Token saved; trying again.")
+        self.phase = "ready"
+        self.action_install()
 
     def action_cancel(self) -> None:
         if self.phase == "running" and self.job is not None:
