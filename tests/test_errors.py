@@ -1,6 +1,6 @@
 """Each kind of failure reaches the command line with its own exit code (the README's table),
-raised where the kind is known: the hub (gated, unreachable), the disk precheck, the app
-lock, the recipe loader, the app catalogue."""
+raised where the kind is known: the hub (unreachable; gated is in test_weights_cli), the
+disk precheck, the app lock, the recipe loader, the app catalogue."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from manager.errors import (
 from manager.home import Home
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-WEIGHTS = b"gated weights " * 100
+WEIGHTS = b"weights " * 100
 
 
 def recipe_file(folder: Path, repo: str, size: int = len(WEIGHTS)) -> Path:
@@ -91,15 +91,6 @@ def test_broken_recipe_exits_bad_recipe(home: Home, tmp_path: Path, capsys: pyte
     bad.write_text("id: broken\nname: [unclosed\n", "utf-8")
     assert main(["install", str(bad), "--yes"]) == BadRecipe.exit_code == 5
     assert "broken.yaml" in capsys.readouterr().err
-
-
-def test_gated_model_exits_gated(home: Home, hub, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    hub.add_file("acme/gated", "w.bin", WEIGHTS)
-    hub.gate("acme/gated", token="hf_secret_good")
-    config.set_value(home, "hf_endpoint", hub.url)
-    assert main(pull(recipe_file(tmp_path, "acme/gated"))) == Gated.exit_code == 6
-    err = capsys.readouterr().err
-    assert "gated" in err and "darkroom config set hf_token" in err
 
 
 def test_unreachable_hub_and_offline_mode_exit_offline(home: Home, tmp_path: Path,
