@@ -64,7 +64,7 @@ def test_env_commands_round_trip(cli, home: Home, tmp_path: Path) -> None:
     assert stream[-1]["type"] == "Result" and stream[-1]["packages"] == {"dr-alpha": "==1.0"}
 
     rollback = cli("env", "rollback", "demo")
-    assert rollback.returncode == 1 and "no earlier environment" in rollback.stderr
+    assert rollback.returncode == 4 and "no earlier environment" in rollback.stderr   # conflict
     assert "Traceback" not in rollback.stderr
 
     assert cli("env", "update", "demo", "--recipe", str(v2)).returncode == 0

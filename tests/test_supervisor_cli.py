@@ -85,5 +85,5 @@ def test_cli_errors_are_sentences(home: Home, installed_tinyapp: int) -> None:
     unknown = darkroom("start", "no-such-app")
     assert unknown.returncode == 3 and "no app called 'no-such-app'" in unknown.stderr
     no_logs = darkroom("logs", "no-such-app")
-    assert no_logs.returncode == 1 and "no logs" in no_logs.stderr
+    assert no_logs.returncode == 3 and "no logs" in no_logs.stderr   # not found
     assert "Traceback" not in missing.stderr + unknown.stderr + no_logs.stderr
