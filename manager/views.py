@@ -6,11 +6,16 @@ so a plan reads the same in a terminal and on the Install screen.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .errors import DarkroomError
+
 if TYPE_CHECKING:
+    from .home import Home
     from .planner import Choices, Plan
+    from .recipe import Recipe
 
 
 def human_bytes(n: float) -> str:
@@ -86,3 +91,78 @@ def plan_summary(plan: Plan) -> PlanSummary:
               + (f"; {plan.vram_gb:g} GB of GPU memory in use." if plan.vram_gb else "."))
     return PlanSummary(f"{plan.app_name} {plan.version}", plan.hardware, runtime, models, totals,
                        list(plan.reasons), list(plan.warnings))
+
+
+# ---------------------------------------------------------------- the apps, one row each
+
+
+@dataclass
+class AppRow:
+    """What `darkroom list` prints and a Home card shows about one app."""
+
+    app: str
+    name: str
+    description: str
+    installed: bool = False
+    version: str | None = None
+    status: str = "not installed"   # not installed / installed / starting / ready / failed / stale ...
+    url: str = ""
+    port: int | None = None
+    vram_gb: float = 0.0
+    bundled: bool = True
+    problem: str = ""                # why it failed, when it did
+    model_loaded: bool | None = None       # False once a running app has unloaded its model
+    vram_measured_gb: float | None = None  # NVML, per process; None where it cannot be measured
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("starting", "ready", "restarting", "stopping")
+
+
+def app_rows(home: Home, recipes: dict[str, Recipe] | None = None, running: bool = True) -> list[AppRow]:
+    """Every bundled app and every installed third-party app, with what is known of it;
+    `running=False` skips asking the supervisor (a plain listing)."""
+    from . import state as state_mod
+
+    if recipes is None:
+        from .recipe import bundled_recipes
+
+        recipes = bundled_recipes()
+    installed = state_mod.load(home).apps
+    out = [AppRow(rid, recipe.name, recipe.description) for rid, recipe in recipes.items()]
+    out += [AppRow(app, app, f"from {rec.recipe_source}", bundled=False)
+            for app, rec in installed.items() if app not in recipes]
+    for row in out:
+        rec = installed.get(row.app)
+        if rec is None:
+            continue
+        row.installed, row.version, row.status, row.vram_gb = True, rec.version, "installed", rec.vram_gb
+        if not row.bundled:
+            with contextlib.suppress(DarkroomError, Exception):
+                from . import launching
+
+                row.name = launching.recipe_of(home, rec, row.app).name
+    if running:
+        _add_run_state(home, out)
+    return out
+
+
+def _add_run_state(home: Home, rows: list[AppRow]) -> None:
+    from .supervisor import control
+
+    live = {info.app: info for info in control.status(home)}
+    usage = {}
+    if any(info.active for info in live.values()):
+        from . import switching
+
+        usage = {u.app: u for u in switching.usage(home)}
+    for row in rows:
+        info = live.get(row.app)
+        if info is not None:
+            row.status = "stale" if info.stale else info.status
+            row.url, row.port = info.url, info.port
+            if info.status == "failed":
+                row.problem = info.last_error or ""
+        used = usage.get(row.app)
+        if used is not None:
+            row.model_loaded, row.vram_measured_gb = used.loaded, used.measured_gb

@@ -6,10 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from .. import config, hardware, planner, state
+from .. import config, hardware, planner
 from ..errors import DarkroomError
-from ..recipe import RecipeError, bundled_recipes, find_recipe, load_recipe
-from ..views import parse_choices, plan_summary
+from ..recipe import RecipeError, find_recipe, load_recipe
+from ..views import app_rows, parse_choices, plan_summary
 from ._common import home, print_json
 
 
@@ -78,13 +78,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    recipes = bundled_recipes()
-    installed = state.load(home()).apps
-    rows = [{"app": r.id, "name": r.name, "description": r.description,
-             "installed": r.id in installed, "version": installed[r.id].version if r.id in installed else None}
-            for r in recipes.values()]
-    rows += [{"app": a.app, "name": a.app, "description": f"from {a.recipe_source}", "installed": True,
-              "version": a.version} for a in installed.values() if a.app not in recipes]
+    rows = [{"app": r.app, "name": r.name, "description": r.description, "installed": r.installed,
+             "version": r.version} for r in app_rows(home(), running=False)]
     if args.json:
         print_json(rows)
         return 0

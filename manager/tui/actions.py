@@ -7,7 +7,6 @@ schemas, httpx and the installer to load; the screens call these from worker thr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..errors import Cancelled, DarkroomError
 from ..events import Cancellable, CancelToken, Reporter, ignore
 from ..home import Home
+from ..views import AppRow as AppCardData
 from ..views import choice_args
 
 if TYPE_CHECKING:
@@ -26,29 +26,6 @@ if TYPE_CHECKING:
     from ..installer import Preview
     from ..planner import Choices
     from ..supervisor import RunInfo
-
-
-@dataclass
-class AppCardData:
-    """What a Home card shows about one app."""
-
-    app: str
-    name: str
-    description: str
-    installed: bool = False
-    version: str | None = None
-    status: str = "not installed"   # not installed / installed / starting / ready / failed / stale ...
-    url: str = ""
-    port: int | None = None
-    vram_gb: float = 0.0
-    bundled: bool = True
-    problem: str = ""                # why it failed, when it did
-    model_loaded: bool | None = None       # False once a running app has unloaded its model
-    vram_measured_gb: float | None = None  # NVML, per process; None where it cannot be measured
-
-    @property
-    def running(self) -> bool:
-        return self.status in ("starting", "ready", "restarting", "stopping")
 
 
 class Core:
@@ -84,42 +61,9 @@ class Core:
 
     def cards(self) -> list[AppCardData]:
         """Every bundled app and every installed third-party app, with what is known of it."""
-        from .. import state as state_mod
-        from ..supervisor import control
+        from ..views import app_rows
 
-        installed = state_mod.load(self.home).apps
-        running = {info.app: info for info in control.status(self.home)}
-        usage = {}
-        if any(info.active for info in running.values()):
-            from .. import switching
-
-            usage = {u.app: u for u in switching.usage(self.home)}
-        out = []
-        for rid, recipe in self.recipes().items():
-            out.append(AppCardData(rid, recipe.name, recipe.description))
-        for app, rec in installed.items():
-            if app not in self.recipes():
-                out.append(AppCardData(app, app, f"from {rec.recipe_source}", bundled=False))
-        for card in out:
-            rec = installed.get(card.app)
-            if rec is not None:
-                card.installed, card.version, card.status = True, rec.version, "installed"
-                card.vram_gb = rec.vram_gb
-                if not card.bundled:
-                    with contextlib.suppress(DarkroomError, Exception):
-                        from .. import launching
-
-                        card.name = launching.recipe_of(self.home, rec, card.app).name
-            info = running.get(card.app)
-            if info is not None:
-                card.status = "stale" if info.stale else info.status
-                card.url, card.port = info.url, info.port
-                if info.status == "failed":
-                    card.problem = info.last_error or ""
-            used = usage.get(card.app)
-            if used is not None:
-                card.model_loaded, card.vram_measured_gb = used.loaded, used.measured_gb
-        return out
+        return app_rows(self.home, self.recipes())
 
     def installed(self, app: str):
         from .. import state as state_mod
