@@ -35,8 +35,9 @@ def plan_words(pv) -> str:
 
 
 def why_words(pv) -> str:
-    lines = ["[b]Why[/]"] + [f"• {escape(r)}" for r in pv.plan.reasons]
-    lines += [f"[yellow]⚠ {escape(w)}[/]" for w in pv.plan.warnings]
+    summary = plan_summary(pv.plan)
+    lines = ["[b]Why[/]"] + [f"• {escape(r)}" for r in summary.reasons]
+    lines += [f"[yellow]⚠ {escape(w)}[/]" for w in summary.warnings]
     return "\n".join(lines)
 
 
