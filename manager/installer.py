@@ -268,11 +268,11 @@ def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: l
         try:
             if files:
                 local = weights.pull(home, settings, files, report)
-        except BaseException:
-            stop_build.cancel()
-            raise
-        finally:
             thread.join()
+        except BaseException:   # a failed pull, or Ctrl-C even while waiting for the build
+            stop_build.cancel()
+            thread.join()
+            raise
     if errors:
         raise errors[0]
     return local

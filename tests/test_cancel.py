@@ -60,7 +60,9 @@ class HangingIndex:
 
 
 @pytest.fixture
-def index():
+def index(monkeypatch: pytest.MonkeyPatch):
+    # uv would give up on its own after its HTTP timeout; only a kill may end it here.
+    monkeypatch.setenv("UV_HTTP_TIMEOUT", "3600")
     server = HangingIndex()
     yield server
     server.close()
@@ -114,3 +116,38 @@ def test_a_cancelled_token_stops_work_at_its_next_event_and_runs_hooks_once() ->
     with token.on_cancel(lambda: late.append("late")):   # registered after the cancel: runs at once
         pass
     assert late == ["late"]
+
+
+def test_a_failed_download_stops_the_env_build_at_once(home: Home, index: HangingIndex, hub) -> None:
+    """Env and weights run side by side; when the weights fail (a gated model) the build is
+    stopped there and then, instead of finishing a build that is thrown away."""
+    from manager import installer
+    from manager.errors import Gated
+    from manager.recipe import ModelFile
+
+    hub.add_file("acme/gated", "w.bin", b"w" * 100)
+    hub.gate("acme/gated", token="hf_secret_good")
+    spec = envs.EnvSpec(app="hang", python="3.11", packages=["darkroom-never-answered"])
+    files = [ModelFile(repo="acme/gated", path="w.bin", size=100)]
+
+    def report(event: Event) -> None:
+        if isinstance(event, Stage) and event.source == "weights" and event.stage == "resolving":
+            assert index.asked.wait(120), "uv never asked the index"   # the build is under way
+
+    raised: list[BaseException] = []
+
+    def install_part() -> None:
+        try:
+            installer._build_and_pull(home, Settings(index_url=index.url, hf_endpoint=hub.url), spec,
+                                      files, report)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=install_part, daemon=True)
+    thread.start()
+    thread.join(120)   # uv waits an hour on this index: only a kill ends the build in time
+    assert not thread.is_alive(), "the env build was still running"
+    assert len(raised) == 1 and isinstance(raised[0], Gated), raised
+    assert index.gone.wait(60)
+    assert not [p for p in home.staging.iterdir() if p.name.startswith("env-hang-")]
+    assert envs.info(home, "hang") is None
