@@ -75,8 +75,11 @@ class Cancelled(DarkroomError):
     exit_code = 130
     kind = "cancelled"
 
-    def __init__(self, message: str = "Stopped. Nothing half-done was kept.",
-                 hint: str = "Run the same action again to finish it.") -> None:
+    def __init__(
+        self,
+        message: str = "Stopped. Nothing half-done was kept.",
+        hint: str = "Run the same action again to finish it.",
+    ) -> None:
         super().__init__(message, hint)
 
 
@@ -84,6 +87,8 @@ class Cancelled(DarkroomError):
 EXIT_CODES: dict[str, int] = {
     "error": DarkroomError.exit_code,
     "usage": 2,
-    **{cls.kind: cls.exit_code for cls in (NotFound, Conflict, BadRecipe, Gated, Offline, DiskFull,
-                                          Cancelled)},
+    **{
+        cls.kind: cls.exit_code
+        for cls in (NotFound, Conflict, BadRecipe, Gated, Offline, DiskFull, Cancelled)
+    },
 }

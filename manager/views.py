@@ -65,8 +65,8 @@ def choice_args(choices: Choices) -> list[str]:
 class PlanSummary:
     """A plan as sentences: a title and machine, the runtime, one line per model, the totals, and why."""
 
-    title: str              # app and version
-    hardware: str           # the machine it was planned for
+    title: str  # app and version
+    hardware: str  # the machine it was planned for
     runtime: str | None
     models: list[str]
     totals: str
@@ -81,16 +81,29 @@ class PlanSummary:
 def plan_summary(plan: Plan) -> PlanSummary:
     from .planner import OFFLOAD_WORDS
 
-    runtime = f"PyTorch for {plan.torch_backend}, running on {plan.device}." if plan.torch_backend else None
+    runtime = (
+        f"PyTorch for {plan.torch_backend}, running on {plan.device}."
+        if plan.torch_backend
+        else None
+    )
     models = []
     for m in plan.models:
         offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
         models.append(f"{m.name}: {m.variant_label}{offload} ({human_bytes(m.download_bytes)})")
-    totals = (f"Download {human_bytes(plan.download_bytes)}; disk needed about "
-              f"{human_bytes(plan.disk_needed_bytes)}"
-              + (f"; {plan.vram_gb:g} GB of GPU memory in use." if plan.vram_gb else "."))
-    return PlanSummary(f"{plan.app_name} {plan.version}", plan.hardware, runtime, models, totals,
-                       list(plan.reasons), list(plan.warnings))
+    totals = (
+        f"Download {human_bytes(plan.download_bytes)}; disk needed about "
+        f"{human_bytes(plan.disk_needed_bytes)}"
+        + (f"; {plan.vram_gb:g} GB of GPU memory in use." if plan.vram_gb else ".")
+    )
+    return PlanSummary(
+        f"{plan.app_name} {plan.version}",
+        plan.hardware,
+        runtime,
+        models,
+        totals,
+        list(plan.reasons),
+        list(plan.warnings),
+    )
 
 
 # ---------------------------------------------------------------- the apps, one row each
@@ -105,13 +118,15 @@ class AppRow:
     description: str
     installed: bool = False
     version: str | None = None
-    status: str = "not installed"   # not installed / installed / starting / ready / failed / stale ...
+    status: str = (
+        "not installed"  # not installed / installed / starting / ready / failed / stale ...
+    )
     url: str = ""
     port: int | None = None
     vram_gb: float = 0.0
     bundled: bool = True
-    problem: str = ""                # why it failed, when it did
-    model_loaded: bool | None = None       # False once a running app has unloaded its model
+    problem: str = ""  # why it failed, when it did
+    model_loaded: bool | None = None  # False once a running app has unloaded its model
     vram_measured_gb: float | None = None  # NVML, per process; None where it cannot be measured
 
     @property
@@ -119,7 +134,9 @@ class AppRow:
         return self.status in ("starting", "ready", "restarting", "stopping")
 
 
-def app_rows(home: Home, recipes: dict[str, Recipe] | None = None, running: bool = True) -> list[AppRow]:
+def app_rows(
+    home: Home, recipes: dict[str, Recipe] | None = None, running: bool = True
+) -> list[AppRow]:
     """Every bundled app and every installed third-party app, with what is known of it;
     `running=False` skips asking the supervisor (a plain listing)."""
     from . import state as state_mod
@@ -130,13 +147,21 @@ def app_rows(home: Home, recipes: dict[str, Recipe] | None = None, running: bool
         recipes = bundled_recipes()
     installed = state_mod.load(home).apps
     out = [AppRow(rid, recipe.name, recipe.description) for rid, recipe in recipes.items()]
-    out += [AppRow(app, app, f"from {rec.recipe_source}", bundled=False)
-            for app, rec in installed.items() if app not in recipes]
+    out += [
+        AppRow(app, app, f"from {rec.recipe_source}", bundled=False)
+        for app, rec in installed.items()
+        if app not in recipes
+    ]
     for row in out:
         rec = installed.get(row.app)
         if rec is None:
             continue
-        row.installed, row.version, row.status, row.vram_gb = True, rec.version, "installed", rec.vram_gb
+        row.installed, row.version, row.status, row.vram_gb = (
+            True,
+            rec.version,
+            "installed",
+            rec.vram_gb,
+        )
         if not row.bundled:
             with contextlib.suppress(DarkroomError, Exception):
                 from . import launching

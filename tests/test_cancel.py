@@ -50,7 +50,7 @@ class HangingIndex:
                     return
                 data += chunk
             self.asked.set()
-            while conn.recv(4096):   # until the client closes (or dies)
+            while conn.recv(4096):  # until the client closes (or dies)
                 pass
             self.gone.set()
 
@@ -68,7 +68,9 @@ def index(monkeypatch: pytest.MonkeyPatch):
     server.close()
 
 
-def test_cancel_kills_the_running_uv_and_discards_the_staged_env(home: Home, index: HangingIndex) -> None:
+def test_cancel_kills_the_running_uv_and_discards_the_staged_env(
+    home: Home, index: HangingIndex
+) -> None:
     token = CancelToken()
     events: list[Event] = []
     outcome: list[BaseException | None] = []
@@ -113,12 +115,14 @@ def test_a_cancelled_token_stops_work_at_its_next_event_and_runs_hooks_once() ->
         report(Stage("t", "two"))
     assert [e.stage for e in seen] == ["one"]
     late: list[str] = []
-    with token.on_cancel(lambda: late.append("late")):   # registered after the cancel: runs at once
+    with token.on_cancel(lambda: late.append("late")):  # registered after the cancel: runs at once
         pass
     assert late == ["late"]
 
 
-def test_a_failed_download_stops_the_env_build_at_once(home: Home, index: HangingIndex, hub) -> None:
+def test_a_failed_download_stops_the_env_build_at_once(
+    home: Home, index: HangingIndex, hub
+) -> None:
     """Env and weights run side by side; when the weights fail (a gated model) the build is
     stopped there and then, instead of finishing a build that is thrown away."""
     from manager import installer
@@ -132,20 +136,21 @@ def test_a_failed_download_stops_the_env_build_at_once(home: Home, index: Hangin
 
     def report(event: Event) -> None:
         if isinstance(event, Stage) and event.source == "weights" and event.stage == "resolving":
-            assert index.asked.wait(120), "uv never asked the index"   # the build is under way
+            assert index.asked.wait(120), "uv never asked the index"  # the build is under way
 
     raised: list[BaseException] = []
 
     def install_part() -> None:
         try:
-            installer._build_and_pull(home, Settings(index_url=index.url, hf_endpoint=hub.url), spec,
-                                      files, report)
+            installer._build_and_pull(
+                home, Settings(index_url=index.url, hf_endpoint=hub.url), spec, files, report
+            )
         except BaseException as exc:
             raised.append(exc)
 
     thread = threading.Thread(target=install_part, daemon=True)
     thread.start()
-    thread.join(120)   # uv waits an hour on this index: only a kill ends the build in time
+    thread.join(120)  # uv waits an hour on this index: only a kill ends the build in time
     assert not thread.is_alive(), "the env build was still running"
     assert len(raised) == 1 and isinstance(raised[0], Gated), raised
     assert index.gone.wait(60)

@@ -33,7 +33,8 @@ WEIGHTS = b"weights " * 100
 def recipe_file(folder: Path, repo: str, size: int = len(WEIGHTS)) -> Path:
     """An app recipe with one model file in `repo` (only the model half is used here)."""
     path = folder / "gate-app.yaml"
-    path.write_text(f"""\
+    path.write_text(
+        f"""\
 id: gateapp
 name: Gate app
 description: an app whose model lives in {repo}
@@ -58,7 +59,9 @@ models:
         ram_gb: 0.1
         files:
           - {{repo: {repo}, path: w.bin, size: {size}}}
-""", "utf-8")
+""",
+        "utf-8",
+    )
     return path
 
 
@@ -75,10 +78,11 @@ def pull(recipe: Path) -> list[str]:
 def test_exit_codes_are_distinct_and_the_readme_lists_each() -> None:
     assert len(set(EXIT_CODES.values())) == len(EXIT_CODES)
     kinds = (NotFound, Conflict, BadRecipe, Gated, Offline, DiskFull, Cancelled)
-    assert all(issubclass(k, DarkroomError) for k in kinds)   # every `except DarkroomError` holds
+    assert all(issubclass(k, DarkroomError) for k in kinds)  # every `except DarkroomError` holds
     rows = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*([a-z ]+?)\s*\|", README.read_text("utf-8"), re.M))
-    assert {int(code): kind.replace(" ", "-") for code, kind in rows.items() if kind != "done"} == \
-        {code: kind for kind, code in EXIT_CODES.items()}
+    assert {int(code): kind.replace(" ", "-") for code, kind in rows.items() if kind != "done"} == {
+        code: kind for kind, code in EXIT_CODES.items()
+    }
 
 
 def test_unknown_app_exits_not_found(home: Home, capsys: pytest.CaptureFixture) -> None:
@@ -86,15 +90,18 @@ def test_unknown_app_exits_not_found(home: Home, capsys: pytest.CaptureFixture) 
     assert "There is no app called 'no-such-app'" in capsys.readouterr().err
 
 
-def test_broken_recipe_exits_bad_recipe(home: Home, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_broken_recipe_exits_bad_recipe(
+    home: Home, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "broken.yaml"
     bad.write_text("id: broken\nname: [unclosed\n", "utf-8")
     assert main(["install", str(bad), "--yes"]) == BadRecipe.exit_code == 5
     assert "broken.yaml" in capsys.readouterr().err
 
 
-def test_unreachable_hub_and_offline_mode_exit_offline(home: Home, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_unreachable_hub_and_offline_mode_exit_offline(
+    home: Home, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     recipe = recipe_file(tmp_path, "acme/plain")
     config.set_value(home, "hf_endpoint", f"http://127.0.0.1:{closed_port()}")
     assert main(pull(recipe)) == Offline.exit_code == 7
@@ -104,7 +111,9 @@ def test_unreachable_hub_and_offline_mode_exit_offline(home: Home, tmp_path: Pat
     assert "Offline mode is on" in capsys.readouterr().err
 
 
-def test_not_enough_disk_exits_disk_full(home: Home, hub, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_not_enough_disk_exits_disk_full(
+    home: Home, hub, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     hub.add_placeholder("acme/huge", "w.bin", size=10**15)
     config.set_value(home, "hf_endpoint", hub.url)
     assert main(pull(recipe_file(tmp_path, "acme/huge", size=10**15))) == DiskFull.exit_code == 8
@@ -112,8 +121,10 @@ def test_not_enough_disk_exits_disk_full(home: Home, hub, tmp_path: Path, capsys
     assert hub.stats("w.bin").requests == 0
 
 
-def test_an_app_another_process_is_installing_exits_conflict(home: Home, capsys: pytest.CaptureFixture) -> None:
-    lock = FileLock(str(home.run / "tiny.install.lock"))   # another Darkroom, mid-install
+def test_an_app_another_process_is_installing_exits_conflict(
+    home: Home, capsys: pytest.CaptureFixture
+) -> None:
+    lock = FileLock(str(home.run / "tiny.install.lock"))  # another Darkroom, mid-install
     with lock:
         assert main(["remove", "tiny"]) == Conflict.exit_code == 4
     assert "Another Darkroom process is busy with installing tiny" in capsys.readouterr().err
