@@ -274,7 +274,7 @@ def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None
             await until(pilot, lambda: any(home.staging.glob("journal-*.json")), timeout=60,
                         what="the install to begin")
             await pilot.click("#cancel")
-            # The hub holds the download until the child has been interrupted: releasing it
+            # The hub holds the download until the cancel has reached the install: releasing it
             # earlier let the install finish first on a busy machine (then it is not cancelled).
             await until(pilot, lambda: screen.job is not None and screen.job.interrupted.is_set(),
                         timeout=60, what="the interrupt to reach the install")
@@ -318,7 +318,7 @@ def test_a_gated_model_offers_a_token_field_and_the_retry_installs(home: Home, t
 
 def test_cancel_after_the_install_committed_reports_it_installed(home: Home, tiny: Path) -> None:
     """A cancel that lands after state.json was written must not say "cancelled" about an
-    app that is installed (it once did, whenever the child was interrupted on its way out)."""
+    app that is installed (it once did, whenever the install was interrupted on its way out)."""
     from manager.events import Message
     from manager.tui.actions import Core, InstallJob
 
@@ -328,7 +328,7 @@ def test_cancel_after_the_install_committed_reports_it_installed(home: Home, tin
 
     def report(event: object) -> None:
         if isinstance(event, Message) and "Tiny is installed." in event.text:
-            jobs[0].cancel()  # the child has committed and is on its way out
+            jobs[0].cancel()  # the install has committed and is on its way out
 
     jobs.append(core.install_job(pv, report=report))
     result = jobs[0].run()
