@@ -404,7 +404,7 @@ class _Guard:
             kept = f"The environment of {self.app} that was there before is unchanged."
             if exc.errno == errno.ENOSPC:
                 raise DiskFull(f"The disk is full; the environment for {self.app} could not be built.",
-                                    f"Free some space (try `darkroom cache prune`), then try again. {kept}") from None
+                               f"Free some space (try `darkroom cache prune`), then try again. {kept}") from None
             raise DarkroomError(f"Building the environment for {self.app} failed: {exc.strerror or exc} "
                                 f"({exc.filename or 'no file'}).", kept) from None
         return False

@@ -240,7 +240,7 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
     kept = f"The environment of {app} that was there before is unchanged."
     if "No space left on device" in text or f"os error {errno.ENOSPC}" in text:
         return DiskFull(f"The disk is full; the environment for {app} could not be built.",
-                             f"Free some space (try `darkroom cache prune`), then try again. {kept}")
+                        f"Free some space (try `darkroom cache prune`), then try again. {kept}")
     if "network was disabled" in text or ("not found in the cache" in text and settings.offline):
         return Offline(
             f"Offline mode is on and some packages {app} needs are not in the local cache.",
@@ -266,7 +266,7 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
     if re.search(r"(Failed to fetch|error sending request|dns error|tcp connect error|"
                  r"Connection refused|timed out|Could not connect)", text, re.I):
         return Offline(f"The package index could not be reached while building {app}'s environment.",
-                             f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
+                       f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
     if re.search(r"No interpreter found|No download found for request|Failed to download.*python", text, re.I):
         return DarkroomError(f"Python could not be found or downloaded for {app}.",
                              f"Check the network connection, or install that Python version. {kept}")

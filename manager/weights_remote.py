@@ -67,10 +67,10 @@ def http_error(status: int, code: str | None, message: str | None, repo: str, pa
         return Gated(f"{repo} is a gated model and {why}.", licence_hint(repo))
     if code == "RevisionNotFound":
         return NotFound(f"{repo} has no revision '{revision}' on {endpoint}.",
-                             "The recipe may be out of date; update Darkroom or the recipe.")
+                        "The recipe may be out of date; update Darkroom or the recipe.")
     if code == "EntryNotFound":
         return NotFound(f"{repo} has no file '{path}' at revision '{revision}'.",
-                             "The recipe may be out of date; update Darkroom or the recipe.")
+                        "The recipe may be out of date; update Darkroom or the recipe.")
     if code == "RepoNotFound" or status in (401, 404):
         hint = "Check the repository name in the recipe."
         if not had_token:
@@ -104,7 +104,7 @@ def _map_hf_exception(exc: Exception, spec: ModelFile, had_token: bool, endpoint
 
     if isinstance(exc, OfflineModeIsEnabled):
         return Offline("HF_HUB_OFFLINE is set in the environment, so the hub cannot be asked.",
-                             "Unset HF_HUB_OFFLINE, or use Darkroom's offline setting with files already in the store.")
+                       "Unset HF_HUB_OFFLINE, or use Darkroom's offline setting with files already in the store.")
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         r = exc.response
         return http_error(r.status_code, r.headers.get("X-Error-Code"), r.headers.get("X-Error-Message"),
