@@ -237,7 +237,7 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
             assert not any(runs_the_cli(argv) for argv in spawned), spawned
 
             await pilot.click("#back")
-            await until(pilot, lambda: app.screen.query("#card-tiny"), what="the tiny card")
+            await until(pilot, lambda: app.screen.query("#card-tiny"), timeout=60, what="the tiny card")
             card = app.screen.query_one("#card-tiny", AppCard)
             assert card.data.installed and card.data.status == "installed"
             card.focus()
