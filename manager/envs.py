@@ -29,7 +29,7 @@ from typing import Any
 
 from . import uvtool, validate
 from .config import Settings
-from .errors import Conflict, DarkroomError, NotFound
+from .errors import Conflict, DarkroomError, DiskFull, NotFound
 from .events import Message, Reporter, Stage, ignore
 from .fsutil import atomic_write_json, atomic_write_text, dir_size, locked, read_json
 from .home import Home
@@ -410,8 +410,8 @@ class _Guard:
         if isinstance(exc, OSError) and not isinstance(exc, DarkroomError):
             kept = f"The environment of {self.app} that was there before is unchanged."
             if exc.errno == errno.ENOSPC:
-                raise DarkroomError(f"The disk is full; the environment for {self.app} could not be built.",
-                                    f"Free some space (try `darkroom cache prune`), then try again. {kept}") from None
+                raise DiskFull(f"The disk is full; the environment for {self.app} could not be built.",
+                               f"Free some space (try `darkroom cache prune`), then try again. {kept}") from None
             raise DarkroomError(f"Building the environment for {self.app} failed: {exc.strerror or exc} "
                                 f"({exc.filename or 'no file'}).", kept) from None
         return False

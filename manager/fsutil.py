@@ -17,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .errors import Conflict, DarkroomError
+from .errors import Conflict, DiskFull
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -27,10 +27,10 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
-def disk_full_error(where: Path | str, unchanged: bool = True) -> DarkroomError:
+def disk_full_error(where: Path | str, unchanged: bool = True) -> DiskFull:
     """The sentence for a write that met a full disk (`unchanged`: what was there before
     is known to be intact)."""
-    return DarkroomError(
+    return DiskFull(
         f"The disk is full: Darkroom could not write to {where}."
         + (" Nothing was changed." if unchanged else ""),
         "Free some space (`darkroom models gc` and `darkroom cache prune` help), then run "

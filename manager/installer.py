@@ -22,8 +22,17 @@ import httpx
 from . import appsource, envs, launching, library, suggest, uvtool, validate, weights
 from . import state as state_mod
 from .config import Settings
-from .errors import Conflict, DarkroomError, NotFound
-from .events import Message, Reporter, Stage, ignore
+from .errors import Conflict, DarkroomError, DiskFull, NotFound
+from .events import (
+    Cancellable,
+    CancelToken,
+    Message,
+    Reporter,
+    Stage,
+    checkpoint,
+    ignore,
+    on_cancel,
+)
 from .fsutil import (
     atomic_write_json,
     atomic_write_text,
@@ -278,7 +287,7 @@ def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter
     env_gb = 0.0 if has_env else (0.5 if warm else ENV_DISK_GB.get(pv.plan.backend, 1.0))
     free = shutil.disk_usage(home.root).free
     if free < need + env_gb * 1e9:
-        raise DarkroomError(
+        raise DiskFull(
             f"Not enough disk space to install {pv.recipe.name}: it needs about "
             f"{(need + env_gb * 1e9) / 1e9:.1f} GB and {free / 1e9:.1f} GB is free.",
             "Free some space (`darkroom models gc`, `darkroom cache prune`) or pick a smaller variant, "
@@ -289,23 +298,30 @@ def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter
 
 def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: list,
                     report: Reporter) -> list[weights.LocalFile]:
-    """Env and weights at once, one stream of progress; the first error wins."""
+    """Env and weights at once, one stream of progress; the first error wins, and a failed
+    download (or a cancel, or Ctrl-C) stops the build at once instead of waiting for it."""
     errors: list[BaseException] = []
+    stop_build = CancelToken()
+    build_report = Cancellable(report, stop_build)
 
     def build() -> None:
         try:
-            envs.build(home, settings, spec, report)
+            envs.build(home, settings, spec, build_report)
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
 
     thread = threading.Thread(target=build, name=f"env-{spec.app}", daemon=True)
-    thread.start()
     local: list[weights.LocalFile] = []
-    try:
-        if files:
-            local = weights.pull(home, settings, files, report)
-    finally:
-        thread.join()
+    with on_cancel(report, stop_build.cancel):
+        thread.start()
+        try:
+            if files:
+                local = weights.pull(home, settings, files, report)
+            thread.join()
+        except BaseException:   # a failed pull, or Ctrl-C even while waiting for the build
+            stop_build.cancel()
+            thread.join()
+            raise
     if errors:
         raise errors[0]
     return local
@@ -412,6 +428,7 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
                 control.stop(home, app)
             if check_start:
                 _check_start(home, settings, record, report)
+            checkpoint(report)   # the last moment a cancel undoes the install
             with state_mod.transaction(home) as st:
                 st.apps[app] = record
             _journal(home, app).unlink()

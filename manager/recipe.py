@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import bundled, validate
-from .errors import DarkroomError, NotFound
+from .errors import BadRecipe, NotFound
 
 MAX_RECIPE_BYTES = 1_000_000
 MAX_NODES = 50_000
@@ -393,7 +393,7 @@ class Problem:
         return f"{where} {self.field}: {self.message}" if self.field else f"{where} {self.message}"
 
 
-class RecipeError(DarkroomError):
+class RecipeError(BadRecipe):
     """A recipe that cannot be used; carries every problem found, each with file and line."""
 
     def __init__(self, problems: list[Problem]) -> None:

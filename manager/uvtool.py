@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
-from .errors import DarkroomError
-from .events import Message, Progress, Reporter, Stage, ignore
+from .errors import DarkroomError, DiskFull, Offline
+from .events import Message, Progress, Reporter, Stage, checkpoint, ignore, on_cancel
 from .home import Home
 
 SOURCE = "env"
@@ -247,7 +247,11 @@ class _Progress:
 
 def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore,
         timeout: float | None = None) -> str:
-    """Run `uv <args>`, streaming stderr into events; returns stdout; raises UvFailure."""
+    """Run `uv <args>`, streaming stderr into events; returns stdout; raises UvFailure.
+
+    A cancel carried by `report` kills uv at once (it leaves only the staged folder the
+    caller discards) and raises Cancelled."""
+    checkpoint(report)
     cmd = die_with_parent([str(uv_bin()), *args])
     try:
         proc = subprocess.Popen(
@@ -268,12 +272,14 @@ def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore
         reader = threading.Thread(target=_drain, daemon=True)
         reader.start()
         assert proc.stderr is not None
-        for raw in proc.stderr:
-            text = raw.rstrip("\n")
-            lines.append(text)
-            progress.line(text)
-        proc.wait(timeout=timeout)
+        with on_cancel(report, proc.kill):
+            for raw in proc.stderr:
+                text = raw.rstrip("\n")
+                lines.append(text)
+                progress.line(text)
+            proc.wait(timeout=timeout)
         reader.join(timeout=10)
+        checkpoint(report)   # killed by a cancel: say so, not "uv failed"
     except BaseException:
         proc.kill()
         proc.wait()
@@ -302,10 +308,10 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
     text = failure.stderr
     kept = f"The environment of {app} that was there before is unchanged."
     if "No space left on device" in text or f"os error {errno.ENOSPC}" in text:
-        return DarkroomError(f"The disk is full; the environment for {app} could not be built.",
-                             f"Free some space (try `darkroom cache prune`), then try again. {kept}")
+        return DiskFull(f"The disk is full; the environment for {app} could not be built.",
+                        f"Free some space (try `darkroom cache prune`), then try again. {kept}")
     if "network was disabled" in text or ("not found in the cache" in text and settings.offline):
-        return DarkroomError(
+        return Offline(
             f"Offline mode is on and some packages {app} needs are not in the local cache.",
             f"Turn offline mode off once (`darkroom config set offline false`) or add a wheel folder "
             f"to find_links. {kept}")
@@ -339,8 +345,8 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
                              f"that Python version yourself. {kept}")
     if re.search(r"(Failed to fetch|error sending request|dns error|tcp connect error|"
                  r"Connection refused|timed out|Could not connect)", text, re.I):
-        return DarkroomError(f"The package index could not be reached while building {app}'s environment.",
-                             f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
+        return Offline(f"The package index could not be reached while building {app}'s environment.",
+                       f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
     last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "no details")
     return DarkroomError(f"Building the environment for {app} failed: {last}",
                          f"Run `darkroom env build {app}` again; if it keeps failing, report this line. {kept}")

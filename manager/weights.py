@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +20,8 @@ import httpx
 from . import weights_record
 from .config import Settings
 from .config import load as load_settings
-from .errors import DarkroomError
-from .events import Message, Progress, Reporter, Stage, ignore
+from .errors import Cancelled, DarkroomError, DiskFull
+from .events import Message, Progress, Reporter, Stage, checkpoint, ignore, on_cancel
 from .home import Home
 from .recipe import ModelFile
 from .state import InstalledFile
@@ -85,7 +85,7 @@ class DownloadPlan:
 
     def check_disk(self) -> None:
         if not self.enough_disk:
-            raise DarkroomError(
+            raise DiskFull(
                 f"Not enough disk space for the model files: they need {_gb(self.needed_bytes)}, "
                 f"but only {_gb(self.free_bytes)} is free on {self.folder}.",
                 "Free some space (`darkroom models gc` shows weights no app uses), or choose a "
@@ -331,16 +331,26 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
                         "Run the same command again later; if it keeps failing the hub or mirror "
                         "serves a different file than the recipe expects.") from None
 
+        # A cancel wakes the wait at once (the downloads stop at their next chunk, keeping
+        # what arrived, so a later run resumes).
+        asked: Future[None] = Future()
         with ThreadPoolExecutor(max_workers=settings.parallel_downloads,
-                                thread_name_prefix="darkroom-dl") as pool:
+                                thread_name_prefix="darkroom-dl") as pool, \
+                on_cancel(report, lambda: asked.set_exception(Cancelled())):
             futures = [pool.submit(one, r) for r in sorted(todo, key=lambda r: -r.size)]
+            pending: set[Future] = set(futures)
             try:
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = False
+                while pending and not failed:
+                    finished, pending = wait(pending | {asked}, return_when=FIRST_COMPLETED)
+                    checkpoint(report)
+                    pending.discard(asked)
+                    failed = any(f.exception() is not None for f in finished)
             except BaseException:
                 stop.set()
                 raise
-            errors = [f.exception() for f in done
-                      if f.exception() is not None and not isinstance(f.exception(), _Cancelled)]
+            errors = [f.exception() for f in futures if f not in pending
+                      and f.exception() is not None and not isinstance(f.exception(), _Cancelled)]
             if errors:
                 stop.set()
                 for f in futures:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .errors import DarkroomError
+from .errors import DarkroomError, Gated, NotFound, Offline
 from .recipe import ModelFile
 from .weights_store import SHA256_RE, RepoStore, match_pattern
 
@@ -61,25 +61,25 @@ def http_error(status: int, code: str | None, message: str | None, repo: str, pa
     """The sentence for a hub HTTP error, from its status and X-Error-* headers."""
     message = message or ""
     if "Invalid credentials" in message or "Invalid user token" in message:
-        return DarkroomError(
+        return Gated(
             "The Hugging Face token in your settings was refused by the hub (it is invalid or expired).",
             licence_hint(repo, endpoint))
     if code == "GatedRepo" or (status in (401, 403) and "gated" in message.lower()):
         why = "your token has not been granted access to it yet" if had_token \
             else "no Hugging Face token is set"
-        return DarkroomError(f"{repo} is a gated model and {why}.", licence_hint(repo, endpoint))
+        return Gated(f"{repo} is a gated model and {why}.", licence_hint(repo, endpoint))
     if code == "RevisionNotFound":
-        return DarkroomError(f"{repo} has no revision '{revision}' on {endpoint}.",
-                             "The recipe may be out of date; update Darkroom or the recipe.")
+        return NotFound(f"{repo} has no revision '{revision}' on {endpoint}.",
+                        "The recipe may be out of date; update Darkroom or the recipe.")
     if code == "EntryNotFound":
-        return DarkroomError(f"{repo} has no file '{path}' at revision '{revision}'.",
-                             "The recipe may be out of date; update Darkroom or the recipe.")
+        return NotFound(f"{repo} has no file '{path}' at revision '{revision}'.",
+                        "The recipe may be out of date; update Darkroom or the recipe.")
     if code == "RepoNotFound" or status in (401, 404):
         hint = "Check the repository name in the recipe."
         if not had_token:
             hint += " If it is private or gated, " + licence_hint(repo, endpoint)[0].lower() \
                 + licence_hint(repo, endpoint)[1:]
-        return DarkroomError(f"The repository {repo} was not found on {endpoint}.", hint)
+        return NotFound(f"The repository {repo} was not found on {endpoint}.", hint)
     if status == 429:
         return DarkroomError(f"The hub at {endpoint} is limiting requests (HTTP 429).",
                              "Wait a few minutes and run the same command again; finished files are kept.")
@@ -88,7 +88,7 @@ def http_error(status: int, code: str | None, message: str | None, repo: str, pa
 
 
 def network_error(endpoint: str) -> DarkroomError:
-    return DarkroomError(
+    return Offline(
         f"Could not reach the Hugging Face hub at {endpoint}.",
         "Check your internet connection (or the hf_endpoint mirror setting), then run the same "
         "command again; finished files are kept and partial ones resume.")
@@ -96,7 +96,7 @@ def network_error(endpoint: str) -> DarkroomError:
 
 def offline_missing(missing: list[str]) -> DarkroomError:
     shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-    return DarkroomError(
+    return Offline(
         f"Offline mode is on and these model files are not in the store: {shown}.",
         "Turn offline mode off (`darkroom config set offline false`) to download them, or bring them "
         "in with `darkroom models import`.")
@@ -107,8 +107,8 @@ def _map_hf_exception(exc: Exception, spec: ModelFile, had_token: bool, endpoint
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     if isinstance(exc, OfflineModeIsEnabled):
-        return DarkroomError("HF_HUB_OFFLINE is set in the environment, so the hub cannot be asked.",
-                             "Unset HF_HUB_OFFLINE, or use Darkroom's offline setting with files already in the store.")
+        return Offline("HF_HUB_OFFLINE is set in the environment, so the hub cannot be asked.",
+                       "Unset HF_HUB_OFFLINE, or use Darkroom's offline setting with files already in the store.")
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         r = exc.response
         return http_error(r.status_code, r.headers.get("X-Error-Code"), r.headers.get("X-Error-Message"),

@@ -71,7 +71,7 @@ def test_plan_text_shows_reasons_and_unknown_app_is_a_sentence() -> None:
     out = darkroom("plan", "generator", "--hardware", "cpu-only-16gb")
     assert out.returncode == 0 and "Why:" in out.stdout and "slow" in out.stdout
     out = darkroom("plan", "photoshop")
-    assert out.returncode == 1 and "no app called 'photoshop'" in out.stderr
+    assert out.returncode == 3 and "no app called 'photoshop'" in out.stderr   # not found
     assert "Traceback" not in out.stderr
 
 

@@ -64,7 +64,7 @@ def test_env_commands_round_trip(cli, home: Home, tmp_path: Path) -> None:
     assert stream[-1]["type"] == "Result" and stream[-1]["packages"] == {"dr-alpha": "==1.0"}
 
     rollback = cli("env", "rollback", "demo")
-    assert rollback.returncode == 1 and "no earlier environment" in rollback.stderr
+    assert rollback.returncode == 4 and "no earlier environment" in rollback.stderr   # conflict
     assert "Traceback" not in rollback.stderr
 
     assert cli("env", "update", "demo", "--recipe", str(v2)).returncode == 0
@@ -90,12 +90,12 @@ def test_env_commands_round_trip(cli, home: Home, tmp_path: Path) -> None:
     assert cli("env", "remove", "demo").returncode == 0
     assert json.loads(cli("env", "list", "--json").stdout) == []
     gone = cli("env", "verify", "demo")
-    assert gone.returncode == 1 and "has no environment" in gone.stderr
+    assert gone.returncode == 3 and "has no environment" in gone.stderr   # not found
 
 
 def test_cli_errors_are_one_sentence(cli, tmp_path: Path) -> None:
     unknown = cli("env", "build", "no-such-app")
-    assert unknown.returncode == 1 and "There is no app called 'no-such-app'" in unknown.stderr
+    assert unknown.returncode == 3 and "There is no app called 'no-such-app'" in unknown.stderr
 
     wrong = cli("env", "build", "other", "--recipe", str(write_recipe(tmp_path, "dr-alpha")))
     assert wrong.returncode == 1 and "is for 'demo'" in wrong.stderr
@@ -106,7 +106,8 @@ def test_cli_errors_are_one_sentence(cli, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.yaml"
     corrupt.write_text("id: demo\nname: [unclosed\n")
     broken = cli("env", "build", "demo", "--recipe", str(corrupt))
-    assert broken.returncode == 1 and "corrupt.yaml:" in broken.stderr and "Traceback" not in broken.stderr
+    assert broken.returncode == 5 and "corrupt.yaml:" in broken.stderr   # bad recipe
+    assert "Traceback" not in broken.stderr
 
 
 def test_missing_uv_is_one_sentence(cli, tmp_path: Path) -> None:

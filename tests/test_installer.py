@@ -19,7 +19,7 @@ import pytest
 from manager import envs, installer
 from manager import state as state_mod
 from manager.config import Settings
-from manager.errors import DarkroomError
+from manager.errors import DarkroomError, DiskFull
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.supervisor import control
@@ -312,12 +312,12 @@ def test_a_full_disk_ends_each_write_in_a_sentence_and_keeps_the_old_state(
     pv = installer.preview(small, settings, write("v0.1.0"), CPU)
     _fill(small.root.parent)
 
-    with pytest.raises(DarkroomError) as err:
+    with pytest.raises(DiskFull) as err:
         installer.install(small, settings, pv, accepted=True, check_start=False)
     assert "disk is full" in err.value.message and "Free some space" in err.value.hint
-    with pytest.raises(DarkroomError, match="disk is full"), state_mod.transaction(small) as st:
+    with pytest.raises(DiskFull, match="disk is full"), state_mod.transaction(small) as st:
         st.apps.pop("tiny")
-    assert main(["config", "set", "offline", "true"]) == 1
+    assert main(["config", "set", "offline", "true"]) == DiskFull.exit_code == 8
     out = capsys.readouterr()
     assert "disk is full" in out.err and "Traceback" not in out.err
     with pytest.raises(DarkroomError, match="disk is full"):

@@ -55,7 +55,8 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
     assert get_json(url + "api/health")[1]["status"] == "ready"
 
     again = darkroom("start", "tinyapp")
-    assert again.returncode == 1 and "already running" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 4 and "already running" in again.stderr   # conflict
+    assert "Traceback" not in again.stderr
 
     table = darkroom("status").stdout
     assert "tinyapp" in table and "ready" in table and url in table
@@ -87,10 +88,10 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
 def test_cli_errors_are_sentences(home: Home, installed_tinyapp: int) -> None:
     (home.env_dir("tinyapp") / "bin" / "python").unlink()
     missing = darkroom("start", "tinyapp")
-    assert missing.returncode == 1
+    assert missing.returncode == 3   # not found
     assert "tinyapp is not installed" in missing.stderr and "darkroom install tinyapp" in missing.stderr
     unknown = darkroom("start", "no-such-app")
-    assert unknown.returncode == 1 and "no app called 'no-such-app'" in unknown.stderr
+    assert unknown.returncode == 3 and "no app called 'no-such-app'" in unknown.stderr
     no_logs = darkroom("logs", "no-such-app")
-    assert no_logs.returncode == 1 and "no logs" in no_logs.stderr
+    assert no_logs.returncode == 3 and "no logs" in no_logs.stderr   # not found
     assert "Traceback" not in missing.stderr + unknown.stderr + no_logs.stderr

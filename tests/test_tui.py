@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from manager.hardware import load_profile
 from manager.home import Home
 from manager.recipe import ModelFile
 from manager.supervisor import control
-from manager.tui.actions import choice_args, error_from_stderr, event_from_dict
 from manager.tui.app import DarkroomApp
 from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.install import InstallScreen
@@ -38,17 +37,17 @@ GPU = load_profile("rtx3060-12gb")
 # ---------------------------------------------------------------- pure helpers
 
 
-def test_adapter_round_trips_cli_shapes() -> None:
-    from manager.events import Progress
+def test_choice_flags_round_trip_between_the_faces() -> None:
+    """The TUI shows the CLI command that repeats its install: its flags must parse back to
+    the same choices (views.choice_args is the inverse of views.parse_choices)."""
     from manager.planner import Choices
+    from manager.views import choice_args, parse_choices
 
-    ev = Progress("weights", "download", done=5, total=10, rate=2.0)
-    assert event_from_dict(json.loads(json.dumps(ev.to_dict()))) == ev
-    assert event_from_dict({"installed": "x"}) is None
-    assert choice_args(Choices(variants={"m": "q8", "*": "fp8"}, models=("a", "b"), backend="cpu")) == \
-        ["--variant", "fp8", "--variant", "m=q8", "--models", "a,b", "--cpu"]
-    err = error_from_stderr("noise\ndarkroom: Disk is full.\nFree some space.\n", "fallback")
-    assert (err.message, err.hint) == ("Disk is full.", "Free some space.")
+    choices = Choices(variants={"m": "q8", "*": "fp8"}, models=("a", "b"), backend="cpu")
+    args = choice_args(choices)
+    assert args == ["--variant", "fp8", "--variant", "m=q8", "--models", "a,b", "--cpu"]
+    variants = [args[i + 1] for i, a in enumerate(args) if a == "--variant"]
+    assert parse_choices(variants, args[args.index("--models") + 1], "--cpu" in args) == choices
 
 
 # ---------------------------------------------------------------- Home and Install (planning)
@@ -134,7 +133,57 @@ async def open_install(pilot: Pilot, app: DarkroomApp, recipe: Path) -> InstallS
     return screen
 
 
-def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
+# Every process this test session starts, as Python's audit hook sees it (a hook cannot be
+# removed, so it records only while a test holds the list).
+_SPAWNED: list[list[str]] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "subprocess.Popen" and _SPAWNED is not None:
+        argv = args[1]
+        _SPAWNED.append([argv] if isinstance(argv, str | bytes) else [str(a) for a in argv or []])
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def spawned():
+    """The argv of every child process started while the test runs."""
+    global _SPAWNED
+    _SPAWNED = []
+    yield _SPAWNED
+    _SPAWNED = None
+
+
+def runs_the_cli(argv: list[str]) -> bool:
+    """`python -m manager ...` (the CLI), as opposed to the supervisor's runner module."""
+    return any(a == "-m" and b in ("manager", "manager.cli", "manager.__main__")
+               for a, b in zip(argv, argv[1:], strict=False))
+
+
+def test_tui_imports_nothing_from_the_cli_commands() -> None:
+    """Both faces call the core; the TUI never reaches into the CLI's command modules."""
+    import ast
+
+    tui = Path(__file__).resolve().parents[1] / "manager" / "tui"
+    found = []
+    for path in tui.rglob("*.py"):
+        package = ["manager", *path.parent.relative_to(tui.parent).parts]
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                names = [".".join([*base, *(node.module or "").split(".")]).strip(".")]
+                names += [f"{names[0]}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            found += [(path.name, n) for n in names if n.startswith("manager.commands")]
+    assert not found, found
+
+
+def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[list[str]]) -> None:
     async def go() -> None:
         app = RecordingApp(home, CPU)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -146,9 +195,12 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
             assert "[env]" in log and "Tiny is installed." in log
             assert "tiny" in state_mod.load(home).apps
             assert app.noted("Tiny is installed.")
+            # In-process: uv ran for the env, but no `darkroom install` child did the install.
+            assert any("uv" in Path(a).name for argv in spawned for a in argv), spawned
+            assert not any(runs_the_cli(argv) for argv in spawned), spawned
 
             await pilot.click("#back")
-            await until(pilot, lambda: app.screen.query("#card-tiny"), what="the tiny card")
+            await until(pilot, lambda: app.screen.query("#card-tiny"), timeout=60, what="the tiny card")
             card = app.screen.query_one("#card-tiny", AppCard)
             assert card.data.installed and card.data.status == "installed"
             card.focus()
@@ -162,12 +214,12 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
             assert "ready at http://127.0.0.1:" in str(detail.query_one("#app-status", Static).render())
             await pilot.press("x")
             await until(pilot, lambda: not detail.busy and (detail.info is None or not detail.info.active),
-                        timeout=30, what="stop")
+                        timeout=120, what="stop")
             assert control.app_status(home, "tiny") is None or not control.app_status(home, "tiny").active
 
             await pilot.press("delete")
             await pilot.click("#yes")
-            await until(pilot, lambda: not isinstance(app.screen, AppScreen), timeout=30, what="remove")
+            await until(pilot, lambda: not isinstance(app.screen, AppScreen), timeout=120, what="remove")
             assert "tiny" not in state_mod.load(home).apps
             assert not home.env_dir("tiny").exists()
             assert app.noted("tiny was removed")
@@ -176,16 +228,7 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path) -> None:
 
 def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None:
     release = hub.faults.pause_after("weights.bin", 1000)
-    # As in CI, where the suite may run as a background job with SIGINT ignored: children
-    # inherit that, and the cancel must still stop the install (it once finished instead).
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _cancel_mid_download(home, tiny, release)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
-
-def _cancel_mid_download(home: Home, tiny: Path, release) -> None:
     async def go() -> None:
         app = RecordingApp(home, CPU)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -194,7 +237,7 @@ def _cancel_mid_download(home: Home, tiny: Path, release) -> None:
             await until(pilot, lambda: any(home.staging.glob("journal-*.json")), timeout=60,
                         what="the install to begin")
             await pilot.click("#cancel")
-            # The hub holds the download until the child has been interrupted: releasing it
+            # The hub holds the download until the cancel has reached the install: releasing it
             # earlier let the install finish first on a busy machine (then it is not cancelled).
             await until(pilot, lambda: screen.job is not None and screen.job.interrupted.is_set(),
                         timeout=60, what="the interrupt to reach the install")
@@ -209,9 +252,36 @@ def _cancel_mid_download(home: Home, tiny: Path, release) -> None:
     assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
 
 
+def test_a_gated_model_offers_a_token_field_and_the_retry_installs(home: Home, tiny: Path, hub) -> None:
+    """The install fails with the "gated" kind (not text to parse): the screen takes a token,
+    saves it like Settings does, and the same install goes again and succeeds."""
+    hub.gate("tests/tiny-weights", token="hf_secret_good")
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_install(pilot, app, tiny)
+            assert not screen.query_one("#token-row").display
+            await pilot.click("#do-install")
+            await until(pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="the gated error")
+            assert screen.phase == "failed" and app.noted("gated", "error")
+            assert screen.query_one("#token-row").display
+            assert "tiny" not in state_mod.load(home).apps
+            screen.query_one("#hf-token", Input).value = "hf_secret_good"
+            await pilot.click("#retry-token")
+            await until(pilot, lambda: screen.phase in ("done", "failed") and screen.job is not None
+                        and screen.job.settings.hf_token, timeout=120, what="the retry")
+            log = "\n".join(screen.query_one("#install-log", Log).lines)
+            assert screen.phase == "done", log
+            assert "hf_secret" not in log and not screen.query_one("#token-row").display
+    run(go())
+    assert "tiny" in state_mod.load(home).apps
+    assert config.load_file(home).hf_token == "hf_secret_good"
+
+
 def test_cancel_after_the_install_committed_reports_it_installed(home: Home, tiny: Path) -> None:
     """A cancel that lands after state.json was written must not say "cancelled" about an
-    app that is installed (it once did, whenever the child was interrupted on its way out)."""
+    app that is installed (it once did, whenever the install was interrupted on its way out)."""
     from manager.events import Message
     from manager.tui.actions import Core, InstallJob
 
@@ -221,7 +291,7 @@ def test_cancel_after_the_install_committed_reports_it_installed(home: Home, tin
 
     def report(event: object) -> None:
         if isinstance(event, Message) and "Tiny is installed." in event.text:
-            jobs[0].cancel()  # the child has committed and is on its way out
+            jobs[0].cancel()  # the install has committed and is on its way out
 
     jobs.append(core.install_job(pv, report=report))
     result = jobs[0].run()

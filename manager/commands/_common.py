@@ -12,6 +12,9 @@ from .. import validate
 from ..errors import DarkroomError
 from ..events import Event, Message, Progress, Stage
 from ..home import Home
+from ..views import human_bytes
+
+__all__ = ["ConsoleReporter", "home", "human_bytes", "print_json"]
 
 
 def home() -> Home:
@@ -46,14 +49,6 @@ def exists(path: str | Path, kind: str = "any") -> bool:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 class ConsoleReporter:

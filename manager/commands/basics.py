@@ -6,10 +6,11 @@ import argparse
 import time
 from pathlib import Path
 
-from .. import config, hardware, planner, state, validate
+from .. import config, hardware, planner, validate
 from ..errors import DarkroomError
-from ..recipe import RecipeError, bundled_recipes, find_recipe, load_recipe
-from ._common import app_arg, home, human_bytes, print_json
+from ..recipe import RecipeError, find_recipe, load_recipe
+from ..views import app_rows, parse_choices, plan_summary
+from ._common import app_arg, home, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,18 +56,6 @@ def machine(profile: str | None) -> hardware.Hardware:
     return hardware.probe(home().root)
 
 
-def parse_choices(variants: list[str], models: str | None, cpu: bool) -> planner.Choices:
-    chosen: dict[str, str] = {}
-    for item in variants:
-        key, sep, value = item.partition("=")
-        if sep:
-            chosen[key.strip()] = value.strip()
-        else:
-            chosen["*"] = key.strip()
-    model_list = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
-    return planner.Choices(variants=chosen, models=model_list, backend="cpu" if cpu else None)
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     hw = hardware.probe(home().root)
     if args.json:
@@ -89,13 +78,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    recipes = bundled_recipes()
-    installed = state.load(home()).apps
-    rows = [{"app": r.id, "name": r.name, "description": r.description,
-             "installed": r.id in installed, "version": installed[r.id].version if r.id in installed else None}
-            for r in recipes.values()]
-    rows += [{"app": a.app, "name": a.app, "description": f"from {a.recipe_source}", "installed": True,
-              "version": a.version} for a in installed.values() if a.app not in recipes]
+    rows = [{"app": r.app, "name": r.name, "description": r.description, "installed": r.installed,
+             "version": r.version} for r in app_rows(home(), running=False)]
     if args.json:
         print_json(rows)
         return 0
@@ -117,19 +101,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def print_plan(plan: planner.Plan) -> None:
-    print(f"{plan.app_name} {plan.version} on {plan.hardware}")
-    if plan.torch_backend:
-        print(f"  PyTorch:   {plan.torch_backend} (runs on {plan.device})")
-    for m in plan.models:
-        offload = "" if m.offload == "none" else f", {planner.OFFLOAD_WORDS[m.offload]}"
-        print(f"  {m.name}: {m.variant_label}{offload} — {human_bytes(m.download_bytes)} download")
-    print(f"  Download:  {human_bytes(plan.download_bytes)}; disk needed about {human_bytes(plan.disk_needed_bytes)}")
-    if plan.vram_gb:
-        print(f"  GPU memory expected: {plan.vram_gb:g} GB")
+    """The plan in the words the TUI's Install screen shows (views.plan_summary)."""
+    summary = plan_summary(plan)
+    print(f"{summary.title} on {summary.hardware}")
+    for line in summary.lines:
+        print(f"  {line}")
     print("Why:")
-    for reason in plan.reasons:
+    for reason in summary.reasons:
         print(f"  - {reason}")
-    for warning in plan.warnings:
+    for warning in summary.warnings:
         print(f"warning: {warning}")
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .. import protocol
 from ..errors import Conflict, DarkroomError, NotFound
-from ..events import Message, Progress, Reporter, Stage, ignore
+from ..events import Message, Progress, Reporter, Stage, checkpoint, ignore
 from ..fsutil import locked
 from ..home import Home
 from . import logfile, proctree, runfile
@@ -188,6 +188,7 @@ def wait_ready(home: Home, app: str, token: str, timeout: float, report: Reporte
     progress: float | None = None
     restarts = 0
     while True:
+        checkpoint(report)   # a cancelled install stops waiting (its caller stops the app)
         info = runfile.inspect(home, app)
         if info is None or info.token != token or info.status in (STOPPING, STOPPED):
             raise DarkroomError(f"{app} was stopped before it became ready.",

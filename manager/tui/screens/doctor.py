@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Static
 
-from ...commands._common import human_bytes
+from ...views import human_bytes
 from .base import CoreScreen
 
 LEVEL_STYLE = {"ok": "green", "warning": "yellow", "error": "red"}

@@ -1,7 +1,8 @@
 """Install (or update): the plan in plain words, a variant picker that re-plans, licences
 and the recipe's manifest to accept, then live progress with a cancel that leaves nothing
-half-done (the install runs as `darkroom install --json` in a child process; cancelling
-interrupts it and the installer's journal recovery cleans up)."""
+half-done (the install runs in-process in a worker thread, its typed events drawn as they
+come; cancelling makes it stop at its next event and the installer's journal puts back what
+it had begun)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, Footer, Header, Log, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Log, Select, Static
 
-from ...commands._common import human_bytes
 from ...events import Event, Message, Progress, Stage
+from ...views import human_bytes, plan_summary
 from ..actions import InstallJob, JobResult
 from ..widgets.progress import TransferProgress
 from .base import CoreScreen, call_ui
@@ -24,26 +25,19 @@ PUSH_EVERY_S = 0.1   # progress reaches the UI at most this often per stream
 
 
 def plan_words(pv) -> str:
-    """The plan as a person reads it (Rich markup)."""
-    from ...planner import OFFLOAD_WORDS
-
-    p = pv.plan
-    lines = [f"[b]{escape(p.app_name)} {escape(p.version)}[/] on {escape(p.hardware)}"]
-    if p.torch_backend:
-        lines.append(f"PyTorch for {p.torch_backend}, running on {p.device}.")
-    for m in p.models:
-        offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
-        lines.append(f"• {escape(m.name)}: {escape(m.variant_label)}{offload} "
-                     f"({human_bytes(m.download_bytes)})")
-    lines.append(f"Download {human_bytes(p.download_bytes)}; disk needed about "
-                 f"{human_bytes(p.disk_needed_bytes)}"
-                 + (f"; {p.vram_gb:g} GB of GPU memory in use." if p.vram_gb else "."))
+    """The plan as a person reads it (Rich markup over the words the CLI prints too)."""
+    summary = plan_summary(pv.plan)
+    lines = [f"[b]{escape(summary.title)}[/] on {escape(summary.hardware)}"]
+    lines += [escape(summary.runtime)] if summary.runtime else []
+    lines += [f"• {escape(line)}" for line in summary.models]
+    lines.append(escape(summary.totals))
     return "\n".join(lines)
 
 
 def why_words(pv) -> str:
-    lines = ["[b]Why[/]"] + [f"• {escape(r)}" for r in pv.plan.reasons]
-    lines += [f"[yellow]⚠ {escape(w)}[/]" for w in pv.plan.warnings]
+    summary = plan_summary(pv.plan)
+    lines = ["[b]Why[/]"] + [f"• {escape(r)}" for r in summary.reasons]
+    lines += [f"[yellow]⚠ {escape(w)}[/]" for w in summary.warnings]
     return "\n".join(lines)
 
 
@@ -89,6 +83,11 @@ class InstallScreen(CoreScreen):
         with Vertical(id="install-bottom"):
             yield Checkbox("I trust this recipe: run what it lists above", id="trust", compact=True)
             yield Checkbox("I accept the licences above", id="accept", compact=True)
+            with Horizontal(id="token-row"):   # shown when a model turns out to be gated
+                yield Input(placeholder="Hugging Face read token (hf_…)", password=True,
+                            id="hf-token", compact=True)
+                yield Button("Save token and try again", id="retry-token", variant="primary",
+                             compact=True)
             with Horizontal(classes="buttons", id="install-buttons"):
                 yield Button("Install" if not self.update else "Update", id="do-install",
                              variant="success", disabled=True, compact=True)
@@ -98,7 +97,7 @@ class InstallScreen(CoreScreen):
 
     def on_mount(self) -> None:
         self.sub_title = f"{'Update' if self.update else 'Install'} {self.target}"
-        for wid in ("#trust", "#accept", "#progress", "#cancel", "#manifest", "#licences"):
+        for wid in ("#trust", "#accept", "#progress", "#cancel", "#manifest", "#licences", "#token-row"):
             self.query_one(wid).display = False
         self._plan(None)
 
@@ -203,6 +202,13 @@ class InstallScreen(CoreScreen):
             self.action_cancel()
         elif event.button.id == "back":
             self.action_back()
+        elif event.button.id == "retry-token":
+            self.action_retry_with_token()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "hf-token":
+            event.stop()
+            self.action_retry_with_token()
 
     def action_install(self) -> None:
         if self.phase != "ready" or not self.consent_given():
@@ -216,7 +222,7 @@ class InstallScreen(CoreScreen):
         self.query_one("#progress").display = True
         self.job = self.core.install_job(self.pv, update=self.update, report=self._on_event)
         log = self.query_one("#install-log", Log)
-        log.write_line(f"$ darkroom {' '.join(self.job.argv)}")
+        log.write_line(f"Same as: {' '.join(self.job.command)}")
         self.query_one("#install-body", VerticalScroll).scroll_end(animate=False)
         job = self.job
         self.run_core(job.run, done=self._finished, group="install")
@@ -286,6 +292,36 @@ class InstallScreen(CoreScreen):
 
                 log.write_line("error: " + error_text(result.error))
                 self.app.show_error(result.error)  # type: ignore[attr-defined]
+                if result.error.kind == "gated":
+                    self._offer_token()
+
+    # ------------------------------------------------------------ a gated model: take a token
+
+    def _offer_token(self) -> None:
+        """The next step for a gated model, on this screen: paste a token and go again."""
+        self.query_one("#install-log", Log).write_line(
+            "This model is gated: accept its licence on its Hugging Face page, then paste a read "
+            "token below and try again.")
+        self.query_one("#token-row").display = True
+        self.query_one("#hf-token", Input).focus()
+
+    def action_retry_with_token(self) -> None:
+        if self.phase != "failed":
+            return
+        token = self.query_one("#hf-token", Input).value.strip()
+        if not token:
+            self.notify("Paste a Hugging Face read token first.", severity="warning")
+            return
+        self.phase = "saving-token"
+        self.run_core(self.core.set_setting, "hf_token", token, done=self._retry_after_token,
+                      failed=lambda _exc: setattr(self, "phase", "failed"), group="token")
+
+    def _retry_after_token(self, _result: object) -> None:
+        self.query_one("#hf-token", Input).value = ""
+        self.query_one("#token-row").display = False
+        self.query_one("#install-log", Log).write_line("Token saved; trying again.")
+        self.phase = "ready"
+        self.action_install()
 
     def action_cancel(self) -> None:
         if self.phase == "running" and self.job is not None:

@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from ...commands._common import human_bytes
+from ...views import human_bytes
 from .base import CoreScreen
 
 

@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import ProgressBar, Static
 
-from ...commands._common import human_bytes
 from ...events import Progress
+from ...views import human_bytes
 
 
 def progress_words(event: Progress) -> str:

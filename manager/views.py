@@ -1,0 +1,193 @@
+"""What both faces show, written once: sizes, the choice flags, the plan in plain words.
+
+The CLI prints these lines and the TUI styles them; neither face builds its own wording,
+so a plan reads the same in a terminal and on the Install screen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import DarkroomError
+
+if TYPE_CHECKING:
+    from .home import Home
+    from .planner import Choices, Plan
+    from .recipe import Recipe
+
+
+def human_bytes(n: float) -> str:
+    """1.2 GB, 340.0 MB, 12 B: decimal units, as disks and downloads are sold."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+# ---------------------------------------------------------------- choices <-> flags
+
+
+def parse_choices(variants: list[str], models: str | None, cpu: bool) -> Choices:
+    """`--variant [MODEL=]VARIANT` (repeatable), `--models M1,M2` and `--cpu` as Choices."""
+    from .planner import Choices
+
+    chosen: dict[str, str] = {}
+    for item in variants:
+        key, sep, value = item.partition("=")
+        if sep:
+            chosen[key.strip()] = value.strip()
+        else:
+            chosen["*"] = key.strip()
+    model_list = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    return Choices(variants=chosen, models=model_list, backend="cpu" if cpu else None)
+
+
+def choice_args(choices: Choices) -> list[str]:
+    """The CLI flags that ask for the same choices (the inverse of `parse_choices`), so the
+    TUI can show the command that repeats an install."""
+    out: list[str] = []
+    for model, variant in sorted(choices.variants.items()):
+        out += ["--variant", variant if model == "*" else f"{model}={variant}"]
+    if choices.models is not None:
+        out += ["--models", ",".join(choices.models)]
+    if choices.backend == "cpu":
+        out.append("--cpu")
+    return out
+
+
+# ---------------------------------------------------------------- the plan in words
+
+
+@dataclass
+class PlanSummary:
+    """A plan as sentences: a title and machine, the runtime, one line per model, the totals, and why."""
+
+    title: str  # app and version
+    hardware: str  # the machine it was planned for
+    runtime: str | None
+    models: list[str]
+    totals: str
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        return [*([self.runtime] if self.runtime else []), *self.models, self.totals]
+
+
+def plan_summary(plan: Plan) -> PlanSummary:
+    from .planner import OFFLOAD_WORDS
+
+    runtime = (
+        f"PyTorch for {plan.torch_backend}, running on {plan.device}."
+        if plan.torch_backend
+        else None
+    )
+    models = []
+    for m in plan.models:
+        offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
+        models.append(f"{m.name}: {m.variant_label}{offload} ({human_bytes(m.download_bytes)})")
+    totals = (
+        f"Download {human_bytes(plan.download_bytes)}; disk needed about "
+        f"{human_bytes(plan.disk_needed_bytes)}"
+        + (f"; {plan.vram_gb:g} GB of GPU memory in use." if plan.vram_gb else ".")
+    )
+    return PlanSummary(
+        f"{plan.app_name} {plan.version}",
+        plan.hardware,
+        runtime,
+        models,
+        totals,
+        list(plan.reasons),
+        list(plan.warnings),
+    )
+
+
+# ---------------------------------------------------------------- the apps, one row each
+
+
+@dataclass
+class AppRow:
+    """What `darkroom list` prints and a Home card shows about one app."""
+
+    app: str
+    name: str
+    description: str
+    installed: bool = False
+    version: str | None = None
+    status: str = (
+        "not installed"  # not installed / installed / starting / ready / failed / stale ...
+    )
+    url: str = ""
+    port: int | None = None
+    vram_gb: float = 0.0
+    bundled: bool = True
+    problem: str = ""  # why it failed, when it did
+    model_loaded: bool | None = None  # False once a running app has unloaded its model
+    vram_measured_gb: float | None = None  # NVML, per process; None where it cannot be measured
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("starting", "ready", "restarting", "stopping")
+
+
+def app_rows(
+    home: Home, recipes: dict[str, Recipe] | None = None, running: bool = True
+) -> list[AppRow]:
+    """Every bundled app and every installed third-party app, with what is known of it;
+    `running=False` skips asking the supervisor (a plain listing)."""
+    from . import state as state_mod
+
+    if recipes is None:
+        from .recipe import bundled_recipes
+
+        recipes = bundled_recipes()
+    installed = state_mod.load(home).apps
+    out = [AppRow(rid, recipe.name, recipe.description) for rid, recipe in recipes.items()]
+    out += [
+        AppRow(app, app, f"from {rec.recipe_source}", bundled=False)
+        for app, rec in installed.items()
+        if app not in recipes
+    ]
+    for row in out:
+        rec = installed.get(row.app)
+        if rec is None:
+            continue
+        row.installed, row.version, row.status, row.vram_gb = (
+            True,
+            rec.version,
+            "installed",
+            rec.vram_gb,
+        )
+        if not row.bundled:
+            with contextlib.suppress(DarkroomError, Exception):
+                from . import launching
+
+                row.name = launching.recipe_of(home, rec, row.app).name
+    if running:
+        _add_run_state(home, out)
+    return out
+
+
+def _add_run_state(home: Home, rows: list[AppRow]) -> None:
+    from .supervisor import control
+
+    live = {info.app: info for info in control.status(home)}
+    usage = {}
+    if any(info.active for info in live.values()):
+        from . import switching
+
+        usage = {u.app: u for u in switching.usage(home)}
+    for row in rows:
+        info = live.get(row.app)
+        if info is not None:
+            row.status = "stale" if info.stale else info.status
+            row.url, row.port = info.url, info.port
+            if info.status == "failed":
+                row.problem = info.last_error or ""
+        used = usage.get(row.app)
+        if used is not None:
+            row.model_loaded, row.vram_measured_gb = used.loaded, used.measured_gb

@@ -1,0 +1,96 @@
+"""The two faces show the same things in the same words: the plan, the app list, sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rich.text import Text
+
+from manager import planner
+from manager import state as state_mod
+from manager.cli import main
+from manager.hardware import load_profile
+from manager.home import Home
+from manager.recipe import find_recipe
+from manager.state import InstalledApp
+from manager.tui.actions import Core
+from manager.tui.screens.install import plan_words, why_words
+from manager.views import human_bytes, plan_summary
+
+RECIPE = """\
+id: sidecar
+name: Side Car
+description: an app from elsewhere
+version: "2.0"
+license: apache-2.0
+source: {git: "https://example.invalid/sidecar.git", revision: v2.0}
+python: "3.11"
+launch:
+  command: ["{env_python}", "-m", "sidecar"]
+  port: 7998
+"""
+
+
+def test_sizes_read_the_same_everywhere() -> None:
+    assert [human_bytes(n) for n in (999, 1000, 1_234_567, 12e9, 3e15)] == [
+        "999 B",
+        "1.0 KB",
+        "1.2 MB",
+        "12.0 GB",
+        "3000.0 TB",
+    ]
+
+
+@pytest.mark.parametrize("profile", ["cpu-only-16gb", "laptop-rtx4060-8gb"])
+def test_cli_and_tui_print_the_same_plan_sentences(
+    profile: str, capsys: pytest.CaptureFixture
+) -> None:
+    plan = planner.plan(find_recipe("generator"), load_profile(profile), planner.Choices())
+    summary = plan_summary(plan)
+    assert main(["plan", "generator", "--hardware", profile]) == 0
+    cli = capsys.readouterr().out
+    preview = type("Preview", (), {"plan": plan})()
+    tui = Text.from_markup(plan_words(preview) + "\n" + why_words(preview)).plain
+    for line in [
+        f"{summary.title} on {summary.hardware}",
+        *summary.lines,
+        *summary.reasons,
+        *summary.warnings,
+    ]:
+        assert line in cli and line in tui, line
+    assert len(summary.models) == len(plan.models) and all(m.name in tui for m in plan.models)
+
+
+def test_list_and_home_cards_are_one_listing(home: Home, capsys: pytest.CaptureFixture) -> None:
+    """A third-party app is listed under its recipe's name by both faces (the CLI once
+    printed its id as its name)."""
+    state_mod.save(
+        home,
+        state_mod.State(
+            apps={
+                "sidecar": InstalledApp(
+                    app="sidecar",
+                    version="2.0",
+                    recipe_source="/recipes/sidecar.yaml",
+                    recipe_text=RECIPE,
+                )
+            }
+        ),
+    )
+    assert main(["list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    cards = Core(home, load_profile("cpu-only-16gb")).cards()
+    assert listed == [
+        {
+            "app": c.app,
+            "name": c.name,
+            "description": c.description,
+            "installed": c.installed,
+            "version": c.version,
+        }
+        for c in cards
+    ]
+    side = next(row for row in listed if row["app"] == "sidecar")
+    assert side["name"] == "Side Car" and side["installed"] and side["version"] == "2.0"
+    assert any(row["app"] == "generator" and not row["installed"] for row in listed)
