@@ -33,10 +33,10 @@ GIT_TIMEOUT_S = 600
 class AppSource:
     """Where the app's code lies and what to install from it."""
 
-    app_dir: Path                 # the app's folder ({app_dir} in recipes)
-    local_packages: list[Path]    # installed into the env, non-editable
+    app_dir: Path  # the app's folder ({app_dir} in recipes)
+    local_packages: list[Path]  # installed into the env, non-editable
     requirement_files: list[Path]
-    revision: str | None = None   # the git commit, for git sources
+    revision: str | None = None  # the git commit, for git sources
 
 
 def previous_dir(home: Home, app: str) -> Path:
@@ -51,14 +51,25 @@ def data_dir(home: Home, app: str) -> Path:
 def _git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     git = shutil.which("git")
     if git is None:
-        raise DarkroomError("Git is not installed, and this app is installed from a git repository.",
-                            "Install git (https://git-scm.com/downloads), then try again.")
+        raise DarkroomError(
+            "Git is not installed, and this app is installed from a git repository.",
+            "Install git (https://git-scm.com/downloads), then try again.",
+        )
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
     try:
-        return subprocess.run([git, *args], cwd=cwd, capture_output=True, text=True, env=env,
-                              timeout=GIT_TIMEOUT_S, check=False)
+        return subprocess.run(
+            [git, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        raise DarkroomError("Git took too long to answer.", "Check your network, then try again.") from None
+        raise DarkroomError(
+            "Git took too long to answer.", "Check your network, then try again."
+        ) from None
 
 
 def _last_line(text: str) -> str:
@@ -78,29 +89,46 @@ def clone(url: str, revision: str, dest: Path, report: Reporter = ignore) -> str
         validate.git_url(url)
         validate.revision(revision)
     except ValueError as exc:
-        raise DarkroomError(f"The git source {validate.shown(url)} at {validate.shown(revision)} "
-                            f"cannot be used: it {exc}.", "Fix the recipe's source, then try again.") from None
+        raise DarkroomError(
+            f"The git source {validate.shown(url)} at {validate.shown(revision)} "
+            f"cannot be used: it {exc}.",
+            "Fix the recipe's source, then try again.",
+        ) from None
     report(Stage(SOURCE, "cloning", f"{url} at {revision}"))
     dest.mkdir(parents=True)
     if _git(["init", "-q", "--", str(dest)]).returncode != 0:
-        raise DarkroomError(f"Git could not create a folder at {dest}.", "Check the disk, then try again.")
+        raise DarkroomError(
+            f"Git could not create a folder at {dest}.", "Check the disk, then try again."
+        )
     _git(["remote", "add", "--", "origin", url], cwd=dest)
     # Only the transports validate allows, whatever the user's git config says.
-    protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
-                 "-c", "protocol.ssh.allow=always", "-c", "protocol.file.allow=always"]
+    protocols = [
+        "-c",
+        "protocol.allow=never",
+        "-c",
+        "protocol.https.allow=always",
+        "-c",
+        "protocol.ssh.allow=always",
+        "-c",
+        "protocol.file.allow=always",
+    ]
     shallow = _git([*protocols, "fetch", "-q", "--depth", "1", "--", "origin", revision], cwd=dest)
     if shallow.returncode != 0:
         full = _git([*protocols, "fetch", "-q", "--tags", "--", "origin"], cwd=dest)
         if full.returncode != 0:
-            raise DarkroomError(f"The git repository {url} could not be reached ({_last_line(full.stderr)}).",
-                                "Check the address and your network, then try again.")
+            raise DarkroomError(
+                f"The git repository {url} could not be reached ({_last_line(full.stderr)}).",
+                "Check the address and your network, then try again.",
+            )
         target = revision
     else:
         target = "FETCH_HEAD"
     checkout = _git(["-c", "advice.detachedHead=false", "checkout", "-q", target, "--"], cwd=dest)
     if checkout.returncode != 0:
-        raise DarkroomError(f"The git repository {url} has no revision '{revision}'.",
-                            "Check the tag or commit in the recipe, then try again.")
+        raise DarkroomError(
+            f"The git repository {url} has no revision '{revision}'.",
+            "Check the tag or commit in the recipe, then try again.",
+        )
     commit = _git(["rev-parse", "HEAD"], cwd=dest).stdout.strip()
     report(Stage(SOURCE, "cloned", f"{revision} = {commit[:12]}"))
     return commit
@@ -111,10 +139,13 @@ def stage(home: Home, recipe: Recipe, report: Reporter = ignore) -> tuple[AppSou
     if recipe.source.bundled is not None:
         apps = bundled.apps_dir()
         if not (apps / recipe.source.bundled).is_dir() and not (apps / "pyproject.toml").is_file():
-            raise DarkroomError(f"The bundled code of {recipe.name} is missing from this Darkroom.",
-                                "Reinstall Darkroom with ./install.sh, then try again.")
-        return AppSource(app_dir=apps / recipe.source.bundled, local_packages=[apps],
-                         requirement_files=[]), None
+            raise DarkroomError(
+                f"The bundled code of {recipe.name} is missing from this Darkroom.",
+                "Reinstall Darkroom with ./install.sh, then try again.",
+            )
+        return AppSource(
+            app_dir=apps / recipe.source.bundled, local_packages=[apps], requirement_files=[]
+        ), None
     assert recipe.source.git is not None and recipe.source.revision is not None
     staged = home.staging / f"src-{recipe.id}-{uuid.uuid4().hex[:8]}"
     try:
@@ -134,12 +165,17 @@ def _clone_extra(url: str, commit: str, dest: Path, name: str, report: Reporter)
     if dest.is_dir() and not any(dest.iterdir()):
         dest.rmdir()
     elif dest.exists():
-        raise DarkroomError(f"{name}'s code already has {dest.name}, where the recipe puts the extra "
-                            f"repository {url}.", "Fix the recipe's extra_repos dest, then try again.")
+        raise DarkroomError(
+            f"{name}'s code already has {dest.name}, where the recipe puts the extra "
+            f"repository {url}.",
+            "Fix the recipe's extra_repos dest, then try again.",
+        )
     got = clone(url, commit, dest, report)
     if got != commit:
-        raise DarkroomError(f"The git repository {url} gave commit {got[:12]}, not the pinned {commit[:12]}.",
-                            "Check the recipe's extra_repos commit (a full 40-character hash), then try again.")
+        raise DarkroomError(
+            f"The git repository {url} gave commit {got[:12]}, not the pinned {commit[:12]}.",
+            "Check the recipe's extra_repos commit (a full 40-character hash), then try again.",
+        )
 
 
 def install_mode(recipe: Recipe, folder: Path) -> str:
@@ -165,16 +201,24 @@ def _described(recipe: Recipe, folder: Path, commit: str | None) -> AppSource:
     reqs = [folder / r for r in names]
     for req in reqs:
         if not req.is_file():
-            raise DarkroomError(f"{recipe.name} at this revision has no {req.relative_to(folder)}.",
-                                "The recipe names a requirements file the repository does not have; "
-                                "fix the recipe or pick another revision.")
+            raise DarkroomError(
+                f"{recipe.name} at this revision has no {req.relative_to(folder)}.",
+                "The recipe names a requirements file the repository does not have; "
+                "fix the recipe or pick another revision.",
+            )
     has_project = (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file()
     if mode == "project" and not has_project:
-        raise DarkroomError(f"{recipe.name} at this revision is not a Python package (no pyproject.toml "
-                            "or setup.py), but its recipe says `install: project`.",
-                            "Set `install: requirements` or `install: packages` in the recipe.")
-    return AppSource(app_dir=folder, local_packages=[folder] if mode == "project" else [],
-                     requirement_files=reqs, revision=commit)
+        raise DarkroomError(
+            f"{recipe.name} at this revision is not a Python package (no pyproject.toml "
+            "or setup.py), but its recipe says `install: project`.",
+            "Set `install: requirements` or `install: packages` in the recipe.",
+        )
+    return AppSource(
+        app_dir=folder,
+        local_packages=[folder] if mode == "project" else [],
+        requirement_files=reqs,
+        revision=commit,
+    )
 
 
 # ---------------------------------------------------------------- user data
@@ -196,7 +240,11 @@ def link_data(home: Home, recipe: Recipe, folder: Path) -> None:
         keep = base / rel
         keep.mkdir(parents=True, exist_ok=True)
         for old in (installed / rel, previous_dir(home, recipe.id) / rel):
-            if old.is_dir() and not old.is_symlink() and folder.resolve() not in old.resolve().parents:
+            if (
+                old.is_dir()
+                and not old.is_symlink()
+                and folder.resolve() not in old.resolve().parents
+            ):
                 _merge_into(old, keep, keep_both=True)
                 shutil.rmtree(old)
                 _link_dir(keep, old)
@@ -217,7 +265,12 @@ def _merge_into(src: Path, dest: Path, keep_both: bool = False) -> None:
         target = dest / entry.name
         if not target.exists() and not target.is_symlink():
             shutil.move(str(entry), str(target))
-        elif entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+        elif (
+            entry.is_dir()
+            and not entry.is_symlink()
+            and target.is_dir()
+            and not target.is_symlink()
+        ):
             _merge_into(entry, target, keep_both)
         elif keep_both:
             n = 1
@@ -235,8 +288,11 @@ def _link_dir(target: Path, link: Path) -> None:
 
             _winapi.CreateJunction(str(target), str(link))
             return
-        raise DarkroomError(f"Darkroom could not link {link} to the app's data in {target} "
-                            f"({exc.strerror or exc}).", "Check the data folder is writable, then try again.") from None
+        raise DarkroomError(
+            f"Darkroom could not link {link} to the app's data in {target} "
+            f"({exc.strerror or exc}).",
+            "Check the data folder is writable, then try again.",
+        ) from None
 
 
 def swap_in(home: Home, recipe: Recipe, staged: Path | None) -> AppSource:
@@ -274,7 +330,9 @@ def restore(home: Home, recipe: Recipe, commit: str, report: Reporter = ignore) 
     if revision_of(previous_dir(home, recipe.id)) == commit:
         rollback(home, recipe.id)
         return _described(recipe, home.app_dir(recipe.id), commit)
-    pinned = recipe.model_copy(update={"source": recipe.source.model_copy(update={"revision": commit})})
+    pinned = recipe.model_copy(
+        update={"source": recipe.source.model_copy(update={"revision": commit})}
+    )
     _source, staged = stage(home, pinned, report)
     return swap_in(home, pinned, staged)
 

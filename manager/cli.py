@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="darkroom",
         description="Install, run and switch between local AI image apps. "
-                    "Run with no command to open the full-screen interface.",
+        "Run with no command to open the full-screen interface.",
     )
     parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         print(err.hint, file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("darkroom: stopped. Nothing half-done was kept; run the same command again to finish.",
-              file=sys.stderr)
+        print(
+            "darkroom: stopped. Nothing half-done was kept; run the same command again to finish.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -26,23 +26,33 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     hf_token: str | None = Field(None, description="Hugging Face token for gated models")
-    hf_endpoint: str | None = Field(None, description="Hugging Face mirror, e.g. https://hf-mirror.com")
+    hf_endpoint: str | None = Field(
+        None, description="Hugging Face mirror, e.g. https://hf-mirror.com"
+    )
     index_url: str | None = Field(None, description="Python package index replacing PyPI")
     extra_index_urls: list[str] = Field(default_factory=list, description="Extra package indexes")
     find_links: list[str] = Field(default_factory=list, description="Folders or pages with wheels")
     index_strategy: Literal["first-index", "unsafe-first-match", "unsafe-best-match"] = Field(
-        "first-index", description="Which index a package may come from: first-index (safe) takes each "
+        "first-index",
+        description="Which index a package may come from: first-index (safe) takes each "
         "package only from the first index that has it; unsafe-best-match lets a partial mirror "
-        "fall back to the next index")
+        "fall back to the next index",
+    )
     torch_index_urls: dict[str, str] = Field(
-        default_factory=dict, description="PyTorch wheel index per build on your mirror, e.g. "
+        default_factory=dict,
+        description="PyTorch wheel index per build on your mirror, e.g. "
         "{cpu: https://mirror/whl/cpu, cu124: https://mirror/whl/cu124}; without one, a machine "
-        "without a GPU takes torch from PyTorch's CPU index")
+        "without a GPU takes torch from PyTorch's CPU index",
+    )
     offline: bool = Field(False, description="Never touch the network; use caches only")
-    bind_host: str = Field("127.0.0.1", description="Address apps listen on; 0.0.0.0 shares on the LAN")
+    bind_host: str = Field(
+        "127.0.0.1", description="Address apps listen on; 0.0.0.0 shares on the LAN"
+    )
     port_start: int = Field(7860, ge=1024, le=65000, description="First port tried for apps")
     port_end: int = Field(7960, ge=1024, le=65535, description="Last port tried for apps")
-    idle_unload_minutes: int = Field(0, ge=0, description="Free GPU memory after N idle minutes; 0 = never")
+    idle_unload_minutes: int = Field(
+        0, ge=0, description="Free GPU memory after N idle minutes; 0 = never"
+    )
     parallel_downloads: int = Field(4, ge=1, le=16, description="Files downloaded at once")
 
     @field_validator("torch_index_urls", mode="before")
@@ -57,7 +67,9 @@ class Settings(BaseModel):
         if isinstance(value, dict):
             bad = [k for k in value if not re.fullmatch(r"cpu|cu1[0-9]{2}|rocm[0-9.]+", str(k))]
             if bad:
-                raise ValueError(f"unknown torch build {bad[0]!r} (use cpu, cu124, cu128, rocm6.3, ...)")
+                raise ValueError(
+                    f"unknown torch build {bad[0]!r} (use cpu, cu124, cu128, rocm6.3, ...)"
+                )
         return value
 
     @field_validator("extra_index_urls", "find_links", mode="before")
@@ -131,18 +143,26 @@ def mirror_settings(settings: Settings, value: str) -> Settings:
     parts = value.split()
     indexes = [p for p in parts if p.rstrip("/").endswith("simple")]
     links = [p for p in parts if p not in indexes]
-    return Settings.model_validate({**settings.model_dump(), "extra_index_urls": indexes, "find_links": links,
-                                    "index_strategy": "unsafe-best-match" if parts else "first-index"})
+    return Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "extra_index_urls": indexes,
+            "find_links": links,
+            "index_strategy": "unsafe-best-match" if parts else "first-index",
+        }
+    )
 
 
 def mirror_note(settings: Settings) -> str:
     """What `config set mirror` did, in words: the three settings and why the strategy changed."""
     if not settings.find_links and not settings.extra_index_urls:
         return "No mirror: packages come from the package index only (index_strategy first-index)."
-    return (f"find_links: {', '.join(settings.find_links) or '-'}; extra_index_urls: "
-            f"{', '.join(settings.extra_index_urls) or '-'}; index_strategy: {settings.index_strategy}. "
-            "Note: a package the mirror lacks now comes from the package index, and one that both have "
-            "comes from whichever holds the best version, so use only mirrors you trust.")
+    return (
+        f"find_links: {', '.join(settings.find_links) or '-'}; extra_index_urls: "
+        f"{', '.join(settings.extra_index_urls) or '-'}; index_strategy: {settings.index_strategy}. "
+        "Note: a package the mirror lacks now comes from the package index, and one that both have "
+        "comes from whichever holds the best version, so use only mirrors you trust."
+    )
 
 
 def set_value(home: Home, key: str, value: str) -> Settings:
@@ -158,7 +178,9 @@ def set_value(home: Home, key: str, value: str) -> Settings:
         known = ", ".join(sorted([*Settings.model_fields, MIRROR]))
         near = did_you_mean(key, [*Settings.model_fields, MIRROR])
         shown = key if len(key) <= 60 else key[:59] + "…"
-        raise DarkroomError(f"There is no setting called '{shown}'.{near}", f"Known settings: {known}.")
+        raise DarkroomError(
+            f"There is no setting called '{shown}'.{near}", f"Known settings: {known}."
+        )
     field = Settings.model_fields[key]
     parsed: Any = value
     if value == "" and field.default is None:
@@ -167,8 +189,9 @@ def set_value(home: Home, key: str, value: str) -> Settings:
         updated = Settings.model_validate({**settings.model_dump(), key: parsed})
     except ValidationError as exc:
         msg = exc.errors()[0]["msg"]
-        raise DarkroomError(f"'{value}' is not a valid value for {key}: {msg}.",
-                            f"{field.description}.") from None
+        raise DarkroomError(
+            f"'{value}' is not a valid value for {key}: {msg}.", f"{field.description}."
+        ) from None
     save(home, updated)
     return updated
 

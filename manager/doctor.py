@@ -25,20 +25,31 @@ from .supervisor import control
 from .weights_store import RepoStore
 
 LOW_DISK_GB = 10.0
-_FLAVOUR_NEEDS = {"cu128": (12, 8), "cu126": (12, 6), "cu124": (12, 4), "cu121": (12, 1), "cu118": (11, 8)}
+_FLAVOUR_NEEDS = {
+    "cu128": (12, 8),
+    "cu126": (12, 6),
+    "cu124": (12, 4),
+    "cu121": (12, 1),
+    "cu118": (11, 8),
+}
 
 
 @dataclass
 class Finding:
-    level: str          # "ok", "warning", "error"
+    level: str  # "ok", "warning", "error"
     topic: str
-    text: str           # what is wrong, in a sentence
-    fix: str = ""       # what to do, in one line
+    text: str  # what is wrong, in a sentence
+    fix: str = ""  # what to do, in one line
     safe_fix: Callable[[], object] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {"level": self.level, "topic": self.topic, "text": self.text, "fix": self.fix,
-                "auto_fixable": self.safe_fix is not None}
+        return {
+            "level": self.level,
+            "topic": self.topic,
+            "text": self.text,
+            "fix": self.fix,
+            "auto_fixable": self.safe_fix is not None,
+        }
 
 
 def _driver_findings(st: state_mod.State, hw: Hardware) -> list[Finding]:
@@ -49,9 +60,15 @@ def _driver_findings(st: state_mod.State, hw: Hardware) -> list[Finding]:
         if not flavour or not flavour.startswith("cu"):
             continue
         if gpu is None or gpu.vendor != "nvidia":
-            out.append(Finding("error", "driver", f"{app.app} was built for an NVIDIA GPU ({flavour}), "
-                               "but no NVIDIA GPU is working now.",
-                               f"Check the NVIDIA driver, or run `darkroom update {app.app}` to switch to the CPU."))
+            out.append(
+                Finding(
+                    "error",
+                    "driver",
+                    f"{app.app} was built for an NVIDIA GPU ({flavour}), "
+                    "but no NVIDIA GPU is working now.",
+                    f"Check the NVIDIA driver, or run `darkroom update {app.app}` to switch to the CPU.",
+                )
+            )
             continue
         try:
             have = tuple(int(x) for x in (gpu.cuda_version or "0.0").split(".")[:2])
@@ -59,9 +76,15 @@ def _driver_findings(st: state_mod.State, hw: Hardware) -> list[Finding]:
             have = (0, 0)
         need = _FLAVOUR_NEEDS.get(flavour, (0, 0))
         if have < need:
-            out.append(Finding("error", "driver", f"{app.app} uses PyTorch for CUDA {need[0]}.{need[1]}, "
-                               f"but the NVIDIA driver supports only CUDA {gpu.cuda_version}.",
-                               f"Update the NVIDIA driver, or run `darkroom update {app.app}`."))
+            out.append(
+                Finding(
+                    "error",
+                    "driver",
+                    f"{app.app} uses PyTorch for CUDA {need[0]}.{need[1]}, "
+                    f"but the NVIDIA driver supports only CUDA {gpu.cuda_version}.",
+                    f"Update the NVIDIA driver, or run `darkroom update {app.app}`.",
+                )
+            )
     return out
 
 
@@ -76,10 +99,15 @@ def torch_mismatch(flavour: str | None, packages: dict[str, str]) -> tuple[str, 
     if flavour == "cpu":
         if local == "cpu" or (not local and not nvidia):
             return None
-        return "warning", (f"was planned for the CPU but holds PyTorch's CUDA build (torch {torch}, "
-                           f"{len(nvidia)} nvidia-* packages): gigabytes this machine cannot use")
+        return "warning", (
+            f"was planned for the CPU but holds PyTorch's CUDA build (torch {torch}, "
+            f"{len(nvidia)} nvidia-* packages): gigabytes this machine cannot use"
+        )
     if local == "cpu":
-        return "error", f"was planned for {flavour} but holds PyTorch's CPU build, so it never uses the GPU"
+        return (
+            "error",
+            f"was planned for {flavour} but holds PyTorch's CPU build, so it never uses the GPU",
+        )
     if local and local != flavour:
         return "warning", f"was planned for {flavour} but holds torch {torch}"
     return None
@@ -90,9 +118,15 @@ def _torch_findings(home: Home, app: str) -> list[Finding]:
     wrong = torch_mismatch(info.torch_backend, info.packages) if info else None
     if wrong is None:
         return []
-    return [Finding(wrong[0], "torch", f"The environment of {app} {wrong[1]}.",
-                    "If you use a package mirror, name its PyTorch index (`darkroom config set torch_index_urls "
-                    f"cpu=URL`), then run `darkroom update {app}`.")]
+    return [
+        Finding(
+            wrong[0],
+            "torch",
+            f"The environment of {app} {wrong[1]}.",
+            "If you use a package mirror, name its PyTorch index (`darkroom config set torch_index_urls "
+            f"cpu=URL`), then run `darkroom update {app}`.",
+        )
+    ]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -115,27 +149,51 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
 
     journals = sorted(home.staging.glob("journal-*.json"))
     if journals:
-        findings.append(Finding("warning", "interrupted", f"{len(journals)} install or update was interrupted.",
-                                "Run `darkroom doctor --fix` to finish cleaning it up.",
-                                lambda: installer.recover(home)))
+        findings.append(
+            Finding(
+                "warning",
+                "interrupted",
+                f"{len(journals)} install or update was interrupted.",
+                "Run `darkroom doctor --fix` to finish cleaning it up.",
+                lambda: installer.recover(home),
+            )
+        )
 
     findings += _driver_findings(st, hw)
 
     free_gb = shutil.disk_usage(home.root).free / 1e9
     if free_gb < LOW_DISK_GB:
-        findings.append(Finding("warning", "disk", f"Only {free_gb:.1f} GB is free for Darkroom's data folder.",
-                                "Free some space: `darkroom models gc` and `darkroom cache prune` help."))
+        findings.append(
+            Finding(
+                "warning",
+                "disk",
+                f"Only {free_gb:.1f} GB is free for Darkroom's data folder.",
+                "Free some space: `darkroom models gc` and `darkroom cache prune` help.",
+            )
+        )
 
     if not uvtool.hardlinks_work(home):
-        findings.append(Finding("warning", "cache", "uv's cache cannot hardlink into envs/, so every app "
-                                "environment uses its full size on disk (files are copied).",
-                                "Keep the data folder on one filesystem (DARKROOM_HOME) and allow hard links."))
+        findings.append(
+            Finding(
+                "warning",
+                "cache",
+                "uv's cache cannot hardlink into envs/, so every app "
+                "environment uses its full size on disk (files are copied).",
+                "Keep the data folder on one filesystem (DARKROOM_HOME) and allow hard links.",
+            )
+        )
 
     for info in control.status(home):
         if info.stale:
-            findings.append(Finding("warning", "run files", f"{info.app} is recorded as running, but its "
-                                    "supervisor is gone.", f"`darkroom doctor --fix` (or `darkroom stop {info.app}`).",
-                                    lambda app=info.app: control.stop(home, app)))
+            findings.append(
+                Finding(
+                    "warning",
+                    "run files",
+                    f"{info.app} is recorded as running, but its supervisor is gone.",
+                    f"`darkroom doctor --fix` (or `darkroom stop {info.app}`).",
+                    lambda app=info.app: control.stop(home, app),
+                )
+            )
 
     running = {i.app for i in control.status(home) if i.active}
     for app in sorted(st.apps):
@@ -143,29 +201,55 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
         with contextlib.suppress(DarkroomError):
             recipe = installer.launching.recipe_of(home, st.apps[app], app)
         if recipe and app not in running and not _port_free(settings.bind_host, recipe.launch.port):
-            findings.append(Finding("ok", "ports", f"Port {recipe.launch.port} of {app} is used by another "
-                                    "program; Darkroom will use the next free port.", ""))
+            findings.append(
+                Finding(
+                    "ok",
+                    "ports",
+                    f"Port {recipe.launch.port} of {app} is used by another "
+                    "program; Darkroom will use the next free port.",
+                    "",
+                )
+            )
         result = envs.verify(home, app, check_import=True)
         if not result.ok:
             problems = "; ".join(result.problems[:2]) or "it differs from what was installed"
-            findings.append(Finding("error", "environments", f"The environment of {app} is damaged: {problems}.",
-                                    f"`darkroom doctor --fix` repairs it (or `darkroom env repair {app}`).",
-                                    lambda app=app: _repair_env(home, settings, app)))
+            findings.append(
+                Finding(
+                    "error",
+                    "environments",
+                    f"The environment of {app} is damaged: {problems}.",
+                    f"`darkroom doctor --fix` repairs it (or `darkroom env repair {app}`).",
+                    lambda app=app: _repair_env(home, settings, app),
+                )
+            )
         findings += _torch_findings(home, app)
         files = [f for m in st.apps[app].models for f in m.files]
         # Every byte is hashed once; later runs trust a verification recorded for the same
         # size, mtime and inode (deep: hash everything again).
         bad = weights.verify(home, files, recorded=not deep) if files else []
         if bad:
-            findings.append(Finding("error", "models", f"{len(bad)} model file(s) of {app} are missing or damaged: "
-                                    f"{bad[0].message}", f"`darkroom doctor --fix` fetches them again "
-                                    f"(or `darkroom models pull {app}`).",
-                                    lambda files=files: weights.pull(home, settings, weights.specs_of(files))))
+            findings.append(
+                Finding(
+                    "error",
+                    "models",
+                    f"{len(bad)} model file(s) of {app} are missing or damaged: {bad[0].message}",
+                    f"`darkroom doctor --fix` fetches them again "
+                    f"(or `darkroom models pull {app}`).",
+                    lambda files=files: weights.pull(home, settings, weights.specs_of(files)),
+                )
+            )
 
     orphans = [e for e in envs.list_envs(home) if e not in st.apps]
     for app in orphans:
-        findings.append(Finding("warning", "environments", f"There is an environment for {app}, which is not installed.",
-                                "`darkroom doctor --fix` removes it.", lambda app=app: envs.remove(home, app)))
+        findings.append(
+            Finding(
+                "warning",
+                "environments",
+                f"There is an environment for {app}, which is not installed.",
+                "`darkroom doctor --fix` removes it.",
+                lambda app=app: envs.remove(home, app),
+            )
+        )
 
     if not any(f.level != "ok" for f in findings):
         findings.append(Finding("ok", "all", "Nothing is wrong with this installation.", ""))
@@ -202,27 +286,36 @@ class DiskUse:
     """Disk use whose figures add up: separately - saved = actual, for environments and for
     models; what no app uses (uv's cache, unused store files) is counted apart, not mixed in."""
 
-    apps: dict[str, dict[str, int]]     # app -> {"env": bytes, "models": bytes}
-    envs_separate: int                  # each env on its own, as if nothing were shared
-    envs_actual: int                    # all envs together, each hardlinked file once
-    models_separate: int                # model bytes counted per app
-    models_actual: int                  # the model files apps use, each once
-    cache: int = 0                      # uv's package cache beyond what the envs share with it
-    models_unused: int = 0              # files in the store no installed app uses
+    apps: dict[str, dict[str, int]]  # app -> {"env": bytes, "models": bytes}
+    envs_separate: int  # each env on its own, as if nothing were shared
+    envs_actual: int  # all envs together, each hardlinked file once
+    models_separate: int  # model bytes counted per app
+    models_actual: int  # the model files apps use, each once
+    cache: int = 0  # uv's package cache beyond what the envs share with it
+    models_unused: int = 0  # files in the store no installed app uses
 
     @property
     def saved(self) -> int:
-        return max(0, self.envs_separate - self.envs_actual) + max(0, self.models_separate - self.models_actual)
+        return max(0, self.envs_separate - self.envs_actual) + max(
+            0, self.models_separate - self.models_actual
+        )
 
     @property
     def total(self) -> int:
         return self.envs_actual + self.cache + self.models_actual + self.models_unused
 
     def to_dict(self) -> dict:
-        return {"apps": self.apps, "envs_separate": self.envs_separate, "envs_actual": self.envs_actual,
-                "models_separate": self.models_separate, "models_actual": self.models_actual,
-                "cache": self.cache, "models_unused": self.models_unused, "saved": self.saved,
-                "total": self.total}
+        return {
+            "apps": self.apps,
+            "envs_separate": self.envs_separate,
+            "envs_actual": self.envs_actual,
+            "models_separate": self.models_separate,
+            "models_actual": self.models_actual,
+            "cache": self.cache,
+            "models_unused": self.models_unused,
+            "saved": self.saved,
+            "total": self.total,
+        }
 
 
 def _size_together(folders: list[Path]) -> int:
@@ -250,7 +343,11 @@ def _used_model_bytes(home: Home, st: state_mod.State) -> int:
         for m in app.models:
             for f in m.files:
                 try:
-                    info = RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).stat()
+                    info = (
+                        RepoStore(home.models, f.repo, f.repo_type)
+                        .pointer(f.revision, f.path)
+                        .stat()
+                    )
                 except OSError:
                     continue
                 if (info.st_dev, info.st_ino) not in seen:
@@ -271,6 +368,12 @@ def disk_use(home: Home) -> DiskUse:
     with_cache = _size_together([home.envs, home.uv_cache])
     models_actual = _used_model_bytes(home, st)
     store = dir_size(home.models) if home.models.exists() else 0
-    return DiskUse(apps=apps, envs_separate=sum(a["env"] for a in apps.values()), envs_actual=envs_actual,
-                   models_separate=sum(a["models"] for a in apps.values()), models_actual=models_actual,
-                   cache=max(0, with_cache - envs_actual), models_unused=max(0, store - models_actual))
+    return DiskUse(
+        apps=apps,
+        envs_separate=sum(a["env"] for a in apps.values()),
+        envs_actual=envs_actual,
+        models_separate=sum(a["models"] for a in apps.values()),
+        models_actual=models_actual,
+        cache=max(0, with_cache - envs_actual),
+        models_unused=max(0, store - models_actual),
+    )

@@ -136,8 +136,9 @@ class PruneResult:
 
 def _check_app(app: str) -> None:
     if not _APP_RE.match(app):
-        raise NotFound(f"'{app}' is not a valid app name.",
-                       "App names are lowercase letters, digits and '-'.")
+        raise NotFound(
+            f"'{app}' is not a valid app name.", "App names are lowercase letters, digits and '-'."
+        )
 
 
 def env_dir(home: Home, app: str) -> Path:
@@ -265,23 +266,33 @@ def _swap_in(home: Home, app: str, staged: Path, keep_previous: bool) -> None:
 def _tree_digest(folder: Path) -> str:
     """Cheap fingerprint of a local source tree: names, sizes and times of its files."""
     if not folder.is_dir():
-        raise DarkroomError(f"The local package folder {folder} does not exist.",
-                            "Reinstall Darkroom, or fix the app's source folder.")
+        raise DarkroomError(
+            f"The local package folder {folder} does not exist.",
+            "Reinstall Darkroom, or fix the app's source folder.",
+        )
     parts = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git", "build", "dist")
-                         and not d.endswith(".egg-info"))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in ("__pycache__", ".git", "build", "dist") and not d.endswith(".egg-info")
+        )
         for name in sorted(files):
             if name.endswith((".pyc", ".pyo")):
                 continue
             st = os.stat(os.path.join(root, name))
-            parts.append(f"{os.path.relpath(os.path.join(root, name), folder)}:{st.st_size}:{st.st_mtime_ns}")
+            parts.append(
+                f"{os.path.relpath(os.path.join(root, name), folder)}:{st.st_size}:{st.st_mtime_ns}"
+            )
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+    }
 
 
 _CHECK_CODE = (
@@ -300,8 +311,15 @@ def _run_check(folder: Path, module: str | None) -> tuple[bool, str, str]:
     """
     cmd = [str(_python_in(folder)), "-I", "-B", "-c", _CHECK_CODE] + ([module] if module else [])
     try:
-        out = subprocess.run(uvtool.die_with_parent(cmd), capture_output=True, text=True, errors="replace",
-                             timeout=_CHECK_TIMEOUT_S, env=_clean_env(), cwd=folder)
+        out = subprocess.run(
+            uvtool.die_with_parent(cmd),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=_CHECK_TIMEOUT_S,
+            env=_clean_env(),
+            cwd=folder,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, "", str(exc)
     if out.returncode != 0:
@@ -314,8 +332,12 @@ def _run_check(folder: Path, module: str | None) -> tuple[bool, str, str]:
 
 
 def _freeze(home: Home, folder: Path, mode: str) -> str:
-    return uvtool.run(home, ["pip", "freeze", "--no-config", "--python", str(_python_in(folder))],
-                      mode=mode, timeout=300)
+    return uvtool.run(
+        home,
+        ["pip", "freeze", "--no-config", "--python", str(_python_in(folder))],
+        mode=mode,
+        timeout=300,
+    )
 
 
 def parse_lock(text: str) -> dict[str, str]:
@@ -333,62 +355,119 @@ def parse_lock(text: str) -> dict[str, str]:
 
 def _install_args(spec: EnvSpec) -> list[str]:
     args = [*spec.packages, *spec.torch_packages]
-    for entry in args:  # never an option such as --index-url or -r/etc/shadow (the schema checks first)
+    for (
+        entry
+    ) in args:  # never an option such as --index-url or -r/etc/shadow (the schema checks first)
         try:
             validate.requirement(entry)
         except ValueError as exc:
-            raise DarkroomError(f"The environment of {spec.app} cannot be built: {exc}.",
-                                "Fix the recipe's packages, then try again.") from None
+            raise DarkroomError(
+                f"The environment of {spec.app} cannot be built: {exc}.",
+                "Fix the recipe's packages, then try again.",
+            ) from None
     for req in spec.requirement_files:
         if not req.is_file():
-            raise DarkroomError(f"The requirements file {req} of {spec.app} does not exist.",
-                                "Reinstall the app so its source is fetched again.")
+            raise DarkroomError(
+                f"The requirements file {req} of {spec.app} does not exist.",
+                "Reinstall the app so its source is fetched again.",
+            )
         args += ["-r", str(req)]
     for folder in spec.local_packages:
         if not folder.is_dir():
-            raise DarkroomError(f"The local package folder {folder} of {spec.app} does not exist.",
-                                "Reinstall Darkroom, or fix the app's source folder.")
+            raise DarkroomError(
+                f"The local package folder {folder} of {spec.app} does not exist.",
+                "Reinstall Darkroom, or fix the app's source folder.",
+            )
         args.append(str(folder.resolve()))
     return args
 
 
-def _make_env(home: Home, settings: Settings, spec: EnvSpec, staged: Path, mode: str,
-              report: Reporter) -> None:
-    report(Stage(SOURCE, "resolving", f"Python {spec.python} and {len(spec.packages) + len(spec.torch_packages)} packages"))
-    venv = ["venv", "--no-config", "--no-project", "--relocatable", "--python", spec.python,
-            "--prompt", spec.app, str(staged)]
+def _make_env(
+    home: Home, settings: Settings, spec: EnvSpec, staged: Path, mode: str, report: Reporter
+) -> None:
+    report(
+        Stage(
+            SOURCE,
+            "resolving",
+            f"Python {spec.python} and {len(spec.packages) + len(spec.torch_packages)} packages",
+        )
+    )
+    venv = [
+        "venv",
+        "--no-config",
+        "--no-project",
+        "--relocatable",
+        "--python",
+        spec.python,
+        "--prompt",
+        spec.app,
+        str(staged),
+    ]
     if settings.offline:
         venv.append("--offline")
     uvtool.run(home, venv, mode=mode, report=report, timeout=600)
     backend = spec.torch_backend if spec.torch_packages else None
-    spec = replace(spec, torch_packages=uvtool.torch_requirements(settings, backend, spec.torch_packages))
+    spec = replace(
+        spec, torch_packages=uvtool.torch_requirements(settings, backend, spec.torch_packages)
+    )
     reqs = _install_args(spec)
     if not reqs:
         return
     if backend and backend != "mps" and uvtool.torch_source(settings, backend) == "user":
-        report(Message(SOURCE, f"torch comes from your configured package sources; make sure they "
-                               f"carry the {backend} build (or set torch_index_urls.{backend}).", "warning"))
-    uvtool.run(home, ["pip", "install", "--python", str(_python_in(staged)),
-                      *uvtool.source_args(settings, backend), *reqs],
-               mode=mode, report=report)
+        report(
+            Message(
+                SOURCE,
+                f"torch comes from your configured package sources; make sure they "
+                f"carry the {backend} build (or set torch_index_urls.{backend}).",
+                "warning",
+            )
+        )
+    uvtool.run(
+        home,
+        [
+            "pip",
+            "install",
+            "--python",
+            str(_python_in(staged)),
+            *uvtool.source_args(settings, backend),
+            *reqs,
+        ],
+        mode=mode,
+        report=report,
+    )
 
 
 def _finish(home: Home, spec: EnvSpec, staged: Path, mode: str, report: Reporter) -> None:
     """Check the staged env imports, then record its lock and metadata inside it."""
-    report(Stage(SOURCE, "checking", f"import {spec.check_import}" if spec.check_import else "python runs"))
+    report(
+        Stage(
+            SOURCE,
+            "checking",
+            f"import {spec.check_import}" if spec.check_import else "python runs",
+        )
+    )
     ok, version, why = _run_check(staged, spec.check_import)
     if not ok:
         what = f"`import {spec.check_import}`" if spec.check_import else "its Python"
         raise DarkroomError(
             f"The new environment for {spec.app} was built but {what} fails: {why}",
-            "The environment that was there before is unchanged. Report this to the app's maintainer.")
+            "The environment that was there before is unchanged. Report this to the app's maintainer.",
+        )
     lock = _freeze(home, staged, mode)
     atomic_write_text(staged / LOCK_FILE, lock)
-    atomic_write_json(staged / META_FILE, {
-        "app": spec.app, "spec": spec.to_dict(), "spec_hash": spec.fingerprint(),
-        "python_version": version, "torch_backend": spec.torch_backend, "link_mode": mode,
-        "built_at": time.time(), "uv_version": uvtool.uv_version(),
-    })
+    atomic_write_json(
+        staged / META_FILE,
+        {
+            "app": spec.app,
+            "spec": spec.to_dict(),
+            "spec_hash": spec.fingerprint(),
+            "python_version": version,
+            "torch_backend": spec.torch_backend,
+            "link_mode": mode,
+            "built_at": time.time(),
+            "uv_version": uvtool.uv_version(),
+        },
+    )
 
 
 def _guard(app: str, settings: Settings) -> contextlib.AbstractContextManager:
@@ -410,15 +489,27 @@ class _Guard:
         if isinstance(exc, OSError) and not isinstance(exc, DarkroomError):
             kept = f"The environment of {self.app} that was there before is unchanged."
             if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"The disk is full; the environment for {self.app} could not be built.",
-                               f"Free some space (try `darkroom cache prune`), then try again. {kept}") from None
-            raise DarkroomError(f"Building the environment for {self.app} failed: {exc.strerror or exc} "
-                                f"({exc.filename or 'no file'}).", kept) from None
+                raise DiskFull(
+                    f"The disk is full; the environment for {self.app} could not be built.",
+                    f"Free some space (try `darkroom cache prune`), then try again. {kept}",
+                ) from None
+            raise DarkroomError(
+                f"Building the environment for {self.app} failed: {exc.strerror or exc} "
+                f"({exc.filename or 'no file'}).",
+                kept,
+            ) from None
         return False
 
 
-def build(home: Home, settings: Settings, spec: EnvSpec, report: Reporter = ignore, *,
-          force: bool = False, keep_previous: bool = True) -> EnvInfo:
+def build(
+    home: Home,
+    settings: Settings,
+    spec: EnvSpec,
+    report: Reporter = ignore,
+    *,
+    force: bool = False,
+    keep_previous: bool = True,
+) -> EnvInfo:
     """Build the app's env in staging, check it, swap it in; the old one becomes .previous.
 
     Without `force`, an env already built from the same spec and still matching its
@@ -431,19 +522,36 @@ def build(home: Home, settings: Settings, spec: EnvSpec, report: Reporter = igno
         return _build_locked(home, settings, spec, report, force=force, keep_previous=keep_previous)
 
 
-def _build_locked(home: Home, settings: Settings, spec: EnvSpec, report: Reporter, *,
-                  force: bool, keep_previous: bool) -> EnvInfo:
+def _build_locked(
+    home: Home,
+    settings: Settings,
+    spec: EnvSpec,
+    report: Reporter,
+    *,
+    force: bool,
+    keep_previous: bool,
+) -> EnvInfo:
     start = time.monotonic()
     if not force:
         current = info(home, spec.app)
-        if current and current.spec_hash == spec.fingerprint() and _verify(home, spec.app, False).ok:
+        if (
+            current
+            and current.spec_hash == spec.fingerprint()
+            and _verify(home, spec.app, False).ok
+        ):
             report(Message(SOURCE, f"The environment of {spec.app} is already up to date."))
             current.reused = True
             return current
     mode = uvtool.link_mode(home)
     if mode == "copy":
-        report(Message(SOURCE, "The uv cache cannot be hardlinked into envs/; every file is copied, "
-                               "so each environment uses its full size on disk.", "warning"))
+        report(
+            Message(
+                SOURCE,
+                "The uv cache cannot be hardlinked into envs/; every file is copied, "
+                "so each environment uses its full size on disk.",
+                "warning",
+            )
+        )
     staged = _scratch(home, "env", spec.app)
     try:
         _make_env(home, settings, spec, staged, mode, report)
@@ -478,10 +586,17 @@ def info(home: Home, app: str) -> EnvInfo | None:
         lock = (folder / LOCK_FILE).read_text("utf-8")
     except OSError:
         lock = ""
-    return EnvInfo(app=app, path=folder, python=_python_in(folder),
-                   python_version=meta.get("python_version", ""), spec_hash=meta.get("spec_hash", ""),
-                   torch_backend=meta.get("torch_backend", ""), link_mode=meta.get("link_mode", ""),
-                   built_at=float(meta.get("built_at", 0)), packages=parse_lock(lock))
+    return EnvInfo(
+        app=app,
+        path=folder,
+        python=_python_in(folder),
+        python_version=meta.get("python_version", ""),
+        spec_hash=meta.get("spec_hash", ""),
+        torch_backend=meta.get("torch_backend", ""),
+        link_mode=meta.get("link_mode", ""),
+        built_at=float(meta.get("built_at", 0)),
+        packages=parse_lock(lock),
+    )
 
 
 def recorded_spec(home: Home, app: str) -> EnvSpec | None:
@@ -502,7 +617,9 @@ def _verify(home: Home, app: str, check_import: bool) -> VerifyResult:
     meta = _meta(folder)
     result = VerifyResult(app=app, ok=False, python_ok=False)
     if meta is None:
-        result.problems.append("The environment's record (darkroom-env.json) is missing or damaged.")
+        result.problems.append(
+            "The environment's record (darkroom-env.json) is missing or damaged."
+        )
     try:
         recorded = parse_lock((folder / LOCK_FILE).read_text("utf-8"))
     except OSError:
@@ -520,8 +637,11 @@ def _verify(home: Home, app: str, check_import: bool) -> VerifyResult:
     if found is not None and recorded is not None:
         result.missing = sorted(set(recorded) - set(found))
         result.extra = sorted(set(found) - set(recorded))
-        result.changed = [(n, recorded[n], found[n]) for n in sorted(set(recorded) & set(found))
-                          if recorded[n] != found[n]]
+        result.changed = [
+            (n, recorded[n], found[n])
+            for n in sorted(set(recorded) & set(found))
+            if recorded[n] != found[n]
+        ]
         for name in result.missing:
             result.problems.append(f"{name} is missing (recorded {recorded[name]}).")
         for name, was, now in result.changed:
@@ -541,8 +661,9 @@ def _verify(home: Home, app: str, check_import: bool) -> VerifyResult:
 # ---------------------------------------------------------------- repair, rollback, remove
 
 
-def repair(home: Home, settings: Settings, app: str, report: Reporter = ignore,
-           spec: EnvSpec | None = None) -> EnvInfo:
+def repair(
+    home: Home, settings: Settings, app: str, report: Reporter = ignore, spec: EnvSpec | None = None
+) -> EnvInfo:
     """Bring a drifted or broken env back to its lock, rebuilding only what is broken.
 
     A hardlink clone of the env is synced to the recorded lock (only changed packages are
@@ -558,7 +679,9 @@ def repair(home: Home, settings: Settings, app: str, report: Reporter = ignore,
         recorded = recorded_spec(home, app) if live.exists() else None
         base = recorded or spec
         if base is None:
-            raise NotFound(f"{app} has no environment to repair.", f"Build it with `darkroom env build {app}`.")
+            raise NotFound(
+                f"{app} has no environment to repair.", f"Build it with `darkroom env build {app}`."
+            )
         if recorded is None or not (live / LOCK_FILE).exists():
             report(Message(SOURCE, f"The record of {app}'s environment is gone; rebuilding it."))
             return _build_locked(home, settings, base, report, force=True, keep_previous=False)
@@ -588,9 +711,19 @@ def _resync(home: Home, settings: Settings, spec: EnvSpec, mode: str, report: Re
         shutil.copytree(live, staged, symlinks=True, copy_function=os.link)
         backend = spec.torch_backend if spec.torch_packages else None
         report(Stage(SOURCE, "resolving", "reinstalling what differs from the lock"))
-        uvtool.run(home, ["pip", "sync", "--python", str(_python_in(staged)),
-                          *uvtool.source_args(settings, backend), str(staged / LOCK_FILE)],
-                   mode=mode, report=report)
+        uvtool.run(
+            home,
+            [
+                "pip",
+                "sync",
+                "--python",
+                str(_python_in(staged)),
+                *uvtool.source_args(settings, backend),
+                str(staged / LOCK_FILE),
+            ],
+            mode=mode,
+            report=report,
+        )
         _finish(home, spec, staged, mode, report)
         report(Stage(SOURCE, "swapping", f"into {live}"))
         _swap_in(home, spec.app, staged, keep_previous=False)
@@ -610,8 +743,10 @@ def rollback(home: Home, app: str, report: Reporter = ignore) -> EnvInfo:
         _recover(home, app, report)
         live, prev = env_dir(home, app), previous_dir(home, app)
         if not prev.exists():
-            raise Conflict(f"There is no earlier environment of {app} to go back to.",
-                           "Rollback is possible once after each update.")
+            raise Conflict(
+                f"There is no earlier environment of {app} to go back to.",
+                "Rollback is possible once after each update.",
+            )
         report(Stage(SOURCE, "swapping", "back to the previous environment"))
         if not live.exists():
             os.rename(prev, live)
@@ -622,8 +757,10 @@ def rollback(home: Home, app: str, report: Reporter = ignore) -> EnvInfo:
             os.rename(hold, prev)
         result = info(home, app)
         if result is None:
-            raise DarkroomError(f"The earlier environment of {app} has no record and cannot be used.",
-                                f"Rebuild it with `darkroom env build {app}`.")
+            raise DarkroomError(
+                f"The earlier environment of {app} has no record and cannot be used.",
+                f"Rebuild it with `darkroom env build {app}`.",
+            )
         return result
 
 
@@ -663,7 +800,9 @@ def prune_cache(home: Home, settings: Settings, report: Reporter = ignore) -> Pr
     leftovers = clean_leftovers(home, report)
     report(Stage(SOURCE, "pruning", str(home.uv_cache)))
     with _guard("the cache", settings):
-        uvtool.run(home, ["cache", "prune", "--no-config"], mode=uvtool.link_mode(home), report=report)
+        uvtool.run(
+            home, ["cache", "prune", "--no-config"], mode=uvtool.link_mode(home), report=report
+        )
     return PruneResult(before, dir_size(home.uv_cache), leftovers)
 
 
@@ -671,5 +810,8 @@ def list_envs(home: Home) -> list[str]:
     """Apps that have a live env."""
     if not home.envs.is_dir():
         return []
-    return sorted(p.name for p in home.envs.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and _APP_RE.match(p.name))
+    return sorted(
+        p.name
+        for p in home.envs.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and _APP_RE.match(p.name)
+    )

@@ -34,7 +34,8 @@ def disk_full_error(where: Path | str, unchanged: bool = True) -> DiskFull:
         f"The disk is full: Darkroom could not write to {where}."
         + (" Nothing was changed." if unchanged else ""),
         "Free some space (`darkroom models gc` and `darkroom cache prune` help), then run "
-        "the same command again.")
+        "the same command again.",
+    )
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:

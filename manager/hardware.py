@@ -33,9 +33,13 @@ class Gpu(BaseModel):
     vram_total_gb: float = Field(ge=0)
     vram_free_gb: float = Field(ge=0)
     driver: str | None = None
-    cuda_version: str | None = Field(None, description="Highest CUDA version the driver supports, e.g. '12.4'")
+    cuda_version: str | None = Field(
+        None, description="Highest CUDA version the driver supports, e.g. '12.4'"
+    )
     compute_capability: str | None = Field(None, description="e.g. '8.6'")
-    display: bool = Field(True, description="Drives a display: the desktop keeps some of its memory")
+    display: bool = Field(
+        True, description="Drives a display: the desktop keeps some of its memory"
+    )
 
 
 class Hardware(BaseModel):
@@ -58,8 +62,10 @@ class Hardware(BaseModel):
     def summary(self) -> str:
         gpu = self.best_gpu
         gpu_text = f"{gpu.name} {gpu.vram_total_gb:.0f} GB" if gpu else "no GPU"
-        return (f"{gpu_text}, {self.ram_total_gb:.0f} GB RAM, {self.disk_free_gb:.0f} GB free disk, "
-                f"{self.os}/{self.arch}")
+        return (
+            f"{gpu_text}, {self.ram_total_gb:.0f} GB RAM, {self.disk_free_gb:.0f} GB free disk, "
+            f"{self.os}/{self.arch}"
+        )
 
 
 def _os_name() -> Literal["linux", "windows", "macos", "other"]:
@@ -102,9 +108,19 @@ def probe_nvidia() -> tuple[list[Gpu], str | None]:
                 display = bool(pynvml.nvmlDeviceGetDisplayActive(handle))
             except Exception:
                 display = True  # unknown: assume a desktop shares it
-            gpus.append(Gpu(index=i, name=_decode(pynvml.nvmlDeviceGetName(handle)), vendor="nvidia",
-                            vram_total_gb=round(mem.total / GIB, 2), vram_free_gb=round(mem.free / GIB, 2),
-                            driver=driver, cuda_version=cuda, compute_capability=cc, display=display))
+            gpus.append(
+                Gpu(
+                    index=i,
+                    name=_decode(pynvml.nvmlDeviceGetName(handle)),
+                    vendor="nvidia",
+                    vram_total_gb=round(mem.total / GIB, 2),
+                    vram_free_gb=round(mem.free / GIB, 2),
+                    driver=driver,
+                    cuda_version=cuda,
+                    compute_capability=cc,
+                    display=display,
+                )
+            )
         return gpus, None if gpus else "no NVIDIA GPU found"
     except Exception as exc:
         return [], f"NVIDIA driver present but could not be read ({type(exc).__name__})"
@@ -128,12 +144,25 @@ def probe(data_dir: Path | None = None) -> Hardware:
     if apple:
         # Apple silicon shares memory between CPU and GPU; about 70% is usable by Metal.
         unified = round(vm.total / GIB * 0.7, 1)
-        gpus.append(Gpu(name=f"Apple {platform.processor() or 'silicon'} GPU", vendor="apple",
-                        vram_total_gb=unified, vram_free_gb=unified))
+        gpus.append(
+            Gpu(
+                name=f"Apple {platform.processor() or 'silicon'} GPU",
+                vendor="apple",
+                vram_total_gb=unified,
+                vram_free_gb=unified,
+            )
+        )
         notes = ["Apple silicon: the GPU shares system memory"]
-    return Hardware(os=os_name, arch=arch, apple_silicon=apple,
-                    ram_total_gb=round(vm.total / GIB, 1), ram_free_gb=round(vm.available / GIB, 1),
-                    disk_free_gb=round(disk_free / GB, 1), gpus=gpus, notes=notes)
+    return Hardware(
+        os=os_name,
+        arch=arch,
+        apple_silicon=apple,
+        ram_total_gb=round(vm.total / GIB, 1),
+        ram_free_gb=round(vm.available / GIB, 1),
+        disk_free_gb=round(disk_free / GB, 1),
+        gpus=gpus,
+        notes=notes,
+    )
 
 
 def profile_names() -> list[str]:
@@ -150,12 +179,16 @@ def load_profile(name_or_path: str) -> Hardware:
     except (OSError, ValueError):  # a name too long for the system, or with a NUL
         usable = False
     if not usable:
-        raise NotFound(f"There is no hardware profile '{name_or_path[:80]}'.",
-                       f"Known profiles: {', '.join(profile_names())}; or give a path to a JSON file.")
+        raise NotFound(
+            f"There is no hardware profile '{name_or_path[:80]}'.",
+            f"Known profiles: {', '.join(profile_names())}; or give a path to a JSON file.",
+        )
     try:
         data = json.loads(path.read_text("utf-8"))
         return Hardware.model_validate(data)
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
-        raise DarkroomError(f"The hardware profile {path} is not valid ({first}).",
-                            "Compare it with one produced by `darkroom probe --json`.") from None
+        raise DarkroomError(
+            f"The hardware profile {path} is not valid ({first}).",
+            "Compare it with one produced by `darkroom probe --json`.",
+        ) from None

@@ -102,7 +102,16 @@ class Home:
 
     def ensure(self) -> Home:
         """Create the top-level folders; cheap and idempotent."""
-        for path in (self.root, self.envs, self.models, self.logs, self.run, self.outputs,
-                     self.uv_cache, self.staging, self.apps):
+        for path in (
+            self.root,
+            self.envs,
+            self.models,
+            self.logs,
+            self.run,
+            self.outputs,
+            self.uv_cache,
+            self.staging,
+            self.apps,
+        ):
             path.mkdir(parents=True, exist_ok=True)
         return self

@@ -78,8 +78,10 @@ class Licence:
         if not self.commercial:
             parts.append(f"licensed for non-commercial use only ({self.licence})")
         if self.gated:
-            parts.append("gated on Hugging Face: you must accept its terms on the model page and "
-                         "set a token (`darkroom config set hf_token ...`)")
+            parts.append(
+                "gated on Hugging Face: you must accept its terms on the model page and "
+                "set a token (`darkroom config set hf_token ...`)"
+            )
         return f"{self.name} is " + " and ".join(parts) + (f": {self.url}" if self.url else ".")
 
 
@@ -105,14 +107,18 @@ class Manifest:
         out = [f"Recipe from: {self.origin}", f"Code from:   {self.source}"]
         out += [f"Runs:        {' '.join(cmd)}" for cmd in self.commands]
         out += [f"  with env:  {key}={value}" for key, value in self.env.items()]
-        out += [f"  on {backend}:{' ' * max(1, 6 - len(backend))}adds {' '.join(args)}"
-                for backend, args in self.backend_args.items()]
+        out += [
+            f"  on {backend}:{' ' * max(1, 6 - len(backend))}adds {' '.join(args)}"
+            for backend, args in self.backend_args.items()
+        ]
         if self.needs:
             out.append(f"Starts too:  {', '.join(self.needs)}")
         out.append(f"Installs:    {', '.join(self.packages) or 'nothing extra'}")
         out += [f"  from:      {src}" for src in self.package_sources]
         out += [f"Downloads:   {d}" for d in self.downloads] or ["Downloads:   no model files"]
-        out.append(f"Listens on:  port {', '.join(map(str, self.ports))} (127.0.0.1 unless you share it)")
+        out.append(
+            f"Listens on:  port {', '.join(map(str, self.ports))} (127.0.0.1 unless you share it)"
+        )
         for dest in self.templates:
             out.append(f"Writes:      {dest}")
             out += [f"  | {line}" for line in self.template_contents.get(dest, "").splitlines()]
@@ -123,7 +129,7 @@ class Manifest:
 class Preview:
     recipe: Recipe
     plan: Plan
-    origin: str                   # "bundled", or the file / URL the recipe came from
+    origin: str  # "bundled", or the file / URL the recipe came from
     recipe_text: str | None
     manifest: Manifest | None
     licences: list[Licence]
@@ -140,11 +146,15 @@ def read_target(target: str) -> tuple[Recipe, str, str | None]:
         try:
             resp = httpx.get(target, timeout=30, follow_redirects=True)
         except httpx.HTTPError as exc:
-            raise DarkroomError(f"The recipe at {target} could not be downloaded ({type(exc).__name__}).",
-                                "Check the address and your network, then try again.") from None
+            raise DarkroomError(
+                f"The recipe at {target} could not be downloaded ({type(exc).__name__}).",
+                "Check the address and your network, then try again.",
+            ) from None
         if resp.status_code != 200:
-            raise DarkroomError(f"The recipe at {target} could not be downloaded (HTTP {resp.status_code}).",
-                                "Check the address, then try again.")
+            raise DarkroomError(
+                f"The recipe at {target} could not be downloaded (HTTP {resp.status_code}).",
+                "Check the address, then try again.",
+            )
         data = resp.content[: MAX_RECIPE_BYTES + 1]
         recipe = parse_recipe(data, target)
         return recipe, target, data.decode("utf-8")
@@ -152,8 +162,10 @@ def read_target(target: str) -> tuple[Recipe, str, str | None]:
     if path.suffix in (".yaml", ".yml") or _exists(path):
         recipe = load_recipe(path)
         if recipe.id in bundled_recipes():
-            raise DarkroomError(f"{path} uses the id '{recipe.id}' of a bundled app.",
-                                "Give the recipe another id, then try again.")
+            raise DarkroomError(
+                f"{path} uses the id '{recipe.id}' of a bundled app.",
+                "Give the recipe another id, then try again.",
+            )
         return recipe, str(path.resolve()), path.read_text("utf-8")
     return find_recipe(target), "bundled", None
 
@@ -167,47 +179,68 @@ def _exists(path: Path) -> bool:
 
 
 def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:
-    source = (f"git {recipe.source.git} at {recipe.source.revision}" if recipe.source.git
-              else f"Darkroom's bundled {recipe.source.bundled}")
+    source = (
+        f"git {recipe.source.git} at {recipe.source.revision}"
+        if recipe.source.git
+        else f"Darkroom's bundled {recipe.source.bundled}"
+    )
     source += "".join(f"; git {e.git} at {e.commit[:12]} into {e.dest}" for e in recipe.extra_repos)
-    host = urlsplit(endpoint_of(settings.hf_endpoint if settings else None)).netloc or "huggingface.co"
-    downloads = [f"{f.repo}/{f.path} at {f.revision} from {host} ({f.size / 1e9:.2f} GB)"
-                 for m in p.models for f in m.files]
+    host = (
+        urlsplit(endpoint_of(settings.hf_endpoint if settings else None)).netloc or "huggingface.co"
+    )
+    downloads = [
+        f"{f.repo}/{f.path} at {f.revision} from {host} ({f.size / 1e9:.2f} GB)"
+        for m in p.models
+        for f in m.files
+    ]
     command = [*recipe.launch.command, *recipe.launch.backend_args.get(p.backend, [])]
-    return Manifest(origin=origin, source=source, commands=[command],
-                    packages=[*p.packages, *p.torch_packages, *recipe.requirements],
-                    downloads=downloads, ports=[recipe.launch.port],
-                    templates=[t.dest for t in recipe.templates],
-                    env=dict(recipe.launch.env),
-                    backend_args={b: list(a) for b, a in recipe.launch.backend_args.items()},
-                    package_sources=_package_sources(settings, p.torch_backend if p.torch_packages else None),
-                    template_contents={t.dest: t.content for t in recipe.templates},
-                    needs=list(recipe.needs))
+    return Manifest(
+        origin=origin,
+        source=source,
+        commands=[command],
+        packages=[*p.packages, *p.torch_packages, *recipe.requirements],
+        downloads=downloads,
+        ports=[recipe.launch.port],
+        templates=[t.dest for t in recipe.templates],
+        env=dict(recipe.launch.env),
+        backend_args={b: list(a) for b, a in recipe.launch.backend_args.items()},
+        package_sources=_package_sources(settings, p.torch_backend if p.torch_packages else None),
+        template_contents={t.dest: t.content for t in recipe.templates},
+        needs=list(recipe.needs),
+    )
 
 
 def _package_sources(settings: Settings | None, torch_backend: str | None) -> list[str]:
     """Where uv will fetch packages from, in words (the recipe itself cannot name an index)."""
     if settings is not None and uvtool.has_user_sources(settings):
-        return ([f"index {settings.index_url}"] if settings.index_url else []) \
-            + [f"extra index {u}" for u in settings.extra_index_urls] \
+        return (
+            ([f"index {settings.index_url}"] if settings.index_url else [])
+            + [f"extra index {u}" for u in settings.extra_index_urls]
             + [f"wheel folder {f}" for f in settings.find_links]
+        )
     out = ["PyPI (pypi.org)"]
     if torch_backend and torch_backend != "mps":
         out.append(f"PyTorch's {torch_backend} index (download.pytorch.org), for torch packages")
     return out
 
 
-def preview(home: Home, settings: Settings, target: str, hw: Hardware,
-            choices: Choices | None = None) -> Preview:
+def preview(
+    home: Home, settings: Settings, target: str, hw: Hardware, choices: Choices | None = None
+) -> Preview:
     """Everything to show the user before an install: plan, manifest, licences. No I/O beyond
     reading the recipe."""
     recipe, origin, text = read_target(target)
     choices = choices or Choices()
     p = plan(recipe, hw, choices)
-    licences = [Licence(m.model, m.name, m.license, m.license_url, m.commercial, m.gated)
-                for m in p.models if not m.commercial or m.gated]
+    licences = [
+        Licence(m.model, m.name, m.license, m.license_url, m.commercial, m.gated)
+        for m in p.models
+        if not m.commercial or m.gated
+    ]
     # Code Darkroom does not ship (a git source, or a recipe from elsewhere) is shown first.
-    manifest = None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p, settings)
+    manifest = (
+        None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p, settings)
+    )
     return Preview(recipe, p, origin, text, manifest, licences, choices)
 
 
@@ -271,11 +304,16 @@ def _recover_one(home: Home, app: str, path: Path, report: Reporter) -> str:
 
 
 def env_spec(recipe: Recipe, p: Plan, source: appsource.AppSource) -> envs.EnvSpec:
-    return envs.EnvSpec(app=recipe.id, python=recipe.python, packages=list(p.packages),
-                        local_packages=list(source.local_packages),
-                        requirement_files=list(source.requirement_files),
-                        torch_packages=list(p.torch_packages), torch_backend=p.torch_backend or "cpu",
-                        check_import=recipe.check_import)
+    return envs.EnvSpec(
+        app=recipe.id,
+        python=recipe.python,
+        packages=list(p.packages),
+        local_packages=list(source.local_packages),
+        requirement_files=list(source.requirement_files),
+        torch_packages=list(p.torch_packages),
+        torch_backend=p.torch_backend or "cpu",
+        check_import=recipe.check_import,
+    )
 
 
 def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter) -> list:
@@ -291,13 +329,15 @@ def _precheck_disk(home: Home, settings: Settings, pv: Preview, report: Reporter
             f"Not enough disk space to install {pv.recipe.name}: it needs about "
             f"{(need + env_gb * 1e9) / 1e9:.1f} GB and {free / 1e9:.1f} GB is free.",
             "Free some space (`darkroom models gc`, `darkroom cache prune`) or pick a smaller variant, "
-            "then try again.")
+            "then try again.",
+        )
     report(Stage(SOURCE, "disk", f"{need / 1e9:.2f} GB to download, {free / 1e9:.1f} GB free"))
     return files
 
 
-def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: list,
-                    report: Reporter) -> list[weights.LocalFile]:
+def _build_and_pull(
+    home: Home, settings: Settings, spec: envs.EnvSpec, files: list, report: Reporter
+) -> list[weights.LocalFile]:
     """Env and weights at once, one stream of progress; the first error wins, and a failed
     download (or a cancel, or Ctrl-C) stops the build at once instead of waiting for it."""
     errors: list[BaseException] = []
@@ -318,7 +358,7 @@ def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: l
             if files:
                 local = weights.pull(home, settings, files, report)
             thread.join()
-        except BaseException:   # a failed pull, or Ctrl-C even while waiting for the build
+        except BaseException:  # a failed pull, or Ctrl-C even while waiting for the build
             stop_build.cancel()
             thread.join()
             raise
@@ -327,16 +367,22 @@ def _build_and_pull(home: Home, settings: Settings, spec: envs.EnvSpec, files: l
     return local
 
 
-def render_templates(home: Home, settings: Settings, recipe: Recipe, source: appsource.AppSource) -> list[Path]:
+def render_templates(
+    home: Home, settings: Settings, recipe: Recipe, source: appsource.AppSource
+) -> list[Path]:
     """Write the recipe's config files into the app folder, placeholders filled.
 
     {port} and {host} take the recipe's port and the bind address; the supervisor may move
     the port at start if it is taken, so templates should prefer command-line arguments.
     """
-    values = {"port": str(recipe.launch.port), "host": settings.bind_host,
-              "models_dir": str(home.models), "app_dir": str(source.app_dir),
-              "outputs_dir": str(home.output_dir(recipe.id)),
-              "env_python": str(envs.env_python(home, recipe.id))}
+    values = {
+        "port": str(recipe.launch.port),
+        "host": settings.bind_host,
+        "models_dir": str(home.models),
+        "app_dir": str(source.app_dir),
+        "outputs_dir": str(home.output_dir(recipe.id)),
+        "env_python": str(envs.env_python(home, recipe.id)),
+    }
     written: list[Path] = []
     if recipe.bundled:  # bundled apps take their settings from the environment, not files
         return written
@@ -348,8 +394,10 @@ def render_templates(home: Home, settings: Settings, recipe: Recipe, source: app
             text = text.replace("{" + key + "}", value)
         dest = source.app_dir / template.dest
         if not dest.resolve().is_relative_to(source.app_dir.resolve()):
-            raise DarkroomError(f"The recipe of {recipe.name} writes outside its folder ({template.dest}).",
-                                "Fix the recipe's templates.")
+            raise DarkroomError(
+                f"The recipe of {recipe.name} writes outside its folder ({template.dest}).",
+                "Fix the recipe's templates.",
+            )
         dest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest, text)
         written.append(dest)
@@ -367,36 +415,67 @@ def _check_start(home: Home, settings: Settings, installed: InstalledApp, report
             control.stop(home, installed.app)
 
 
-def _installed_record(pv: Preview, local: list[weights.LocalFile], revision: str | None,
-                      previous: InstalledApp | None) -> InstalledApp:
+def _installed_record(
+    pv: Preview, local: list[weights.LocalFile], revision: str | None, previous: InstalledApp | None
+) -> InstalledApp:
     by_spec: dict[tuple, list] = {}
     for lf in local:
-        by_spec.setdefault((lf.spec.repo, lf.spec.path, lf.spec.revision), []).append(lf.installed())
+        by_spec.setdefault((lf.spec.repo, lf.spec.path, lf.spec.revision), []).append(
+            lf.installed()
+        )
     models = []
     for m in pv.plan.models:
-        files = [f for spec in m.files for f in by_spec.get((spec.repo, spec.path, spec.revision), [])]
-        models.append(InstalledModel(model=m.model, variant=m.variant, precision=m.precision,
-                                     offload=m.offload, files=files))
+        files = [
+            f for spec in m.files for f in by_spec.get((spec.repo, spec.path, spec.revision), [])
+        ]
+        models.append(
+            InstalledModel(
+                model=m.model,
+                variant=m.variant,
+                precision=m.precision,
+                offload=m.offload,
+                files=files,
+            )
+        )
     now = time.time()
     return InstalledApp(
-        app=pv.recipe.id, version=pv.recipe.version, recipe_source=pv.origin, recipe_text=pv.recipe_text,
-        backend=pv.plan.backend, device=pv.plan.device, models=models, vram_gb=pv.plan.vram_gb,
-        variants=dict(pv.choices.variants), chosen_models=list(pv.choices.models) if pv.choices.models else None,
-        source_revision=revision, accepted_licences=[lic.model for lic in pv.licences],
-        installed_at=previous.installed_at if previous else now, updated_at=now,
-        previous=previous.model_copy(update={"previous": None}) if previous else None)
+        app=pv.recipe.id,
+        version=pv.recipe.version,
+        recipe_source=pv.origin,
+        recipe_text=pv.recipe_text,
+        backend=pv.plan.backend,
+        device=pv.plan.device,
+        models=models,
+        vram_gb=pv.plan.vram_gb,
+        variants=dict(pv.choices.variants),
+        chosen_models=list(pv.choices.models) if pv.choices.models else None,
+        source_revision=revision,
+        accepted_licences=[lic.model for lic in pv.licences],
+        installed_at=previous.installed_at if previous else now,
+        updated_at=now,
+        previous=previous.model_copy(update={"previous": None}) if previous else None,
+    )
 
 
-def install(home: Home, settings: Settings, pv: Preview, report: Reporter = ignore, *,
-            accepted: bool = False, check_start: bool = True) -> InstalledApp:
+def install(
+    home: Home,
+    settings: Settings,
+    pv: Preview,
+    report: Reporter = ignore,
+    *,
+    accepted: bool = False,
+    check_start: bool = True,
+) -> InstalledApp:
     """Install (or, when already installed, update) the app the preview describes.
 
     `accepted` means the user saw the plan, the manifest and the licences and said yes;
     without it nothing happens. On any failure the app is left as it was before.
     """
     if (pv.licences or pv.manifest) and not accepted:
-        raise DarkroomError(f"Installing {pv.recipe.name} needs your consent first.",
-                            "Read the plan and licences, then confirm (in the CLI: --yes --accept-licences).")
+        raise DarkroomError(
+            f"Installing {pv.recipe.name} needs your consent first.",
+            "Read the plan and licences, then confirm (in the CLI: --yes --accept-licences).",
+        )
     home.ensure()
     recover(home, report)
     app = pv.recipe.id
@@ -404,8 +483,13 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
         previous = state_mod.load(home).apps.get(app)
         info = envs.info(home, app)
         action = "update" if previous else "install"
-        journal = {"action": action, "app": app, "started": time.time(),
-                   "env_hash": info.spec_hash if info else None, "source_swapped": False}
+        journal = {
+            "action": action,
+            "app": app,
+            "started": time.time(),
+            "env_hash": info.spec_hash if info else None,
+            "source_swapped": False,
+        }
         # Nothing is touched yet: a full disk here ends in fsutil's sentence, state unchanged.
         atomic_write_json(_journal(home, app), journal)
         was_running = False
@@ -428,7 +512,7 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
                 control.stop(home, app)
             if check_start:
                 _check_start(home, settings, record, report)
-            checkpoint(report)   # the last moment a cancel undoes the install
+            checkpoint(report)  # the last moment a cancel undoes the install
             with state_mod.transaction(home) as st:
                 st.apps[app] = record
             _journal(home, app).unlink()
@@ -436,16 +520,21 @@ def install(home: Home, settings: Settings, pv: Preview, report: Reporter = igno
             _recover_one(home, app, _journal(home, app), ignore)
             error = disk_full_error(home.root) if is_disk_full(exc) else exc
             if isinstance(error, DarkroomError) and previous is not None:
-                error.hint = (error.hint + " " if error.hint else "") + \
-                    f"The previous version of {app} was put back and still works."
+                error.hint = (
+                    error.hint + " " if error.hint else ""
+                ) + f"The previous version of {app} was put back and still works."
             if was_running and previous is not None:
                 with contextlib.suppress(DarkroomError):
-                    control.start(home, settings, launching.launch_spec(home, settings, app, previous), report)
+                    control.start(
+                        home, settings, launching.launch_spec(home, settings, app, previous), report
+                    )
             if error is not exc:
                 raise error from None
             raise
         if was_running:
-            control.start(home, settings, launching.launch_spec(home, settings, app, record), report)
+            control.start(
+                home, settings, launching.launch_spec(home, settings, app, record), report
+            )
     verb = "updated" if previous else "installed"
     after = "It is running again." if was_running else f"Start it with `darkroom start {app}`."
     report(Message(SOURCE, f"{pv.recipe.name} is {verb}. {after}"))
@@ -457,8 +546,10 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
     installed = state_mod.load(home).apps.get(app)
     if installed is None:
         raise suggest.not_installed(home, app)
-    choices = Choices(variants=dict(installed.variants),
-                      models=tuple(installed.chosen_models) if installed.chosen_models else None)
+    choices = Choices(
+        variants=dict(installed.variants),
+        models=tuple(installed.chosen_models) if installed.chosen_models else None,
+    )
     if installed.recipe_source == "bundled":
         pv = preview(home, settings, app, hw, choices)
     else:
@@ -468,8 +559,15 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
         except (RecipeError, DarkroomError):
             recipe = launching.recipe_of(home, installed, app)
             p = plan(recipe, hw, choices)
-            pv = Preview(recipe, p, installed.recipe_source, installed.recipe_text,
-                         manifest_of(recipe, installed.recipe_source, p, settings), [], choices)
+            pv = Preview(
+                recipe,
+                p,
+                installed.recipe_source,
+                installed.recipe_text,
+                manifest_of(recipe, installed.recipe_source, p, settings),
+                [],
+                choices,
+            )
     # Licences already accepted need no second yes.
     pv.licences = [lic for lic in pv.licences if lic.model not in installed.accepted_licences]
     return pv
@@ -482,7 +580,11 @@ def up_to_date(home: Home, pv: Preview) -> bool:
     (A git source that follows a branch is judged by its recipe alone: no network is asked.)
     """
     installed = state_mod.load(home).apps.get(pv.recipe.id)
-    if installed is None or installed.version != pv.recipe.version or installed.backend != pv.plan.backend:
+    if (
+        installed is None
+        or installed.version != pv.recipe.version
+        or installed.backend != pv.plan.backend
+    ):
         return False
     if not pv.bundled and installed.recipe_text != pv.recipe_text:
         return False
@@ -497,8 +599,11 @@ def up_to_date(home: Home, pv: Preview) -> bool:
         return False
     if env_spec(pv.recipe, pv.plan, source).fingerprint() != installed.env_hash:
         return False
-    return all(RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).exists()
-               for m in installed.models for f in m.files)
+    return all(
+        RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).exists()
+        for m in installed.models
+        for f in m.files
+    )
 
 
 def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore) -> InstalledApp:
@@ -509,15 +614,21 @@ def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore
         if installed is None:
             raise suggest.not_installed(home, app)
         if installed.previous is None:
-            raise DarkroomError(f"There is no earlier version of {app} to go back to.",
-                                "Rollback works after an update.")
+            raise DarkroomError(
+                f"There is no earlier version of {app} to go back to.",
+                "Rollback works after an update.",
+            )
         run = control.app_status(home, app)
         was_running = bool(run and run.active)
         if was_running:
             control.stop(home, app)
         _restore(home, settings, app, installed.previous, report)
         back = installed.previous.model_copy(
-            update={"previous": installed.model_copy(update={"previous": None}), "updated_at": time.time()})
+            update={
+                "previous": installed.model_copy(update={"previous": None}),
+                "updated_at": time.time(),
+            }
+        )
         with state_mod.transaction(home) as st:
             st.apps[app] = back
         if was_running:
@@ -526,7 +637,9 @@ def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore
     return back
 
 
-def _restore(home: Home, settings: Settings, app: str, prev: InstalledApp, report: Reporter) -> None:
+def _restore(
+    home: Home, settings: Settings, app: str, prev: InstalledApp, report: Reporter
+) -> None:
     """Put back the code and env `prev` ran with: swapped back when kept, rebuilt otherwise."""
     if prev.source_revision:
         appsource.restore(home, launching.recipe_of(home, prev, app), prev.source_revision, report)
@@ -545,7 +658,7 @@ class Removed:
     app: str
     freed_bytes: int
     models_kept: bool
-    data_kept: Path | None = None   # the app's user-data folder, when it was kept
+    data_kept: Path | None = None  # the app's user-data folder, when it was kept
 
 
 def data_folder(home: Home, app: str) -> Path | None:
@@ -555,8 +668,15 @@ def data_folder(home: Home, app: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
-           report: Reporter = ignore, *, keep_data: bool = True) -> Removed:
+def remove(
+    home: Home,
+    settings: Settings,
+    app: str,
+    keep_models: bool = False,
+    report: Reporter = ignore,
+    *,
+    keep_data: bool = True,
+) -> Removed:
     """Remove env, code, logs, run file and state; models only when no other app uses them.
 
     The app's user data (appdata/<id>/) is kept unless `keep_data` is False: deleting a
@@ -584,9 +704,19 @@ def remove(home: Home, settings: Settings, app: str, keep_models: bool = False,
             result = weights.gc(home, remaining, dry_run=False)
             freed = result.freed_bytes
             library.unlink_unused(home, set())
-    report(Message(SOURCE, f"{app} was removed" + (f"; {freed / 1e9:.2f} GB of model files freed."
-                                                      if freed else ".")))
+    report(
+        Message(
+            SOURCE,
+            f"{app} was removed"
+            + (f"; {freed / 1e9:.2f} GB of model files freed." if freed else "."),
+        )
+    )
     if data_kept is not None:
-        report(Message(SOURCE, f"Its saved work is kept in {data_kept}; installing {app} again uses it, "
-                               "or delete that folder if you no longer need it."))
+        report(
+            Message(
+                SOURCE,
+                f"Its saved work is kept in {data_kept}; installing {app} again uses it, "
+                "or delete that folder if you no longer need it.",
+            )
+        )
     return Removed(app, freed, keep_models, data_kept)

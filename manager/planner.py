@@ -36,8 +36,11 @@ VRAM_HEADROOM_GB = CUDA_CONTEXT_GB
 ENV_DISK_GB = {"cuda": 6.0, "rocm": 9.0, "mps": 1.0, "cpu": 1.0, "none": 0.3}
 
 Offload = Literal["none", "model", "sequential"]
-OFFLOAD_WORDS = {"none": "everything on the GPU", "model": "model offload to RAM",
-                 "sequential": "layer-by-layer (group) offload to RAM"}
+OFFLOAD_WORDS = {
+    "none": "everything on the GPU",
+    "model": "model offload to RAM",
+    "sequential": "layer-by-layer (group) offload to RAM",
+}
 
 
 def vram_headroom_gb(gpu: Gpu) -> float:
@@ -123,15 +126,19 @@ class Plan:
         return data
 
 
-def choose_backend(hw: Hardware, choices: Choices) -> tuple[str, str | None, str, Gpu | None, list[str]]:
+def choose_backend(
+    hw: Hardware, choices: Choices
+) -> tuple[str, str | None, str, Gpu | None, list[str]]:
     """(backend, torch wheel flavour, device, gpu, reasons) for this machine."""
     reasons: list[str] = []
     gpus = hw.gpus
     if choices.gpu_index is not None:
         gpus = [g for g in gpus if g.index == choices.gpu_index]
         if not gpus:
-            raise DarkroomError(f"There is no GPU number {choices.gpu_index} on {hw.name}.",
-                                "Run `darkroom probe` to see the GPUs and their numbers.")
+            raise DarkroomError(
+                f"There is no GPU number {choices.gpu_index} on {hw.name}.",
+                "Run `darkroom probe` to see the GPUs and their numbers.",
+            )
     gpu = max(gpus, key=lambda g: g.vram_total_gb, default=None)
     if choices.backend == "cpu" or gpu is None:
         if gpu is None:
@@ -150,9 +157,11 @@ def choose_backend(hw: Hardware, choices: Choices) -> tuple[str, str | None, str
         return "cpu", "cpu", "cpu", None, reasons
     flavour = cuda_flavour(gpu)
     if flavour is None:
-        reasons.append(f"The NVIDIA driver ({gpu.driver or 'unknown'}) supports CUDA "
-                       f"{gpu.cuda_version or 'unknown'}, older than 11.8, so models run on the CPU. "
-                       "Update the NVIDIA driver to use the GPU.")
+        reasons.append(
+            f"The NVIDIA driver ({gpu.driver or 'unknown'}) supports CUDA "
+            f"{gpu.cuda_version or 'unknown'}, older than 11.8, so models run on the CPU. "
+            "Update the NVIDIA driver to use the GPU."
+        )
         return "cpu", "cpu", "cpu", None, reasons
     reasons.append(f"{gpu.name} with driver CUDA {gpu.cuda_version}: PyTorch built for {flavour}.")
     return "cuda", flavour, f"cuda:{gpu.index}", gpu, reasons
@@ -167,7 +176,13 @@ def cuda_flavour(gpu: Gpu) -> str | None:
     version = major * 10 + minor
     cc = float(gpu.compute_capability or "0")
     # CUDA 12.8 wheels dropped Maxwell/Pascal (compute capability < 7.0); Blackwell needs 12.8.
-    for flavour, needed in (("cu128", 128), ("cu126", 126), ("cu124", 124), ("cu121", 121), ("cu118", 118)):
+    for flavour, needed in (
+        ("cu128", 128),
+        ("cu126", 126),
+        ("cu124", 124),
+        ("cu121", 121),
+        ("cu118", 118),
+    ):
         if version >= needed and not (flavour == "cu128" and 0 < cc < 7.0):
             return flavour
     return None
@@ -183,8 +198,9 @@ def _options(v: Variant) -> list[Offload]:
     return out
 
 
-def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
-               forced: str | None) -> ModelPlan:
+def plan_model(
+    model: Model, backend: str, gpu: Gpu | None, hw: Hardware, forced: str | None
+) -> ModelPlan:
     """Pick one variant and one offload policy for one model, and say why.
 
     Every variant must fit in RAM (the whole pipeline's weights pass through it while loading,
@@ -193,8 +209,10 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
     """
     usable = [v for v in model.variants if backend in v.backends]
     if not usable:
-        raise DarkroomError(f"{model.name} has no variant that runs on {backend.upper()}.",
-                            "Pick another model, or use a machine with a supported GPU.")
+        raise DarkroomError(
+            f"{model.name} has no variant that runs on {backend.upper()}.",
+            "Pick another model, or use a machine with a supported GPU.",
+        )
     by_quality = sorted(usable, key=lambda v: -v.quality)
     ram = usable_ram_gb(hw)
     ram_words = f"this machine has {hw.ram_total_gb * GB_PER_GIB:.1f} GB RAM, {ram:g} GB usable"
@@ -205,7 +223,8 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
             raise DarkroomError(
                 f"{model.name} {variant.label} does not run on {backend.upper()} "
                 f"(it needs {', '.join(b.upper() for b in variant.backends)}).",
-                f"Choose one of: {', '.join(v.id for v in usable)}.")
+                f"Choose one of: {', '.join(v.id for v in usable)}.",
+            )
         return _forced(model, variant, gpu, hw)
 
     def ram_blocked(v: Variant) -> str | None:
@@ -223,11 +242,15 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
         raise DarkroomError(
             f"{model.name} does not fit in this machine's memory: the smallest variant ({smallest.label}) "
             f"needs {smallest.ram_gb:g} GB RAM and {ram_words}.",
-            "Close other programs, add memory, or choose a smaller model.")
+            "Close other programs, add memory, or choose a smaller model.",
+        )
 
     avail = usable_vram_gb(gpu)
-    vram_words = (f"Metal may use {_gb(avail)} GB of the unified memory" if gpu.vendor == "apple"
-                  else f"this GPU has {_gb(gpu.vram_total_gb)} GB, {_gb(avail)} GB usable")
+    vram_words = (
+        f"Metal may use {_gb(avail)} GB of the unified memory"
+        if gpu.vendor == "apple"
+        else f"this GPU has {_gb(gpu.vram_total_gb)} GB, {_gb(avail)} GB usable"
+    )
     for tier in (("none", "model"), ("sequential",)):
         for v in by_quality:
             if v.ram_gb > ram:
@@ -243,15 +266,21 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
                     least = min(_needs(b, p) for p in _options(b))
                     skipped.append(ram_blocked(b) or f"{b.label} needs {least:g} GB VRAM at least")
                 if policy == "sequential" and "model" in v.offload:
-                    skipped.append(f"{v.label} with model offload needs {v.offload['model']:g} GB VRAM")
+                    skipped.append(
+                        f"{v.label} with model offload needs {v.offload['model']:g} GB VRAM"
+                    )
                 head = ""
                 if skipped:
-                    head = (f"{'; '.join(skipped)} ({vram_words}; {ram_words}) → ")
-                why = (f"{head}{v.label} with {OFFLOAD_WORDS[policy]} "
-                       f"({need:g} of {_gb(avail)} GB usable VRAM, {v.ram_gb:g} of {ram:g} GB usable RAM)")
+                    head = f"{'; '.join(skipped)} ({vram_words}; {ram_words}) → "
+                why = (
+                    f"{head}{v.label} with {OFFLOAD_WORDS[policy]} "
+                    f"({need:g} of {_gb(avail)} GB usable VRAM, {v.ram_gb:g} of {ram:g} GB usable RAM)"
+                )
                 if policy == "sequential" and v.precision.startswith("gguf"):
-                    why += ("; the layers move with diffusers' group offload, which keeps GGUF weights "
-                            "(accelerate's sequential offload cannot move them)")
+                    why += (
+                        "; the layers move with diffusers' group offload, which keeps GGUF weights "
+                        "(accelerate's sequential offload cannot move them)"
+                    )
                 return _model_plan(model, v, policy, need, why + ".")
     fits_ram = [v for v in usable if v.ram_gb <= ram]
     if not fits_ram:
@@ -259,18 +288,28 @@ def plan_model(model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
         raise DarkroomError(
             f"{model.name} does not fit in this machine's RAM: even {smallest.label} needs "
             f"{smallest.ram_gb:g} GB RAM for its weights, and {ram_words}.",
-            "Choose a smaller model, or add memory.")
-    need, v, policy = min(((_needs(v, p), v, p) for v in fits_ram for p in _options(v)), key=lambda t: t[0])
+            "Choose a smaller model, or add memory.",
+        )
+    need, v, policy = min(
+        ((_needs(v, p), v, p) for v in fits_ram for p in _options(v)), key=lambda t: t[0]
+    )
     raise DarkroomError(
         f"{model.name} does not fit on {gpu.name}: even {v.label} with {OFFLOAD_WORDS[policy]} "
         f"needs {need:g} GB VRAM, and {vram_words}.",
-        "Choose a smaller model, or run it on the CPU with `--cpu` (slow).")
+        "Choose a smaller model, or run it on the CPU with `--cpu` (slow).",
+    )
 
 
 def _forced(model: Model, v: Variant, gpu: Gpu | None, hw: Hardware) -> ModelPlan:
     ram = usable_ram_gb(hw)
-    ram_short = (f" It needs {v.ram_gb:g} GB RAM and this machine has {ram:g} GB usable: "
-                 "it may fail or swap.") if v.ram_gb > ram else ""
+    ram_short = (
+        (
+            f" It needs {v.ram_gb:g} GB RAM and this machine has {ram:g} GB usable: "
+            "it may fail or swap."
+        )
+        if v.ram_gb > ram
+        else ""
+    )
     if gpu is None:
         why = f"{v.label}, as you chose, on the CPU ({v.ram_gb:g} GB RAM)."
         return _model_plan(model, v, "none", 0.0, why + ram_short, forced=True)
@@ -278,25 +317,50 @@ def _forced(model: Model, v: Variant, gpu: Gpu | None, hw: Hardware) -> ModelPla
     for policy in _options(v):
         need = _needs(v, policy)
         if need <= avail:
-            return _model_plan(model, v, policy, need,
-                               f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]} "
-                               f"({need:g} of {avail:g} GB usable VRAM).{ram_short}", forced=True)
+            return _model_plan(
+                model,
+                v,
+                policy,
+                need,
+                f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]} "
+                f"({need:g} of {avail:g} GB usable VRAM).{ram_short}",
+                forced=True,
+            )
     policy = _options(v)[-1]
     need = _needs(v, policy)
-    return _model_plan(model, v, policy, need,
-                       f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]}: it needs {need:g} GB VRAM "
-                       f"and this GPU has {avail:g} GB usable, so it will probably run out of memory.{ram_short}",
-                       forced=True)
+    return _model_plan(
+        model,
+        v,
+        policy,
+        need,
+        f"{v.label}, as you chose, with {OFFLOAD_WORDS[policy]}: it needs {need:g} GB VRAM "
+        f"and this GPU has {avail:g} GB usable, so it will probably run out of memory.{ram_short}",
+        forced=True,
+    )
 
 
-def _model_plan(model: Model, v: Variant, offload: Offload, vram: float, reason: str,
-                forced: bool = False) -> ModelPlan:
+def _model_plan(
+    model: Model, v: Variant, offload: Offload, vram: float, reason: str, forced: bool = False
+) -> ModelPlan:
     files = [*model.common_files, *v.files]
-    return ModelPlan(model=model.id, name=model.name, variant=v.id, variant_label=v.label,
-                     precision=v.precision, offload=offload, vram_gb=vram, ram_gb=v.ram_gb, files=files,
-                     download_bytes=sum(f.size for f in files), license=model.license,
-                     license_url=model.license_url, commercial=model.commercial, gated=model.gated,
-                     reason=reason, forced=forced)
+    return ModelPlan(
+        model=model.id,
+        name=model.name,
+        variant=v.id,
+        variant_label=v.label,
+        precision=v.precision,
+        offload=offload,
+        vram_gb=vram,
+        ram_gb=v.ram_gb,
+        files=files,
+        download_bytes=sum(f.size for f in files),
+        license=model.license,
+        license_url=model.license_url,
+        commercial=model.commercial,
+        gated=model.gated,
+        reason=reason,
+        forced=forced,
+    )
 
 
 def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
@@ -307,15 +371,23 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
         flavour = None
 
     known = {m.id for m in recipe.models}
-    wanted = list(choices.models) if choices.models is not None else [m.id for m in recipe.models if m.default]
+    wanted = (
+        list(choices.models)
+        if choices.models is not None
+        else [m.id for m in recipe.models if m.default]
+    )
     unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise DarkroomError(f"{recipe.name} has no model called {', '.join(unknown)}.",
-                            f"Its models are: {', '.join(sorted(known)) or 'none'}.")
+        raise DarkroomError(
+            f"{recipe.name} has no model called {', '.join(unknown)}.",
+            f"Its models are: {', '.join(sorted(known)) or 'none'}.",
+        )
     for key in choices.variants:
         if key != "*" and key not in known:
-            raise DarkroomError(f"{recipe.name} has no model called {key}.",
-                                f"Its models are: {', '.join(sorted(known))}.")
+            raise DarkroomError(
+                f"{recipe.name} has no model called {key}.",
+                f"Its models are: {', '.join(sorted(known))}.",
+            )
 
     models: list[ModelPlan] = []
     substitutes: list[str] = []
@@ -323,32 +395,48 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
         if model.id not in wanted:
             continue
         forced = choices.variants.get(model.id)
-        if forced is None and "*" in choices.variants and any(v.id == choices.variants["*"] for v in model.variants):
+        if (
+            forced is None
+            and "*" in choices.variants
+            and any(v.id == choices.variants["*"] for v in model.variants)
+        ):
             forced = choices.variants["*"]
         try:
             models.append(plan_model(model, backend, gpu, hw, forced))
         except DarkroomError as exc:
             if choices.models is not None or forced:
                 raise
-            other = _substitute(recipe, model, backend, gpu, hw, {m.id for m in models} | set(wanted))
+            other = _substitute(
+                recipe, model, backend, gpu, hw, {m.id for m in models} | set(wanted)
+            )
             if other is None:
                 raise
             other.reason = f"{exc.message.rstrip('.')} → {other.name} instead: {other.reason}"
-            substitutes.append(f"{model.name} does not fit this machine, so {other.name} is installed instead "
-                               f"(see why below).")
+            substitutes.append(
+                f"{model.name} does not fit this machine, so {other.name} is installed instead "
+                f"(see why below)."
+            )
             models.append(other)
     warnings: list[str] = list(substitutes)
     if backend == "cpu" and recipe.torch is not None and recipe.models:
-        warnings.append("No GPU will be used: this will be slow (minutes per image instead of seconds).")
+        warnings.append(
+            "No GPU will be used: this will be slow (minutes per image instead of seconds)."
+        )
     for m in models:
         if not m.commercial:
-            warnings.append(f"{m.name} is licensed for non-commercial use only ({m.license}); "
-                            f"you will be asked to accept it{' at ' + m.license_url if m.license_url else ''}.")
+            warnings.append(
+                f"{m.name} is licensed for non-commercial use only ({m.license}); "
+                f"you will be asked to accept it{' at ' + m.license_url if m.license_url else ''}."
+            )
         if m.gated:
-            warnings.append(f"{m.name} is gated on Hugging Face: accept its licence on the model page and "
-                            "set your token with `darkroom config set hf_token <token>`.")
+            warnings.append(
+                f"{m.name} is gated on Hugging Face: accept its licence on the model page and "
+                "set your token with `darkroom config set hf_token <token>`."
+            )
         if m.offload == "sequential":
-            warnings.append(f"{m.name} runs with layer-by-layer offload: it works, but each image takes much longer.")
+            warnings.append(
+                f"{m.name} runs with layer-by-layer offload: it works, but each image takes much longer."
+            )
         if m.forced and ("probably run out of memory" in m.reason or "may fail" in m.reason):
             warnings.append(f"{m.name}: {m.reason}")
     for m in models:
@@ -358,21 +446,39 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
     env_gb = ENV_DISK_GB[backend if recipe.torch is not None else "none"]
     disk_needed = download + int(env_gb * 1e9)
     if disk_needed > hw.disk_free_gb * 1e9:
-        warnings.append(f"Not enough disk space: this needs {disk_needed / 1e9:.1f} GB and "
-                        f"{hw.disk_free_gb:g} GB is free. Free some space before installing.")
-    vram = sum(m.vram_gb for m in models) if recipe.concurrent_models else max((m.vram_gb for m in models), default=0.0)
+        warnings.append(
+            f"Not enough disk space: this needs {disk_needed / 1e9:.1f} GB and "
+            f"{hw.disk_free_gb:g} GB is free. Free some space before installing."
+        )
+    vram = (
+        sum(m.vram_gb for m in models)
+        if recipe.concurrent_models
+        else max((m.vram_gb for m in models), default=0.0)
+    )
     warnings += _tight(models, vram, gpu, hw, recipe.concurrent_models)
-    return Plan(app=recipe.id, app_name=recipe.name, version=recipe.version, hardware=hw.name,
-                backend=backend if recipe.torch is not None else "none", torch_backend=flavour,
-                device=device, python=recipe.python,
-                packages=[*recipe.packages, *recipe.backend_packages.get(backend, [])],  # type: ignore[call-overload]
-                torch_packages=list(recipe.torch.packages) if recipe.torch else [],
-                models=models, warnings=warnings, reasons=reasons, download_bytes=download,
-                disk_needed_bytes=disk_needed, vram_gb=round(vram, 2))
+    return Plan(
+        app=recipe.id,
+        app_name=recipe.name,
+        version=recipe.version,
+        hardware=hw.name,
+        backend=backend if recipe.torch is not None else "none",
+        torch_backend=flavour,
+        device=device,
+        python=recipe.python,
+        packages=[*recipe.packages, *recipe.backend_packages.get(backend, [])],  # type: ignore[call-overload]
+        torch_packages=list(recipe.torch.packages) if recipe.torch else [],
+        models=models,
+        warnings=warnings,
+        reasons=reasons,
+        download_bytes=download,
+        disk_needed_bytes=disk_needed,
+        vram_gb=round(vram, 2),
+    )
 
 
-def _substitute(recipe: Recipe, model: Model, backend: str, gpu: Gpu | None, hw: Hardware,
-                taken: set[str]) -> ModelPlan | None:
+def _substitute(
+    recipe: Recipe, model: Model, backend: str, gpu: Gpu | None, hw: Hardware, taken: set[str]
+) -> ModelPlan | None:
     """A default model that cannot fit: the first other model for the same task that does."""
     task = model.task.split(",")[0].strip()
     for other in recipe.models:
@@ -385,25 +491,39 @@ def _substitute(recipe: Recipe, model: Model, backend: str, gpu: Gpu | None, hw:
     return None
 
 
-def _tight(models: list[ModelPlan], vram: float, gpu: Gpu | None, hw: Hardware, concurrent: bool) -> list[str]:
+def _tight(
+    models: list[ModelPlan], vram: float, gpu: Gpu | None, hw: Hardware, concurrent: bool
+) -> list[str]:
     """Warnings for plans that fit with little to spare, or (several models at once) do not fit."""
     out: list[str] = []
     ram = usable_ram_gb(hw)
-    need_ram = sum(m.ram_gb for m in models) if concurrent else max((m.ram_gb for m in models), default=0.0)
+    need_ram = (
+        sum(m.ram_gb for m in models)
+        if concurrent
+        else max((m.ram_gb for m in models), default=0.0)
+    )
     if gpu is not None and vram > 0:
         avail = usable_vram_gb(gpu)
         if vram > avail:
-            out.append(f"The models together need {vram:g} GB of GPU memory and this GPU has {_gb(avail)} GB usable "
-                       f"({gpu.vram_total_gb:g} GB less {vram_headroom_gb(gpu):g} GB for the driver and desktop): "
-                       "large images may run out of memory. Install fewer models, or use `--cpu`.")
+            out.append(
+                f"The models together need {vram:g} GB of GPU memory and this GPU has {_gb(avail)} GB usable "
+                f"({gpu.vram_total_gb:g} GB less {vram_headroom_gb(gpu):g} GB for the driver and desktop): "
+                "large images may run out of memory. Install fewer models, or use `--cpu`."
+            )
         elif vram > TIGHT_SHARE * avail:
-            out.append(f"GPU memory is tight: {vram:g} of {_gb(avail)} GB usable. Close other programs that use "
-                       "the GPU (games, browsers with video) before generating.")
+            out.append(
+                f"GPU memory is tight: {vram:g} of {_gb(avail)} GB usable. Close other programs that use "
+                "the GPU (games, browsers with video) before generating."
+            )
     if need_ram > ram:
-        out.append(f"The models need {need_ram:g} GB RAM and this machine has {ram:g} GB usable: "
-                   "it will swap and may be stopped by the system. Install fewer models.")
+        out.append(
+            f"The models need {need_ram:g} GB RAM and this machine has {ram:g} GB usable: "
+            "it will swap and may be stopped by the system. Install fewer models."
+        )
     elif need_ram > TIGHT_SHARE * ram:
-        out.append(f"RAM is tight: the models take {need_ram:g} of {ram:g} GB usable. Close other programs first.")
+        out.append(
+            f"RAM is tight: the models take {need_ram:g} of {ram:g} GB usable. Close other programs first."
+        )
     return out
 
 

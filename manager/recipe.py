@@ -24,14 +24,24 @@ from .errors import BadRecipe, NotFound
 MAX_RECIPE_BYTES = 1_000_000
 MAX_NODES = 50_000
 # Bounds that keep every number a recipe gives within what the planner can add up.
-MAX_FILE_BYTES = 10**13          # 10 TB: more than any model file
+MAX_FILE_BYTES = 10**13  # 10 TB: more than any model file
 MAX_GB = 100_000.0
 
 Backend = Literal["cuda", "rocm", "mps", "cpu"]
 OffloadPolicy = Literal["none", "model", "sequential"]
 Precision = Literal[
-    "fp32", "bf16", "fp16", "fp8", "int8", "nf4",
-    "gguf-q8", "gguf-q6", "gguf-q5", "gguf-q4", "gguf-q3", "gguf-q2",
+    "fp32",
+    "bf16",
+    "fp16",
+    "fp8",
+    "int8",
+    "nf4",
+    "gguf-q8",
+    "gguf-q6",
+    "gguf-q5",
+    "gguf-q4",
+    "gguf-q3",
+    "gguf-q2",
 ]
 
 # The fixed set of placeholders a command, env value or template may use.
@@ -65,7 +75,9 @@ class ModelFile(_Strict):
     path: str = Field(description="File path in the repo; may be a glob such as 'vae/*'")
     revision: str = "main"
     size: int = Field(ge=0, le=MAX_FILE_BYTES, description="Bytes; for a glob, the total")
-    sha256: str | None = Field(None, description="Pinned hash; null = unverified, the hub's LFS hash is used")
+    sha256: str | None = Field(
+        None, description="Pinned hash; null = unverified, the hub's LFS hash is used"
+    )
     repo_type: Literal["model", "dataset"] = "model"
 
     @field_validator("repo")
@@ -104,18 +116,31 @@ class Variant(_Strict):
     label: str
     precision: Precision
     quality: int = Field(ge=0, le=100, description="Relative output quality; higher is better")
-    vram_gb: float = Field(ge=0, le=MAX_GB, description="GPU memory at peak with everything on the GPU")
-    ram_gb: float = Field(ge=0, le=MAX_GB, description="System RAM needed: the whole pipeline's weights, GB")
+    vram_gb: float = Field(
+        ge=0, le=MAX_GB, description="GPU memory at peak with everything on the GPU"
+    )
+    ram_gb: float = Field(
+        ge=0, le=MAX_GB, description="System RAM needed: the whole pipeline's weights, GB"
+    )
     offload: dict[Literal["model", "sequential"], float] = Field(
-        default_factory=dict, description="GPU memory needed under each offload policy it supports")
-    backends: list[Backend] = Field(default_factory=lambda: ["cuda", "rocm", "mps", "cpu"], min_length=1)
+        default_factory=dict, description="GPU memory needed under each offload policy it supports"
+    )
+    backends: list[Backend] = Field(
+        default_factory=lambda: ["cuda", "rocm", "mps", "cpu"], min_length=1
+    )
     files: list[ModelFile] = Field(default_factory=list)
     note: str = ""
-    memory_source: str = Field("", description="Where vram_gb, offload and ram_gb come from "
-                                               "(a published benchmark, a table, a measurement)")
-    library: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,39}$",
-                                description="Folder in models/library/ this variant's files are linked "
-                                            "into; overrides the model's (a GGUF build goes to unet)")
+    memory_source: str = Field(
+        "",
+        description="Where vram_gb, offload and ram_gb come from "
+        "(a published benchmark, a table, a measurement)",
+    )
+    library: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="Folder in models/library/ this variant's files are linked "
+        "into; overrides the model's (a GGUF build goes to unet)",
+    )
 
     @field_validator("offload")
     @classmethod
@@ -141,10 +166,15 @@ class Model(_Strict):
     commercial: bool
     gated: bool = False
     default: bool = Field(True, description="Installed unless the user leaves it out")
-    library: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,39}$",
-                                description="Folder in models/library/ its files are linked into, "
-                                            "for apps such as ComfyUI (checkpoints, vae, upscale_models ...)")
-    common_files: list[ModelFile] = Field(default_factory=list, description="Files every variant needs")
+    library: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="Folder in models/library/ its files are linked into, "
+        "for apps such as ComfyUI (checkpoints, vae, upscale_models ...)",
+    )
+    common_files: list[ModelFile] = Field(
+        default_factory=list, description="Files every variant needs"
+    )
     variants: list[Variant] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -159,8 +189,10 @@ class Model(_Strict):
         for v in self.variants:
             if v.id == variant_id:
                 return v
-        raise NotFound(f"Model {self.id} has no variant '{variant_id}'.",
-                       f"Choose one of: {', '.join(v.id for v in self.variants)}.")
+        raise NotFound(
+            f"Model {self.id} has no variant '{variant_id}'.",
+            f"Choose one of: {', '.join(v.id for v in self.variants)}.",
+        )
 
 
 class Source(_Strict):
@@ -243,7 +275,8 @@ class Launch(_Strict):
     health: str = "/api/health"
     env: dict[str, str] = Field(default_factory=dict)
     backend_args: dict[Backend, list[str]] = Field(
-        default_factory=dict, description="Extra arguments for one backend, e.g. --cpu on cpu")
+        default_factory=dict, description="Extra arguments for one backend, e.g. --cpu on cpu"
+    )
     startup_timeout_s: float = Field(600, gt=0, le=86_400)
 
     @field_validator("command")
@@ -293,23 +326,34 @@ class Recipe(_Strict):
     python: str = Field("3.11", pattern=r"^3\.\d{1,2}$")
     packages: list[str] = Field(default_factory=list)
     backend_packages: dict[Backend, list[str]] = Field(
-        default_factory=dict, description="Extra packages for one backend, e.g. bitsandbytes on cuda")
-    requirements: list[str] = Field(default_factory=list,
-                                    description="Requirement files inside a git source")
+        default_factory=dict,
+        description="Extra packages for one backend, e.g. bitsandbytes on cuda",
+    )
+    requirements: list[str] = Field(
+        default_factory=list, description="Requirement files inside a git source"
+    )
     install: Literal["requirements", "packages", "project"] | None = Field(
-        None, description="How a git checkout is installed: its requirement files, only `packages`, "
-                          "or the checkout itself as a package. Default: requirements when it has "
-                          "a requirements.txt, else the project when it has one")
-    data: list[str] = Field(default_factory=list,
-                            description="The app's user-data folders (saved workflows, custom nodes ...), "
-                                        "kept outside the code so update and rollback never touch them")
+        None,
+        description="How a git checkout is installed: its requirement files, only `packages`, "
+        "or the checkout itself as a package. Default: requirements when it has "
+        "a requirements.txt, else the project when it has one",
+    )
+    data: list[str] = Field(
+        default_factory=list,
+        description="The app's user-data folders (saved workflows, custom nodes ...), "
+        "kept outside the code so update and rollback never touch them",
+    )
     extra_repos: list[ExtraRepo] = Field(default_factory=list)
     torch: TorchSpec | None = None
-    check_import: str | None = Field(None, description="Module the env must import to count as built")
+    check_import: str | None = Field(
+        None, description="Module the env must import to count as built"
+    )
     launch: Launch
     needs: list[str] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
-    concurrent_models: bool = Field(False, description="True when the app holds all its models on the GPU at once")
+    concurrent_models: bool = Field(
+        False, description="True when the app holds all its models on the GPU at once"
+    )
     templates: list[Template] = Field(default_factory=list)
 
     @field_validator("version", mode="before")
@@ -343,7 +387,9 @@ class Recipe(_Strict):
     @field_validator("check_import")
     @classmethod
     def _check_import(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", v):
+        if v is not None and not re.match(
+            r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", v
+        ):
             raise ValueError("must be a Python module name such as 'mypackage.server'")
         return v
 
@@ -353,7 +399,9 @@ class Recipe(_Strict):
         for p in v:
             _check_relative(p)
             if not p.strip(" ./"):
-                raise ValueError("a data folder must name a folder inside the app, not the app itself")
+                raise ValueError(
+                    "a data folder must name a folder inside the app, not the app itself"
+                )
         return v
 
     @model_validator(mode="after")
@@ -370,8 +418,10 @@ class Recipe(_Strict):
         for m in self.models:
             if m.id == model_id:
                 return m
-        raise NotFound(f"{self.name} has no model '{model_id}'.",
-                       f"Its models are: {', '.join(m.id for m in self.models) or 'none'}.")
+        raise NotFound(
+            f"{self.name} has no model '{model_id}'.",
+            f"Its models are: {', '.join(m.id for m in self.models) or 'none'}.",
+        )
 
     @property
     def bundled(self) -> bool:
@@ -405,16 +455,28 @@ class RecipeError(BadRecipe):
         return self.message
 
 
-def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[Problem],
-          file: str, seen: set[int]) -> Any:
+def _walk(
+    node: yaml.Node,
+    path: tuple,
+    lines: dict[tuple, int],
+    problems: list[Problem],
+    file: str,
+    seen: set[int],
+) -> Any:
     """Turn a composed YAML node into plain data, recording each path's line.
 
     Doing this by hand (instead of safe_load) gives line numbers, and lets us refuse
     aliases (no 'billion laughs'), duplicate keys and non-text keys.
     """
     if id(node) in seen:
-        raise _Fatal(Problem(file, node.start_mark.line + 1, _fmt(path),
-                             "anchors and aliases (& and *) are not allowed in recipes"))
+        raise _Fatal(
+            Problem(
+                file,
+                node.start_mark.line + 1,
+                _fmt(path),
+                "anchors and aliases (& and *) are not allowed in recipes",
+            )
+        )
     seen.add(id(node))
     if len(seen) > MAX_NODES:
         raise _Fatal(Problem(file, node.start_mark.line + 1, "", "the recipe is too large"))
@@ -423,19 +485,26 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                problems.append(Problem(file, key_node.start_mark.line + 1, _fmt(path),
-                                        "keys must be plain text"))
+                problems.append(
+                    Problem(
+                        file, key_node.start_mark.line + 1, _fmt(path), "keys must be plain text"
+                    )
+                )
                 continue
             key = validate.clean_text(key_node.value)
             if key in out:
-                problems.append(Problem(file, key_node.start_mark.line + 1, _fmt((*path, key)),
-                                        "appears twice"))
+                problems.append(
+                    Problem(file, key_node.start_mark.line + 1, _fmt((*path, key)), "appears twice")
+                )
                 continue
             out[key] = _walk(value_node, (*path, key), lines, problems, file, seen)
             lines.setdefault((*path, key), key_node.start_mark.line + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, (*path, i), lines, problems, file, seen) for i, item in enumerate(node.value)]
+        return [
+            _walk(item, (*path, i), lines, problems, file, seen)
+            for i, item in enumerate(node.value)
+        ]
     value = _SAFE.construct_object(node, deep=True)
     # Recipe text reaches terminals and pages: no escape sequences, no bidi tricks.
     return validate.clean_text(value, keep_newlines=True) if isinstance(value, str) else value
@@ -487,15 +556,26 @@ def _message(err: dict) -> str:
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected', '')}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        word = {"greater_than_equal": "at least", "greater_than": "more than",
-                "less_than_equal": "at most", "less_than": "less than"}[kind]
+        word = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
         bound = next(iter(ctx.values()), "")
         return f"must be {word} {bound}"
     if kind == "string_pattern_mismatch":
-        return "must be lowercase letters, digits and '-', starting with a letter" \
-            if ctx.get("pattern") == _SLUG else f"must match {ctx.get('pattern')}"
+        return (
+            "must be lowercase letters, digits and '-', starting with a letter"
+            if ctx.get("pattern") == _SLUG
+            else f"must match {ctx.get('pattern')}"
+        )
     if kind in ("too_short", "too_long"):
-        return "must not be empty" if kind == "too_short" and ctx.get("min_length") == 1 else err["msg"].lower()
+        return (
+            "must not be empty"
+            if kind == "too_short" and ctx.get("min_length") == 1
+            else err["msg"].lower()
+        )
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"][0].lower() + err["msg"][1:]
@@ -512,19 +592,38 @@ def parse_recipe(text: str | bytes, file: str = "<recipe>") -> Recipe:
     except RecursionError:
         raise RecipeError([Problem(file, 0, "", "the recipe is nested too deeply")]) from None
     except Exception as exc:  # a last net: no traceback ever reaches the user
-        raise RecipeError([Problem(file, 0, "", f"could not be read ({type(exc).__name__})")]) from None
+        raise RecipeError(
+            [Problem(file, 0, "", f"could not be read ({type(exc).__name__})")]
+        ) from None
 
 
 def _parse(text: str | bytes, file: str) -> Recipe:
     if isinstance(text, bytes):
         if len(text) > MAX_RECIPE_BYTES:
-            raise RecipeError([Problem(file, 0, "", f"is {len(text):,} bytes; a recipe may be at most {MAX_RECIPE_BYTES:,}")])
+            raise RecipeError(
+                [
+                    Problem(
+                        file,
+                        0,
+                        "",
+                        f"is {len(text):,} bytes; a recipe may be at most {MAX_RECIPE_BYTES:,}",
+                    )
+                ]
+            )
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RecipeError([Problem(file, 0, "", f"is not UTF-8 text (bad byte at offset {exc.start})")]) from None
+            raise RecipeError(
+                [Problem(file, 0, "", f"is not UTF-8 text (bad byte at offset {exc.start})")]
+            ) from None
     if len(text) > MAX_RECIPE_BYTES:
-        raise RecipeError([Problem(file, 0, "", f"is too large; a recipe may be at most {MAX_RECIPE_BYTES:,} bytes")])
+        raise RecipeError(
+            [
+                Problem(
+                    file, 0, "", f"is too large; a recipe may be at most {MAX_RECIPE_BYTES:,} bytes"
+                )
+            ]
+        )
     if "\x00" in text:
         raise RecipeError([Problem(file, 0, "", "contains NUL bytes; it is not a text file")])
     try:
@@ -532,20 +631,32 @@ def _parse(text: str | bytes, file: str) -> Recipe:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        raise RecipeError([Problem(file, line, "", f"YAML syntax error: {exc.problem or exc.context}")]) from None
+        raise RecipeError(
+            [Problem(file, line, "", f"YAML syntax error: {exc.problem or exc.context}")]
+        ) from None
     except yaml.YAMLError as exc:
         raise RecipeError([Problem(file, 0, "", f"YAML error: {exc}")]) from None
     if node is None:
-        raise RecipeError([Problem(file, 1, "", "is empty; a recipe needs at least id, name and launch")])
+        raise RecipeError(
+            [Problem(file, 1, "", "is empty; a recipe needs at least id, name and launch")]
+        )
     if not isinstance(node, yaml.MappingNode):
-        raise RecipeError([Problem(file, node.start_mark.line + 1, "", "must be a mapping of fields (key: value)")])
+        raise RecipeError(
+            [
+                Problem(
+                    file, node.start_mark.line + 1, "", "must be a mapping of fields (key: value)"
+                )
+            ]
+        )
     lines: dict[tuple, int] = {}
     problems: list[Problem] = []
     try:
         data = _walk(node, (), lines, problems, file, set())
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise RecipeError([Problem(file, line, "", f"unsupported YAML value: {exc.problem}")]) from None
+        raise RecipeError(
+            [Problem(file, line, "", f"unsupported YAML value: {exc.problem}")]
+        ) from None
     if problems:
         raise RecipeError(problems)
     try:
@@ -573,21 +684,42 @@ def load_recipe(path: Path) -> Recipe:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable file name"
+        why = (
+            exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable file name"
+        )
         raise RecipeError([Problem(name, 0, "", f"cannot be read: {why}")]) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise RecipeError([Problem(name, 0, "", "is not a regular file (a folder, pipe or device); "
-                                                "give the path of a recipe .yaml file")])
+        raise RecipeError(
+            [
+                Problem(
+                    name,
+                    0,
+                    "",
+                    "is not a regular file (a folder, pipe or device); "
+                    "give the path of a recipe .yaml file",
+                )
+            ]
+        )
     with os.fdopen(fd, "rb") as handle:
         if info.st_size > MAX_RECIPE_BYTES:
-            raise RecipeError([Problem(name, 0, "", f"is {info.st_size:,} bytes; a recipe may be at most "
-                                                    f"{MAX_RECIPE_BYTES:,}")])
+            raise RecipeError(
+                [
+                    Problem(
+                        name,
+                        0,
+                        "",
+                        f"is {info.st_size:,} bytes; a recipe may be at most {MAX_RECIPE_BYTES:,}",
+                    )
+                ]
+            )
         try:
             data = handle.read(MAX_RECIPE_BYTES + 1)
         except OSError as exc:
-            raise RecipeError([Problem(name, 0, "", f"cannot be read: {exc.strerror or exc}")]) from None
+            raise RecipeError(
+                [Problem(name, 0, "", f"cannot be read: {exc.strerror or exc}")]
+            ) from None
     return parse_recipe(data, name)
 
 

@@ -39,19 +39,21 @@ class InstalledModel(BaseModel):
 class InstalledApp(BaseModel):
     app: str
     version: str
-    recipe_source: str = "bundled"     # "bundled", or the file/URL the recipe came from
-    recipe_text: str | None = None     # kept for apps not bundled, so they can be re-planned
-    backend: str = "cpu"               # torch backend the env was built for
+    recipe_source: str = "bundled"  # "bundled", or the file/URL the recipe came from
+    recipe_text: str | None = None  # kept for apps not bundled, so they can be re-planned
+    backend: str = "cpu"  # torch backend the env was built for
     device: str = "cpu"
     models: list[InstalledModel] = Field(default_factory=list)
-    vram_gb: float = 0.0               # what the plan expects the app to use on the GPU
-    variants: dict[str, str] = Field(default_factory=dict)  # the user's variant overrides, kept for update
-    chosen_models: list[str] | None = None                  # None = the recipe's defaults
-    source_revision: str | None = None                      # git commit of a git-sourced app
-    env_spec: dict | None = None                            # what the env was built from (for rollback)
+    vram_gb: float = 0.0  # what the plan expects the app to use on the GPU
+    variants: dict[str, str] = Field(
+        default_factory=dict
+    )  # the user's variant overrides, kept for update
+    chosen_models: list[str] | None = None  # None = the recipe's defaults
+    source_revision: str | None = None  # git commit of a git-sourced app
+    env_spec: dict | None = None  # what the env was built from (for rollback)
     env_hash: str | None = None
     accepted_licences: list[str] = Field(default_factory=list)
-    previous: InstalledApp | None = None                    # what `rollback` returns to
+    previous: InstalledApp | None = None  # what `rollback` returns to
     installed_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 
@@ -62,8 +64,12 @@ class State(BaseModel):
 
     def files_in_use(self) -> set[tuple[str, str, str]]:
         """(repo, revision, path) of every weight file some installed app refers to."""
-        return {(f.repo, f.revision, f.path)
-                for app in self.apps.values() for m in app.models for f in m.files}
+        return {
+            (f.repo, f.revision, f.path)
+            for app in self.apps.values()
+            for m in app.models
+            for f in m.files
+        }
 
 
 def load(home: Home) -> State:

@@ -48,6 +48,7 @@ def uv_bin() -> Path:
     """The uv binary from the `uv` package installed beside Darkroom."""
     try:
         from uv import find_uv_bin
+
         path = Path(find_uv_bin())
     except (ImportError, FileNotFoundError, OSError):
         raise UvMissing(
@@ -55,8 +56,10 @@ def uv_bin() -> Path:
             "Reinstall Darkroom (its installer brings uv with it), then try again.",
         ) from None
     if not path.is_file():
-        raise UvMissing(f"The uv tool at {path} is missing.",
-                        "Reinstall Darkroom (its installer brings uv with it), then try again.")
+        raise UvMissing(
+            f"The uv tool at {path} is missing.",
+            "Reinstall Darkroom (its installer brings uv with it), then try again.",
+        )
     return path
 
 
@@ -93,8 +96,11 @@ def link_mode(home: Home) -> str:
 
 def child_env(home: Home, mode: str) -> dict[str, str]:
     """The environment uv runs in: our cache and link mode, none of the caller's UV_* settings."""
-    env = {k: v for k, v in os.environ.items()
-           if (not k.startswith("UV_") or k in _KEEP_UV_VARS) and k not in _DROP_VARS}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (not k.startswith("UV_") or k in _KEEP_UV_VARS) and k not in _DROP_VARS
+    }
     env["UV_CACHE_DIR"] = str(home.uv_cache)
     env["UV_LINK_MODE"] = mode
     env["NO_COLOR"] = "1"
@@ -112,7 +118,9 @@ def local_torch_wheels(settings: Settings, flavour: str) -> dict[str, str]:
     """{package: 'X+flavour'} for the newest torch-family wheels of that build lying in the
     user's local find-links folders (an offline wheelhouse)."""
     found: dict[str, tuple[tuple[int, ...], str]] = {}
-    pattern = re.compile(r"^(torch|torchvision|torchaudio)-([0-9][0-9.]*)\+" + re.escape(flavour) + r"-")
+    pattern = re.compile(
+        r"^(torch|torchvision|torchaudio)-([0-9][0-9.]*)\+" + re.escape(flavour) + r"-"
+    )
     for link in settings.find_links:
         folder = Path(link.removeprefix("file://"))
         if not folder.is_dir():
@@ -149,7 +157,9 @@ def torch_source(settings: Settings, flavour: str | None) -> str:
     return "user"
 
 
-def torch_requirements(settings: Settings, flavour: str | None, packages: Sequence[str]) -> list[str]:
+def torch_requirements(
+    settings: Settings, flavour: str | None, packages: Sequence[str]
+) -> list[str]:
     """The torch requirements, with bare names pinned to the user's wheels when they are the source."""
     if not flavour or torch_source(settings, flavour) != "wheels":
         return list(packages)
@@ -225,17 +235,34 @@ class _Progress:
     def line(self, text: str) -> None:
         if m := _RESOLVED.match(text):
             self.resolved = int(m.group(1))
-            self.report(Progress(SOURCE, "resolving", self.resolved, self.resolved, unit="packages"))
+            self.report(
+                Progress(SOURCE, "resolving", self.resolved, self.resolved, unit="packages")
+            )
             self.report(Stage(SOURCE, "downloading", f"{self.resolved} packages needed"))
         elif m := _DOWNLOADING.match(text):
             self.downloads.append(m.group(1))
-            self.report(Progress(SOURCE, "downloading", self.downloaded, len(self.downloads),
-                                 unit="packages", item=m.group(1)))
+            self.report(
+                Progress(
+                    SOURCE,
+                    "downloading",
+                    self.downloaded,
+                    len(self.downloads),
+                    unit="packages",
+                    item=m.group(1),
+                )
+            )
         elif m := _DOWNLOADED.match(text):
             self.downloaded += 1
-            self.report(Progress(SOURCE, "downloading", self.downloaded,
-                                 max(len(self.downloads), self.downloaded), unit="packages",
-                                 item=m.group(1)))
+            self.report(
+                Progress(
+                    SOURCE,
+                    "downloading",
+                    self.downloaded,
+                    max(len(self.downloads), self.downloaded),
+                    unit="packages",
+                    item=m.group(1),
+                )
+            )
         elif m := _PREPARED.match(text):
             self.report(Stage(SOURCE, "linking", f"{m.group(1)} packages into the environment"))
         elif m := _INSTALLED.match(text):
@@ -245,8 +272,14 @@ class _Progress:
             self.report(Message(SOURCE, text.removeprefix("warning:").strip(), "warning"))
 
 
-def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore,
-        timeout: float | None = None) -> str:
+def run(
+    home: Home,
+    args: Sequence[str],
+    *,
+    mode: str,
+    report: Reporter = ignore,
+    timeout: float | None = None,
+) -> str:
     """Run `uv <args>`, streaming stderr into events; returns stdout; raises UvFailure.
 
     A cancel carried by `report` kills uv at once (it leaves only the staged folder the
@@ -255,16 +288,24 @@ def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore
     cmd = die_with_parent([str(uv_bin()), *args])
     try:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            env=child_env(home, mode), text=True, errors="replace",
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=child_env(home, mode),
+            text=True,
+            errors="replace",
         )
     except OSError as exc:
-        raise UvMissing(f"The uv tool could not be started ({exc.strerror or exc}).",
-                        "Reinstall Darkroom, then try again.") from None
+        raise UvMissing(
+            f"The uv tool could not be started ({exc.strerror or exc}).",
+            "Reinstall Darkroom, then try again.",
+        ) from None
     progress = _Progress(report)
     lines: list[str] = []
     out_chunks: list[str] = []
     try:
+
         def _drain() -> None:
             assert proc.stdout is not None
             out_chunks.append(proc.stdout.read())
@@ -279,7 +320,7 @@ def run(home: Home, args: Sequence[str], *, mode: str, report: Reporter = ignore
                 progress.line(text)
             proc.wait(timeout=timeout)
         reader.join(timeout=10)
-        checkpoint(report)   # killed by a cancel: say so, not "uv failed"
+        checkpoint(report)  # killed by a cancel: say so, not "uv failed"
     except BaseException:
         proc.kill()
         proc.wait()
@@ -294,13 +335,16 @@ def _build_reason(text: str) -> str:
     discovered ..."), else uv's deepest `cause:`; not the generic hint uv ends with."""
     lines = [ln.strip() for ln in text.splitlines()]
     if "[stderr]" in lines:
-        tail = lines[lines.index("[stderr]") + 1:]
+        tail = lines[lines.index("[stderr]") + 1 :]
         errors = [ln for ln in tail if re.match(r"^(\w+Error|error)\b", ln, re.I)]
         if errors:
             return errors[-1].removeprefix("error:").strip()
     causes = [ln.removeprefix("cause:").strip() for ln in lines if ln.startswith("cause:")]
-    return causes[-1] if causes else next((ln for ln in reversed(lines) if ln and not ln.startswith("hint:")),
-                                          "no details")
+    return (
+        causes[-1]
+        if causes
+        else next((ln for ln in reversed(lines) if ln and not ln.startswith("hint:")), "no details")
+    )
 
 
 def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
@@ -308,45 +352,80 @@ def explain(failure: UvFailure, app: str, settings: Settings) -> DarkroomError:
     text = failure.stderr
     kept = f"The environment of {app} that was there before is unchanged."
     if "No space left on device" in text or f"os error {errno.ENOSPC}" in text:
-        return DiskFull(f"The disk is full; the environment for {app} could not be built.",
-                        f"Free some space (try `darkroom cache prune`), then try again. {kept}")
+        return DiskFull(
+            f"The disk is full; the environment for {app} could not be built.",
+            f"Free some space (try `darkroom cache prune`), then try again. {kept}",
+        )
     if "network was disabled" in text or ("not found in the cache" in text and settings.offline):
         return Offline(
             f"Offline mode is on and some packages {app} needs are not in the local cache.",
             f"Turn offline mode off once (`darkroom config set offline false`) or add a wheel folder "
-            f"to find_links. {kept}")
+            f"to find_links. {kept}",
+        )
     if "unsafe-best-match" in text and settings.index_strategy == "first-index":
-        kept = ("If your index or mirror holds only some releases, `darkroom config set index_strategy "
-                f"unsafe-best-match` lets uv look in the next index too (trust every index first). {kept}")
+        kept = (
+            "If your index or mirror holds only some releases, `darkroom config set index_strategy "
+            f"unsafe-best-match` lets uv look in the next index too (trust every index first). {kept}"
+        )
     if m := re.search(r"Because (\S+) was not found in the package registry", text):
-        return DarkroomError(f"The package '{m.group(1)}' that {app} needs was not found in the package index.",
-                             f"Check the package name, or the index and find_links settings. {kept}")
+        return DarkroomError(
+            f"The package '{m.group(1)}' that {app} needs was not found in the package index.",
+            f"Check the package name, or the index and find_links settings. {kept}",
+        )
     if m := re.search(r"Because there is no version of (\S+?) and", text):
         name, _, want = re.match(r"^([A-Za-z0-9._\[\]-]+)(.*)$", m.group(1)).group(1, 0, 2)
         which = f"{name} ({want})" if want else name
-        return DarkroomError(f"No release of {which} that {app} needs is available from the package sources.",
-                             f"Check the version pin, or the index and find_links settings. {kept}")
+        return DarkroomError(
+            f"No release of {which} that {app} needs is available from the package sources.",
+            f"Check the version pin, or the index and find_links settings. {kept}",
+        )
     if "No solution found" in text:
-        cause = next((ln.strip().removeprefix("cause:").strip() for ln in text.splitlines()
-                      if ln.strip().startswith("cause:")), "")
+        cause = next(
+            (
+                ln.strip().removeprefix("cause:").strip()
+                for ln in text.splitlines()
+                if ln.strip().startswith("cause:")
+            ),
+            "",
+        )
         short = cause.split(", we can conclude")[0] if cause else "the versions conflict"
-        return DarkroomError(f"The packages {app} needs cannot be installed together: {short}.",
-                             f"This is a problem in the app's recipe or the package sources. {kept}")
-    if m := re.search(r"Failed to (?:build|prepare distributions|download and build) `?([^`\n]+?)`?(?:\n|$)", text):
+        return DarkroomError(
+            f"The packages {app} needs cannot be installed together: {short}.",
+            f"This is a problem in the app's recipe or the package sources. {kept}",
+        )
+    if m := re.search(
+        r"Failed to (?:build|prepare distributions|download and build) `?([^`\n]+?)`?(?:\n|$)", text
+    ):
         name = m.group(1).split(" @ ")[0].split("==")[0].strip()
-        return DarkroomError(f"The package {name} that {app} needs could not be built: {_build_reason(text)}",
-                             f"This is a problem with that package or with how the app's recipe installs it "
-                             f"(its `install:` field). {kept}")
+        return DarkroomError(
+            f"The package {name} that {app} needs could not be built: {_build_reason(text)}",
+            f"This is a problem with that package or with how the app's recipe installs it "
+            f"(its `install:` field). {kept}",
+        )
     # Before the network check: a Python download that fails also says "Failed to fetch".
-    if re.search(r"No interpreter found|No download found for request|python-build-standalone|"
-                 r"Failed to (?:download|install) cpython", text, re.I):
-        return DarkroomError(f"Python could not be found or downloaded for {app}.",
-                             f"Check the network connection (uv downloads Python from GitHub), or install "
-                             f"that Python version yourself. {kept}")
-    if re.search(r"(Failed to fetch|error sending request|dns error|tcp connect error|"
-                 r"Connection refused|timed out|Could not connect)", text, re.I):
-        return Offline(f"The package index could not be reached while building {app}'s environment.",
-                       f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}")
+    if re.search(
+        r"No interpreter found|No download found for request|python-build-standalone|"
+        r"Failed to (?:download|install) cpython",
+        text,
+        re.I,
+    ):
+        return DarkroomError(
+            f"Python could not be found or downloaded for {app}.",
+            f"Check the network connection (uv downloads Python from GitHub), or install "
+            f"that Python version yourself. {kept}",
+        )
+    if re.search(
+        r"(Failed to fetch|error sending request|dns error|tcp connect error|"
+        r"Connection refused|timed out|Could not connect)",
+        text,
+        re.I,
+    ):
+        return Offline(
+            f"The package index could not be reached while building {app}'s environment.",
+            f"Check the network connection, or set a mirror with `darkroom config set index_url URL`. {kept}",
+        )
     last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "no details")
-    return DarkroomError(f"Building the environment for {app} failed: {last}",
-                         f"Run `darkroom env build {app}` again; if it keeps failing, report this line. {kept}")
+    return DarkroomError(
+        f"Building the environment for {app} failed: {last}",
+        f"Run `darkroom env build {app}` again; if it keeps failing, report this line. {kept}",
+    )

@@ -37,11 +37,27 @@ from .weights_store import SHA256_RE, RepoStore, blob_of, sha256_file
 from .weights_types import GcItem, GcResult, LocalFile, Problem, StoreEntry
 from .weights_verify import gc, import_file, list_store, verify, verify_targets
 
-__all__ = ["DownloadPlan", "GcItem", "GcResult", "LocalFile", "PlannedFile", "Problem", "StoreEntry", "gc",
-           "import_file", "list_store", "plan_download", "pull", "specs_of", "verify", "verify_targets", "SOURCE"]
+__all__ = [
+    "DownloadPlan",
+    "GcItem",
+    "GcResult",
+    "LocalFile",
+    "PlannedFile",
+    "Problem",
+    "StoreEntry",
+    "gc",
+    "import_file",
+    "list_store",
+    "plan_download",
+    "pull",
+    "specs_of",
+    "verify",
+    "verify_targets",
+    "SOURCE",
+]
 
 SOURCE = "weights"
-DISK_RESERVE = 200 * 1000 * 1000     # kept free beyond the download itself
+DISK_RESERVE = 200 * 1000 * 1000  # kept free beyond the download itself
 EMIT_EVERY_S = 0.25
 
 
@@ -59,8 +75,8 @@ class DownloadPlan:
     files: list[PlannedFile]
     free_bytes: int
     folder: Path
-    exact: bool = True          # False when sizes come from the recipe (no hub asked)
-    missing_specs: list[str] = field(default_factory=list)   # offline: specs not in the store
+    exact: bool = True  # False when sizes come from the recipe (no hub asked)
+    missing_specs: list[str] = field(default_factory=list)  # offline: specs not in the store
 
     @property
     def missing(self) -> list[PlannedFile]:
@@ -89,7 +105,8 @@ class DownloadPlan:
                 f"Not enough disk space for the model files: they need {_gb(self.needed_bytes)}, "
                 f"but only {_gb(self.free_bytes)} is free on {self.folder}.",
                 "Free some space (`darkroom models gc` shows weights no app uses), or choose a "
-                "smaller variant, then run the same command again.")
+                "smaller variant, then run the same command again.",
+            )
 
 
 def _gb(n: int) -> str:
@@ -106,8 +123,9 @@ def _free_bytes(folder: Path) -> int:
 # ---------------------------------------------------------------- planning
 
 
-def plan_download(home: Home, files: list[ModelFile], settings: Settings | None = None,
-                  *, remote: bool = True) -> DownloadPlan:
+def plan_download(
+    home: Home, files: list[ModelFile], settings: Settings | None = None, *, remote: bool = True
+) -> DownloadPlan:
     """What is missing and how many bytes it needs. Asks the hub (exact sizes, globs
     expanded) unless offline or `remote=False`; then the store and the recipe's sizes answer."""
     settings = settings or load_settings(home)
@@ -119,7 +137,7 @@ def plan_download(home: Home, files: list[ModelFile], settings: Settings | None 
     found, missing = resolve_local(files, home.models)
     plan = _plan(home, found, exact=False)
     plan.missing_specs = missing
-    for spec in files:           # recipe sizes stand in for what the store lacks
+    for spec in files:  # recipe sizes stand in for what the store lacks
         if f"{spec.repo}/{spec.path}" in missing:
             stand_in = RemoteFile(spec, spec.path, "", "", spec.size, spec.sha256, "")
             plan.files.append(PlannedFile(stand_in, present=False))
@@ -136,7 +154,9 @@ def pinned_in_store(home: Home, files: list[ModelFile]) -> list[RemoteFile] | No
     if missing:
         return None
     for r in found:
-        blob = blob_of(RepoStore(home.models, r.spec.repo, r.spec.repo_type).pointer(r.commit, r.path))
+        blob = blob_of(
+            RepoStore(home.models, r.spec.repo, r.spec.repo_type).pointer(r.commit, r.path)
+        )
         if not (blob.is_file() and weights_record.intact(home, blob, r.sha256)[0]):
             return None
     return found
@@ -149,8 +169,11 @@ def _plan(home: Home, resolved: list[RemoteFile], exact: bool) -> DownloadPlan:
         blob = store.blob(r.etag)
         # Present means whole: the right size and the right hash (a recorded verification
         # of the same size/mtime/inode counts), so a damaged blob is fetched again.
-        present = (blob.is_file() and blob.stat().st_size == r.size
-                   and weights_record.intact(home, blob, r.sha256)[0])
+        present = (
+            blob.is_file()
+            and blob.stat().st_size == r.size
+            and weights_record.intact(home, blob, r.sha256)[0]
+        )
         partial = store.incomplete(r.etag)
         got = partial.stat().st_size if not present and partial.is_file() else 0
         planned.append(PlannedFile(r, present, min(got, r.size)))
@@ -170,7 +193,7 @@ class _Progress:
         self.done = dict.fromkeys(self.size, 0)
         self.total = sum(self.size.values())
         self.start = time.monotonic()
-        self.fetched = 0                 # bytes that came over the network in this run
+        self.fetched = 0  # bytes that came over the network in this run
         self.last_emit: dict[object, float] = {}
         self.samples: list[tuple[float, int]] = [(self.start, 0)]
 
@@ -183,7 +206,9 @@ class _Progress:
             finished = self.done[remote.key] >= self.size[remote.key]
             if finished or now - self.last_emit.get(remote.key, 0) >= EMIT_EVERY_S:
                 self.last_emit[remote.key] = now
-                self._emit(remote.path, self.done[remote.key], self.size[remote.key], self._rate(now))
+                self._emit(
+                    remote.path, self.done[remote.key], self.size[remote.key], self._rate(now)
+                )
             if now - self.last_emit.get("total", 0) >= EMIT_EVERY_S:
                 self.last_emit["total"] = now
                 self._emit("", sum(self.done.values()), self.total, self._rate(now))
@@ -197,8 +222,11 @@ class _Progress:
         return (self.fetched - b0) / (now - t0) if now > t0 else 0.0
 
     def _emit(self, item: str, done: int, total: int, rate: float) -> None:
-        self.report(Progress(SOURCE, "download", done=max(done, 0), total=total, unit="B",
-                             item=item, rate=rate))
+        self.report(
+            Progress(
+                SOURCE, "download", done=max(done, 0), total=total, unit="B", item=item, rate=rate
+            )
+        )
 
     def finish(self) -> None:
         with self.lock:
@@ -208,8 +236,9 @@ class _Progress:
 # ---------------------------------------------------------------- pulling
 
 
-def pull(home: Home, settings: Settings, files: list[ModelFile],
-         report: Reporter = ignore) -> list[LocalFile]:
+def pull(
+    home: Home, settings: Settings, files: list[ModelFile], report: Reporter = ignore
+) -> list[LocalFile]:
     """Fetch what is missing, verify every byte, and return the files as they lie in the store.
 
     Only the files named (globs expanded on the hub) are fetched, several at once; a file
@@ -225,7 +254,13 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
         return _checked_local(home, found)
 
     if (pinned := pinned_in_store(home, files)) is not None:
-        report(Stage(SOURCE, "checking", "every file is in the store with its pinned hash; the hub is not asked"))
+        report(
+            Stage(
+                SOURCE,
+                "checking",
+                "every file is in the store with its pinned hash; the hub is not asked",
+            )
+        )
         return [_local(home, r) for r in pinned]
 
     endpoint = endpoint_of(settings.hf_endpoint)
@@ -243,8 +278,11 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
     plan.check_disk()
     todo = [f.remote for f in plan.missing]
     if todo:
-        report(Stage(SOURCE, "downloading",
-                     f"{len(todo)} file(s), {_gb(plan.download_bytes)} to fetch"))
+        report(
+            Stage(
+                SOURCE, "downloading", f"{len(todo)} file(s), {_gb(plan.download_bytes)} to fetch"
+            )
+        )
         _fetch_all(home, settings, endpoint, todo, report)
     report(Stage(SOURCE, "linking", f"{len(resolved)} file(s) in the store"))
     out = []
@@ -259,8 +297,17 @@ def pull(home: Home, settings: Settings, files: list[ModelFile],
 def specs_of(files: list[InstalledFile]) -> list[ModelFile]:
     """An installed app's files as pull takes them: exact commits, sizes and hashes, so a
     repair fetches exactly what the app was installed with."""
-    return [ModelFile(repo=f.repo, path=f.path, revision=f.revision, size=f.size,
-                      sha256=f.sha256, repo_type=f.repo_type) for f in files]  # type: ignore[arg-type]
+    return [
+        ModelFile(
+            repo=f.repo,
+            path=f.path,
+            revision=f.revision,
+            size=f.size,
+            sha256=f.sha256,
+            repo_type=f.repo_type,
+        )
+        for f in files
+    ]  # type: ignore[arg-type]
 
 
 def _checked_local(home: Home, found: list[RemoteFile]) -> list[LocalFile]:
@@ -274,7 +321,8 @@ def _checked_local(home: Home, found: list[RemoteFile]) -> list[LocalFile]:
                 f"{r.spec.repo}/{r.path} in the model store is damaged (its hash is {got[:12]}…, "
                 f"not {want[:12]}…), and it cannot be fetched again without the hub.",
                 "Connect to the internet (and turn offline mode off), then run the same command "
-                "again; the damaged file is replaced.")
+                "again; the damaged file is replaced.",
+            )
     return [_local(home, r) for r in found]
 
 
@@ -283,7 +331,7 @@ def _local(home: Home, r: RemoteFile) -> LocalFile:
     pointer = store.pointer(r.commit, r.path)
     sha = r.sha256 or (r.etag if SHA256_RE.match(r.etag) else None)
     if sha is None and pointer.is_file():
-        sha = sha256_file(pointer)       # small git-tracked files: cheap to hash
+        sha = sha256_file(pointer)  # small git-tracked files: cheap to hash
         weights_record.remember(home, blob_of(pointer), ("sha256", sha))
     return LocalFile(r.spec, r.path, r.commit, pointer, sha, r.size)
 
@@ -292,8 +340,9 @@ class _Cancelled(Exception):
     """Stops a download thread between two chunks."""
 
 
-def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteFile],
-               report: Reporter) -> None:
+def _fetch_all(
+    home: Home, settings: Settings, endpoint: str, todo: list[RemoteFile], report: Reporter
+) -> None:
     lock = threading.Lock()
 
     def safe_report(event) -> None:
@@ -307,7 +356,7 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
 
     def on_bytes(remote: RemoteFile, n: int, network: bool = True) -> None:
         if stop.is_set():
-            raise _Cancelled()      # another file failed, or Ctrl-C: keep the partial, stop now
+            raise _Cancelled()  # another file failed, or Ctrl-C: keep the partial, stop now
         progress.on_bytes(remote, n, network)
 
     with httpx.Client(timeout=timeout, limits=limits, follow_redirects=True) as client:
@@ -320,8 +369,14 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
             try:
                 fetch_blob(ctx, store, remote)
             except Mismatch:
-                safe_report(Message(SOURCE, f"{remote.spec.repo}/{remote.path} arrived damaged "
-                                            "(checksum mismatch); downloading it again.", "warning"))
+                safe_report(
+                    Message(
+                        SOURCE,
+                        f"{remote.spec.repo}/{remote.path} arrived damaged "
+                        "(checksum mismatch); downloading it again.",
+                        "warning",
+                    )
+                )
                 try:
                     fetch_blob(ctx, store, remote)
                 except Mismatch as again:
@@ -329,14 +384,18 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
                         f"{remote.spec.repo}/{remote.path} arrived damaged twice: its sha256 is "
                         f"{again.got[:12]}…, not {again.want[:12]}…. The bad file was deleted.",
                         "Run the same command again later; if it keeps failing the hub or mirror "
-                        "serves a different file than the recipe expects.") from None
+                        "serves a different file than the recipe expects.",
+                    ) from None
 
         # A cancel wakes the wait at once (the downloads stop at their next chunk, keeping
         # what arrived, so a later run resumes).
         asked: Future[None] = Future()
-        with ThreadPoolExecutor(max_workers=settings.parallel_downloads,
-                                thread_name_prefix="darkroom-dl") as pool, \
-                on_cancel(report, lambda: asked.set_exception(Cancelled())):
+        with (
+            ThreadPoolExecutor(
+                max_workers=settings.parallel_downloads, thread_name_prefix="darkroom-dl"
+            ) as pool,
+            on_cancel(report, lambda: asked.set_exception(Cancelled())),
+        ):
             futures = [pool.submit(one, r) for r in sorted(todo, key=lambda r: -r.size)]
             pending: set[Future] = set(futures)
             try:
@@ -349,8 +408,13 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
             except BaseException:
                 stop.set()
                 raise
-            errors = [f.exception() for f in futures if f not in pending
-                      and f.exception() is not None and not isinstance(f.exception(), _Cancelled)]
+            errors = [
+                f.exception()
+                for f in futures
+                if f not in pending
+                and f.exception() is not None
+                and not isinstance(f.exception(), _Cancelled)
+            ]
             if errors:
                 stop.set()
                 for f in futures:
@@ -360,8 +424,10 @@ def _fetch_all(home: Home, settings: Settings, endpoint: str, todo: list[RemoteF
             if isinstance(err, DarkroomError):
                 raise err
             if isinstance(err, OSError):
-                raise DarkroomError(f"Writing model files under {home.models} failed: {err.strerror or err}.",
-                                    "Check the disk has space and the folder is writable, then run "
-                                    "the same command again; downloads resume.") from None
+                raise DarkroomError(
+                    f"Writing model files under {home.models} failed: {err.strerror or err}.",
+                    "Check the disk has space and the folder is writable, then run "
+                    "the same command again; downloads resume.",
+                ) from None
             raise err
     progress.finish()

@@ -27,7 +27,7 @@ from .weights_remote import RemoteFile, http_error, network_error
 from .weights_store import HASH_CHUNK, RepoStore, git_sha1_file
 
 WRITE_CHUNK = 1 << 20
-MAX_STALLS = 5           # consecutive attempts that brought no new byte
+MAX_STALLS = 5  # consecutive attempts that brought no new byte
 RETRY_SLEEP_S = 0.5
 
 
@@ -46,7 +46,7 @@ class FetchContext:
     token: str | None
     # bytes newly on disk; network=False for bytes kept from an earlier run or discarded (< 0)
     on_bytes: Callable[..., None]
-    home: Home | None = None     # where verifications are recorded; None: hash every time
+    home: Home | None = None  # where verifications are recorded; None: hash every time
 
 
 def fetch_blob(ctx: FetchContext, store: RepoStore, remote: RemoteFile) -> int:
@@ -69,7 +69,7 @@ def fetch_blob(ctx: FetchContext, store: RepoStore, remote: RemoteFile) -> int:
         want = part.verify()
         os.chmod(part.path, 0o644)
         os.replace(part.path, blob)
-        if ctx.home is not None:        # hashed as it streamed: no need to read it again
+        if ctx.home is not None:  # hashed as it streamed: no need to read it again
             weights_record.remember(ctx.home, blob, want)
         return got
 
@@ -91,7 +91,7 @@ class _Partial:
         if path.exists():
             if path.stat().st_size > remote.size:
                 path.unlink()
-            else:   # bytes kept from an earlier run: hash them once, then carry on after them
+            else:  # bytes kept from an earlier run: hash them once, then carry on after them
                 with open(path, "rb") as handle:
                     while chunk := handle.read(HASH_CHUNK):
                         self.hasher.update(chunk)
@@ -122,7 +122,8 @@ class _Partial:
                         f"The download of {self.remote.spec.repo}/{self.remote.path} keeps breaking "
                         f"off ({type(exc).__name__}).",
                         "Check your connection and run the same command again; the part already "
-                        "downloaded is kept and the download resumes.") from None
+                        "downloaded is kept and the download resumes.",
+                    ) from None
                 time.sleep(RETRY_SLEEP_S * (stalls or 1))
             fetched += max(0, self.size - before)
         return fetched
@@ -137,14 +138,21 @@ class _Partial:
             headers["Range"] = f"bytes={self.size}-"
         with ctx.client.stream("GET", remote.url, headers=headers) as response:
             if response.status_code == 416 and self.size:
-                self.discard()          # our partial is not a prefix the server knows
+                self.discard()  # our partial is not a prefix the server knows
                 return
             if response.status_code >= 400:
-                raise http_error(response.status_code, response.headers.get("X-Error-Code"),
-                                 response.headers.get("X-Error-Message"), remote.spec.repo,
-                                 remote.path, remote.spec.revision, bool(ctx.token), ctx.endpoint)
+                raise http_error(
+                    response.status_code,
+                    response.headers.get("X-Error-Code"),
+                    response.headers.get("X-Error-Message"),
+                    remote.spec.repo,
+                    remote.path,
+                    remote.spec.revision,
+                    bool(ctx.token),
+                    ctx.endpoint,
+                )
             if self.size and response.status_code != 206:
-                self.discard()          # the server ignored Range: take it all again
+                self.discard()  # the server ignored Range: take it all again
             with open(self.path, "ab") as out:
                 # Gather the socket's small reads into ~1 MB writes (fewer syscalls and hash
                 # calls), and keep whatever arrived even when the connection breaks.
@@ -154,7 +162,8 @@ class _Partial:
                         if self.size + len(buf) + len(chunk) > remote.size:
                             raise DarkroomError(
                                 f"The hub sent more bytes than expected for {remote.spec.repo}/{remote.path}.",
-                                "Run the same command again; if it keeps happening the mirror may be broken.")
+                                "Run the same command again; if it keeps happening the mirror may be broken.",
+                            )
                         buf += chunk
                         if len(buf) >= WRITE_CHUNK:
                             self._append(out, buf)
@@ -176,7 +185,7 @@ class _Partial:
         Returns the (algorithm, hash) it matched."""
         if self.remote.sha256:
             algorithm, got, want = "sha256", self.hasher.hexdigest(), self.remote.sha256
-        else:   # a small file named by its git blob id
+        else:  # a small file named by its git blob id
             algorithm, got, want = "sha1", git_sha1_file(self.path), self.remote.etag
         if got != want:
             self.discard()

@@ -85,7 +85,7 @@ class RepoStore:
             pointer.unlink()
         try:
             os.symlink(os.path.relpath(blob, pointer.parent), pointer)
-        except OSError:       # no symlinks (Windows without developer mode)
+        except OSError:  # no symlinks (Windows without developer mode)
             try:
                 os.link(blob, pointer)
             except OSError:
@@ -139,8 +139,10 @@ def _glob_regex(pattern: str) -> str:
         elif ch == "?":
             out.append("[^/]")
         elif ch == "[" and (end := pattern.find("]", i + 1)) > i + 1:
-            body = pattern[i + 1:end]
-            out.append("[" + ("^" + body[1:] if body[0] == "!" else body).replace("\\", "\\\\") + "]")
+            body = pattern[i + 1 : end]
+            out.append(
+                "[" + ("^" + body[1:] if body[0] == "!" else body).replace("\\", "\\\\") + "]"
+            )
             i = end
         else:
             out.append(re.escape(ch))

@@ -25,16 +25,22 @@ class LocalFile:
     """A verified file in the store, ready for an app: where it lies and what it hashes to."""
 
     spec: ModelFile
-    path: str            # path inside the repo (a glob in spec.path expands to several)
+    path: str  # path inside the repo (a glob in spec.path expands to several)
     commit: str
-    local_path: Path     # models/<repo>/snapshots/<commit>/<path>
+    local_path: Path  # models/<repo>/snapshots/<commit>/<path>
     sha256: str | None
     size: int
 
     def installed(self) -> InstalledFile:
         """The state entry; it names the commit, so a moved branch never changes what an app loads."""
-        return InstalledFile(repo=self.spec.repo, revision=self.commit, path=self.path,
-                             sha256=self.sha256, size=self.size, repo_type=self.spec.repo_type)
+        return InstalledFile(
+            repo=self.spec.repo,
+            revision=self.commit,
+            path=self.path,
+            sha256=self.sha256,
+            size=self.size,
+            repo_type=self.spec.repo_type,
+        )
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,9 @@ class StoreEntry:
 class GcItem:
     repo: str
     repo_type: str
-    name: str             # blob name (or snapshot path where links are copies)
+    name: str  # blob name (or snapshot path where links are copies)
     size: int
-    paths: list[str]      # repo paths that pointed at it
+    paths: list[str]  # repo paths that pointed at it
     partial: bool = False
 
 

@@ -42,8 +42,15 @@ SOURCE = "weights"
 # ---------------------------------------------------------------- verify
 
 
-def verify(home: Home, files: Iterable[FileSpec], *, full: bool = True, remove_bad: bool = False,
-           recorded: bool = False, report: Reporter = ignore) -> list[Problem]:
+def verify(
+    home: Home,
+    files: Iterable[FileSpec],
+    *,
+    full: bool = True,
+    remove_bad: bool = False,
+    recorded: bool = False,
+    report: Reporter = ignore,
+) -> list[Problem]:
     """Problems with the files as an app would load them; [] when all is well.
 
     `full` hashes every byte (sha256 against the pin or the blob's LFS name, git sha1 for
@@ -58,32 +65,53 @@ def verify(home: Home, files: Iterable[FileSpec], *, full: bool = True, remove_b
         is_pattern = any(ch in spec.path for ch in "*?[")
         paths: list[str] = []
         if commit:
-            paths = match_pattern(spec.path, store.snapshot_files(commit)) if is_pattern else [spec.path]
+            paths = (
+                match_pattern(spec.path, store.snapshot_files(commit))
+                if is_pattern
+                else [spec.path]
+            )
         if not paths:
-            problems.append(Problem(spec.repo, spec.path, "missing",
-                                    f"{spec.repo}/{spec.path} is not in the store."))
+            problems.append(
+                Problem(
+                    spec.repo, spec.path, "missing", f"{spec.repo}/{spec.path} is not in the store."
+                )
+            )
             continue
         for path in paths:
             pointer = store.pointer(commit, path)
             if not pointer.is_file():
-                problems.append(Problem(spec.repo, path, "missing",
-                                        f"{spec.repo}/{path} is not in the store.", pointer))
+                problems.append(
+                    Problem(
+                        spec.repo,
+                        path,
+                        "missing",
+                        f"{spec.repo}/{path} is not in the store.",
+                        pointer,
+                    )
+                )
                 continue
             if not full:
                 continue
             report(Stage(SOURCE, "checking", f"{spec.repo}/{path}"))
             blob = blob_of(pointer)
-            whole, got, want = weights_record.intact(home, blob, None if is_pattern else spec.sha256,
-                                                     trust_record=recorded)
+            whole, got, want = weights_record.intact(
+                home, blob, None if is_pattern else spec.sha256, trust_record=recorded
+            )
             if whole:
                 continue
             size = blob.stat().st_size
             # A state entry knows the exact size; a recipe's size is only an estimate.
             known = spec.size if isinstance(spec, InstalledFile) and not is_pattern else 0
-            how = (f"it is cut short ({size:,} of {known:,} bytes)" if 0 < size < known
-                   else f"its hash is {got[:12]}…, not {want[:12]}…")
-            problems.append(Problem(spec.repo, path, "corrupt",
-                                    f"{spec.repo}/{path} is damaged: {how}.", pointer))
+            how = (
+                f"it is cut short ({size:,} of {known:,} bytes)"
+                if 0 < size < known
+                else f"its hash is {got[:12]}…, not {want[:12]}…"
+            )
+            problems.append(
+                Problem(
+                    spec.repo, path, "corrupt", f"{spec.repo}/{path} is damaged: {how}.", pointer
+                )
+            )
             if remove_bad:
                 for victim in {pointer, blob}:
                     with contextlib.suppress(FileNotFoundError):
@@ -94,9 +122,16 @@ def verify(home: Home, files: Iterable[FileSpec], *, full: bool = True, remove_b
 # ---------------------------------------------------------------- import
 
 
-def import_file(home: Home, path: str | Path, spec: ModelFile, settings: Settings | None = None, *,
-                repo_path: str | None = None, sha256: str | None = None,
-                report: Reporter = ignore) -> LocalFile:
+def import_file(
+    home: Home,
+    path: str | Path,
+    spec: ModelFile,
+    settings: Settings | None = None,
+    *,
+    repo_path: str | None = None,
+    sha256: str | None = None,
+    report: Reporter = ignore,
+) -> LocalFile:
     """Adopt a file the user already has as the store's copy of `spec` (hash checked first).
 
     The file is hardlinked into blobs/ when it is on the same disk, copied otherwise; the
@@ -105,11 +140,15 @@ def import_file(home: Home, path: str | Path, spec: ModelFile, settings: Setting
     """
     src = Path(path).expanduser()
     if not src.is_file():
-        raise DarkroomError(f"There is no file at {src}.", "Give the path of the weight file to import.")
+        raise DarkroomError(
+            f"There is no file at {src}.", "Give the path of the weight file to import."
+        )
     target = repo_path or spec.path
     if any(ch in target for ch in "*?["):
-        raise DarkroomError(f"The recipe names several files with '{spec.path}'.",
-                            "Say which one this is with --file <path in the repo>.")
+        raise DarkroomError(
+            f"The recipe names several files with '{spec.path}'.",
+            "Say which one this is with --file <path in the repo>.",
+        )
     size = src.stat().st_size
     if sha256 is None:
         report(Stage(SOURCE, "checking", f"hashing {src.name}"))
@@ -120,28 +159,40 @@ def import_file(home: Home, path: str | Path, spec: ModelFile, settings: Setting
             report(Progress(SOURCE, "hashing", done[0], size, "B", src.name))
 
         sha256 = sha256_file(src, tick)
-    concrete = ModelFile(repo=spec.repo, path=target, revision=spec.revision, size=size,
-                         sha256=spec.sha256 if target == spec.path else None, repo_type=spec.repo_type)
+    concrete = ModelFile(
+        repo=spec.repo,
+        path=target,
+        revision=spec.revision,
+        size=size,
+        sha256=spec.sha256 if target == spec.path else None,
+        repo_type=spec.repo_type,
+    )
     store = RepoStore(home.models, spec.repo, spec.repo_type)
     remote = None
     if settings is not None and not settings.offline:
         with contextlib.suppress(DarkroomError):
-            remote = resolve_remote([concrete], endpoint_of(settings.hf_endpoint), settings.hf_token)[0]
+            remote = resolve_remote(
+                [concrete], endpoint_of(settings.hf_endpoint), settings.hf_token
+            )[0]
     want = concrete.sha256 or (remote.sha256 if remote else None)
     if want is None:
         raise DarkroomError(
             f"Darkroom cannot check {src.name}: the recipe pins no hash for {spec.repo}/{target} "
             "and the hub could not be asked.",
-            "Connect to the internet (and turn offline mode off) once, then import again.")
+            "Connect to the internet (and turn offline mode off) once, then import again.",
+        )
     if sha256 != want:
         raise DarkroomError(
             f"{src} is not {spec.repo}/{target}: its sha256 is {sha256[:12]}…, the expected one is {want[:12]}….",
-            "Check you picked the right file (and variant); nothing was imported.")
+            "Check you picked the right file (and variant); nothing was imported.",
+        )
     commit = remote.commit if remote else store.ref(spec.revision)
     if commit is None:
         raise DarkroomError(
             f"Darkroom does not know which commit of {spec.repo} '{spec.revision}' is, so it cannot "
-            "file the import.", "Connect to the internet once and import again.")
+            "file the import.",
+            "Connect to the internet once and import again.",
+        )
     etag = remote.etag if remote else sha256
     blob = store.blob(etag)
     blob.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +214,9 @@ def import_file(home: Home, path: str | Path, spec: ModelFile, settings: Setting
 # ---------------------------------------------------------------- listing and gc
 
 
-def _in_use(home: Home, state: State) -> tuple[set[tuple[int, int]], dict[tuple[str, str, str, str], list[str]]]:
+def _in_use(
+    home: Home, state: State
+) -> tuple[set[tuple[int, int]], dict[tuple[str, str, str, str], list[str]]]:
     """Inodes of every file an installed app uses, and (type, repo, commit, path) -> apps."""
     inodes: set[tuple[int, int]] = set()
     users: dict[tuple[str, str, str, str], list[str]] = {}
@@ -196,10 +249,18 @@ def list_store(home: Home, state: State) -> list[StoreEntry]:
             names = sorted(r for r, c in refs.items() if c == commit)
             for path in store.snapshot_files(commit):
                 pointer = store.pointer(commit, path)
-                out.append(StoreEntry(
-                    store.repo, store.repo_type, commit, path, pointer.stat().st_size,
-                    blob_of(pointer).name, names,
-                    sorted(set(users.get((store.repo_type, store.repo, commit, path), [])))))
+                out.append(
+                    StoreEntry(
+                        store.repo,
+                        store.repo_type,
+                        commit,
+                        path,
+                        pointer.stat().st_size,
+                        blob_of(pointer).name,
+                        names,
+                        sorted(set(users.get((store.repo_type, store.repo, commit, path), []))),
+                    )
+                )
     return out
 
 
@@ -216,10 +277,15 @@ def gc(home: Home, state: State, dry_run: bool = True) -> GcResult:
                 with contextlib.suppress(OSError):
                     st = store.pointer(commit, path).stat()
                     pointers.setdefault((st.st_dev, st.st_ino), []).append(path)
-        candidates = sorted((store.root / "blobs").glob("*")) if (store.root / "blobs").is_dir() else []
-        for commit in commits_of(store):       # copies where links were impossible
-            candidates += [store.pointer(commit, p) for p in store.snapshot_files(commit)
-                           if not store.pointer(commit, p).is_symlink()]
+        candidates = (
+            sorted((store.root / "blobs").glob("*")) if (store.root / "blobs").is_dir() else []
+        )
+        for commit in commits_of(store):  # copies where links were impossible
+            candidates += [
+                store.pointer(commit, p)
+                for p in store.snapshot_files(commit)
+                if not store.pointer(commit, p).is_symlink()
+            ]
         for file in candidates:
             if file.is_symlink() or not file.is_file():
                 continue
@@ -229,13 +295,21 @@ def gc(home: Home, state: State, dry_run: bool = True) -> GcResult:
                 continue
             partial = file.name.endswith((".incomplete", ".importing"))
             if partial and _busy(store, file):
-                continue        # a download is writing it right now
+                continue  # a download is writing it right now
             victims.append(file)
             if key in seen:
                 continue
             seen.add(key)
-            items.append(GcItem(store.repo, store.repo_type, file.name, st.st_size,
-                                sorted(set(pointers.get(key, []))), partial))
+            items.append(
+                GcItem(
+                    store.repo,
+                    store.repo_type,
+                    file.name,
+                    st.st_size,
+                    sorted(set(pointers.get(key, []))),
+                    partial,
+                )
+            )
     if not dry_run and victims:
         with locked(home.lock_file, what="the model store"):
             for file in victims:

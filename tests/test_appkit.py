@@ -17,16 +17,38 @@ sys.path.insert(0, str(apps_dir()))
 from appkit.models import ModelsError, ModelsSpec  # noqa: E402
 from appkit.settings import AppSettings, SettingsError  # noqa: E402
 
-FULL = {"models": {"flux-schnell": {
-    "variant": "gguf-q4", "precision": "gguf-q4", "offload": "model",
-    "files": [{"repo": "black-forest-labs/FLUX.1-schnell", "revision": "abc", "path": "model_index.json",
-               "local": "/store/flux/snapshots/abc/model_index.json"},
-              {"repo": "black-forest-labs/FLUX.1-schnell", "revision": "abc", "path": "vae/config.json",
-               "local": "/store/flux/snapshots/abc/vae/config.json"},
-              {"repo": "city96/FLUX.1-schnell-gguf", "revision": "def", "path": "flux1-schnell-Q4_K_S.gguf",
-               "local": "/store/gguf/snapshots/def/flux1-schnell-Q4_K_S.gguf"}],
-    "snapshots": {"black-forest-labs/FLUX.1-schnell": "/store/flux/snapshots/abc"}},
-    "flux-dev": {"variant": "nf4", "files": []}}, "default": "flux-schnell"}
+FULL = {
+    "models": {
+        "flux-schnell": {
+            "variant": "gguf-q4",
+            "precision": "gguf-q4",
+            "offload": "model",
+            "files": [
+                {
+                    "repo": "black-forest-labs/FLUX.1-schnell",
+                    "revision": "abc",
+                    "path": "model_index.json",
+                    "local": "/store/flux/snapshots/abc/model_index.json",
+                },
+                {
+                    "repo": "black-forest-labs/FLUX.1-schnell",
+                    "revision": "abc",
+                    "path": "vae/config.json",
+                    "local": "/store/flux/snapshots/abc/vae/config.json",
+                },
+                {
+                    "repo": "city96/FLUX.1-schnell-gguf",
+                    "revision": "def",
+                    "path": "flux1-schnell-Q4_K_S.gguf",
+                    "local": "/store/gguf/snapshots/def/flux1-schnell-Q4_K_S.gguf",
+                },
+            ],
+            "snapshots": {"black-forest-labs/FLUX.1-schnell": "/store/flux/snapshots/abc"},
+        },
+        "flux-dev": {"variant": "nf4", "files": []},
+    },
+    "default": "flux-schnell",
+}
 
 
 def test_full_shape_parses() -> None:
@@ -41,19 +63,31 @@ def test_full_shape_parses() -> None:
 
 
 def test_older_shapes_still_read() -> None:
-    spec = ModelsSpec.from_json(json.dumps({"m": {"variant": "bf16", "offload": None,
-                                                  "files": {"model_index.json": "/s/model_index.json"}}}))
+    spec = ModelsSpec.from_json(
+        json.dumps(
+            {
+                "m": {
+                    "variant": "bf16",
+                    "offload": None,
+                    "files": {"model_index.json": "/s/model_index.json"},
+                }
+            }
+        )
+    )
     _key, choice = spec.get("m")
     assert choice.offload == "none" and choice.snapshot() == Path("/s")
     assert ModelsSpec.from_json("").models == {}
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("{nope", "not valid JSON"),
-    (json.dumps({"models": {"m": {"files": []}}}), "models.m.variant"),
-    (json.dumps({"models": {"m": {"variant": "x", "offload": "half"}}}), "offload"),
-    (json.dumps({"models": {"m": {"variant": "x"}}, "default": "n"}), "default model 'n'"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{nope", "not valid JSON"),
+        (json.dumps({"models": {"m": {"files": []}}}), "models.m.variant"),
+        (json.dumps({"models": {"m": {"variant": "x", "offload": "half"}}}), "offload"),
+        (json.dumps({"models": {"m": {"variant": "x"}}, "default": "n"}), "default model 'n'"),
+    ],
+)
 def test_bad_models_json_names_the_problem(text: str, words: str) -> None:
     with pytest.raises(ModelsError, match="DARKROOM_MODELS") as err:
         ModelsSpec.from_json(text)
@@ -70,8 +104,13 @@ def test_unknown_model_is_a_sentence() -> None:
 
 
 def test_settings_from_the_protocol_variables(tmp_path: Path) -> None:
-    env = {protocol.PORT: "7999", protocol.DEVICE: "CUDA:1", protocol.HOME: str(tmp_path),
-           protocol.MODELS: json.dumps(FULL), protocol.IDLE_UNLOAD: "2.5"}
+    env = {
+        protocol.PORT: "7999",
+        protocol.DEVICE: "CUDA:1",
+        protocol.HOME: str(tmp_path),
+        protocol.MODELS: json.dumps(FULL),
+        protocol.IDLE_UNLOAD: "2.5",
+    }
     s = AppSettings.from_env("generator", environ=env)
     assert (s.host, s.port, s.device, s.app) == ("127.0.0.1", 7999, "cuda:1", "generator")
     assert s.outputs == tmp_path / "outputs" / "generator" and s.idle_unload_s == 150
@@ -79,24 +118,30 @@ def test_settings_from_the_protocol_variables(tmp_path: Path) -> None:
     assert AppSettings.from_env("x", environ={}).port == 7860
 
 
-@pytest.mark.parametrize(("env", "words"), [
-    ({protocol.PORT: "http"}, "DARKROOM_PORT"),
-    ({protocol.PORT: "70000"}, "between 1 and 65535"),
-    ({protocol.IDLE_UNLOAD: "soon"}, "DARKROOM_IDLE_UNLOAD_MINUTES"),
-    ({protocol.MODELS: "[1]"}, "DARKROOM_MODELS"),
-])
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({protocol.PORT: "http"}, "DARKROOM_PORT"),
+        ({protocol.PORT: "70000"}, "between 1 and 65535"),
+        ({protocol.IDLE_UNLOAD: "soon"}, "DARKROOM_IDLE_UNLOAD_MINUTES"),
+        ({protocol.MODELS: "[1]"}, "DARKROOM_MODELS"),
+    ],
+)
 def test_bad_settings_are_sentences(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError, match=words):
         AppSettings.from_env("x", environ=env)
 
 
-@pytest.mark.parametrize("filename, stem", [
-    ("grandma.jpg", "grandma-restored"),
-    ("C:\\Users\\me\\Oma Lise (1950).JPEG", "Oma-Lise-1950-restored"),
-    ("../../etc/passwd", "passwd-restored"),
-    ("Ölgemälde.tif", "Olgemalde-restored"),
-    ("archive.tar.gz", "archive.tar-restored"),
-])
+@pytest.mark.parametrize(
+    "filename, stem",
+    [
+        ("grandma.jpg", "grandma-restored"),
+        ("C:\\Users\\me\\Oma Lise (1950).JPEG", "Oma-Lise-1950-restored"),
+        ("../../etc/passwd", "passwd-restored"),
+        ("Ölgemälde.tif", "Olgemalde-restored"),
+        ("archive.tar.gz", "archive.tar-restored"),
+    ],
+)
 def test_output_names_keep_the_input_name(filename: str, stem: str) -> None:
     from appkit.outputs import _SAFE, output_stem
 

@@ -17,14 +17,21 @@ from manager.home import Home
 
 
 def darkroom(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "manager", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "manager", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_recipe_check_broken_file_prints_location_and_exits_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("id: x\nname: X\ndescription: d\nversion: '1'\nlicense: mit\n"
-                   "source: {bundled: x}\nlaunch:\n  command: [a]\n  port: nope\n")
+    bad.write_text(
+        "id: x\nname: X\ndescription: d\nversion: '1'\nlicense: mit\n"
+        "source: {bundled: x}\nlaunch:\n  command: [a]\n  port: nope\n"
+    )
     out = darkroom("recipe", "check", str(bad))
     assert out.returncode == 1
     assert f"{bad}:9: launch.port: must be a whole number" in out.stdout
@@ -59,19 +66,23 @@ def test_probe_json(home: Home) -> None:
 
 
 def test_plan_with_profile_json() -> None:
-    out = darkroom("plan", "generator", "--hardware", "rtx4080-16gb", "--models", "flux-dev", "--json")
+    out = darkroom(
+        "plan", "generator", "--hardware", "rtx4080-16gb", "--models", "flux-dev", "--json"
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["torch_backend"] == "cu128"
     (model,) = data["models"]
-    assert model["variant"] == "gguf-q8" and model["files"][0]["repo"]  # fp8 + offload needs 15.6 GB
+    assert (
+        model["variant"] == "gguf-q8" and model["files"][0]["repo"]
+    )  # fp8 + offload needs 15.6 GB
 
 
 def test_plan_text_shows_reasons_and_unknown_app_is_a_sentence() -> None:
     out = darkroom("plan", "generator", "--hardware", "cpu-only-16gb")
     assert out.returncode == 0 and "Why:" in out.stdout and "slow" in out.stdout
     out = darkroom("plan", "photoshop")
-    assert out.returncode == 3 and "no app called 'photoshop'" in out.stderr   # not found
+    assert out.returncode == 3 and "no app called 'photoshop'" in out.stderr  # not found
     assert "Traceback" not in out.stderr
 
 
@@ -100,11 +111,13 @@ def test_start_switch_reads_the_same_before_and_after_the_app() -> None:
     from manager.commands.run import switch_choice
 
     parser = build_parser()
-    for argv, want in ((["start", "--switch", "gamma"], ("gamma", "wait")),
-                       (["start", "gamma", "--switch"], ("gamma", "wait")),
-                       (["start", "gamma", "--switch=now"], ("gamma", "now")),
-                       (["start", "--switch=now", "gamma"], ("gamma", "now")),
-                       (["start", "gamma"], ("gamma", None))):
+    for argv, want in (
+        (["start", "--switch", "gamma"], ("gamma", "wait")),
+        (["start", "gamma", "--switch"], ("gamma", "wait")),
+        (["start", "gamma", "--switch=now"], ("gamma", "now")),
+        (["start", "--switch=now", "gamma"], ("gamma", "now")),
+        (["start", "gamma"], ("gamma", None)),
+    ):
         args = parser.parse_args(argv)
         switch_choice(args)
         assert (args.app, args.switch) == want, argv

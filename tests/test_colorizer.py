@@ -19,7 +19,9 @@ from tests.fixtures.tinyrestore import restore_models
 def app(colorizer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
     models = restore_models(tiny_restore, ["ddcolor-tiny"])
     models["ddcolor-tiny"]["variant"] = "tiny"
-    with running_app(colorizer_env, "colorizer", tmp_path_factory.mktemp("colorizer"), models_json(models)) as proc:
+    with running_app(
+        colorizer_env, "colorizer", tmp_path_factory.mktemp("colorizer"), models_json(models)
+    ) as proc:
         yield proc
 
 
@@ -31,43 +33,68 @@ def test_info_says_ddcolor_tiny(app: AppProcess) -> None:
 
 
 def test_grey_photo_becomes_colour_same_size(app: AppProcess, restore_photos) -> None:
-    body = {"image": base64.b64encode(restore_photos["grey"].read_bytes()).decode(), "render_size": 128,
-            "strength": 0.8}
+    body = {
+        "image": base64.b64encode(restore_photos["grey"].read_bytes()).decode(),
+        "render_size": 128,
+        "strength": 0.8,
+    }
     code, job, _ = app.post("/api/colorize?wait=true", body, timeout=120)
     assert code == 200, job
     code, _, data = app.get(f"/api/jobs/{job['id']}/result")
     assert ihdr(data) == (128, 96, 8, 2)  # 8-bit RGB
-    params = json.loads(next(v for v in chunks(data)[b"tEXt"] if v.startswith(b"parameters\0")).split(b"\0", 1)[1])
+    params = json.loads(
+        next(v for v in chunks(data)[b"tEXt"] if v.startswith(b"parameters\0")).split(b"\0", 1)[1]
+    )
     assert params["strength"] == 0.8 and params["variant"] == "tiny"
 
 
-def test_output_keeps_the_photo_name_and_progress_moves_through_the_model(app: AppProcess, restore_photos) -> None:
-    body = {"image": base64.b64encode(restore_photos["grey"].read_bytes()).decode(), "render_size": 128,
-            "filename": "grandma.jpg"}
+def test_output_keeps_the_photo_name_and_progress_moves_through_the_model(
+    app: AppProcess, restore_photos
+) -> None:
+    body = {
+        "image": base64.b64encode(restore_photos["grey"].read_bytes()).decode(),
+        "render_size": 128,
+        "filename": "grandma.jpg",
+    }
     names = []
     for _ in range(2):
         code, job, _ = app.post("/api/colorize?wait=true", body, timeout=120)
         assert code == 200, job
         names.append(job["result"]["files"][0].rsplit("/", 1)[-1])
     # The person's own name, and a second result beside the first instead of over it.
-    assert names[0] in ("grandma-colorized.png", "grandma-colorized-2.png") and names[1].startswith("grandma-colorized-")
+    assert names[0] in ("grandma-colorized.png", "grandma-colorized-2.png") and names[1].startswith(
+        "grandma-colorized-"
+    )
     assert names[0] != names[1]
     # DDColor's one pass reported layer by layer: many figures between "preparing" and "saving".
     inside = [p for p in job["trail"] if 0.1 < p < 0.9]
     assert len(inside) >= 5 and job["trail"] == sorted(job["trail"]), job["trail"]
 
 
-@pytest.mark.parametrize("name, words", [
-    ("cmyk", "CMYK"), ("animated", "animated"), ("truncated", "truncated"), ("deep", "16 or 32 bits"),
-    ("empty", "empty"), ("text", "not a picture"), ("huge", "megapixels"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("cmyk", "CMYK"),
+        ("animated", "animated"),
+        ("truncated", "truncated"),
+        ("deep", "16 or 32 bits"),
+        ("empty", "empty"),
+        ("text", "not a picture"),
+        ("huge", "megapixels"),
+    ],
+)
 def test_bad_images_are_400(app: AppProcess, restore_photos, name: str, words: str) -> None:
-    payload = {"empty": "", "text": base64.b64encode(b"hello, not a picture").decode(),
-               "huge": base64.b64encode(huge_png()).decode()}.get(name)
+    payload = {
+        "empty": "",
+        "text": base64.b64encode(b"hello, not a picture").decode(),
+        "huge": base64.b64encode(huge_png()).decode(),
+    }.get(name)
     if payload is None:
         payload = base64.b64encode(restore_photos[name].read_bytes()).decode()
     code, body, _ = app.post("/api/colorize?wait=true", {"image": payload})
-    assert code == 400 and words.lower() in body["error"].lower() and body["error"].endswith("."), body
+    assert code == 400 and words.lower() in body["error"].lower() and body["error"].endswith("."), (
+        body
+    )
     assert app.get("/api/health")[0] == 200
 
 
@@ -101,14 +128,16 @@ print(json.dumps({
 
 
 def test_luminance_kept_and_strength_blends(colorizer_env, tiny_restore, restore_photos) -> None:
-    proc = colorizer_env.run(["-c", CHECK, tiny_restore["ddcolor-tiny"]["path"], str(restore_photos["faded"])])
+    proc = colorizer_env.run(
+        ["-c", CHECK, tiny_restore["ddcolor-tiny"]["path"], str(restore_photos["faded"])]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert r["roundtrip"] <= 1                 # the Lab conversion itself is exact to a level
-    assert r["none_err"] <= 1                  # strength 0: the photo's own colour
+    assert r["roundtrip"] <= 1  # the Lab conversion itself is exact to a level
+    assert r["none_err"] <= 1  # strength 0: the photo's own colour
     assert r["inside"] > 0.1
-    assert r["l_err"] < 1.0                    # luminance kept (where the colour is in gamut)
-    assert r["chroma_moved"] > 0.5             # ... and the chroma is the model's
+    assert r["l_err"] < 1.0  # luminance kept (where the colour is in gamut)
+    assert r["chroma_moved"] > 0.5  # ... and the chroma is the model's
     assert r["moved_low"] < r["moved_half"] < r["chroma_moved"]  # strength moves chroma further
 
 
@@ -124,9 +153,18 @@ def test_web_page_result_keeps_the_uploaded_name(app: AppProcess, restore_photos
     photo.write_bytes(restore_photos["grey"].read_bytes())
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=chromium, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                  "--no-first-run", "--disable-component-update", "--disable-sync"])
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page()
             page.goto(app.url + "/", wait_until="domcontentloaded", timeout=60_000)
@@ -136,4 +174,6 @@ def test_web_page_result_keeps_the_uploaded_name(app: AppProcess, restore_photos
             page.locator("#result img").first.wait_for(state="visible", timeout=120_000)
         finally:
             browser.close()
-    assert list(app.outputs.rglob("Oma-Lise-colorized*.png")), sorted(p.name for p in app.outputs.rglob("*.png"))
+    assert list(app.outputs.rglob("Oma-Lise-colorized*.png")), sorted(
+        p.name for p in app.outputs.rglob("*.png")
+    )

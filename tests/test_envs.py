@@ -23,13 +23,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def spec(app: str = "demo", *packages: str, check: str | None = "dr_alpha") -> envs.EnvSpec:
-    return envs.EnvSpec(app=app, python="3.11", packages=list(packages) or ["dr-alpha==1.0"],
-                        check_import=check)
+    return envs.EnvSpec(
+        app=app, python="3.11", packages=list(packages) or ["dr-alpha==1.0"], check_import=check
+    )
 
 
 def run_in_env(home: Home, app: str, code: str) -> str:
-    out = subprocess.run([str(envs.env_python(home, app)), "-c", code],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(envs.env_python(home, app)), "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -80,11 +82,14 @@ def test_same_spec_is_reused_and_update_keeps_previous_for_rollback(home: Home, 
     assert staging_entries(home) == []
 
 
-@pytest.mark.parametrize("bad, words", [
-    (spec("demo", "dr-missing-package"), "'dr-missing-package'"),
-    (spec("demo", "dr-alpha==9.9"), "dr-alpha (==9.9)"),
-    (spec("demo", "dr-broken", check="dr_broken"), "import dr_broken"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (spec("demo", "dr-missing-package"), "'dr-missing-package'"),
+        (spec("demo", "dr-alpha==9.9"), "dr-alpha (==9.9)"),
+        (spec("demo", "dr-broken", check="dr_broken"), "import dr_broken"),
+    ],
+)
 def test_failed_build_leaves_old_env_working(home: Home, wheelhouse, bad, words) -> None:
     settings = wheelhouse.settings()
     envs.build(home, settings, spec())
@@ -122,10 +127,22 @@ def test_unreachable_index_is_a_network_sentence(home: Home, wheelhouse, monkeyp
 def test_verify_detects_drift_and_repair_resyncs_only_that(home: Home, wheelhouse) -> None:
     settings = wheelhouse.settings()
     envs.build(home, settings, spec("demo", "dr-alpha==1.0"))
-    envs.build(home, settings, spec("demo", "dr-alpha==1.0", "dr-beta", check="dr_beta"))  # previous: alpha only
-    subprocess.run([str(uvtool.uv_bin()), "pip", "uninstall", "--python",
-                    str(envs.env_python(home, "demo")), "dr-alpha"],
-                   check=True, capture_output=True, env=uvtool.child_env(home, "hardlink"))
+    envs.build(
+        home, settings, spec("demo", "dr-alpha==1.0", "dr-beta", check="dr_beta")
+    )  # previous: alpha only
+    subprocess.run(
+        [
+            str(uvtool.uv_bin()),
+            "pip",
+            "uninstall",
+            "--python",
+            str(envs.env_python(home, "demo")),
+            "dr-alpha",
+        ],
+        check=True,
+        capture_output=True,
+        env=uvtool.child_env(home, "hardlink"),
+    )
     result = envs.verify(home, "demo")
     assert not result.ok
     assert result.missing == ["dr-alpha"]
@@ -135,8 +152,9 @@ def test_verify_detects_drift_and_repair_resyncs_only_that(home: Home, wheelhous
     repaired = envs.repair(home, settings, "demo", events.append)
     assert repaired.packages == {"dr-alpha": "==1.0", "dr-beta": "==1.0"}
     assert envs.verify(home, "demo").ok
-    assert any(isinstance(e, Progress) and e.stage == "linking" and e.done == 1 for e in events), \
+    assert any(isinstance(e, Progress) and e.stage == "linking" and e.done == 1 for e in events), (
         "repair should reinstall just the one missing package"
+    )
     # the rollback copy from before the update is still the one kept
     prev = envs.previous_dir(home, "demo") / envs.LOCK_FILE
     assert "dr-beta" not in prev.read_text()
@@ -179,11 +197,18 @@ envs.build(home, settings, envs.EnvSpec(app="demo", packages=["dr-alpha==2.0", "
 
 
 @pytest.mark.parametrize("kill_at", ["downloading", "checking"])
-def test_kill_9_mid_build_keeps_old_env_and_next_run_cleans(home: Home, wheelhouse, kill_at) -> None:
+def test_kill_9_mid_build_keeps_old_env_and_next_run_cleans(
+    home: Home, wheelhouse, kill_at
+) -> None:
     settings = wheelhouse.settings()
     envs.build(home, settings, spec())
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(home.root), settings.model_dump_json()],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(home.root), settings.model_dump_json()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     assert child.stdout is not None
     seen = []
     for line in child.stdout:
@@ -204,6 +229,7 @@ def test_kill_9_mid_build_keeps_old_env_and_next_run_cleans(home: Home, wheelhou
             if str(home.staging) in line:
                 found.append(line)
         return found
+
     deadline = time.time() + 10
     while time.time() < deadline and workers():
         time.sleep(0.1)
@@ -246,23 +272,33 @@ def test_local_package_and_requirements_file(home: Home, wheelhouse, tmp_path: P
     (project / "dr_local" / "__init__.py").write_text("NAME = 'local'\n")
     (project / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["dr-flatbuild"]\nbuild-backend = "dr_flatbuild"\n'
-        '[project]\nname = "dr-local"\nversion = "0.1"\n')
+        '[project]\nname = "dr-local"\nversion = "0.1"\n'
+    )
     from tests.fixtures.wheels import make_wheel
+
     make_wheel(tmp_path / "backend", "dr-flatbuild", "1.0", {"dr_flatbuild.py": _FLAT_BACKEND})
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("dr-alpha==2.0\n")
     settings = wheelhouse.settings()
     settings.find_links = [*settings.find_links, str(tmp_path / "backend")]
-    built = envs.build(home, settings, envs.EnvSpec(
-        app="local", packages=[], local_packages=[project], requirement_files=[reqs],
-        check_import="dr_local"))
+    built = envs.build(
+        home,
+        settings,
+        envs.EnvSpec(
+            app="local",
+            packages=[],
+            local_packages=[project],
+            requirement_files=[reqs],
+            check_import="dr_local",
+        ),
+    )
     assert built.packages["dr-alpha"] == "==2.0" and "dr-local" in built.packages
     site = run_in_env(home, "local", "import dr_local; print(dr_local.__file__)")
     assert str(home.env_dir("local")) in site  # copied into the env, not an editable link
 
 
 # A minimal PEP 517 backend: packs the project's one package folder into a wheel.
-_FLAT_BACKEND = '''
+_FLAT_BACKEND = """
 import base64, hashlib, os, zipfile
 def _meta():
     return "Metadata-Version: 2.1\\nName: dr-local\\nVersion: 0.1\\n"
@@ -285,7 +321,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for p, d in entries.items():
             zf.writestr(p, d)
     return name
-'''
+"""
 
 
 def test_hardlinks_and_prune(home: Home, wheelhouse) -> None:
@@ -299,7 +335,9 @@ def test_hardlinks_and_prune(home: Home, wheelhouse) -> None:
 
 
 def test_source_args_follow_settings(wheelhouse) -> None:
-    plain = uvtool.source_args(wheelhouse.settings().model_copy(update={"index_url": None, "find_links": []}), "cu128")
+    plain = uvtool.source_args(
+        wheelhouse.settings().model_copy(update={"index_url": None, "find_links": []}), "cu128"
+    )
     assert plain[-2:] == ["--torch-backend", "cu128"]
     mirrored = uvtool.source_args(wheelhouse.settings(offline=True), "cu128")
     assert "--torch-backend" not in mirrored  # the user's sources serve torch
@@ -308,6 +346,7 @@ def test_source_args_follow_settings(wheelhouse) -> None:
 
 def test_uv_is_the_packaged_one() -> None:
     from uv import find_uv_bin
+
     assert uvtool.uv_bin() == Path(find_uv_bin())
 
 
@@ -356,17 +395,31 @@ def test_uv_lines_become_typed_events() -> None:
     """The lines uv prints when it downloads from an index (captured from uv 0.13)."""
     events: list[Event] = []
     parser = uvtool._Progress(events.append)
-    for line in ["Resolved 2 packages in 170ms", "Downloading numpy (15.6MiB)", "Downloading pillow (6.8MiB)",
-                 " Downloaded pillow", " Downloaded numpy", "Prepared 2 packages in 1.18s",
-                 "Installed 2 packages in 114ms", " + numpy==2.1.3", "warning: something odd"]:
+    for line in [
+        "Resolved 2 packages in 170ms",
+        "Downloading numpy (15.6MiB)",
+        "Downloading pillow (6.8MiB)",
+        " Downloaded pillow",
+        " Downloaded numpy",
+        "Prepared 2 packages in 1.18s",
+        "Installed 2 packages in 114ms",
+        " + numpy==2.1.3",
+        "warning: something odd",
+    ]:
         parser.line(line)
-    downloads = [(e.done, e.total, e.item) for e in events if isinstance(e, Progress) and e.stage == "downloading"]
+    downloads = [
+        (e.done, e.total, e.item)
+        for e in events
+        if isinstance(e, Progress) and e.stage == "downloading"
+    ]
     assert downloads == [(0, 1, "numpy"), (0, 2, "pillow"), (1, 2, "pillow"), (2, 2, "numpy")]
     assert [e.stage for e in events if isinstance(e, Stage)] == ["downloading", "linking"]
     assert events[-1].level == "warning"
 
 
-def test_disk_full_mid_build_is_a_sentence_and_keeps_the_old_env(wheelhouse, small_disk, tmp_path: Path) -> None:
+def test_disk_full_mid_build_is_a_sentence_and_keeps_the_old_env(
+    wheelhouse, small_disk, tmp_path: Path
+) -> None:
     """A real small filesystem (tmpfs) fills up while uv unpacks a big wheel."""
     from tests.fixtures.wheels import make_wheel
 
@@ -375,8 +428,12 @@ def test_disk_full_mid_build_is_a_sentence_and_keeps_the_old_env(wheelhouse, sma
     envs.build(home, settings, spec())
     big = tmp_path / "big-wheels"
     # 24 MB that compresses to about half: more than the filesystem has left once unpacked.
-    make_wheel(big, "dr-huge", "1.0", {"dr_huge/__init__.py": "",
-                                       "dr_huge/blob.txt": os.urandom(12 * 1024 * 1024).hex()})
+    make_wheel(
+        big,
+        "dr-huge",
+        "1.0",
+        {"dr_huge/__init__.py": "", "dr_huge/blob.txt": os.urandom(12 * 1024 * 1024).hex()},
+    )
     settings.find_links.append(str(big))
     with pytest.raises(DarkroomError) as caught:
         envs.build(home, settings, spec("demo", "dr-alpha==1.0", "dr-huge==1.0"), force=True)
@@ -398,7 +455,9 @@ def _simple_index(root: Path, wheels: list[Path]) -> str:
     return root.as_uri()
 
 
-def test_partial_mirror_needs_the_index_strategy_setting(home: Home, wheelhouse, tmp_path: Path) -> None:
+def test_partial_mirror_needs_the_index_strategy_setting(
+    home: Home, wheelhouse, tmp_path: Path
+) -> None:
     """A mirror holding only dr-alpha 1.0 hides 2.0 on the next index until the user allows it."""
     from manager.config import Settings
 

@@ -36,12 +36,23 @@ launch:
 
 @pytest.fixture
 def cli(home: Home, wheelhouse, tmp_path: Path):
-    env = {**os.environ, "DARKROOM_HOME": str(home.root),
-           "DARKROOM_INDEX_URL": wheelhouse.index.as_uri(), "DARKROOM_FIND_LINKS": str(wheelhouse.folder)}
+    env = {
+        **os.environ,
+        "DARKROOM_HOME": str(home.root),
+        "DARKROOM_INDEX_URL": wheelhouse.index.as_uri(),
+        "DARKROOM_FIND_LINKS": str(wheelhouse.folder),
+    }
 
     def run(*argv: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "manager", *argv], capture_output=True, text=True,
-                              env={**env, **(extra_env or {})}, cwd=REPO, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "manager", *argv],
+            capture_output=True,
+            text=True,
+            env={**env, **(extra_env or {})},
+            cwd=REPO,
+            timeout=300,
+        )
+
     return run
 
 
@@ -64,7 +75,7 @@ def test_env_commands_round_trip(cli, home: Home, tmp_path: Path) -> None:
     assert stream[-1]["type"] == "Result" and stream[-1]["packages"] == {"dr-alpha": "==1.0"}
 
     rollback = cli("env", "rollback", "demo")
-    assert rollback.returncode == 4 and "no earlier environment" in rollback.stderr   # conflict
+    assert rollback.returncode == 4 and "no earlier environment" in rollback.stderr  # conflict
     assert "Traceback" not in rollback.stderr
 
     assert cli("env", "update", "demo", "--recipe", str(v2)).returncode == 0
@@ -72,8 +83,19 @@ def test_env_commands_round_trip(cli, home: Home, tmp_path: Path) -> None:
     assert envs.info(home, "demo").packages == {"dr-alpha": "==1.0"}
 
     assert cli("env", "verify", "demo").returncode == 0
-    subprocess.run([str(uvtool.uv_bin()), "pip", "uninstall", "--python", str(envs.env_python(home, "demo")),
-                    "dr-alpha"], check=True, capture_output=True, env=uvtool.child_env(home, "hardlink"))
+    subprocess.run(
+        [
+            str(uvtool.uv_bin()),
+            "pip",
+            "uninstall",
+            "--python",
+            str(envs.env_python(home, "demo")),
+            "dr-alpha",
+        ],
+        check=True,
+        capture_output=True,
+        env=uvtool.child_env(home, "hardlink"),
+    )
     drift = cli("env", "verify", "demo")
     assert drift.returncode == 1 and "dr-alpha is missing" in drift.stderr
     as_json = json.loads(cli("env", "verify", "demo", "--json").stdout)
@@ -90,7 +112,7 @@ def test_env_commands_round_trip(cli, home: Home, tmp_path: Path) -> None:
     assert cli("env", "remove", "demo").returncode == 0
     assert json.loads(cli("env", "list", "--json").stdout) == []
     gone = cli("env", "verify", "demo")
-    assert gone.returncode == 3 and "has no environment" in gone.stderr   # not found
+    assert gone.returncode == 3 and "has no environment" in gone.stderr  # not found
 
 
 def test_cli_errors_are_one_sentence(cli, tmp_path: Path) -> None:
@@ -106,7 +128,7 @@ def test_cli_errors_are_one_sentence(cli, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.yaml"
     corrupt.write_text("id: demo\nname: [unclosed\n")
     broken = cli("env", "build", "demo", "--recipe", str(corrupt))
-    assert broken.returncode == 5 and "corrupt.yaml:" in broken.stderr   # bad recipe
+    assert broken.returncode == 5 and "corrupt.yaml:" in broken.stderr  # bad recipe
     assert "Traceback" not in broken.stderr
 
 
@@ -115,7 +137,13 @@ def test_missing_uv_is_one_sentence(cli, tmp_path: Path) -> None:
     fake = tmp_path / "fakeuv" / "uv"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("def find_uv_bin():\n    raise FileNotFoundError('uv')\n")
-    done = cli("env", "build", "demo", "--recipe", str(write_recipe(tmp_path, "dr-alpha")),
-               extra_env={"PYTHONPATH": str(fake.parent)})
+    done = cli(
+        "env",
+        "build",
+        "demo",
+        "--recipe",
+        str(write_recipe(tmp_path, "dr-alpha")),
+        extra_env={"PYTHONPATH": str(fake.parent)},
+    )
     assert done.returncode == 1
     assert "uv tool that Darkroom uses" in done.stderr and "Traceback" not in done.stderr

@@ -36,24 +36,40 @@ def torch_setup(pip_sources, tmp_path_factory):
     pin = cpu_torch_pin(pip_sources)
     if pin is None:
         pytest.skip("no local CPU torch wheel in the configured find-links folders")
-    settings = Settings(index_url=pip_sources.index_url, extra_index_urls=pip_sources.extra_index_urls,
-                        find_links=pip_sources.find_links)
+    settings = Settings(
+        index_url=pip_sources.index_url,
+        extra_index_urls=pip_sources.extra_index_urls,
+        find_links=pip_sources.find_links,
+    )
     home = Home(tmp_path_factory.mktemp("torchhome")).ensure()
     return home, settings, pin
 
 
 def torch_spec(app: str, pin: str) -> envs.EnvSpec:
-    return envs.EnvSpec(app=app, python="3.11", packages=[], torch_packages=[pin],
-                        torch_backend="cpu", check_import="torch")
+    return envs.EnvSpec(
+        app=app,
+        python="3.11",
+        packages=[],
+        torch_packages=[pin],
+        torch_backend="cpu",
+        check_import="torch",
+    )
 
 
 def test_second_torch_env_costs_little_disk(torch_setup) -> None:
     home, settings, pin = torch_setup
     first = envs.build(home, settings, torch_spec("torch-a", pin))
     assert first.packages["torch"].endswith("+cpu")
-    out = subprocess.run([str(envs.env_python(home, "torch-a")), "-c",
-                          "import torch; print(int(torch.ones(3).sum()), torch.cuda.is_available())"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            str(envs.env_python(home, "torch-a")),
+            "-c",
+            "import torch; print(int(torch.ones(3).sum()), torch.cuda.is_available())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.stdout.split() == ["3", "False"], out.stderr
 
     second = envs.build(home, settings, torch_spec("torch-b", pin))
@@ -61,6 +77,8 @@ def test_second_torch_env_costs_little_disk(torch_setup) -> None:
     one = dir_size(home.env_dir("torch-a"))
     both = dir_size(home.envs)  # each hardlinked inode counted once
     extra = both - one
-    print(f"first torch env {one / 1e6:.0f} MB, second adds {extra / 1e6:.2f} MB ({extra / one:.2%})")
+    print(
+        f"first torch env {one / 1e6:.0f} MB, second adds {extra / 1e6:.2f} MB ({extra / one:.2%})"
+    )
     assert one > 100e6  # torch really is in there
     assert extra <= 0.05 * one

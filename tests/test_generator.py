@@ -30,7 +30,9 @@ def gen(generator_env, tiny_flux, tmp_path_factory) -> Iterator[AppProcess]:
         "flux-gguf": choice_from_folder(tiny_flux, "gguf-q8"),
         "flux-fp8": choice_from_folder(tiny_flux, "fp8-file", precision="fp8"),
     }
-    with running_app(generator_env, "generator", tmp_path_factory.mktemp("gen"), models_json(models)) as app:
+    with running_app(
+        generator_env, "generator", tmp_path_factory.mktemp("gen"), models_json(models)
+    ) as app:
         yield app
 
 
@@ -62,7 +64,9 @@ def test_info_names_model_variant_and_device(gen: AppProcess) -> None:
     assert info["device"] == "cpu" and info["vram_in_use"] == 0
     assert info["model"] == "flux-schnell" and info["variant"] == "fp32" and info["loaded"] is True
     assert set(info["models"]) == {"flux-schnell", "flux-bf16", "flux-gguf", "flux-fp8"}
-    assert info["family"] == "flux" and info["defaults"]["width"] == 64  # from the tiny VAE's config
+    assert (
+        info["family"] == "flux" and info["defaults"]["width"] == 64
+    )  # from the tiny VAE's config
     assert "generate" in info["tasks"]
 
 
@@ -93,8 +97,9 @@ def test_batch_count_uses_consecutive_seeds(gen: AppProcess) -> None:
 
 
 def test_job_reports_progress_per_step(gen: AppProcess) -> None:
-    code, job, _ = gen.post("/api/generate", {"prompt": "a boat", "width": 256, "height": 256,
-                                              "steps": 6, "seed": 3})
+    code, job, _ = gen.post(
+        "/api/generate", {"prompt": "a boat", "width": 256, "height": 256, "steps": 6, "seed": 3}
+    )
     assert code == 202 and job["status"] in ("queued", "running")
     seen = []
     deadline = time.monotonic() + 120
@@ -108,23 +113,32 @@ def test_job_reports_progress_per_step(gen: AppProcess) -> None:
     assert state["status"] == "done", state
     assert state["message"] == "image 1/1 saved"
     # Every step moved the figure, and the last step left room for decoding the picture.
-    assert len(state["trail"]) >= 6 and state["trail"] == sorted(state["trail"]) and state["trail"][-2] < 1.0
+    assert (
+        len(state["trail"]) >= 6
+        and state["trail"] == sorted(state["trail"])
+        and state["trail"][-2] < 1.0
+    )
     assert seen == sorted(seen) and seen[-1] == 1.0
     assert png_size(result_bytes(gen, state)) == (256, 256)
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"prompt": "x", "seed": "twelve"}, 422, "seed"),
-    ({"prompt": "x", "width": 100}, 422, "width"),
-    ({"prompt": "x", "width": 8192}, 422, "width"),
-    ({"prompt": ""}, 422, "prompt"),
-    ({"prompt": "x", "steps": 0}, 422, "steps"),
-    ({"prompt": "x", "colour": "red"}, 422, "colour"),
-    ({"prompt": "x", "model": "sdxl"}, 404, "Unknown model 'sdxl'"),
-    ({"prompt": "x", "negative_prompt": "blur"}, 400, "negative prompt"),
-    ([1, 2], 422, "Invalid request"),
-])
-def test_bad_requests_get_a_sentence_and_the_server_lives(gen: AppProcess, body, status, words) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"prompt": "x", "seed": "twelve"}, 422, "seed"),
+        ({"prompt": "x", "width": 100}, 422, "width"),
+        ({"prompt": "x", "width": 8192}, 422, "width"),
+        ({"prompt": ""}, 422, "prompt"),
+        ({"prompt": "x", "steps": 0}, 422, "steps"),
+        ({"prompt": "x", "colour": "red"}, 422, "colour"),
+        ({"prompt": "x", "model": "sdxl"}, 404, "Unknown model 'sdxl'"),
+        ({"prompt": "x", "negative_prompt": "blur"}, 400, "negative prompt"),
+        ([1, 2], 422, "Invalid request"),
+    ],
+)
+def test_bad_requests_get_a_sentence_and_the_server_lives(
+    gen: AppProcess, body, status, words
+) -> None:
     code, answer, _ = gen.post("/api/generate", body)
     assert code == status, answer
     assert words in answer["error"]
@@ -208,7 +222,9 @@ def test_web_page_is_built_on_the_first_visit_only(gen: AppProcess) -> None:
 def test_openapi_lists_the_task_and_its_schema(gen: AppProcess) -> None:
     code, spec, _ = gen.get("/api/openapi.json")
     assert code == 200
-    schema = spec["paths"]["/api/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = spec["paths"]["/api/generate"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert "prompt" in schema["properties"] and "/api/health" in spec["paths"]
 
 

@@ -11,13 +11,19 @@ import pytest
 from tests.fixtures.tinymodels import AppProcess, choice_from_folder, models_json, start_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")
 def page_app(generator_env, tiny_flux, tmp_path_factory) -> Iterator[AppProcess]:
-    app = start_app(generator_env, "generator", tmp_path_factory.mktemp("gen-web"),
-                    models_json({"flux-schnell": choice_from_folder(tiny_flux, "fp32")}))
+    app = start_app(
+        generator_env,
+        "generator",
+        tmp_path_factory.mktemp("gen-web"),
+        models_json({"flux-schnell": choice_from_folder(tiny_flux, "fp32")}),
+    )
     try:
         app.wait_ready()
         yield app
@@ -29,9 +35,18 @@ def test_generate_from_the_web_page(page_app: AppProcess) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                  "--no-first-run", "--disable-component-update", "--disable-sync"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page()
             page.goto(page_app.url + "/", wait_until="domcontentloaded", timeout=60_000)

@@ -23,9 +23,13 @@ SMALL = {"width": 64, "height": 64, "steps": 2}
 
 @pytest.fixture(scope="module")
 def sd3(generator_env, tiny_sd3, tmp_path_factory) -> Iterator[AppProcess]:
-    models = {"sd35-medium": choice_from_folder(tiny_sd3, "fp32"),
-              "sd35-gguf": choice_from_folder(tiny_sd3, "gguf-q8")}
-    with running_app(generator_env, "generator", tmp_path_factory.mktemp("gen-sd3"), models_json(models)) as app:
+    models = {
+        "sd35-medium": choice_from_folder(tiny_sd3, "fp32"),
+        "sd35-gguf": choice_from_folder(tiny_sd3, "gguf-q8"),
+    }
+    with running_app(
+        generator_env, "generator", tmp_path_factory.mktemp("gen-sd3"), models_json(models)
+    ) as app:
         yield app
 
 

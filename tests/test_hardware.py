@@ -12,8 +12,18 @@ import pytest
 from manager.errors import DarkroomError, NotFound
 from manager.hardware import Hardware, load_profile, probe, probe_nvidia, profile_names
 
-EXPECTED = {"cpu-only-16gb", "gtx1660-6gb", "laptop-rtx4060-8gb", "rtx3060-12gb", "rtx4070-12gb",
-            "rtx4080-16gb", "rtx3090-24gb", "rtx4090-24gb", "a100-80gb", "apple-m2-16gb"}
+EXPECTED = {
+    "cpu-only-16gb",
+    "gtx1660-6gb",
+    "laptop-rtx4060-8gb",
+    "rtx3060-12gb",
+    "rtx4070-12gb",
+    "rtx4080-16gb",
+    "rtx3090-24gb",
+    "rtx4090-24gb",
+    "a100-80gb",
+    "apple-m2-16gb",
+}
 
 
 def test_probe_reads_this_machine(tmp_path: Path) -> None:

@@ -41,13 +41,22 @@ def test_download_small_and_lfs_file_with_real_client(hub: LocalHub, tmp_path: P
 
 
 def test_repo_info_listing_and_paths_info(hub: LocalHub) -> None:
-    hub.add_files("acme/pipe", {"model_index.json": b"{}", "vae/config.json": b"{}",
-                                "vae/diffusion_pytorch_model.safetensors": BIG})
+    hub.add_files(
+        "acme/pipe",
+        {
+            "model_index.json": b"{}",
+            "vae/config.json": b"{}",
+            "vae/diffusion_pytorch_model.safetensors": BIG,
+        },
+    )
     api = HfApi(endpoint=hub.url)
     info = api.model_info("acme/pipe")
     assert info.sha == hub.commit("acme/pipe")
     assert sorted(s.rfilename for s in info.siblings) == [
-        "model_index.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+        "model_index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
     assert sorted(api.list_repo_files("acme/pipe")) == sorted(s.rfilename for s in info.siblings)
     top = {e.path for e in api.list_repo_tree("acme/pipe")}
     assert top == {"model_index.json", "vae"}
@@ -70,10 +79,14 @@ def test_snapshot_download_with_patterns_and_revisions(hub: LocalHub, tmp_path: 
 
 def test_datasets_are_served_under_their_prefix(hub: LocalHub, tmp_path: Path) -> None:
     hub.add_file("acme/photos", "data/one.parquet", b"rows", repo_type="dataset")
-    path = hf_hub_download("acme/photos", "data/one.parquet", repo_type="dataset", cache_dir=tmp_path)
+    path = hf_hub_download(
+        "acme/photos", "data/one.parquet", repo_type="dataset", cache_dir=tmp_path
+    )
     assert Path(path).read_bytes() == b"rows"
     assert "datasets--acme--photos" in path
-    assert HfApi(endpoint=hub.url).dataset_info("acme/photos").sha == hub.commit("acme/photos", repo_type="dataset")
+    assert HfApi(endpoint=hub.url).dataset_info("acme/photos").sha == hub.commit(
+        "acme/photos", repo_type="dataset"
+    )
 
 
 def test_errors_carry_the_hub_error_codes(hub: LocalHub, tmp_path: Path) -> None:
@@ -98,7 +111,10 @@ def test_gated_repo_needs_the_right_token(hub: LocalHub, tmp_path: Path) -> None
     assert not_granted.value.response.status_code == 403
     with pytest.raises(HfHubHTTPError) as bad:
         hf_hub_download("acme/gated", "w.safetensors", cache_dir=tmp_path, token="hf_typo")
-    assert bad.value.response.headers["X-Error-Message"] == "Invalid credentials in Authorization header"
+    assert (
+        bad.value.response.headers["X-Error-Message"]
+        == "Invalid credentials in Authorization header"
+    )
     path = hf_hub_download("acme/gated", "w.safetensors", cache_dir=tmp_path, token="hf_good")
     assert Path(path).read_bytes() == BIG
 

@@ -30,8 +30,12 @@ from tests.fixtures.tinygit import git as _git
 
 @pytest.fixture
 def settings(pip_sources) -> Settings:
-    return Settings(extra_index_urls=pip_sources.extra_index_urls, find_links=pip_sources.find_links,
-                    port_start=20000, port_end=20100)
+    return Settings(
+        extra_index_urls=pip_sources.extra_index_urls,
+        find_links=pip_sources.find_links,
+        port_start=20000,
+        port_end=20100,
+    )
 
 
 @pytest.fixture
@@ -82,10 +86,14 @@ def test_install_needs_consent_then_runs_and_records(setup) -> None:
 
 def test_update_failed_update_restores_and_rollback(setup) -> None:
     home, settings, write = setup
-    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU), accepted=True)
+    installer.install(
+        home, settings, installer.preview(home, settings, write("v0.1.0"), CPU), accepted=True
+    )
     v1_env = envs.info(home, "tiny").spec_hash
 
-    installer.install(home, settings, installer.preview(home, settings, write("v0.2.0"), CPU), accepted=True)
+    installer.install(
+        home, settings, installer.preview(home, settings, write("v0.2.0"), CPU), accepted=True
+    )
     st = state_mod.load(home)
     assert st.apps["tiny"].version == "0.2.0" and st.apps["tiny"].previous.version == "0.1.0"
     assert (home.app_dir("tiny") / "tinyapp" / "marker.py").exists()
@@ -93,8 +101,9 @@ def test_update_failed_update_restores_and_rollback(setup) -> None:
     assert v2_env != v1_env
 
     with pytest.raises(DarkroomError) as info:
-        installer.install(home, settings, installer.preview(home, settings, write("v0.3.0"), CPU),
-                          accepted=True)
+        installer.install(
+            home, settings, installer.preview(home, settings, write("v0.3.0"), CPU), accepted=True
+        )
     assert "previous version of tiny was put back" in info.value.hint
     # The check-start saw the same start-up error twice and said so at once, naming it.
     assert "twice" in info.value.message and "broken on purpose" in info.value.message
@@ -115,8 +124,13 @@ def test_update_failed_update_restores_and_rollback(setup) -> None:
 
 def test_remove_keeps_shared_models_only_when_used(setup) -> None:
     home, settings, write = setup
-    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
-                      accepted=True, check_start=False)
+    installer.install(
+        home,
+        settings,
+        installer.preview(home, settings, write("v0.1.0"), CPU),
+        accepted=True,
+        check_start=False,
+    )
     blobs = list(home.models.rglob("blobs/*"))
     assert blobs
     result = installer.remove(home, settings, "tiny")
@@ -160,9 +174,13 @@ def test_kill_9_at_random_points_leaves_a_consistent_state(setup) -> None:
     versions_seen = set()
     for trial in range(20):
         target = recipes[trial % 2]
-        proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, target, settings.model_dump_json()],
-                                env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILL_SCRIPT, target, settings.model_dump_json()],
+            env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(rng.uniform(0.05, 2.5))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -189,14 +207,20 @@ def test_doctor_finds_and_fixes_damage_and_du_counts(setup) -> None:
     from manager import doctor
 
     home, settings, write = setup
-    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
-                      accepted=True, check_start=False)
+    installer.install(
+        home,
+        settings,
+        installer.preview(home, settings, write("v0.1.0"), CPU),
+        accepted=True,
+        check_start=False,
+    )
     findings = doctor.check(home, settings, CPU)
     assert [f.topic for f in findings if f.level == "error"] == []
 
     # Damage the env and a model blob, and leave an interrupted-install journal.
     for pkg in home.env_dir("tiny").rglob("site-packages/tinyapp"):
         import shutil
+
         shutil.rmtree(pkg)
     (blob,) = [b for b in home.models.rglob("blobs/*") if b.stat().st_size == len(WEIGHTS)]
     blob.write_bytes(b"rotten")
@@ -225,7 +249,9 @@ def _flip_a_byte(path: Path, at: int = 100) -> None:
         fh.write(bytes([byte[0] ^ 0xFF]))
 
 
-def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(setup, hub, capsys) -> None:
+def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(
+    setup, hub, capsys
+) -> None:
     """One flipped byte, then a truncation, in the installed app's weight file: start refuses
     with a sentence, doctor says so with the fix, and an update, `models pull` and
     `doctor --fix` each fetch it again instead of trusting its size."""
@@ -234,8 +260,13 @@ def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(setup, 
 
     home, settings, write = setup
     config.save(home, settings)
-    installer.install(home, settings, installer.preview(home, settings, write("v0.1.0"), CPU),
-                      accepted=True, check_start=False)
+    installer.install(
+        home,
+        settings,
+        installer.preview(home, settings, write("v0.1.0"), CPU),
+        accepted=True,
+        check_start=False,
+    )
     (blob,) = [b for b in home.models.rglob("blobs/*") if b.stat().st_size == len(WEIGHTS)]
     _flip_a_byte(blob)
     with pytest.raises(DarkroomError) as err:
@@ -252,8 +283,13 @@ def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(setup, 
     assert "doctor --fix" in findings[0].fix and findings[0].safe_fix is not None
 
     requests = hub.stats("weights.bin").requests
-    installer.install(home, settings, installer.update_preview(home, settings, "tiny", CPU),
-                      accepted=True, check_start=False)
+    installer.install(
+        home,
+        settings,
+        installer.update_preview(home, settings, "tiny", CPU),
+        accepted=True,
+        check_start=False,
+    )
     assert blob.read_bytes() == WEIGHTS and hub.stats("weights.bin").requests == requests + 1
 
     with open(blob, "r+b") as fh:
@@ -296,7 +332,8 @@ def _fill(folder: Path) -> None:
 
 
 def test_a_full_disk_ends_each_write_in_a_sentence_and_keeps_the_old_state(
-        setup, small_disk, monkeypatch, capsys) -> None:
+    setup, small_disk, monkeypatch, capsys
+) -> None:
     """The disk is full before the install's first write (its journal): a sentence, and
     state, config and the installed app as they were, with no temp file left behind."""
     from manager import config
@@ -338,8 +375,13 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     recipe = write("v0.1.0")
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "manager", *args], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "manager", *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
 
     out = run("install", recipe, "--yes")
     assert out.returncode == 1 and "licences above need your acceptance" in out.stderr
@@ -349,7 +391,9 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     assert out.returncode == 0, out.stderr
     assert "tiny" in state_mod.load(home).apps
     out = run("rollback", "tiny")
-    assert out.returncode == 1 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 1 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
+    )
     out = run("update", "tiny", "--yes", "--accept-licences", "--no-check")
     assert out.returncode == 0, out.stderr
     assert "already up to date" in out.stdout and "Download" not in out.stdout
@@ -376,23 +420,41 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
 def test_git_app_gets_rendered_templates_and_library_links(setup) -> None:
     home, settings, write = setup
     path = Path(write("v0.1.0"))
-    text = path.read_text().replace("    name: Tiny weights\n", "    name: Tiny weights\n    library: upscale_models\n")
-    text += ("templates:\n  - dest: conf/paths.yaml\n    content: |\n"
-             "      base: {models_dir}/library\n      out: {outputs_dir}\n      port: {port}\n")
+    text = path.read_text().replace(
+        "    name: Tiny weights\n", "    name: Tiny weights\n    library: upscale_models\n"
+    )
+    text += (
+        "templates:\n  - dest: conf/paths.yaml\n    content: |\n"
+        "      base: {models_dir}/library\n      out: {outputs_dir}\n      port: {port}\n"
+    )
     path.write_text(text)
-    installer.install(home, settings, installer.preview(home, settings, str(path), CPU),
-                      accepted=True, check_start=False)
+    installer.install(
+        home,
+        settings,
+        installer.preview(home, settings, str(path), CPU),
+        accepted=True,
+        check_start=False,
+    )
     rendered = (home.app_dir("tiny") / "conf" / "paths.yaml").read_text()
     assert f"base: {home.models}/library" in rendered and str(home.output_dir("tiny")) in rendered
     assert "{" not in rendered
     link = home.models / "library" / "upscale_models" / "weights.bin"
-    store = json.loads(installer.launching.launch_spec(home, settings, "tiny").env["DARKROOM_MODELS"])
+    store = json.loads(
+        installer.launching.launch_spec(home, settings, "tiny").env["DARKROOM_MODELS"]
+    )
     local = Path(store["models"]["tinyweights"]["files"][0]["local"])
     assert link.read_bytes() == WEIGHTS and os.path.samefile(link, local.resolve())
 
 
-@pytest.mark.parametrize(("profile", "backend"), [("cpu-only-16gb", "cpu"), ("rtx3060-12gb", "cu124"),
-                                                  ("rtx4090-24gb", "cu128"), ("apple-m2-16gb", "mps")])
+@pytest.mark.parametrize(
+    ("profile", "backend"),
+    [
+        ("cpu-only-16gb", "cpu"),
+        ("rtx3060-12gb", "cu124"),
+        ("rtx4090-24gb", "cu128"),
+        ("apple-m2-16gb", "mps"),
+    ],
+)
 def test_third_party_recipes_plan_sensible_backends(profile: str, backend: str) -> None:
     from manager.planner import plan
     from manager.recipe import find_recipe
@@ -414,14 +476,19 @@ def test_third_party_recipe_shows_a_manifest_first(home: Home) -> None:
         installer.install(home, Settings(), pv)
 
 
-def test_unreachable_git_and_unresolvable_requirements_leave_nothing(setup, tiny_repo: Path,
-                                                                    tmp_path: Path) -> None:
+def test_unreachable_git_and_unresolvable_requirements_leave_nothing(
+    setup, tiny_repo: Path, tmp_path: Path
+) -> None:
 
     home, settings, write = setup
     bad_url = Path(write("v0.1.0"))
-    bad_url.write_text(bad_url.read_text().replace(f"file://{tiny_repo}", f"file://{tmp_path}/nowhere"))
+    bad_url.write_text(
+        bad_url.read_text().replace(f"file://{tiny_repo}", f"file://{tmp_path}/nowhere")
+    )
     with pytest.raises(DarkroomError, match="could not be reached"):
-        installer.install(home, settings, installer.preview(home, settings, str(bad_url), CPU), accepted=True)
+        installer.install(
+            home, settings, installer.preview(home, settings, str(bad_url), CPU), accepted=True
+        )
 
     repo = tmp_path / "withreqs"
     _git(tmp_path, "clone", "-q", str(tiny_repo), str(repo))
@@ -432,7 +499,9 @@ def test_unreachable_git_and_unresolvable_requirements_leave_nothing(setup, tiny
     reqs = Path(write("v0.4.0", with_model=False))
     reqs.write_text(reqs.read_text().replace(str(tiny_repo), str(repo)))
     with pytest.raises(DarkroomError) as info:
-        installer.install(home, settings, installer.preview(home, settings, str(reqs), CPU), accepted=True)
+        installer.install(
+            home, settings, installer.preview(home, settings, str(reqs), CPU), accepted=True
+        )
     assert "darkroom-test-no-such-package-xyz" in str(info.value)
     for leftover in (home.env_dir("tiny"), home.app_dir("tiny")):
         assert not leftover.exists()

@@ -18,22 +18,39 @@ def gen(profile: str, model: str, **kw) -> tuple:
     return p, m
 
 
-LAPTOP_32 = Hardware(name="laptop, 8 GB GPU, 32 GB RAM", os="windows", arch="amd64", ram_total_gb=31.7,
-                     ram_free_gb=24, disk_free_gb=500,
-                     gpus=[Gpu(name="NVIDIA GeForce RTX 4060 Laptop GPU", vram_total_gb=8.0, vram_free_gb=7.6,
-                               driver="570.133", cuda_version="12.8", compute_capability="8.9")])
+LAPTOP_32 = Hardware(
+    name="laptop, 8 GB GPU, 32 GB RAM",
+    os="windows",
+    arch="amd64",
+    ram_total_gb=31.7,
+    ram_free_gb=24,
+    disk_free_gb=500,
+    gpus=[
+        Gpu(
+            name="NVIDIA GeForce RTX 4060 Laptop GPU",
+            vram_total_gb=8.0,
+            vram_free_gb=7.6,
+            driver="570.133",
+            cuda_version="12.8",
+            compute_capability="8.9",
+        )
+    ],
+)
 
 
-@pytest.mark.parametrize(("profile", "model", "variant", "offload"), [
-    # 24 GB with a desktop: bf16 + model offload peaks at 23.3 GB (no headroom left) -> fp8.
-    ("rtx4090-24gb", "flux-dev", "fp8", "model"),
-    ("rtx3090-24gb", "flux-dev", "fp8", "model"),
-    ("a100-80gb", "flux-dev", "bf16", "none"),
-    # 16 GB: fp8 + model offload needs 15.6 GB -> GGUF Q8_0; 12 GB -> GGUF Q5.
-    ("rtx4080-16gb", "flux-dev", "gguf-q8", "model"),
-    ("rtx3060-12gb", "flux-schnell", "gguf-q5", "model"),
-    ("rtx4070-12gb", "flux-schnell", "gguf-q5", "model"),
-])
+@pytest.mark.parametrize(
+    ("profile", "model", "variant", "offload"),
+    [
+        # 24 GB with a desktop: bf16 + model offload peaks at 23.3 GB (no headroom left) -> fp8.
+        ("rtx4090-24gb", "flux-dev", "fp8", "model"),
+        ("rtx3090-24gb", "flux-dev", "fp8", "model"),
+        ("a100-80gb", "flux-dev", "bf16", "none"),
+        # 16 GB: fp8 + model offload needs 15.6 GB -> GGUF Q8_0; 12 GB -> GGUF Q5.
+        ("rtx4080-16gb", "flux-dev", "gguf-q8", "model"),
+        ("rtx3060-12gb", "flux-schnell", "gguf-q5", "model"),
+        ("rtx4070-12gb", "flux-schnell", "gguf-q5", "model"),
+    ],
+)
 def test_flux_choices_follow_published_figures(profile, model, variant, offload) -> None:
     p, m = gen(profile, model)
     assert (m.variant, m.offload) == (variant, offload), m.reason
@@ -94,7 +111,7 @@ def test_layer_by_layer_is_planned_only_where_ram_holds_the_pipeline() -> None:
 def test_apple_unified_memory_is_counted_once_and_offload_is_planned() -> None:
     hw = load_profile("apple-m2-16gb")
     with pytest.raises(DarkroomError, match="RAM"):
-        gen("apple-m2-16gb", "flux-dev")   # 16.7 GB into 16 GB: refused, not planned
+        gen("apple-m2-16gb", "flux-dev")  # 16.7 GB into 16 GB: refused, not planned
     p, m = gen("apple-m2-16gb", "sd35-medium")
     assert p.backend == "mps" and p.device == "mps" and m.precision != "nf4"
     assert m.offload == "model" and m.vram_gb <= hw.gpus[0].vram_total_gb
@@ -118,17 +135,26 @@ def test_restorer_warns_when_its_models_do_not_fit_together() -> None:
 def test_turbo_has_gguf_for_small_gpus_and_its_cpu_refusal_names_the_smallest() -> None:
     p = plan(RECIPES["generator"], LAPTOP_32, Choices(models=("sd35-large-turbo",)))
     assert p.models[0].variant == "gguf-q4"
-    small = Hardware(name="toy", os="linux", arch="x86_64", ram_total_gb=8, ram_free_gb=6, disk_free_gb=100)
+    small = Hardware(
+        name="toy", os="linux", arch="x86_64", ram_total_gb=8, ram_free_gb=6, disk_free_gb=100
+    )
     with pytest.raises(DarkroomError) as info:
         plan(RECIPES["generator"], small, Choices(models=("sd35-large-turbo",)))
     assert "GGUF Q4_0" in str(info.value) and "bf16" not in str(info.value)
     turbo = RECIPES["generator"].model("sd35-large-turbo")
-    assert all(f.sha256 is None for v in turbo.variants if v.precision.startswith("gguf") for f in v.files)
+    assert all(
+        f.sha256 is None for v in turbo.variants if v.precision.startswith("gguf") for f in v.files
+    )
 
 
 def test_reason_names_the_numbers() -> None:
     _, m = gen("rtx3060-12gb", "flux-dev")
-    assert "34 GB RAM" in m.reason and "13 GB VRAM" in m.reason and "12 GB" in m.reason and "GGUF" in m.reason
+    assert (
+        "34 GB RAM" in m.reason
+        and "13 GB VRAM" in m.reason
+        and "12 GB" in m.reason
+        and "GGUF" in m.reason
+    )
 
 
 def test_nf4_is_offered_only_with_nvidia() -> None:
@@ -153,7 +179,9 @@ def test_old_driver_falls_back_to_cpu_with_advice() -> None:
 
 
 def test_nothing_fits_refuses_with_numbers() -> None:
-    tiny = Hardware(name="toy", os="linux", arch="x86_64", ram_total_gb=4, ram_free_gb=2, disk_free_gb=10)
+    tiny = Hardware(
+        name="toy", os="linux", arch="x86_64", ram_total_gb=4, ram_free_gb=2, disk_free_gb=10
+    )
     with pytest.raises(DarkroomError) as info:
         plan(RECIPES["generator"], tiny, Choices(models=("flux-dev",)))
     assert "17 GB RAM" in str(info.value) and "4.3 GB RAM" in str(info.value)  # 4 GiB
@@ -169,8 +197,9 @@ def test_non_commercial_and_gated_are_warned() -> None:
 @pytest.mark.parametrize("app", sorted(RECIPES))
 def test_every_app_plans_on_every_profile(profile: str, app: str) -> None:
     p = plan(RECIPES[app], load_profile(profile))
-    assert p.download_bytes == sum({(f.repo, f.revision, f.path): f.size
-                                    for m in p.models for f in m.files}.values())
+    assert p.download_bytes == sum(
+        {(f.repo, f.revision, f.path): f.size for m in p.models for f in m.files}.values()
+    )
     assert p.disk_needed_bytes >= p.download_bytes
     for m in p.models:
         assert m.reason
@@ -189,4 +218,3 @@ def test_unknown_model_or_variant_is_a_clear_error() -> None:
         gen("rtx4090-24gb", "flux-pro")
     with pytest.raises(DarkroomError, match="no variant"):
         gen("rtx4090-24gb", "flux-dev", variants={"flux-dev": "q1"})
-

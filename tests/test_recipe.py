@@ -84,36 +84,42 @@ def test_error_names_file_line_and_field() -> None:
     assert msg == f"recipes/generator.yaml:{line}: models[0].variants[0].vram_gb: must be a number"
 
 
-@pytest.mark.parametrize(("change", "expect"), [
-    (("port: 7900", "port: -1"), "launch.port: must be at least 1024"),
-    (("size: 10", "size: -5"), "size: must be at least 0"),
-    (("size: 10}", "size: 10, sha256: abc}"), "sha256: must be 64 lowercase hex"),
-    (("license: mit", "license: mit\ncolour: red"), "colour: is not a known field"),
-    (("name: Tiny\n", ""), "name: is required"),
-    (('"-m", "tiny"]', '"-m", "{nope}"]'), "unknown placeholder {nope}"),
-    (("precision: bf16", "precision: fp3"), "precision: must be one of"),
-    (("path: a.safetensors", "path: ../../etc/passwd"), "must be a relative path"),
-    (("bundled: tiny", "git: https://example.org/x.git"), "pinned 'revision'"),
-    (("id: tiny", "id: Tiny App"), "id: must be lowercase"),
-    (("license: mit", "license: mit\nlicense: gpl"), "license: appears twice"),
-])
+@pytest.mark.parametrize(
+    ("change", "expect"),
+    [
+        (("port: 7900", "port: -1"), "launch.port: must be at least 1024"),
+        (("size: 10", "size: -5"), "size: must be at least 0"),
+        (("size: 10}", "size: 10, sha256: abc}"), "sha256: must be 64 lowercase hex"),
+        (("license: mit", "license: mit\ncolour: red"), "colour: is not a known field"),
+        (("name: Tiny\n", ""), "name: is required"),
+        (('"-m", "tiny"]', '"-m", "{nope}"]'), "unknown placeholder {nope}"),
+        (("precision: bf16", "precision: fp3"), "precision: must be one of"),
+        (("path: a.safetensors", "path: ../../etc/passwd"), "must be a relative path"),
+        (("bundled: tiny", "git: https://example.org/x.git"), "pinned 'revision'"),
+        (("id: tiny", "id: Tiny App"), "id: must be lowercase"),
+        (("license: mit", "license: mit\nlicense: gpl"), "license: appears twice"),
+    ],
+)
 def test_each_kind_of_mistake_has_a_plain_message(change: tuple[str, str], expect: str) -> None:
     msgs = problems(GOOD.replace(*change, 1))
     assert any(expect in m for m in msgs), msgs
     assert all(m.startswith("r.yaml:") for m in msgs)
 
 
-@pytest.mark.parametrize(("text", "expect"), [
-    ("", "is empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not UTF-8"),
-    (b"id: x\x00\x01", "NUL"),
-    ("- just\n- a list\n", "must be a mapping"),
-    ("id: [unclosed\n", "YAML syntax error"),
-    ("a: &x [1]\nb: *x\n", "aliases"),
-    ("? [complex, key]\n: 1\n", "keys must be plain text"),
-    ("x" * 2_000_000, "at most"),
-    ("[" * 5000 + "]" * 5000, "nest"),
-])
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not UTF-8"),
+        (b"id: x\x00\x01", "NUL"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("id: [unclosed\n", "YAML syntax error"),
+        ("a: &x [1]\nb: *x\n", "aliases"),
+        ("? [complex, key]\n: 1\n", "keys must be plain text"),
+        ("x" * 2_000_000, "at most"),
+        ("[" * 5000 + "]" * 5000, "nest"),
+    ],
+)
 def test_junk_input_is_a_recipe_error(text: str | bytes, expect: str) -> None:
     msgs = problems(text)
     assert any(expect in m for m in msgs), msgs
@@ -133,16 +139,24 @@ def test_fuzz_raw_input_only_raises_recipe_error(data: bytes | str) -> None:
 
 
 _yaml_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20)),
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(st.text(max_size=10), children, max_size=4)),
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20)
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["id", "name", "launch", "models", "source", "version", "x"]),
-                       _yaml_values, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "name", "launch", "models", "source", "version", "x"]),
+        _yaml_values,
+        max_size=6,
+    )
+)
 def test_fuzz_structured_input_only_raises_recipe_error(doc: dict) -> None:
     try:
         parse_recipe(yaml.safe_dump(doc))
@@ -154,4 +168,4 @@ def test_fuzz_structured_input_only_raises_recipe_error(doc: dict) -> None:
 @given(st.integers(min_value=0, max_value=len(GOOD) - 1), st.text(max_size=8))
 def test_fuzz_mutated_good_recipe(pos: int, junk: str) -> None:
     with contextlib.suppress(RecipeError):
-        parse_recipe(GOOD[:pos] + junk + GOOD[pos + 1:])
+        parse_recipe(GOOD[:pos] + junk + GOOD[pos + 1 :])

@@ -17,7 +17,16 @@ from tests.fixtures.pngbytes import chunks, huge_png, ihdr
 from tests.fixtures.tinymodels import AppProcess, models_json, running_app, start_app
 from tests.fixtures.tinyrestore import restore_models
 
-ALL = ["gfpgan", "codeformer", "restoreformer", "retinaface", "parsenet", "esrgan-x4", "esrgan-x2", "lama"]
+ALL = [
+    "gfpgan",
+    "codeformer",
+    "restoreformer",
+    "retinaface",
+    "parsenet",
+    "esrgan-x4",
+    "esrgan-x2",
+    "lama",
+]
 
 
 def b64(path: Path) -> str:
@@ -27,13 +36,16 @@ def b64(path: Path) -> str:
 @pytest.fixture(scope="module")
 def app(restorer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
     models = restore_models(tiny_restore, ALL)
-    with running_app(restorer_env, "restorer", tmp_path_factory.mktemp("restorer"),
-                     models_json(models, "gfpgan")) as proc:
+    with running_app(
+        restorer_env, "restorer", tmp_path_factory.mktemp("restorer"), models_json(models, "gfpgan")
+    ) as proc:
         yield proc
 
 
 def restore(app: AppProcess, image: Path, **body) -> tuple[dict, bytes]:
-    code, job, _ = app.post("/api/restore?wait=true", {"image": b64(image), "tile": 64, **body}, timeout=300)
+    code, job, _ = app.post(
+        "/api/restore?wait=true", {"image": b64(image), "tile": 64, **body}, timeout=300
+    )
     assert code == 200, job
     code, _, data = app.get(f"/api/jobs/{job['id']}/result")
     assert code == 200
@@ -45,8 +57,13 @@ def test_info_shows_architectures_spandrel_detected(app: AppProcess) -> None:
     assert code == 200
     nets = info["nets"]
     assert {k: (v["arch"], v["scale"]) for k, v in nets.items()} == {
-        "gfpgan": ("GFPGAN", 1), "codeformer": ("CodeFormer", 1), "restoreformer": ("RestoreFormer", 1),
-        "realesrgan-x4": ("ESRGAN", 4), "realesrgan-x2": ("ESRGAN", 2), "lama": ("LaMa", 1)}
+        "gfpgan": ("GFPGAN", 1),
+        "codeformer": ("CodeFormer", 1),
+        "restoreformer": ("RestoreFormer", 1),
+        "realesrgan-x4": ("ESRGAN", 4),
+        "realesrgan-x2": ("ESRGAN", 2),
+        "lama": ("LaMa", 1),
+    }
     assert nets["codeformer"]["non_commercial_arch"] is True
     assert nets["gfpgan"]["non_commercial_arch"] is False
     assert info["face_detector"] == "face-detection"
@@ -62,49 +79,84 @@ def test_full_pipeline_keeps_exif_orientation_and_icc(app: AppProcess, restore_p
     # stored 128x96 with orientation 6: the output keeps the stored layout and the tag
     assert ihdr(data)[:2] == (256, 192)
     c = chunks(data)
-    assert b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00" in c[b"eXIf"][0] or \
-        b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06" in c[b"eXIf"][0]
+    assert (
+        b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00" in c[b"eXIf"][0]
+        or b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06" in c[b"eXIf"][0]
+    )
     assert b"iCCP" in c
-    params = json.loads(next(v for v in c[b"tEXt"] if v.startswith(b"parameters\0")).split(b"\0", 1)[1])
+    params = json.loads(
+        next(v for v in c[b"tEXt"] if v.startswith(b"parameters\0")).split(b"\0", 1)[1]
+    )
     assert params["scale"] == 2 and "image" not in params
 
 
-def test_progress_moves_per_tile_and_per_face_and_output_keeps_the_name(app: AppProcess, restore_photos) -> None:
-    job, _ = restore(app, restore_photos["clean"], scratches=False, tile=32, scale=2,
-                     face_boxes=[[44, 20, 84, 72], [4, 4, 40, 40]], filename="Grandma Lise.jpg")
+def test_progress_moves_per_tile_and_per_face_and_output_keeps_the_name(
+    app: AppProcess, restore_photos
+) -> None:
+    job, _ = restore(
+        app,
+        restore_photos["clean"],
+        scratches=False,
+        tile=32,
+        scale=2,
+        face_boxes=[[44, 20, 84, 72], [4, 4, 40, 40]],
+        filename="Grandma Lise.jpg",
+    )
     trail = job["trail"]
-    assert trail == sorted(trail) and len(trail) >= 20, trail  # 12 tiles and 2 faces, each through its layers
+    assert trail == sorted(trail) and len(trail) >= 20, (
+        trail
+    )  # 12 tiles and 2 faces, each through its layers
     assert len([p for p in trail if 0.35 < p < 0.8]) >= 12  # upscaling, tile by tile
-    assert len([p for p in trail if 0.8 < p < 0.95]) >= 4   # the faces, one after the other
+    assert len([p for p in trail if 0.8 < p < 0.95]) >= 4  # the faces, one after the other
     assert job["result"]["files"][0].rsplit("/", 1)[-1].startswith("Grandma-Lise-restored")
 
 
 def test_every_step_switches_off(app: AppProcess, restore_photos) -> None:
-    job, data = restore(app, restore_photos["clean"], scratches=False, inpaint=False, faces=False, upscale=False)
+    job, data = restore(
+        app, restore_photos["clean"], scratches=False, inpaint=False, faces=False, upscale=False
+    )
     assert job["result"]["steps"] == []
     assert ihdr(data)[:2] == (128, 96)
 
 
 def test_x4_and_other_face_models(app: AppProcess, restore_photos) -> None:
-    job, data = restore(app, restore_photos["clean"], scratches=False, scale=4, face_model="codeformer",
-                        fidelity=0.7, face_boxes=[[44, 20, 84, 72]])
+    job, data = restore(
+        app,
+        restore_photos["clean"],
+        scratches=False,
+        scale=4,
+        face_model="codeformer",
+        fidelity=0.7,
+        face_boxes=[[44, 20, 84, 72]],
+    )
     assert ihdr(data)[:2] == (512, 384)
-    assert job["result"]["face_model"] == "codeformer" and job["result"]["upscaler"] == "realesrgan-x4"
+    assert (
+        job["result"]["face_model"] == "codeformer" and job["result"]["upscaler"] == "realesrgan-x4"
+    )
 
 
 def test_detector_runs_when_no_boxes_are_given(app: AppProcess, restore_photos) -> None:
-    job, _ = restore(app, restore_photos["clean"], scratches=False, upscale=False, face_threshold=0.5, max_faces=1,
-                     face_model="restoreformer")
+    job, _ = restore(
+        app,
+        restore_photos["clean"],
+        scratches=False,
+        upscale=False,
+        face_threshold=0.5,
+        max_faces=1,
+        face_model="restoreformer",
+    )
     assert job["result"]["face_model"] == "restoreformer"
     # random weights find random "faces": the point is that RetinaFace ran and the cap held
     assert len(job["result"]["faces"]) == min(1, job["result"]["faces_found"])
 
 
 def test_scratches_found_and_filled(app: AppProcess, restore_photos) -> None:
-    job, data = restore(app, restore_photos["scratched"], faces=False, upscale=False, return_mask=True)
+    job, data = restore(
+        app, restore_photos["scratched"], faces=False, upscale=False, return_mask=True
+    )
     scratched = job["result"]["defect_pixels"]
     clean, _ = restore(app, restore_photos["clean"], faces=False, upscale=False)
-    assert scratched > 150, job["result"]          # two lines of ~130 and ~95 pixels
+    assert scratched > 150, job["result"]  # two lines of ~130 and ~95 pixels
     assert clean["result"]["defect_pixels"] < scratched / 4
     assert "inpaint" in job["result"]["steps"] and len(job["result"]["files"]) == 2
     assert ihdr(data)[:2] == (128, 96)
@@ -112,25 +164,50 @@ def test_scratches_found_and_filled(app: AppProcess, restore_photos) -> None:
 
 def test_user_mask_is_filled(app: AppProcess, restore_photos, tmp_path: Path) -> None:
     # a 128x96 greyscale PNG, white in a 10x10 square
-    rows = b"".join(b"\0" + bytes(255 if 40 <= x < 50 and 30 <= y < 40 else 0 for x in range(128)) for y in range(96))
+    rows = b"".join(
+        b"\0" + bytes(255 if 40 <= x < 50 and 30 <= y < 40 else 0 for x in range(128))
+        for y in range(96)
+    )
     png = b"\x89PNG\r\n\x1a\n"
-    for kind, body in ((b"IHDR", struct.pack(">IIBBBBB", 128, 96, 8, 0, 0, 0, 0)),
-                       (b"IDAT", zlib.compress(rows)), (b"IEND", b"")):
-        png += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    for kind, body in (
+        (b"IHDR", struct.pack(">IIBBBBB", 128, 96, 8, 0, 0, 0, 0)),
+        (b"IDAT", zlib.compress(rows)),
+        (b"IEND", b""),
+    ):
+        png += (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
     mask = tmp_path / "mask.png"
     mask.write_bytes(png)
-    job, _ = restore(app, restore_photos["clean"], scratches=False, faces=False, upscale=False, mask=b64(mask))
+    job, _ = restore(
+        app, restore_photos["clean"], scratches=False, faces=False, upscale=False, mask=b64(mask)
+    )
     assert job["result"]["defect_pixels"] == 100
     assert job["result"]["steps"] == ["mask", "inpaint"]
 
 
-@pytest.mark.parametrize("name, words", [
-    ("empty", "empty"), ("text", "not a picture"), ("truncated", "truncated"), ("huge", "megapixels"),
-    ("cmyk", "CMYK"), ("deep", "16 or 32 bits"), ("animated", "animated"), ("base64", "base64"),
-])
-def test_bad_images_are_400_with_a_sentence(app: AppProcess, restore_photos, name: str, words: str) -> None:
-    payload = {"empty": "", "text": base64.b64encode(b"hello, not a picture").decode(),
-               "huge": base64.b64encode(huge_png()).decode(), "base64": "%%%not base64%%%"}.get(name)
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("empty", "empty"),
+        ("text", "not a picture"),
+        ("truncated", "truncated"),
+        ("huge", "megapixels"),
+        ("cmyk", "CMYK"),
+        ("deep", "16 or 32 bits"),
+        ("animated", "animated"),
+        ("base64", "base64"),
+    ],
+)
+def test_bad_images_are_400_with_a_sentence(
+    app: AppProcess, restore_photos, name: str, words: str
+) -> None:
+    payload = {
+        "empty": "",
+        "text": base64.b64encode(b"hello, not a picture").decode(),
+        "huge": base64.b64encode(huge_png()).decode(),
+        "base64": "%%%not base64%%%",
+    }.get(name)
     if payload is None:
         payload = b64(restore_photos[name])
     code, body, _ = app.post("/api/restore?wait=true", {"image": payload})
@@ -140,9 +217,16 @@ def test_bad_images_are_400_with_a_sentence(app: AppProcess, restore_photos, nam
 
 
 def test_unknown_face_model_and_scale_are_400(app: AppProcess, restore_photos) -> None:
-    code, body, _ = app.post("/api/restore?wait=true", {"image": b64(restore_photos["clean"]), "face_model": "gpen",
-                                                        "face_boxes": [[1, 1, 20, 20]], "upscale": False,
-                                                        "scratches": False})
+    code, body, _ = app.post(
+        "/api/restore?wait=true",
+        {
+            "image": b64(restore_photos["clean"]),
+            "face_model": "gpen",
+            "face_boxes": [[1, 1, 20, 20]],
+            "upscale": False,
+            "scratches": False,
+        },
+    )
     assert code == 400 and "not installed" in body["error"]
     code, body, _ = app.post("/api/restore", {"image": b64(restore_photos["clean"]), "scale": 3})
     assert code == 400 and "2 or 4" in body["error"]
@@ -164,8 +248,12 @@ print(json.dumps({"shape": list(tiled.shape), "max": int(np.abs(whole.astype(int
 """
 
 
-def test_tiles_with_overlap_match_the_whole_image(restorer_env, tiny_restore, restore_photos) -> None:
-    proc = restorer_env.run(["-c", TILING, tiny_restore["esrgan-x4"]["path"], str(restore_photos["clean"])])
+def test_tiles_with_overlap_match_the_whole_image(
+    restorer_env, tiny_restore, restore_photos
+) -> None:
+    proc = restorer_env.run(
+        ["-c", TILING, tiny_restore["esrgan-x4"]["path"], str(restore_photos["clean"])]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["shape"] == [384, 512, 3]
@@ -174,11 +262,13 @@ def test_tiles_with_overlap_match_the_whole_image(restorer_env, tiny_restore, re
 
 # --- the old-photo scratch U-Net (BOPBTL FT_Epoch_latest.pt, full size, random weights) ---
 
+
 @pytest.fixture(scope="module")
 def scratch_app(restorer_env, tiny_restore, tmp_path_factory) -> Iterator[AppProcess]:
     models = restore_models(tiny_restore, ["scratchnet", "lama"])
-    with running_app(restorer_env, "restorer", tmp_path_factory.mktemp("scratch"),
-                     models_json(models, "lama")) as proc:
+    with running_app(
+        restorer_env, "restorer", tmp_path_factory.mktemp("scratch"), models_json(models, "lama")
+    ) as proc:
         yield proc
 
 
@@ -193,24 +283,44 @@ def test_scratch_unet_mask_goes_to_lama(scratch_app: AppProcess, restore_photos)
     # Random weights put every pixel near p = 0.5: over the 0.4 cut at sensitivity 0.5, under
     # the 0.7 cut at sensitivity 0. So the U-Net, not the built-in filter, decides the mask:
     # all of a clean photo, none of a scratched one.
-    job, data = restore(scratch_app, restore_photos["clean"], faces=False, upscale=False, return_mask=True)
+    job, data = restore(
+        scratch_app, restore_photos["clean"], faces=False, upscale=False, return_mask=True
+    )
     r = job["result"]
     assert r["scratch_detector"] == "scratch-detector"
-    assert r["defect_pixels"] == 128 * 96 and r["steps"] == ["scratches", "inpaint"] and len(r["files"]) == 2
+    assert (
+        r["defect_pixels"] == 128 * 96
+        and r["steps"] == ["scratches", "inpaint"]
+        and len(r["files"]) == 2
+    )
     assert ihdr(data)[:2] == (128, 96)
     code, _, mask = scratch_app.get(f"/api/jobs/{job['id']}/result?index=1")
     assert code == 200 and ihdr(mask)[:2] == (128, 96)
 
-    job, _ = restore(scratch_app, restore_photos["scratched"], faces=False, upscale=False, sensitivity=0.0)
+    job, _ = restore(
+        scratch_app, restore_photos["scratched"], faces=False, upscale=False, sensitivity=0.0
+    )
     assert job["result"]["defect_pixels"] == 0 and job["result"]["steps"] == ["scratches"]
-    job, _ = restore(scratch_app, restore_photos["scratched"], faces=False, upscale=False,
-                     scratch_detector="builtin")
+    job, _ = restore(
+        scratch_app,
+        restore_photos["scratched"],
+        faces=False,
+        upscale=False,
+        scratch_detector="builtin",
+    )
     assert job["result"]["scratch_detector"] == "builtin" and job["result"]["defect_pixels"] > 150
 
 
 def test_asking_for_the_scratch_unet_when_absent_is_400(app: AppProcess, restore_photos) -> None:
-    code, body, _ = app.post("/api/restore?wait=true", {"image": b64(restore_photos["clean"]), "faces": False,
-                                                        "upscale": False, "scratch_detector": "model"})
+    code, body, _ = app.post(
+        "/api/restore?wait=true",
+        {
+            "image": b64(restore_photos["clean"]),
+            "faces": False,
+            "upscale": False,
+            "scratch_detector": "model",
+        },
+    )
     assert code == 400 and "scratch detector is not installed" in body["error"]
 
 
@@ -237,17 +347,28 @@ print(json.dumps(out))
 
 # The released checkpoint's layout, from the BOPBTL detection code (UNet depth 4, wf 6, conv_num 2,
 # anti-aliased downsampling, bilinear upsampling, 1 channel in and out).
-LAYOUT = {"first.1.weight": [64, 1, 7, 7], "down_sample.0.1.weight": [64, 64, 3, 3],
-          "down_sample.3.4.filt": [512, 1, 3, 3], "down_path.3.block.5.weight": [1024, 1024, 3, 3],
-          "down_path.0.block.2.running_var": [128], "up_path.0.up.2.weight": [512, 1024, 3, 3],
-          "up_path.3.conv_block.block.1.weight": [64, 128, 3, 3], "last.1.weight": [1, 64, 3, 3]}
+LAYOUT = {
+    "first.1.weight": [64, 1, 7, 7],
+    "down_sample.0.1.weight": [64, 64, 3, 3],
+    "down_sample.3.4.filt": [512, 1, 3, 3],
+    "down_path.3.block.5.weight": [1024, 1024, 3, 3],
+    "down_path.0.block.2.running_var": [128],
+    "up_path.0.up.2.weight": [512, 1024, 3, 3],
+    "up_path.3.conv_block.block.1.weight": [64, 128, 3, 3],
+    "last.1.weight": [1, 64, 3, 3],
+}
 
 
 def test_scratch_unet_layout_and_strict_loading(restorer_env, tiny_restore, tmp_path: Path) -> None:
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
-    files = [tiny_restore["scratchnet"]["path"], tiny_restore["esrgan-x4"]["path"],
-             tiny_restore["retinaface"]["path"], tiny_restore["lama"]["path"], str(text)]
+    files = [
+        tiny_restore["scratchnet"]["path"],
+        tiny_restore["esrgan-x4"]["path"],
+        tiny_restore["retinaface"]["path"],
+        tiny_restore["lama"]["path"],
+        str(text),
+    ]
     proc = restorer_env.run(["-c", SCRATCH_FILES, ",".join(LAYOUT), *files])
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -264,14 +385,25 @@ def test_scratch_unet_layout_and_strict_loading(restorer_env, tiny_restore, tmp_
     assert all(v.endswith(".") for v in refused.values() if v)
 
 
-def test_wrong_scratch_file_stops_the_app_with_a_sentence(restorer_env, tiny_restore, tmp_path: Path) -> None:
+def test_wrong_scratch_file_stops_the_app_with_a_sentence(
+    restorer_env, tiny_restore, tmp_path: Path
+) -> None:
     wrong = tmp_path / "Global" / "checkpoints" / "detection" / "FT_Epoch_latest.pt"
     wrong.parent.mkdir(parents=True)
     wrong.write_bytes(Path(tiny_restore["esrgan-x4"]["path"]).read_bytes())
     models = restore_models(tiny_restore, ["lama"])
-    models["scratch-detector"] = {"variant": "fp32", "precision": "fp32", "files": [
-        {"repo": "databuzzword/bringing-old-photos-back-to-life", "revision": "main",
-         "path": "Global/checkpoints/detection/FT_Epoch_latest.pt", "local": str(wrong)}]}
+    models["scratch-detector"] = {
+        "variant": "fp32",
+        "precision": "fp32",
+        "files": [
+            {
+                "repo": "databuzzword/bringing-old-photos-back-to-life",
+                "revision": "main",
+                "path": "Global/checkpoints/detection/FT_Epoch_latest.pt",
+                "local": str(wrong),
+            }
+        ],
+    }
     proc = start_app(restorer_env, "restorer", tmp_path / "app", models_json(models, "lama"))
     try:
         with pytest.raises(RuntimeError, match="exited"):
@@ -292,11 +424,19 @@ def test_default_scale_and_presets_use_the_default_installs_upscaler(restorer_en
     from manager.recipe import bundled_recipes
 
     recipe = bundled_recipes()["restorer"]
-    installed = {int(m.id.rsplit("-x", 1)[1]) for m in recipe.models
-                 if m.default and m.library == "upscale_models"}
+    installed = {
+        int(m.id.rsplit("-x", 1)[1])
+        for m in recipe.models
+        if m.default and m.library == "upscale_models"
+    }
     assert installed == {4}
-    proc = restorer_env.run(["-c", "from restorer.restore import RestoreRequest; "
-                                   "print(RestoreRequest.model_fields['scale'].default)"])
+    proc = restorer_env.run(
+        [
+            "-c",
+            "from restorer.restore import RestoreRequest; "
+            "print(RestoreRequest.model_fields['scale'].default)",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.strip()) in installed
     ui = (apps_dir() / "restorer" / "ui.py").read_text("utf-8")

@@ -23,7 +23,9 @@ from manager.home import Home
 from manager.supervisor import LaunchSpec, RunInfo, runfile
 from tests.fixtures.tinyapp import free_port, get_json
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and process groups are POSIX here")
+pytestmark = pytest.mark.skipif(
+    os.name != "posix", reason="signals and process groups are POSIX here"
+)
 
 
 def settings_around(port: int, span: int = 20) -> Settings:
@@ -60,10 +62,12 @@ def stop_everything(home: Home) -> Iterator[None]:
 
 @pytest.fixture
 def start(home: Home) -> Callable[..., RunInfo]:
-    def run(spec: LaunchSpec, settings: Settings | None = None,
-            events: list[Event] | None = None) -> RunInfo:
+    def run(
+        spec: LaunchSpec, settings: Settings | None = None, events: list[Event] | None = None
+    ) -> RunInfo:
         sink = events.append if events is not None else (lambda _e: None)
         return supervisor.start(home, settings or settings_around(spec.port), spec, sink)
+
     return run
 
 
@@ -89,22 +93,36 @@ def test_start_is_ready_and_serves_the_protocol(home: Home, tinyapp_spec, tmp_pa
     assert env["DARKROOM_PORT"] == str(info.port) and env["DARKROOM_HOST"] == "127.0.0.1"
     assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HUB_CACHE"] == str(home.models)
     assert env["DARKROOM_OUTPUTS"] == str(home.output_dir("tinyapp"))
-    assert any(isinstance(e, Progress) and e.stage == "loading" for e in events), "no loading progress"
+    assert any(isinstance(e, Progress) and e.stage == "loading" for e in events), (
+        "no loading progress"
+    )
     on_disk = runfile.read_raw(home, "tinyapp")
     assert on_disk is not None and on_disk.status == "ready" and on_disk.port == info.port
-    assert not gone(on_disk.runner_pid) and psutil.Process(on_disk.app_pid).ppid() == on_disk.runner_pid
+    assert (
+        not gone(on_disk.runner_pid)
+        and psutil.Process(on_disk.app_pid).ppid() == on_disk.runner_pid
+    )
     # The runner is detached: its own session, not the test's.
     assert os.getsid(on_disk.runner_pid) != os.getsid(0)
     assert "ready" in "\n".join(supervisor.logs(home, "tinyapp", lines=50))
 
 
-def test_kill_9_of_the_app_restarts_it_and_kills_its_orphans(home: Home, tinyapp_spec, start) -> None:
+def test_kill_9_of_the_app_restarts_it_and_kills_its_orphans(
+    home: Home, tinyapp_spec, start
+) -> None:
     info = start(tinyapp_spec(knobs={"spawn_child": "session"}))
     _, about = get_json(info.url + "api/info")
     orphan = about["child_pid"]
     os.kill(info.app_pid, signal.SIGKILL)
-    again = wait_for(lambda: (i := supervisor.app_status(home, "tinyapp")) and i.status == "ready"
-                     and i.app_pid != info.app_pid and i, what="restart")
+    again = wait_for(
+        lambda: (
+            (i := supervisor.app_status(home, "tinyapp"))
+            and i.status == "ready"
+            and i.app_pid != info.app_pid
+            and i
+        ),
+        what="restart",
+    )
     assert again.restarts == 1
     assert any("signal 9" in line for line in supervisor.logs(home, "tinyapp", lines=50))
     assert gone(info.app_pid) and gone(orphan), "the crashed app's child outlived it"
@@ -127,7 +145,10 @@ def test_crash_loop_gives_up_with_log_lines_and_a_hint(home: Home, tinyapp_spec,
 @pytest.mark.parametrize("child", ["1", "session"])
 def test_stop_leaves_no_process_behind(home: Home, tinyapp_spec, start, child: str) -> None:
     info = start(tinyapp_spec(knobs={"spawn_child": child}))
-    tree = [psutil.Process(info.runner_pid), *psutil.Process(info.runner_pid).children(recursive=True)]
+    tree = [
+        psutil.Process(info.runner_pid),
+        *psutil.Process(info.runner_pid).children(recursive=True),
+    ]
     pids = [p.pid for p in tree]
     assert len(pids) >= 3, "runner, app and the app's child"
     assert supervisor.stop(home, "tinyapp") is True
@@ -136,7 +157,9 @@ def test_stop_leaves_no_process_behind(home: Home, tinyapp_spec, start, child: s
     assert supervisor.stop(home, "tinyapp") is False
 
 
-def test_an_app_ignoring_sigterm_is_killed_after_the_grace_time(home: Home, tinyapp_spec, start) -> None:
+def test_an_app_ignoring_sigterm_is_killed_after_the_grace_time(
+    home: Home, tinyapp_spec, start
+) -> None:
     info = start(tinyapp_spec(knobs={"ignore_sigterm": "1"}, stop_timeout_s=0.5))
     assert supervisor.stop(home, "tinyapp")
     assert gone(info.app_pid) and gone(info.runner_pid)
@@ -188,29 +211,51 @@ def test_two_concurrent_starts_start_one_app(home: Home, tinyapp_spec) -> None:
     ok = [r for r in results if isinstance(r, RunInfo)]
     refused = [r for r in results if isinstance(r, Conflict)]
     assert len(ok) == 1 and len(refused) == 1, results
-    apps = [p for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"] and p.info["cmdline"][-2:] == ["-m", "tinyapp"]
-            and p.pid != os.getpid() and (p.environ().get("DARKROOM_HOME") == str(home.root))]
+    apps = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and p.info["cmdline"][-2:] == ["-m", "tinyapp"]
+        and p.pid != os.getpid()
+        and (p.environ().get("DARKROOM_HOME") == str(home.root))
+    ]
     assert [p.pid for p in apps] == [ok[0].app_pid]
 
 
 def test_a_second_runner_for_the_same_app_refuses(home: Home, tinyapp_spec, start) -> None:
     start(tinyapp_spec())
-    done = subprocess.run([sys.executable, "-m", "manager.supervisor.runner", "--home", str(home.root),
-                           "--app", "tinyapp", "--launch", str(runfile.launch_file(home, "tinyapp")),
-                           "--lock", str(runfile.runner_lock(home, "tinyapp"))],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "manager.supervisor.runner",
+            "--home",
+            str(home.root),
+            "--app",
+            "tinyapp",
+            "--launch",
+            str(runfile.launch_file(home, "tinyapp")),
+            "--lock",
+            str(runfile.runner_lock(home, "tinyapp")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 3 and "another runner" in done.stderr
     assert supervisor.app_status(home, "tinyapp").status == "ready"
 
 
 def test_a_killed_runner_leaves_a_stale_file_that_stop_and_start_clean_up(
-        home: Home, tinyapp_spec, start) -> None:
+    home: Home, tinyapp_spec, start
+) -> None:
     spec = tinyapp_spec()
     info = start(spec)
     os.kill(info.runner_pid, signal.SIGKILL)
-    stale = wait_for(lambda: (i := supervisor.app_status(home, "tinyapp")) and i.stale and i,
-                     what="stale run file")
+    stale = wait_for(
+        lambda: (i := supervisor.app_status(home, "tinyapp")) and i.stale and i,
+        what="stale run file",
+    )
     assert stale.status == "stale" and not stale.active
     assert [i.status for i in supervisor.status(home)] == ["stale"]
     # A new start ends the orphaned app (same pid and create time) and takes over.
@@ -239,7 +284,9 @@ def test_missing_env_python_says_not_installed(home: Home, tinyapp_spec, start) 
     assert supervisor.status(home) == []
 
 
-def test_an_app_that_never_gets_ready_is_stopped_after_the_timeout(home: Home, tinyapp_spec, start) -> None:
+def test_an_app_that_never_gets_ready_is_stopped_after_the_timeout(
+    home: Home, tinyapp_spec, start
+) -> None:
     with pytest.raises(DarkroomError, match="within") as err:
         start(tinyapp_spec(knobs={"load_delay": "30"}, startup_timeout_s=0.6))
     assert "logs tinyapp" in err.value.hint
@@ -258,7 +305,10 @@ def test_needs_start_first_and_cycles_are_refused(home: Home, tinyapp_spec) -> N
 
     info = supervisor.start_with_needs(home, Settings(), "runner", resolve)
     assert info.app == "runner"
-    assert sorted(i.app for i in supervisor.status(home) if i.status == "ready") == ["helper", "runner"]
+    assert sorted(i.app for i in supervisor.status(home) if i.status == "ready") == [
+        "helper",
+        "runner",
+    ]
     needs.update(runner=["helper"], helper=["runner"])
     with pytest.raises(DarkroomError, match="cycle"):
         supervisor.start_with_needs(home, Settings(), "runner", resolve)
@@ -296,7 +346,8 @@ def test_open_uses_the_recorded_url(home: Home, tinyapp_spec, start) -> None:
 
 
 def test_a_lan_bind_address_is_handed_to_the_app_and_the_url_stays_local(
-        home: Home, tinyapp_spec, start) -> None:
+    home: Home, tinyapp_spec, start
+) -> None:
     spec = tinyapp_spec()
     info = start(spec, Settings(bind_host="0.0.0.0", port_start=spec.port, port_end=spec.port + 20))
     assert info.host == "0.0.0.0" and info.url.startswith("http://127.0.0.1:")
@@ -317,12 +368,20 @@ def test_logs_rotate_by_size_and_tail_reaches_the_previous_file(tmp_path) -> Non
     assert len(last) == 10 and last[-1].startswith("line 099") and last[0].startswith("line 090")
 
 
-def test_a_deterministic_start_up_error_fails_at_once_naming_it(home: Home, tinyapp_spec, start) -> None:
+def test_a_deterministic_start_up_error_fails_at_once_naming_it(
+    home: Home, tinyapp_spec, start
+) -> None:
     """An app whose import raises, with crashes that each outlast the quick-crash window
     (stable_s=0, as a slow torch import does): the second identical failure ends the start."""
     with pytest.raises(DarkroomError) as err:
-        start(tinyapp_spec(knobs={"import": "darkroom_no_such_module"}, stable_s=0.0,
-                           max_quick_crashes=5, startup_timeout_s=60.0))
+        start(
+            tinyapp_spec(
+                knobs={"import": "darkroom_no_such_module"},
+                stable_s=0.0,
+                max_quick_crashes=5,
+                startup_timeout_s=60.0,
+            )
+        )
     text = str(err.value)
     assert "No module named 'darkroom_no_such_module'" in err.value.message, text
     assert "while starting, twice" in err.value.message and "Traceback" in text

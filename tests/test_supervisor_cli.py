@@ -20,8 +20,13 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="the fake env uses a 
 
 
 def darkroom(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "manager", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "manager", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -34,14 +39,17 @@ def installed_tinyapp(home: Home, tinyapp_dir: Path) -> int:
     port = free_port()
     text = (tinyapp_dir / "recipe.yaml").read_text("utf-8")
     text = text.replace("port: 7860", f"port: {port}")
-    text = text.replace('    TINYAPP_LOAD_DELAY: "0.2"',
-                        f'    TINYAPP_LOAD_DELAY: "0.2"\n    PYTHONPATH: {json.dumps(str(tinyapp_dir))}')
+    text = text.replace(
+        '    TINYAPP_LOAD_DELAY: "0.2"',
+        f'    TINYAPP_LOAD_DELAY: "0.2"\n    PYTHONPATH: {json.dumps(str(tinyapp_dir))}',
+    )
     python = home.env_dir("tinyapp") / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.symlink_to(sys.executable)
     with state_mod.transaction(home) as st:
-        st.apps["tinyapp"] = state_mod.InstalledApp(app="tinyapp", version="0.1.0",
-                                                    recipe_source="test", recipe_text=text)
+        st.apps["tinyapp"] = state_mod.InstalledApp(
+            app="tinyapp", version="0.1.0", recipe_source="test", recipe_text=text
+        )
     yield port
     supervisor.stop(home, "tinyapp")
 
@@ -55,7 +63,7 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
     assert get_json(url + "api/health")[1]["status"] == "ready"
 
     again = darkroom("start", "tinyapp")
-    assert again.returncode == 4 and "already running" in again.stderr   # conflict
+    assert again.returncode == 4 and "already running" in again.stderr  # conflict
     assert "Traceback" not in again.stderr
 
     table = darkroom("status").stdout
@@ -65,7 +73,9 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
 
     # A browser that cannot start (BROWSER names a command that fails, as on a machine with no
     # display): the page's address, never "Opened".
-    failed = darkroom("open", "tinyapp", env={"BROWSER": "false", "DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    failed = darkroom(
+        "open", "tinyapp", env={"BROWSER": "false", "DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    )
     assert failed.returncode == 0 and "Opened" not in failed.stdout
     assert f"No web browser could be started here. tinyapp's page is at {url}" in failed.stdout
     opened = darkroom("open", "tinyapp", env={"BROWSER": "true"})
@@ -88,10 +98,13 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
 def test_cli_errors_are_sentences(home: Home, installed_tinyapp: int) -> None:
     (home.env_dir("tinyapp") / "bin" / "python").unlink()
     missing = darkroom("start", "tinyapp")
-    assert missing.returncode == 3   # not found
-    assert "tinyapp is not installed" in missing.stderr and "darkroom install tinyapp" in missing.stderr
+    assert missing.returncode == 3  # not found
+    assert (
+        "tinyapp is not installed" in missing.stderr
+        and "darkroom install tinyapp" in missing.stderr
+    )
     unknown = darkroom("start", "no-such-app")
     assert unknown.returncode == 3 and "no app called 'no-such-app'" in unknown.stderr
     no_logs = darkroom("logs", "no-such-app")
-    assert no_logs.returncode == 3 and "no logs" in no_logs.stderr   # not found
+    assert no_logs.returncode == 3 and "no logs" in no_logs.stderr  # not found
     assert "Traceback" not in missing.stderr + unknown.stderr + no_logs.stderr

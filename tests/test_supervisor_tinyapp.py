@@ -25,14 +25,22 @@ def test_tinyapp_serves_health_info_unload_and_a_page(tinyapp_server: str) -> No
     code, echo = get_json(tinyapp_server + "/api/echo", data=json.dumps({"x": 1}).encode())
     assert code == 200 and echo == {"echo": {"x": 1}, "loads": 2}
     assert get_json(tinyapp_server + "/api/info")[1]["loaded"] is True
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(tinyapp_server + "/") as r:
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        tinyapp_server + "/"
+    ) as r:
         assert b"<h1>tinyapp</h1>" in r.read()
 
 
 def test_tinyapp_reports_models_device_and_vram() -> None:
     models = {"tiny": {"variant": "q8", "offload": "none", "files": {}}}
-    url, proc = start_tinyapp({"DARKROOM_MODELS": json.dumps(models), "DARKROOM_DEVICE": "cuda:1",
-                               "TINYAPP_VRAM_GB": "2.5", "DARKROOM_APP": "tiny2"})
+    url, proc = start_tinyapp(
+        {
+            "DARKROOM_MODELS": json.dumps(models),
+            "DARKROOM_DEVICE": "cuda:1",
+            "TINYAPP_VRAM_GB": "2.5",
+            "DARKROOM_APP": "tiny2",
+        }
+    )
     try:
         info = get_json(url + "/api/info")[1]
         assert info["models"] == models and info["device"] == "cuda:1" and info["app"] == "tiny2"
@@ -46,8 +54,9 @@ def test_tinyapp_reports_models_device_and_vram() -> None:
 
 def test_tinyapp_can_crash_on_start(tinyapp_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(tinyapp_dir), "TINYAPP_CRASH_ON_START": "1"}
-    done = subprocess.run([sys.executable, "-m", "tinyapp"], env=env, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "tinyapp"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 1 and "crashing on start" in done.stdout
 
 

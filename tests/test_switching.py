@@ -27,7 +27,9 @@ from manager.home import Home
 from manager.supervisor import control
 from tests.fixtures.tinyapp import get_json, record_installed, tinyapp_launch
 
-GPU8 = load_profile("laptop-rtx4060-8gb")  # 8 GB driving a display: 6.3 GB to share (planner.usable_vram_gb)
+GPU8 = load_profile(
+    "laptop-rtx4060-8gb"
+)  # 8 GB driving a display: 6.3 GB to share (planner.usable_vram_gb)
 
 
 @pytest.fixture

@@ -412,7 +412,9 @@ def test_an_install_from_before_data_folders_keeps_its_work_on_update(
     assert staged is not None
     kept = appsource.data_dir(home, "comfy")
     assert (kept / "user" / "default" / "mine.json").read_text() == '{"from": "a removed install"}'
-    assert (kept / "user" / "default" / "mine.json.before-update-1").read_text() == "{}"  # nothing lost
+    assert (
+        kept / "user" / "default" / "mine.json.before-update-1"
+    ).read_text() == "{}"  # nothing lost
     assert (kept / "custom_nodes" / "example_node.py.example").read_text() == "the user's edit\n"
     assert (home.app_dir("comfy") / "user").is_symlink() and (staged / "user").is_symlink()
     assert (staged / "user" / "default" / "mine.json").is_file()

@@ -66,6 +66,7 @@ def test_home_lists_bundled_apps_and_machine(home: Home) -> None:
             assert isinstance(app.focused, AppCard)
             await pilot.press("i")
             assert isinstance(app.screen, InstallScreen)
+
     run(go())
 
 
@@ -77,13 +78,19 @@ def test_install_screen_replans_on_variant_and_needs_consent(home: Home) -> None
             screen = InstallScreen("generator")
             app.push_screen(screen)
             await until(pilot, lambda: screen.pv is not None, what="the plan")
-            assert screen.pv.plan.models[0].variant == "gguf-q5"  # 12 GB: fp8 + offload needs 15.6 GB
+            assert (
+                screen.pv.plan.models[0].variant == "gguf-q5"
+            )  # 12 GB: fp8 + offload needs 15.6 GB
             assert "Q5" in str(screen.query_one("#plan-words", Static).render())
             install = screen.query_one("#do-install")
-            assert install.disabled and screen.query_one("#accept").display   # gated model: consent first
+            assert (
+                install.disabled and screen.query_one("#accept").display
+            )  # gated model: consent first
             select = screen.query_one("#variant-flux-schnell", Select)
             select.value = "gguf-q4"
-            await until(pilot, lambda: screen.pv.plan.models[0].variant == "gguf-q4", what="re-plan")
+            await until(
+                pilot, lambda: screen.pv.plan.models[0].variant == "gguf-q4", what="re-plan"
+            )
             assert screen.pv.choices.variants == {"flux-schnell": "gguf-q4"}
             assert "Q4" in str(screen.query_one("#plan-words", Static).render())
             await pilot.click("#accept")
@@ -94,6 +101,7 @@ def test_install_screen_replans_on_variant_and_needs_consent(home: Home) -> None
             app.push_screen(bad)
             await until(pilot, lambda: bad.phase == "failed", what="the failed plan")
             assert app.noted("There is no app called 'no-such-app'.", "error")
+
     run(go())
 
 
@@ -105,9 +113,16 @@ def tiny(home: Home, hub, tiny_repo: Path, tmp_path: Path, pip_sources):
     """A recipe file for the tiny app (git source, one weight file on the local hub) and
     settings saved in the data folder, as a user would have them."""
     hub.add_file("tests/tiny-weights", "weights.bin", WEIGHTS)
-    config.save(home, Settings(extra_index_urls=pip_sources.extra_index_urls,
-                               find_links=pip_sources.find_links, hf_endpoint=hub.url,
-                               port_start=20000, port_end=20100))
+    config.save(
+        home,
+        Settings(
+            extra_index_urls=pip_sources.extra_index_urls,
+            find_links=pip_sources.find_links,
+            hf_endpoint=hub.url,
+            port_start=20000,
+            port_end=20100,
+        ),
+    )
     path = tmp_path / "tiny.yaml"
     path.write_text(recipe_text(tiny_repo, "v0.1.0", free_port()))
     yield path
@@ -158,8 +173,10 @@ def spawned():
 
 def runs_the_cli(argv: list[str]) -> bool:
     """`python -m manager ...` (the CLI), as opposed to the supervisor's runner module."""
-    return any(a == "-m" and b in ("manager", "manager.cli", "manager.__main__")
-               for a, b in zip(argv, argv[1:], strict=False))
+    return any(
+        a == "-m" and b in ("manager", "manager.cli", "manager.__main__")
+        for a, b in zip(argv, argv[1:], strict=False)
+    )
 
 
 def test_tui_imports_nothing_from_the_cli_commands() -> None:
@@ -189,7 +206,9 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await open_install(pilot, app, tiny)
             await pilot.click("#do-install")
-            await until(pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="install")
+            await until(
+                pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="install"
+            )
             log = "\n".join(screen.query_one("#install-log", Log).lines)
             assert screen.phase == "done", log
             assert "[env]" in log and "Tiny is installed." in log
@@ -200,7 +219,9 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
             assert not any(runs_the_cli(argv) for argv in spawned), spawned
 
             await pilot.click("#back")
-            await until(pilot, lambda: app.screen.query("#card-tiny"), timeout=60, what="the tiny card")
+            await until(
+                pilot, lambda: app.screen.query("#card-tiny"), timeout=60, what="the tiny card"
+            )
             card = app.screen.query_one("#card-tiny", AppCard)
             assert card.data.installed and card.data.status == "installed"
             card.focus()
@@ -208,21 +229,39 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
             detail = app.screen
             assert isinstance(detail, AppScreen)
             await pilot.press("s")
-            await until(pilot, lambda: detail.info is not None and detail.info.status == "ready",
-                        timeout=60, what="the app to be ready")
-            await until(pilot, lambda: detail.query_one("#app-log", Log).line_count > 0, what="log lines")
-            assert "ready at http://127.0.0.1:" in str(detail.query_one("#app-status", Static).render())
+            await until(
+                pilot,
+                lambda: detail.info is not None and detail.info.status == "ready",
+                timeout=60,
+                what="the app to be ready",
+            )
+            await until(
+                pilot, lambda: detail.query_one("#app-log", Log).line_count > 0, what="log lines"
+            )
+            assert "ready at http://127.0.0.1:" in str(
+                detail.query_one("#app-status", Static).render()
+            )
             await pilot.press("x")
-            await until(pilot, lambda: not detail.busy and (detail.info is None or not detail.info.active),
-                        timeout=120, what="stop")
-            assert control.app_status(home, "tiny") is None or not control.app_status(home, "tiny").active
+            await until(
+                pilot,
+                lambda: not detail.busy and (detail.info is None or not detail.info.active),
+                timeout=120,
+                what="stop",
+            )
+            assert (
+                control.app_status(home, "tiny") is None
+                or not control.app_status(home, "tiny").active
+            )
 
             await pilot.press("delete")
             await pilot.click("#yes")
-            await until(pilot, lambda: not isinstance(app.screen, AppScreen), timeout=120, what="remove")
+            await until(
+                pilot, lambda: not isinstance(app.screen, AppScreen), timeout=120, what="remove"
+            )
             assert "tiny" not in state_mod.load(home).apps
             assert not home.env_dir("tiny").exists()
             assert app.noted("tiny was removed")
+
     run(go())
 
 
@@ -234,25 +273,40 @@ def test_cancel_mid_download_leaves_nothing(home: Home, tiny: Path, hub) -> None
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await open_install(pilot, app, tiny)
             await pilot.click("#do-install")
-            await until(pilot, lambda: any(home.staging.glob("journal-*.json")), timeout=60,
-                        what="the install to begin")
+            await until(
+                pilot,
+                lambda: any(home.staging.glob("journal-*.json")),
+                timeout=60,
+                what="the install to begin",
+            )
             await pilot.click("#cancel")
             # The hub holds the download until the cancel has reached the install: releasing it
             # earlier let the install finish first on a busy machine (then it is not cancelled).
-            await until(pilot, lambda: screen.job is not None and screen.job.interrupted.is_set(),
-                        timeout=60, what="the interrupt to reach the install")
+            await until(
+                pilot,
+                lambda: screen.job is not None and screen.job.interrupted.is_set(),
+                timeout=60,
+                what="the interrupt to reach the install",
+            )
             release.set()
-            await until(pilot, lambda: screen.phase in ("cancelled", "done", "failed"), timeout=60,
-                        what="the cancel")
+            await until(
+                pilot,
+                lambda: screen.phase in ("cancelled", "done", "failed"),
+                timeout=60,
+                what="the cancel",
+            )
             assert screen.phase == "cancelled"
             assert app.noted("The install was cancelled")
+
     run(go())
     assert "tiny" not in state_mod.load(home).apps
     assert not list(home.staging.glob("journal-*.json"))
     assert not home.env_dir("tiny").exists() and not home.app_dir("tiny").exists()
 
 
-def test_a_gated_model_offers_a_token_field_and_the_retry_installs(home: Home, tiny: Path, hub) -> None:
+def test_a_gated_model_offers_a_token_field_and_the_retry_installs(
+    home: Home, tiny: Path, hub
+) -> None:
     """The install fails with the "gated" kind (not text to parse): the screen takes a token,
     saves it like Settings does, and the same install goes again and succeeds."""
     hub.gate("tests/tiny-weights", token="hf_secret_good")
@@ -263,17 +317,31 @@ def test_a_gated_model_offers_a_token_field_and_the_retry_installs(home: Home, t
             screen = await open_install(pilot, app, tiny)
             assert not screen.query_one("#token-row").display
             await pilot.click("#do-install")
-            await until(pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="the gated error")
+            await until(
+                pilot,
+                lambda: screen.phase in ("done", "failed"),
+                timeout=120,
+                what="the gated error",
+            )
             assert screen.phase == "failed" and app.noted("gated", "error")
             assert screen.query_one("#token-row").display
             assert "tiny" not in state_mod.load(home).apps
             screen.query_one("#hf-token", Input).value = "hf_secret_good"
             await pilot.click("#retry-token")
-            await until(pilot, lambda: screen.phase in ("done", "failed") and screen.job is not None
-                        and screen.job.settings.hf_token, timeout=120, what="the retry")
+            await until(
+                pilot,
+                lambda: (
+                    screen.phase in ("done", "failed")
+                    and screen.job is not None
+                    and screen.job.settings.hf_token
+                ),
+                timeout=120,
+                what="the retry",
+            )
             log = "\n".join(screen.query_one("#install-log", Log).lines)
             assert screen.phase == "done", log
             assert "hf_secret" not in log and not screen.query_one("#token-row").display
+
     run(go())
     assert "tiny" in state_mod.load(home).apps
     assert config.load_file(home).hf_token == "hf_secret_good"
@@ -323,6 +391,7 @@ def test_models_screen_verifies_and_deletes_unused(home: Home, hub) -> None:
             await pilot.click("#yes")
             await until(pilot, lambda: app.noted("Removed 1 file(s)"), what="gc")
             await until(pilot, lambda: "empty" in screen_text(app), what="the empty store")
+
     run(go())
     assert not list(home.models.rglob("blobs/*"))
 
@@ -334,26 +403,38 @@ def test_settings_saves_through_config_and_never_shows_token(home: Home) -> None
             await cards_loaded(pilot)
             await pilot.press("c")
             screen = app.screen
-            await until(pilot, lambda: screen.query_one("#set-bind_host", Input).value == "127.0.0.1",
-                        what="the settings")
+            await until(
+                pilot,
+                lambda: screen.query_one("#set-bind_host", Input).value == "127.0.0.1",
+                what="the settings",
+            )
             assert str(home.root) in screen_text(app)
             screen.query_one("#set-hf_token", Input).value = "hf_secret_token_9876"
             screen.query_one("#set-hf_endpoint", Input).value = "https://mirror.example"
             screen.query_one("#set-idle_unload_minutes", Input).value = "15"
             await pilot.press("ctrl+s")
             await until(pilot, lambda: app.noted("Saved:"), what="save")
-            await until(pilot, lambda: "****9876" in screen.query_one("#set-hf_token", Input).placeholder,
-                        what="the masked token")
+            await until(
+                pilot,
+                lambda: "****9876" in screen.query_one("#set-hf_token", Input).placeholder,
+                what="the masked token",
+            )
             assert screen.query_one("#set-hf_token", Input).value == ""
             assert all("secret" not in m for m, _ in app.notes)
             # A bad value: the same sentence as `darkroom config set port_start abc`, file unchanged.
             screen.query_one("#set-port_start", Input).value = "abc"
             await pilot.press("ctrl+s")
-            await until(pilot, lambda: app.noted("'abc' is not a valid value for port_start", "error"),
-                        what="the error")
+            await until(
+                pilot,
+                lambda: app.noted("'abc' is not a valid value for port_start", "error"),
+                what="the error",
+            )
+
     run(go())
     saved = config.load_file(home)
-    assert saved.hf_token == "hf_secret_token_9876" and saved.hf_endpoint == "https://mirror.example"
+    assert (
+        saved.hf_token == "hf_secret_token_9876" and saved.hf_endpoint == "https://mirror.example"
+    )
     assert saved.idle_unload_minutes == 15 and saved.port_start == 7860
 
 
@@ -371,11 +452,17 @@ def test_doctor_shows_findings_and_fixes(home: Home) -> None:
             assert "interrupted" in screen_text(app)
             await pilot.click(".fix-one")
             await until(pilot, lambda: app.noted("interrupted: fixed"), timeout=60, what="the fix")
+
             # The check runs again after the fix; other findings (a small CI disk) may remain.
             def rechecked() -> bool:
                 texts = [str(w.render()) for w in screen.query(".finding-text")]
-                return bool(texts) and not any("interrupted" in t for t in texts) and not any(
-                    f.topic == "interrupted" for f in screen.findings)
+                return (
+                    bool(texts)
+                    and not any("interrupted" in t for t in texts)
+                    and not any(f.topic == "interrupted" for f in screen.findings)
+                )
+
             await until(pilot, rechecked, timeout=60, what="the re-check without the finding")
+
     run(go())
     assert not journal.exists()

@@ -25,8 +25,13 @@ async def _until(pilot: Pilot, cond, timeout: float = 30.0) -> None:
 
 
 async def _home_ready(pilot: Pilot) -> None:
-    await _until(pilot, lambda: isinstance(pilot.app.focused, AppCard)
-                 and "RTX 3060" in str(pilot.app.screen.query_one("#machine").render()))
+    await _until(
+        pilot,
+        lambda: (
+            isinstance(pilot.app.focused, AppCard)
+            and "RTX 3060" in str(pilot.app.screen.query_one("#machine").render())
+        ),
+    )
     await pilot.pause()
 
 
@@ -42,4 +47,6 @@ def test_install_snapshot(snap_compare, home: Home) -> None:
         await _until(pilot, lambda: screen.pv is not None and screen.query(".variant-select"))
         await pilot.pause()
 
-    assert snap_compare(DarkroomApp(home, RTX3060), terminal_size=(80, 24), run_before=install_ready)
+    assert snap_compare(
+        DarkroomApp(home, RTX3060), terminal_size=(80, 24), run_before=install_ready
+    )

@@ -38,11 +38,17 @@ def settings(hub: LocalHub, **kw) -> Settings:
 
 @pytest.fixture
 def repo(hub: LocalHub) -> LocalHub:
-    hub.add_files("acme/flux", {
-        "model_index.json": b'{"_class_name": "FluxPipeline"}',
-        "q8.gguf": W1, "q4.gguf": W2, "unused.gguf": os.urandom(500_000),
-        "vae/config.json": b'{"a": 1}', "vae/diffusion_pytorch_model.safetensors": W2,
-    })
+    hub.add_files(
+        "acme/flux",
+        {
+            "model_index.json": b'{"_class_name": "FluxPipeline"}',
+            "q8.gguf": W1,
+            "q4.gguf": W2,
+            "unused.gguf": os.urandom(500_000),
+            "vae/config.json": b'{"a": 1}',
+            "vae/diffusion_pytorch_model.safetensors": W2,
+        },
+    )
     return hub
 
 
@@ -55,7 +61,11 @@ def closed_port() -> int:
 def test_pull_fetches_only_the_named_files_into_the_hf_layout(home: Home, repo: LocalHub) -> None:
     files = [spec("q8.gguf", sha256=SHA1), spec("vae/*")]
     local = weights.pull(home, settings(repo), files)
-    assert sorted(f.path for f in local) == ["q8.gguf", "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+    assert sorted(f.path for f in local) == [
+        "q8.gguf",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
     q8 = next(f for f in local if f.path == "q8.gguf")
     assert q8.local_path.read_bytes() == W1 and q8.sha256 == SHA1 and q8.size == len(W1)
     assert q8.commit == repo.commit("acme/flux")
@@ -96,7 +106,7 @@ def test_dropped_connection_resumes_from_the_last_byte(home: Home, repo: LocalHu
     assert f.local_path.read_bytes() == W1
     stats = repo.stats("q8.gguf")
     assert stats.ranges == ["", "bytes=1000000-"]
-    assert stats.bytes_served == len(W1)          # not one byte fetched twice
+    assert stats.bytes_served == len(W1)  # not one byte fetched twice
 
 
 def test_parallel_files_and_resume_after_a_stalled_connection(home: Home, repo: LocalHub) -> None:
@@ -105,7 +115,9 @@ def test_parallel_files_and_resume_after_a_stalled_connection(home: Home, repo: 
 
     def run() -> None:
         try:
-            weights.pull(home, settings(repo, parallel_downloads=2), [spec("q8.gguf"), spec("q4.gguf")])
+            weights.pull(
+                home, settings(repo, parallel_downloads=2), [spec("q8.gguf"), spec("q4.gguf")]
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
 
@@ -139,30 +151,40 @@ def test_damaged_twice_fails_and_leaves_no_bad_file(home: Home, repo: LocalHub) 
     assert "damaged twice" in err.value.message
     store = RepoStore(home.models, "acme/flux")
     assert not any(p.is_file() for p in (store.root / "blobs").glob("*"))
-    assert not (store.root / "snapshots").exists() or not any((store.root / "snapshots").rglob("q8.gguf"))
+    assert not (store.root / "snapshots").exists() or not any(
+        (store.root / "snapshots").rglob("q8.gguf")
+    )
 
 
-def test_recipe_pin_that_differs_from_the_hub_refuses_before_downloading(home: Home, repo: LocalHub) -> None:
+def test_recipe_pin_that_differs_from_the_hub_refuses_before_downloading(
+    home: Home, repo: LocalHub
+) -> None:
     with pytest.raises(DarkroomError) as err:
         weights.pull(home, settings(repo), [spec("q8.gguf", sha256="0" * 64)])
     assert "not the file the recipe expects" in err.value.message
     assert repo.stats("q8.gguf").requests == 0
 
 
-def test_gated_repo_messages_say_what_to_do_and_never_show_the_token(home: Home, hub: LocalHub) -> None:
+def test_gated_repo_messages_say_what_to_do_and_never_show_the_token(
+    home: Home, hub: LocalHub
+) -> None:
     hub.add_file("acme/gated", "w.safetensors", W2)
     hub.gate("acme/gated", token="hf_secret_good")
     hub.add_token("hf_secret_other")
     files = [spec("w.safetensors", repo="acme/gated")]
-    for token, words in ((None, "no Hugging Face token is set"),
-                         ("hf_secret_other", "not been granted access"),
-                         ("hf_secret_typo", "was refused")):
+    for token, words in (
+        (None, "no Hugging Face token is set"),
+        ("hf_secret_other", "not been granted access"),
+        ("hf_secret_typo", "was refused"),
+    ):
         events: list[Event] = []
         with pytest.raises(DarkroomError) as err:
             weights.pull(home, settings(hub, hf_token=token), files, events.append)
         text = str(err.value) + "".join(repr(e) for e in events)
         assert words in text
-        assert f"{hub.url}/acme/gated" in err.value.hint  # the hub in use, not always huggingface.co
+        assert (
+            f"{hub.url}/acme/gated" in err.value.hint
+        )  # the hub in use, not always huggingface.co
         assert "darkroom config set hf_token" in err.value.hint
         assert "hf_secret" not in text
     [f] = weights.pull(home, settings(hub, hf_token="hf_secret_good"), files)
@@ -188,7 +210,9 @@ def test_no_network_gives_a_sentence(home: Home) -> None:
 def test_offline_mode_and_a_dead_network_use_the_store(home: Home, repo: LocalHub) -> None:
     first = weights.pull(home, settings(repo), [spec("q8.gguf"), spec("vae/*")])
     dead = f"http://127.0.0.1:{closed_port()}"
-    offline = weights.pull(home, Settings(hf_endpoint=dead, offline=True), [spec("q8.gguf"), spec("vae/*")])
+    offline = weights.pull(
+        home, Settings(hf_endpoint=dead, offline=True), [spec("q8.gguf"), spec("vae/*")]
+    )
     assert sorted(f.local_path for f in offline) == sorted(f.local_path for f in first)
     events: list[Event] = []
     again = weights.pull(home, Settings(hf_endpoint=dead), [spec("q8.gguf")], events.append)
@@ -203,13 +227,17 @@ def test_plan_download_counts_missing_and_partial_bytes(home: Home, repo: LocalH
     weights.pull(home, settings(repo), [spec("q4.gguf")])
     store = RepoStore(home.models, "acme/flux")
     store.incomplete(SHA1).write_bytes(W1[:1000])
-    plan = weights.plan_download(home, [spec("q8.gguf"), spec("q4.gguf"), spec("vae/*")], settings(repo))
+    plan = weights.plan_download(
+        home, [spec("q8.gguf"), spec("q4.gguf"), spec("vae/*")], settings(repo)
+    )
     assert len(plan.files) == 4
     assert plan.total_bytes == len(W1) + 2 * len(W2) + len(b'{"a": 1}')
     # the vae weights are the same bytes as q4.gguf: one blob, already there
     assert plan.download_bytes == len(W1) - 1000 + len(b'{"a": 1}')
     assert plan.enough_disk
-    local_only = weights.plan_download(home, [spec("q8.gguf", size=123), spec("q4.gguf")], remote=False)
+    local_only = weights.plan_download(
+        home, [spec("q8.gguf", size=123), spec("q4.gguf")], remote=False
+    )
     assert local_only.download_bytes == 123 and not local_only.exact
 
 
@@ -219,22 +247,27 @@ def test_verify_finds_damage_and_fix_lets_pull_repair_it(home: Home, repo: Local
     assert weights.verify(home, files) == []
     small = next(f for f in local if f.path == "vae/config.json")
     blob = small.local_path.resolve()
-    blob.write_bytes(b'{"a": 2}')                       # same size, other bytes
+    blob.write_bytes(b'{"a": 2}')  # same size, other bytes
     q8_blob = next(f for f in local if f.path == "q8.gguf").local_path.resolve()
     q8_blob.unlink()
     problems = weights.verify(home, files, remove_bad=True)
-    assert sorted((p.kind, p.path) for p in problems) == [("corrupt", "vae/config.json"), ("missing", "q8.gguf")]
+    assert sorted((p.kind, p.path) for p in problems) == [
+        ("corrupt", "vae/config.json"),
+        ("missing", "q8.gguf"),
+    ]
     assert weights.verify(home, [f.installed() for f in local], full=False) != []
     weights.pull(home, settings(repo), files)
     assert weights.verify(home, files) == []
 
 
-def test_import_adopts_a_local_file_without_downloading(home: Home, repo: LocalHub, tmp_path: Path) -> None:
+def test_import_adopts_a_local_file_without_downloading(
+    home: Home, repo: LocalHub, tmp_path: Path
+) -> None:
     mine = tmp_path / "my-q8.gguf"
     mine.write_bytes(W1)
     local = weights.import_file(home, mine, spec("q8.gguf", sha256=SHA1), settings(repo))
     assert local.local_path.read_bytes() == W1
-    assert local.local_path.resolve().stat().st_ino == mine.stat().st_ino   # hardlinked, not copied
+    assert local.local_path.resolve().stat().st_ino == mine.stat().st_ino  # hardlinked, not copied
     weights.pull(home, settings(repo), [spec("q8.gguf", sha256=SHA1)])
     assert repo.stats("q8.gguf").requests == 0
     wrong = tmp_path / "wrong.gguf"
@@ -244,7 +277,9 @@ def test_import_adopts_a_local_file_without_downloading(home: Home, repo: LocalH
     assert "is not acme/flux/q8.gguf" in err.value.message
 
 
-def test_import_without_a_pin_checks_against_the_hub(home: Home, repo: LocalHub, tmp_path: Path) -> None:
+def test_import_without_a_pin_checks_against_the_hub(
+    home: Home, repo: LocalHub, tmp_path: Path
+) -> None:
     mine = tmp_path / "q4.gguf"
     mine.write_bytes(W2)
     local = weights.import_file(home, mine, spec("q4.gguf"), settings(repo))
@@ -258,8 +293,17 @@ def test_import_without_a_pin_checks_against_the_hub(home: Home, repo: LocalHub,
 
 
 def _state_using(files: list[weights.LocalFile], app: str = "generator") -> State:
-    return State(apps={app: InstalledApp(app=app, version="1", models=[
-        InstalledModel(model="flux", variant="q8", files=[f.installed() for f in files])])})
+    return State(
+        apps={
+            app: InstalledApp(
+                app=app,
+                version="1",
+                models=[
+                    InstalledModel(model="flux", variant="q8", files=[f.installed() for f in files])
+                ],
+            )
+        }
+    )
 
 
 def test_gc_removes_only_what_no_app_uses_after_showing_it(home: Home, repo: LocalHub) -> None:
@@ -290,8 +334,11 @@ def test_gc_removes_only_what_no_app_uses_after_showing_it(home: Home, repo: Loc
 
 def test_datasets_pull_into_their_own_folder(home: Home, hub: LocalHub) -> None:
     hub.add_file("acme/faces", "data/lut.bin", W2, repo_type="dataset")
-    [f] = weights.pull(home, settings(hub), [ModelFile(repo="acme/faces", path="data/lut.bin", size=1,
-                                                       repo_type="dataset")])
+    [f] = weights.pull(
+        home,
+        settings(hub),
+        [ModelFile(repo="acme/faces", path="data/lut.bin", size=1, repo_type="dataset")],
+    )
     assert "datasets--acme--faces" in str(f.local_path) and f.local_path.read_bytes() == W2
 
 
@@ -304,7 +351,9 @@ def _flip_a_byte(path: Path, at: int = 1000) -> None:
         fh.write(bytes([byte[0] ^ 0xFF]))
 
 
-def test_a_damaged_or_truncated_blob_is_fetched_again_not_trusted_by_size(home: Home, repo: LocalHub) -> None:
+def test_a_damaged_or_truncated_blob_is_fetched_again_not_trusted_by_size(
+    home: Home, repo: LocalHub
+) -> None:
     files = [spec("q8.gguf", sha256=SHA1), spec("vae/*")]
     local = weights.pull(home, settings(repo), files)
     q8 = next(f for f in local if f.path == "q8.gguf").local_path
@@ -331,7 +380,8 @@ def test_a_damaged_blob_is_refused_offline(home: Home, repo: LocalHub) -> None:
 
 
 def test_verification_is_recorded_and_trusted_only_while_the_file_is_unchanged(
-        home: Home, repo: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    home: Home, repo: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from manager import weights_record
 
     local = weights.pull(home, settings(repo), [spec("q8.gguf", sha256=SHA1), spec("vae/*")])
@@ -343,9 +393,9 @@ def test_verification_is_recorded_and_trusted_only_while_the_file_is_unchanged(
     assert weights.verify(home, installed, recorded=True) == []
     assert hashed == []
     record = weights_record.record_file(home)
-    assert record.is_file() and len(json.loads(record.read_text())) == 3   # two files share a blob
+    assert record.is_file() and len(json.loads(record.read_text())) == 3  # two files share a blob
     q8 = next(f for f in local if f.path == "q8.gguf").local_path.resolve()
-    os.link(q8, home.root / "library-link")        # a library hardlink changes nothing
+    os.link(q8, home.root / "library-link")  # a library hardlink changes nothing
     assert weights.verify(home, installed, recorded=True) == [] and hashed == []
     _flip_a_byte(q8)
     [problem] = weights.verify(home, installed, recorded=True)

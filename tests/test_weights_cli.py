@@ -72,13 +72,21 @@ def recipe_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def net(hub: LocalHub) -> LocalHub:
-    hub.add_files("acme/net", {"big.safetensors": BIG, "small.safetensors": SMALL,
-                               "cfg/config.json": b'{"x": 1}', "other.bin": b"nope"})
+    hub.add_files(
+        "acme/net",
+        {
+            "big.safetensors": BIG,
+            "small.safetensors": SMALL,
+            "cfg/config.json": b'{"x": 1}',
+            "other.bin": b"nope",
+        },
+    )
     return hub
 
 
-def test_pull_list_verify_gc_from_the_command_line(home: Home, net: LocalHub, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_list_verify_gc_from_the_command_line(
+    home: Home, net: LocalHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = recipe_file(tmp_path)
     assert main(["models", "pull", str(recipe), "--cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -88,23 +96,41 @@ def test_pull_list_verify_gc_from_the_command_line(home: Home, net: LocalHub, tm
     assert main(["models", "pull", str(recipe), "--cpu"]) == 0
     captured = capsys.readouterr()
     assert "Tester: 2 model file(s)" in captured.out
-    assert "big.safetensors" in captured.err            # progress lines
+    assert "big.safetensors" in captured.err  # progress lines
     assert net.stats("small.safetensors").requests == 0
 
     assert main(["models", "pull", str(recipe), "--cpu", "--variant", "small"]) == 0
     assert main(["models", "list", "--json"]) == 0
     listed = json.loads(_last_json(capsys))
-    assert sorted(e["path"] for e in listed) == ["big.safetensors", "cfg/config.json", "small.safetensors"]
+    assert sorted(e["path"] for e in listed) == [
+        "big.safetensors",
+        "cfg/config.json",
+        "small.safetensors",
+    ]
 
-    assert main(["models", "verify"]) == 0               # nothing installed: the whole store
+    assert main(["models", "verify"]) == 0  # nothing installed: the whole store
     assert "intact" in capsys.readouterr().out
 
     # an installed app uses the big variant; gc shows the small one, then removes it
     store = RepoStore(home.models, "acme/net")
     commit = net.commit("acme/net")
     files = weights.pull(home, _settings(net), [_mf("big.safetensors"), _mf("cfg/*")])
-    save(home, State(apps={"tester": InstalledApp(app="tester", version="1.0.0", models=[
-        InstalledModel(model="net", variant="big", files=[f.installed() for f in files])])}))
+    save(
+        home,
+        State(
+            apps={
+                "tester": InstalledApp(
+                    app="tester",
+                    version="1.0.0",
+                    models=[
+                        InstalledModel(
+                            model="net", variant="big", files=[f.installed() for f in files]
+                        )
+                    ],
+                )
+            }
+        ),
+    )
     assert main(["models", "gc"]) == 0
     out = capsys.readouterr().out
     assert "small.safetensors" in out and "--yes" in out
@@ -124,21 +150,24 @@ def test_pull_list_verify_gc_from_the_command_line(home: Home, net: LocalHub, tm
 
 def _last_json(capsys: pytest.CaptureFixture[str]) -> str:
     out = capsys.readouterr().out
-    return out[out.index("["):]
+    return out[out.index("[") :]
 
 
 def _mf(path: str):
     from manager.recipe import ModelFile
+
     return ModelFile(repo="acme/net", path=path, size=1)
 
 
 def _settings(hub: LocalHub):
     from manager.config import Settings
+
     return Settings(hf_endpoint=hub.url)
 
 
-def test_import_from_the_command_line(home: Home, net: LocalHub, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_from_the_command_line(
+    home: Home, net: LocalHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = recipe_file(tmp_path)
     mine = tmp_path / "downloads" / "big.safetensors"
     mine.parent.mkdir()
@@ -149,15 +178,30 @@ def test_import_from_the_command_line(home: Home, net: LocalHub, tmp_path: Path,
     assert net.stats("big.safetensors").requests == 0
     wrong = tmp_path / "small.safetensors"
     wrong.write_bytes(SMALL)
-    assert main(["models", "import", str(wrong), "--app", str(recipe), "--model", "net",
-                 "--file", "big.safetensors"]) == 1
+    assert (
+        main(
+            [
+                "models",
+                "import",
+                str(wrong),
+                "--app",
+                str(recipe),
+                "--model",
+                "net",
+                "--file",
+                "big.safetensors",
+            ]
+        )
+        == 1
+    )
     assert "not acme/net/big.safetensors" in capsys.readouterr().err
 
 
-def test_gated_pull_prints_the_sentence_not_a_traceback(home: Home, net: LocalHub, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_gated_pull_prints_the_sentence_not_a_traceback(
+    home: Home, net: LocalHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     net.gate("acme/net", token="hf_right_one")
-    assert main(["models", "pull", str(recipe_file(tmp_path)), "--cpu"]) == 6   # gated
+    assert main(["models", "pull", str(recipe_file(tmp_path)), "--cpu"]) == 6  # gated
     err = capsys.readouterr().err
     assert "gated" in err and f"{net.url}/acme/net" in err  # the hub in use names the page
     assert "darkroom config set hf_token" in err and "Traceback" not in err
@@ -173,15 +217,23 @@ def test_resume_after_kill_9_refetches_nothing(home: Home, net: LocalHub) -> Non
         home = Home.from_env()
         weights.pull(home, config.load(home), [ModelFile(repo="acme/net", path="big.safetensors", size=1)])
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=os.environ.copy(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     partial = RepoStore(home.models, "acme/net").incomplete(hashlib.sha256(BIG).hexdigest())
     deadline = time.monotonic() + 60
     # the hub has sent `cut` bytes and is holding the connection; the client writes in 1 MiB
     # pieces, so at most one piece is still in its memory when it is killed
     while time.monotonic() < deadline and proc.poll() is None:
-        if net.stats("big.safetensors").bytes_served >= cut and partial.exists() \
-                and partial.stat().st_size >= cut - WRITE_CHUNK:
+        if (
+            net.stats("big.safetensors").bytes_served >= cut
+            and partial.exists()
+            and partial.stat().st_size >= cut - WRITE_CHUNK
+        ):
             break
         time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read()
@@ -194,5 +246,5 @@ def test_resume_after_kill_9_refetches_nothing(home: Home, net: LocalHub) -> Non
     [f] = weights.pull(home, _settings(net), [_mf("big.safetensors")])
     assert f.local_path.read_bytes() == BIG
     stats = net.stats("big.safetensors")
-    assert stats.ranges[-1] == f"bytes={kept}-"            # resumed where the killed run stopped
-    assert stats.bytes_served - len(BIG) == cut - kept     # refetched: at most one chunk
+    assert stats.ranges[-1] == f"bytes={kept}-"  # resumed where the killed run stopped
+    assert stats.bytes_served - len(BIG) == cut - kept  # refetched: at most one chunk

@@ -36,7 +36,7 @@ from tests.fixtures.tinymodels import (
 # A small image app on the app kit: `invert` takes a base64 image, writes the inverted PNG.
 # It logs each item's name (so a test can count how often an image was processed) and
 # can be slowed down (so a batch can be killed half-way).
-IMGTOOL = '''
+IMGTOOL = """
 import os, sys, time, io, base64
 from pydantic import BaseModel, ConfigDict
 from appkit.errors import BadRequest
@@ -67,14 +67,26 @@ APP = AppDef(name="imgtool", version="0.1", load=lambda *_: object(),
 
 if __name__ == "__main__":
     sys.exit(serve(APP))
-'''
+"""
 
 
-def write_preset(folder: Path, name: str = "invert-test", delay: float = 0.0, steps: int = 1) -> Path:
+def write_preset(
+    folder: Path, name: str = "invert-test", delay: float = 0.0, steps: int = 1
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    body = {"name": name, "input": "images",
-            "steps": [{"name": f"invert{i + 1}", "app": "imgtool", "task": "invert",
-                       "params": {"name": "{name}", "delay": delay}} for i in range(steps)]}
+    body = {
+        "name": name,
+        "input": "images",
+        "steps": [
+            {
+                "name": f"invert{i + 1}",
+                "app": "imgtool",
+                "task": "invert",
+                "params": {"name": "{name}", "delay": delay},
+            }
+            for i in range(steps)
+        ],
+    }
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(body))  # JSON is YAML
     return path
@@ -83,9 +95,11 @@ def write_preset(folder: Path, name: str = "invert-test", delay: float = 0.0, st
 def make_images(folder: Path, n: int, env: AppEnv, bad: list[str] = ()) -> list[str]:
     """n small PNGs (made by Pillow in the workflow env) and `bad` files that are not images."""
     folder.mkdir(parents=True, exist_ok=True)
-    code = ("import sys; from PIL import Image\n"
-            "for i in range(int(sys.argv[2])):\n"
-            "    Image.new('RGB', (24 + i, 16), (i * 9 % 256, 80, 160)).save(f'{sys.argv[1]}/img{i:03d}.png')\n")
+    code = (
+        "import sys; from PIL import Image\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    Image.new('RGB', (24 + i, 16), (i * 9 % 256, 80, 160)).save(f'{sys.argv[1]}/img{i:03d}.png')\n"
+    )
     done = env.run(["-c", code, str(folder), str(n)])
     assert done.returncode == 0, done.stderr
     for name in bad:
@@ -101,18 +115,31 @@ def workflow_env(generator_env: AppEnv, pip_sources) -> AppEnv:
     """The workflow recipe's env (its packages + apps/), in the generator env's data folder so
     both link from one uv cache."""
     recipe = load_recipe(recipes_dir() / "workflow.yaml")
-    spec = envs.EnvSpec(app="workflow", python=recipe.python, packages=list(recipe.packages),
-                        local_packages=[apps_dir()], check_import=recipe.check_import)
+    spec = envs.EnvSpec(
+        app="workflow",
+        python=recipe.python,
+        packages=list(recipe.packages),
+        local_packages=[apps_dir()],
+        check_import=recipe.check_import,
+    )
     info = envs.build(generator_env.home, Settings(find_links=pip_sources.find_links), spec)
-    return AppEnv(home=generator_env.home, python=envs.env_python(generator_env.home, "workflow"),
-                  packages=info.packages)
+    return AppEnv(
+        home=generator_env.home,
+        python=envs.env_python(generator_env.home, "workflow"),
+        packages=info.packages,
+    )
 
 
 def start_imgtool(env: AppEnv, folder: Path) -> AppProcess:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    app = start_app(env, "imgtool", folder, "", {"PYTHONPATH": str(folder),
-                                                 "IMGTOOL_LOG": str(folder / "processed.log")})
+    app = start_app(
+        env,
+        "imgtool",
+        folder,
+        "",
+        {"PYTHONPATH": str(folder), "IMGTOOL_LOG": str(folder / "processed.log")},
+    )
     app.wait_ready(60)
     return app
 
@@ -131,10 +158,26 @@ def imgtool(workflow_env: AppEnv, tmp_path_factory) -> Iterator[AppProcess]:
         app.stop()
 
 
-def run_batch(env: AppEnv, preset: str | Path, source: Path | None, out: Path, *extra: str,
-              urls: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, list[dict]]:
-    argv = ["-m", "workflow.cli", "run", str(preset), *([str(source)] if source else []),
-            "--out", str(out), "--json", *extra]
+def run_batch(
+    env: AppEnv,
+    preset: str | Path,
+    source: Path | None,
+    out: Path,
+    *extra: str,
+    urls: dict[str, str] | None = None,
+    timeout: float = 180,
+) -> tuple[int, list[dict]]:
+    argv = [
+        "-m",
+        "workflow.cli",
+        "run",
+        str(preset),
+        *([str(source)] if source else []),
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
     for app, url in (urls or {}).items():
         argv += ["--url", f"{app}={url}"]
     done = env.run(argv, timeout=timeout)
@@ -145,16 +188,21 @@ def run_batch(env: AppEnv, preset: str | Path, source: Path | None, out: Path, *
 
 def ledger_rows(out: Path) -> dict[str, tuple[str, int, str]]:
     with sqlite3.connect(out / ".workflow" / "batch.sqlite") as db:
-        return {r[0]: (r[1], r[2], r[3]) for r in db.execute("SELECT id, status, attempts, error FROM items")}
+        return {
+            r[0]: (r[1], r[2], r[3])
+            for r in db.execute("SELECT id, status, attempts, error FROM items")
+        }
 
 
 # ---------------------------------------------------------------- tests
 
 
 def test_bundled_presets_load_and_name_their_apps(workflow_env: AppEnv) -> None:
-    code = ("import json; from workflow import presets\n"
-            "print(json.dumps({n: [[s.app, s.task, s.name] for s in presets.load_preset(n).steps] "
-            "for n in presets.bundled()}))")
+    code = (
+        "import json; from workflow import presets\n"
+        "print(json.dumps({n: [[s.app, s.task, s.name] for s in presets.load_preset(n).steps] "
+        "for n in presets.bundled()}))"
+    )
     done = workflow_env.run(["-c", code])
     assert done.returncode == 0, done.stderr
     steps = json.loads(done.stdout)
@@ -169,13 +217,16 @@ def test_bad_preset_and_missing_app_are_sentences(workflow_env: AppEnv, tmp_path
     bad.write_text("name: Bad Name\nsteps: []\n")
     code, events = run_batch(workflow_env, bad, tmp_path, tmp_path / "out")
     assert code == 2 and events[-1]["type"] == "error" and "bad.yaml" in events[-1]["message"]
-    code, events = run_batch(workflow_env, "upscale-only", tmp_path, tmp_path / "out", "--home", str(tmp_path))
+    code, events = run_batch(
+        workflow_env, "upscale-only", tmp_path, tmp_path / "out", "--home", str(tmp_path)
+    )
     assert code == 2 and events[-1]["message"] == "restorer is not running; this preset needs it."
     assert "darkroom start restorer" in events[-1]["hint"]
 
 
-def test_folder_batch_records_a_bad_image_and_goes_on(workflow_env: AppEnv, imgtool: AppProcess,
-                                                     tmp_path: Path) -> None:
+def test_folder_batch_records_a_bad_image_and_goes_on(
+    workflow_env: AppEnv, imgtool: AppProcess, tmp_path: Path
+) -> None:
     src = tmp_path / "photos"
     make_images(src, 5, workflow_env, bad=["broken.jpg"])
     (src / "album").mkdir()
@@ -203,9 +254,15 @@ def test_folder_batch_records_a_bad_image_and_goes_on(workflow_env: AppEnv, imgt
     thumbs = list((out / ".workflow" / "thumbs").glob("*.jpg"))
     assert len(thumbs) == 14
     # twice inverted is the original again: the steps chained
-    check = workflow_env.run(["-c", "import sys; from PIL import Image; a=Image.open(sys.argv[1]).convert('RGB');"
-                              "b=Image.open(sys.argv[2]).convert('RGB'); print(a.tobytes()==b.tobytes())",
-                              str(src / "img003.png"), str(out / "img003.png")])
+    check = workflow_env.run(
+        [
+            "-c",
+            "import sys; from PIL import Image; a=Image.open(sys.argv[1]).convert('RGB');"
+            "b=Image.open(sys.argv[2]).convert('RGB'); print(a.tobytes()==b.tobytes())",
+            str(src / "img003.png"),
+            str(out / "img003.png"),
+        ]
+    )
     assert check.stdout.strip() == "True", check.stderr
     # run again: nothing is redone, the failure stays recorded
     before = len(processed(imgtool))
@@ -214,21 +271,40 @@ def test_folder_batch_records_a_bad_image_and_goes_on(workflow_env: AppEnv, imgt
     assert len(processed(imgtool)) == before
     # a new image in the folder is picked up; --retry-failed tries the broken one again
     make_images(src / "new", 1, workflow_env)
-    code, events = run_batch(workflow_env, preset, src, out, "--retry-failed", urls={"imgtool": imgtool.url})
+    code, events = run_batch(
+        workflow_env, preset, src, out, "--retry-failed", urls={"imgtool": imgtool.url}
+    )
     assert events[-1]["processed"] == 2 and events[-1]["done"] == 8 and events[-1]["failed"] == 1
     assert ledger_rows(out)["broken.jpg"][1] == 2  # attempts
 
 
 def test_kill9_mid_batch_then_resume_loses_nothing_and_redoes_nothing(
-        workflow_env: AppEnv, imgtool: AppProcess, tmp_path: Path) -> None:
+    workflow_env: AppEnv, imgtool: AppProcess, tmp_path: Path
+) -> None:
     src, out = tmp_path / "photos", tmp_path / "out"
     names = make_images(src, 12, workflow_env)
     preset = write_preset(tmp_path, "slow", delay=0.15)
     log_before = len(processed(imgtool))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.Popen([str(workflow_env.python), "-m", "workflow.cli", "run", str(preset), str(src),
-                             "--out", str(out), "--json", "--url", f"imgtool={imgtool.url}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            str(workflow_env.python),
+            "-m",
+            "workflow.cli",
+            "run",
+            str(preset),
+            str(src),
+            "--out",
+            str(out),
+            "--json",
+            "--url",
+            f"imgtool={imgtool.url}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -265,8 +341,9 @@ def test_kill9_mid_batch_then_resume_loses_nothing_and_redoes_nothing(
     assert all(f"{n}" in (out / "report.html").read_text() for n in names)
 
 
-def test_darkroom_run_finds_supervised_apps_through_run_files(workflow_env: AppEnv, home: Home,
-                                                               tmp_path: Path) -> None:
+def test_darkroom_run_finds_supervised_apps_through_run_files(
+    workflow_env: AppEnv, home: Home, tmp_path: Path
+) -> None:
     """`darkroom run` as a user types it: the engine in the workflow env (linked into this data
     folder as if installed), the image app started by the supervisor, found by its run file."""
     (home.root / "envs").mkdir(exist_ok=True)
@@ -274,9 +351,15 @@ def test_darkroom_run_finds_supervised_apps_through_run_files(workflow_env: AppE
     tool = tmp_path / "tool"
     tool.mkdir()
     (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    spec = LaunchSpec(app="imgtool", argv=[str(workflow_env.python), "-m", "imgtool"],
-                      env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
-                      placeholders={}, port=free_port(), poll_s=0.05, startup_timeout_s=60)
+    spec = LaunchSpec(
+        app="imgtool",
+        argv=[str(workflow_env.python), "-m", "imgtool"],
+        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
+        placeholders={},
+        port=free_port(),
+        poll_s=0.05,
+        startup_timeout_s=60,
+    )
     src = tmp_path / "photos"
     make_images(src, 3, workflow_env, bad=["notes.png"])
     preset = write_preset(tmp_path)
@@ -290,31 +373,65 @@ def test_darkroom_run_finds_supervised_apps_through_run_files(workflow_env: AppE
         assert f"Report:  {out / 'report.html'}" in done.stdout
         assert "failed: notes.png: input: the file is not an image" in done.stdout
         assert "images: 4 / 4 (100%)" in done.stderr
-        assert sorted(p.name for p in out.glob("*.png")) == ["img000.png", "img001.png", "img002.png"]
+        assert sorted(p.name for p in out.glob("*.png")) == [
+            "img000.png",
+            "img001.png",
+            "img002.png",
+        ]
         again = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=120)
-        events = [json.loads(line) for line in again.stdout.splitlines() if line.startswith('{"type"')]
+        events = [
+            json.loads(line) for line in again.stdout.splitlines() if line.startswith('{"type"')
+        ]
         assert any(e["type"] == "Stage" and e["stage"] == "resuming" for e in events), again.stdout
-        assert (tool / "processed.log").read_text().split() == ["img000.png", "img001.png", "img002.png"]
+        assert (tool / "processed.log").read_text().split() == [
+            "img000.png",
+            "img001.png",
+            "img002.png",
+        ]
     finally:
         supervisor.stop(home, "imgtool")
 
 
-def test_prompt_grid_through_the_generator(workflow_env: AppEnv, generator_env: AppEnv, tiny_flux,
-                                           tmp_path: Path) -> None:
-    gen = start_app(generator_env, "generator", tmp_path / "gen",
-                    models_json({"flux-schnell": choice_from_folder(tiny_flux, "fp32")}))
+def test_prompt_grid_through_the_generator(
+    workflow_env: AppEnv, generator_env: AppEnv, tiny_flux, tmp_path: Path
+) -> None:
+    gen = start_app(
+        generator_env,
+        "generator",
+        tmp_path / "gen",
+        models_json({"flux-schnell": choice_from_folder(tiny_flux, "fp32")}),
+    )
     try:
         gen.wait_ready()
         src = tmp_path / "prompts"
         src.mkdir()
         (src / "prompts.txt").write_text("a red apple\n# a comment\n\na blue door\n")
         out = tmp_path / "grid"
-        code, events = run_batch(workflow_env, "prompt-grid", src, out, "--set", "upscale.width=64",
-                                 urls={"generator": gen.url})
-        assert code == 2 and events[-1]["message"] == "The preset prompt-grid has no step 'upscale'."
-        code, events = run_batch(workflow_env, "prompt-grid", src, out, "--set", "generate.width=64",
-                                 "--set", "generate.height=64", "--set", "generate.steps=1",
-                                 urls={"generator": gen.url})
+        code, events = run_batch(
+            workflow_env,
+            "prompt-grid",
+            src,
+            out,
+            "--set",
+            "upscale.width=64",
+            urls={"generator": gen.url},
+        )
+        assert (
+            code == 2 and events[-1]["message"] == "The preset prompt-grid has no step 'upscale'."
+        )
+        code, events = run_batch(
+            workflow_env,
+            "prompt-grid",
+            src,
+            out,
+            "--set",
+            "generate.width=64",
+            "--set",
+            "generate.height=64",
+            "--set",
+            "generate.steps=1",
+            urls={"generator": gen.url},
+        )
         assert code == 0, events[-3:]
         summary = events[-1]
         assert (summary["total"], summary["done"], summary["failed"]) == (8, 8, 0)
@@ -322,7 +439,9 @@ def test_prompt_grid_through_the_generator(workflow_env: AppEnv, generator_env: 
         assert files[0] == "001-a-red-apple-seed1.png" and files[-1] == "002-a-blue-door-seed4.png"
         code_, jobs, _ = gen.get("/api/jobs")
         params = sorted((j["params"]["prompt"], j["params"]["seed"]) for j in jobs["jobs"])
-        assert params == sorted((p, s) for p in ("a red apple", "a blue door") for s in (1, 2, 3, 4))
+        assert params == sorted(
+            (p, s) for p in ("a red apple", "a blue door") for s in (1, 2, 3, 4)
+        )
         assert all(j["params"]["width"] == 64 for j in jobs["jobs"])
         page = (out / "report.html").read_text()
         assert "a blue door" in page and page.count('<tr class="done">') == 8
@@ -330,14 +449,16 @@ def test_prompt_grid_through_the_generator(workflow_env: AppEnv, generator_env: 
         gen.stop()
 
 
-def test_workflow_app_serves_batch_and_its_page(workflow_env: AppEnv, imgtool: AppProcess,
-                                                tmp_path: Path) -> None:
+def test_workflow_app_serves_batch_and_its_page(
+    workflow_env: AppEnv, imgtool: AppProcess, tmp_path: Path
+) -> None:
     """The workflow app itself: POST /api/batch (apps found through run files in its data
     folder), the report among its outputs, and its Gradio page."""
     root = tmp_path / "wfhome"
     (root / "run").mkdir(parents=True)
-    (root / "run" / "imgtool.json").write_text(json.dumps({"app": "imgtool", "status": "ready",
-                                                          "url": imgtool.url}))
+    (root / "run" / "imgtool.json").write_text(
+        json.dumps({"app": "imgtool", "status": "ready", "url": imgtool.url})
+    )
     src = tmp_path / "photos"
     make_images(src, 2, workflow_env)
     preset = write_preset(tmp_path)
@@ -350,7 +471,9 @@ def test_workflow_app_serves_batch_and_its_page(workflow_env: AppEnv, imgtool: A
         assert code == 400 and "restorer is not running" in body["error"]
         code, job, _ = app.post("/api/batch?wait=true", {"preset": str(preset), "input": str(src)})
         assert code == 200, job
-        assert job["result"]["done"] == 2 and job["result"]["urls"] == ["/api/outputs/invert-test-photos/report.html"]
+        assert job["result"]["done"] == 2 and job["result"]["urls"] == [
+            "/api/outputs/invert-test-photos/report.html"
+        ]
         code, _, page = app.get(job["result"]["urls"][0])
         assert code == 200 and b"invert-test" in page
         code, _, html_page = http("GET", app.url + "/")
@@ -359,7 +482,9 @@ def test_workflow_app_serves_batch_and_its_page(workflow_env: AppEnv, imgtool: A
         app.stop()
 
 
-def test_ray_local_cluster_two_workers_share_the_batch(workflow_env: AppEnv, tmp_path: Path) -> None:
+def test_ray_local_cluster_two_workers_share_the_batch(
+    workflow_env: AppEnv, tmp_path: Path
+) -> None:
     """--ray local with 2 workers over 2 replicas of the app: every image once, both workers
     used, the ledger (on the driver) complete; a rerun on Ray redoes nothing."""
     apps = [start_imgtool(workflow_env, tmp_path / f"replica{i}") for i in range(2)]
@@ -367,13 +492,30 @@ def test_ray_local_cluster_two_workers_share_the_batch(workflow_env: AppEnv, tmp
         src, out = tmp_path / "photos", tmp_path / "out"
         names = make_images(src, 8, workflow_env, bad=["bad.png"])
         preset = write_preset(tmp_path, delay=0.2)
-        argv = ["-m", "workflow.cli", "run", str(preset), str(src), "--out", str(out), "--json",
-                "--ray", "local", "--workers", "2"] + [x for a in apps for x in ("--url", f"imgtool={a.url}")]
+        argv = [
+            "-m",
+            "workflow.cli",
+            "run",
+            str(preset),
+            str(src),
+            "--out",
+            str(out),
+            "--json",
+            "--ray",
+            "local",
+            "--workers",
+            "2",
+        ] + [x for a in apps for x in ("--url", f"imgtool={a.url}")]
         done = workflow_env.run(argv, timeout=180, env={"RAY_USAGE_STATS_ENABLED": "0"})
         events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
         assert done.returncode == 0, done.stderr[-3000:]
         summary = events[-1]
-        assert (summary["total"], summary["done"], summary["failed"], summary["workers"]) == (9, 8, 1, 2)
+        assert (summary["total"], summary["done"], summary["failed"], summary["workers"]) == (
+            9,
+            8,
+            1,
+            2,
+        )
         assert any(e["type"] == "stage" and e["stage"] == "ray" for e in events)
         workers = {e["worker"] for e in events if e["type"] == "item" and e["status"] == "done"}
         assert workers == {0, 1}
@@ -382,13 +524,17 @@ def test_ray_local_cluster_two_workers_share_the_batch(workflow_env: AppEnv, tmp
         assert processed(apps[0]) and processed(apps[1])
         rows = ledger_rows(out)
         assert all(v[1] == 1 for v in rows.values()) and rows["bad.png"][0] == "failed"
-        assert sorted(p.name for p in out.glob("*.png")) == sorted(n for n in names if n != "bad.png")
+        assert sorted(p.name for p in out.glob("*.png")) == sorted(
+            n for n in names if n != "bad.png"
+        )
     finally:
         for app in apps:
             app.stop()
 
 
-def test_old_photo_preset_through_restorer_and_colorizer(workflow_env: AppEnv, request, tmp_path: Path) -> None:
+def test_old_photo_preset_through_restorer_and_colorizer(
+    workflow_env: AppEnv, request, tmp_path: Path
+) -> None:
     """The bundled old-photo preset, unchanged, through the real restorer and colorizer apps
     (random-weight checkpoints, CPU): defects -> faces -> upscale -> colorize."""
     from tests.fixtures.tinyrestore import restore_models
@@ -402,35 +548,70 @@ def test_old_photo_preset_through_restorer_and_colorizer(workflow_env: AppEnv, r
     for key in ("scratched", "grey"):
         (src / photos[key].name).write_bytes(photos[key].read_bytes())
     (src / "torn.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    restorer = start_app(restorer_env, "restorer", tmp_path / "restorer", models_json(
-        # the restorer's default install: its only upscaler is the x4 one
-        restore_models(built, ["gfpgan", "retinaface", "parsenet", "esrgan-x4", "lama"]), "gfpgan"))
-    colorizer = start_app(colorizer_env, "colorizer", tmp_path / "colorizer",
-                          models_json(restore_models(built, ["ddcolor-tiny"])))
+    restorer = start_app(
+        restorer_env,
+        "restorer",
+        tmp_path / "restorer",
+        models_json(
+            # the restorer's default install: its only upscaler is the x4 one
+            restore_models(built, ["gfpgan", "retinaface", "parsenet", "esrgan-x4", "lama"]),
+            "gfpgan",
+        ),
+    )
+    colorizer = start_app(
+        colorizer_env,
+        "colorizer",
+        tmp_path / "colorizer",
+        models_json(restore_models(built, ["ddcolor-tiny"])),
+    )
     try:
         restorer.wait_ready(300)
         colorizer.wait_ready(300)
         import base64
 
-        code, job, _ = colorizer.post("/api/colorize?wait=true",
-                                      {"image": base64.b64encode((src / "grey.png").read_bytes()).decode(),
-                                       "render_size": 128})
+        code, job, _ = colorizer.post(
+            "/api/colorize?wait=true",
+            {
+                "image": base64.b64encode((src / "grey.png").read_bytes()).decode(),
+                "render_size": 128,
+            },
+        )
         # The colorizer must work by itself first; a failure here is a real failure, not an xfail.
-        assert code == 200, f"the colorizer app fails on a plain photo by itself: {job and job.get('error')}"
+        assert code == 200, (
+            f"the colorizer app fails on a plain photo by itself: {job and job.get('error')}"
+        )
         out = tmp_path / "out"
         # random-weight RetinaFace "finds" dozens of faces: name the one drawn face instead
-        code, events = run_batch(workflow_env, "old-photo", src, out, "--set", "faces.face_boxes=[[44, 20, 84, 72]]",
-                                 "--set", "colorize.render_size=128",
-                                 timeout=600, urls={"restorer": restorer.url, "colorizer": colorizer.url})
+        code, events = run_batch(
+            workflow_env,
+            "old-photo",
+            src,
+            out,
+            "--set",
+            "faces.face_boxes=[[44, 20, 84, 72]]",
+            "--set",
+            "colorize.render_size=128",
+            timeout=600,
+            urls={"restorer": restorer.url, "colorizer": colorizer.url},
+        )
         assert code == 0, events[-3:]
         summary = events[-1]
-        assert (summary["total"], summary["done"], summary["failed"]) == (3, 2, 1), summary["failures"]
+        assert (summary["total"], summary["done"], summary["failed"]) == (3, 2, 1), summary[
+            "failures"
+        ]
         assert summary["failures"][0][0] == "torn.jpg"
         items = {e["id"]: e for e in events if e["type"] == "item" and e["status"] == "done"}
         assert set(items["grey.png"]["steps"]) == {"defects", "faces", "upscale", "colorize"}
         # upscaled 4x with the default install's upscaler: the preset works as installed
-        size = workflow_env.run(["-c", "import sys; from PIL import Image; print(*Image.open(sys.argv[1]).size, "
-                                 "*Image.open(sys.argv[2]).size)", str(src / "grey.png"), str(out / "grey.png")])
+        size = workflow_env.run(
+            [
+                "-c",
+                "import sys; from PIL import Image; print(*Image.open(sys.argv[1]).size, "
+                "*Image.open(sys.argv[2]).size)",
+                str(src / "grey.png"),
+                str(out / "grey.png"),
+            ]
+        )
         w, h, w2, h2 = map(int, size.stdout.split())
         assert (w2, h2) == (4 * w, 4 * h)
         _, jobs, _ = colorizer.get("/api/jobs")

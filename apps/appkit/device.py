@@ -20,15 +20,21 @@ def resolve(requested: str) -> str:
             index = int(name.split(":", 1)[1]) if ":" in name else 0
             if index < torch.cuda.device_count():
                 return name
-        print(f"warning: {name} was asked for but torch sees no such GPU; running on the CPU "
-              "(slow). Repair the app's environment if this machine has an NVIDIA GPU.",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: {name} was asked for but torch sees no such GPU; running on the CPU "
+            "(slow). Repair the app's environment if this machine has an NVIDIA GPU.",
+            file=sys.stderr,
+            flush=True,
+        )
         return "cpu"
     if name == "mps":
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return "mps"
-        print("warning: mps was asked for but is not available; running on the CPU.",
-              file=sys.stderr, flush=True)
+        print(
+            "warning: mps was asked for but is not available; running on the CPU.",
+            file=sys.stderr,
+            flush=True,
+        )
         return "cpu"
     return "cpu"
 
@@ -39,9 +45,11 @@ def memory(device: str) -> dict[str, Any]:
         return {}
     import torch
 
-    return {"vram_allocated": int(torch.cuda.memory_allocated(device)),
-            "vram_reserved": int(torch.cuda.memory_reserved(device)),
-            "vram_peak": int(torch.cuda.max_memory_allocated(device))}
+    return {
+        "vram_allocated": int(torch.cuda.memory_allocated(device)),
+        "vram_reserved": int(torch.cuda.memory_reserved(device)),
+        "vram_peak": int(torch.cuda.max_memory_allocated(device)),
+    }
 
 
 def release(device: str) -> None:

@@ -34,12 +34,12 @@ def _pil():
 class Decoded:
     """An upright 8-bit RGB (or L) image and what must travel to the output unchanged."""
 
-    image: Any                 # PIL image, mode RGB or L, EXIF orientation applied
-    alpha: Any | None          # the alpha channel (PIL L), upright, or None
-    exif: bytes | None         # the original EXIF block (orientation tag left as it was)
-    icc: bytes | None          # the ICC colour profile
-    orientation: int           # the EXIF orientation tag (1 = none)
-    mode: str                  # the mode the file was in
+    image: Any  # PIL image, mode RGB or L, EXIF orientation applied
+    alpha: Any | None  # the alpha channel (PIL L), upright, or None
+    exif: bytes | None  # the original EXIF block (orientation tag left as it was)
+    icc: bytes | None  # the ICC colour profile
+    orientation: int  # the EXIF orientation tag (1 = none)
+    mode: str  # the mode the file was in
     format: str
 
     @property
@@ -56,7 +56,9 @@ def b64decode(text: str, what: str = "image") -> bytes:
     try:
         return base64.b64decode(text, validate=False)
     except (binascii.Error, ValueError):
-        raise BadRequest(f"The {what} is not valid base64; send the file's bytes base64-encoded.") from None
+        raise BadRequest(
+            f"The {what} is not valid base64; send the file's bytes base64-encoded."
+        ) from None
 
 
 def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> Decoded:
@@ -71,35 +73,55 @@ def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> De
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise BadRequest(f"The {what} is not a picture this app can read; send a {_FORMATS} file.") from None
+        raise BadRequest(
+            f"The {what} is not a picture this app can read; send a {_FORMATS} file."
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadRequest(f"The {what} is far too large to open safely (the limit is "
-                         f"{max_pixels // 1_000_000} megapixels); scale it down first.") from None
+        raise BadRequest(
+            f"The {what} is far too large to open safely (the limit is "
+            f"{max_pixels // 1_000_000} megapixels); scale it down first."
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise BadRequest(f"The {what} cannot be read ({exc}); it may be damaged. Save it again and retry.") from None
+        raise BadRequest(
+            f"The {what} cannot be read ({exc}); it may be damaged. Save it again and retry."
+        ) from None
     w, h = img.size
     if w < 1 or h < 1:
         raise BadRequest(f"The {what} has no pixels ({w}x{h}).")
     if w * h > max_pixels or max(w, h) > MAX_SIDE:
-        raise BadRequest(f"The {what} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); the limit is "
-                         f"{max_pixels / 1e6:.0f} megapixels and {MAX_SIDE} pixels a side. Scale it down first.")
+        raise BadRequest(
+            f"The {what} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); the limit is "
+            f"{max_pixels / 1e6:.0f} megapixels and {MAX_SIDE} pixels a side. Scale it down first."
+        )
     if getattr(img, "n_frames", 1) > 1:
-        raise BadRequest(f"The {what} is animated ({img.n_frames} frames); send a single still picture "
-                         "(PNG or JPEG).")
+        raise BadRequest(
+            f"The {what} is animated ({img.n_frames} frames); send a single still picture "
+            "(PNG or JPEG)."
+        )
     mode = img.mode
     if mode == "CMYK":
-        raise BadRequest(f"The {what} is a CMYK (print) file; convert it to RGB (sRGB) and send it again.")
-    png16 = img.format == "PNG" and len(data) > 24 and data[24] == 16  # Pillow reads 16-bit RGB as 8-bit
+        raise BadRequest(
+            f"The {what} is a CMYK (print) file; convert it to RGB (sRGB) and send it again."
+        )
+    png16 = (
+        img.format == "PNG" and len(data) > 24 and data[24] == 16
+    )  # Pillow reads 16-bit RGB as 8-bit
     if mode.startswith("I;16") or mode in ("I", "F") or png16:
-        raise BadRequest(f"The {what} has 16 or 32 bits per channel ({mode}); save it as an 8-bit "
-                         "RGB or greyscale PNG or JPEG and send it again.")
+        raise BadRequest(
+            f"The {what} has 16 or 32 bits per channel ({mode}); save it as an 8-bit "
+            "RGB or greyscale PNG or JPEG and send it again."
+        )
     if mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "La"):
-        raise BadRequest(f"The {what} is in the {mode} colour mode, which this app does not handle; "
-                         "save it as RGB and send it again.")
+        raise BadRequest(
+            f"The {what} is in the {mode} colour mode, which this app does not handle; "
+            "save it as RGB and send it again."
+        )
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as exc:
-        raise BadRequest(f"The {what} is truncated or damaged ({exc}); send the complete file.") from None
+        raise BadRequest(
+            f"The {what} is truncated or damaged ({exc}); send the complete file."
+        ) from None
     exif = img.info.get("exif")
     icc = img.info.get("icc_profile")
     try:
@@ -108,22 +130,37 @@ def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> De
         orientation, exif = 1, None
     upright = ImageOps.exif_transpose(img) if orientation != 1 else img
     alpha = None
-    if upright.mode in ("LA", "La", "RGBA", "PA") or (upright.mode == "P" and "transparency" in upright.info):
+    if upright.mode in ("LA", "La", "RGBA", "PA") or (
+        upright.mode == "P" and "transparency" in upright.info
+    ):
         rgba = upright.convert("RGBA") if upright.mode not in ("LA", "La") else upright
         alpha = rgba.getchannel("A")
         upright = rgba
     base = "L" if mode in ("1", "L", "LA", "La") else "RGB"
-    return Decoded(image=upright.convert(base), alpha=alpha, exif=exif if isinstance(exif, bytes) else None,
-                   icc=icc if isinstance(icc, bytes) else None, orientation=orientation if 1 <= orientation <= 8 else 1,
-                   mode=mode, format=img.format or "")
+    return Decoded(
+        image=upright.convert(base),
+        alpha=alpha,
+        exif=exif if isinstance(exif, bytes) else None,
+        icc=icc if isinstance(icc, bytes) else None,
+        orientation=orientation if 1 <= orientation <= 8 else 1,
+        mode=mode,
+        format=img.format or "",
+    )
 
 
 def decode_b64(text: str, what: str = "image", max_pixels: int = MAX_PIXELS) -> Decoded:
     return decode(b64decode(text, what), what, max_pixels)
 
 
-_INVERSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-            6: "ROTATE_90", 7: "TRANSVERSE", 8: "ROTATE_270"}
+_INVERSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_90",
+    7: "TRANSVERSE",
+    8: "ROTATE_270",
+}
 
 
 def to_stored_orientation(image: Any, orientation: int) -> Any:
@@ -141,14 +178,24 @@ def finish(image: Any, source: Decoded) -> Any:
     if source.image.mode == "L" and out.mode != "L":
         out = out.convert("L")
     if source.alpha is not None:
-        alpha = source.alpha.resize(out.size, Image.Resampling.BICUBIC) if source.alpha.size != out.size else source.alpha
+        alpha = (
+            source.alpha.resize(out.size, Image.Resampling.BICUBIC)
+            if source.alpha.size != out.size
+            else source.alpha
+        )
         out = out.convert("LA" if out.mode == "L" else "RGBA")
         out.putalpha(alpha)
     return to_stored_orientation(out, source.orientation)
 
 
-def save_png(image: Any, folder: Path, stem: str, params: dict[str, Any], software: str,
-             source: Decoded | None = None) -> Path:
+def save_png(
+    image: Any,
+    folder: Path,
+    stem: str,
+    params: dict[str, Any],
+    software: str,
+    source: Decoded | None = None,
+) -> Path:
     """Write folder/<date>/<stem>.png atomically, with the parameters, EXIF and ICC profile."""
     extra: dict[str, Any] = {}
     if source is not None and source.exif:

@@ -24,6 +24,7 @@ from .errors import AppError
 class JobCancelled(Exception):
     """Raised inside a task at its next progress report once its job was cancelled."""
 
+
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ENDED = (DONE, FAILED, CANCELLED)
 KEEP_JOBS = 500
@@ -47,7 +48,9 @@ class Job:
     done_event: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: str = ""
-    trail: list[float] = field(default_factory=list, repr=False)  # the progress figures reported, in order
+    trail: list[float] = field(
+        default_factory=list, repr=False
+    )  # the progress figures reported, in order
 
     @property
     def finished_ok(self) -> bool:
@@ -78,15 +81,32 @@ class Job:
         return round(elapsed * (1 - self.progress) / self.progress, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "task": self.task, "status": self.status,
-                "progress": round(self.progress, 4), "message": self.message, "error": self.error,
-                "eta_s": self.eta_s, "trail": list(self.trail), "params": self.params, "result": self.result,
-                "created": self.created, "started": self.started, "finished": self.finished}
+        return {
+            "id": self.id,
+            "task": self.task,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "error": self.error,
+            "eta_s": self.eta_s,
+            "trail": list(self.trail),
+            "params": self.params,
+            "result": self.result,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+        }
 
     def summary(self) -> dict[str, Any]:
         """What a switch shows about the job in the way: which, how far, how long still."""
-        return {"id": self.id, "task": self.task, "status": self.status,
-                "progress": round(self.progress, 4), "message": self.message, "eta_s": self.eta_s}
+        return {
+            "id": self.id,
+            "task": self.task,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "eta_s": self.eta_s,
+        }
 
 
 Runner = Callable[[Job], dict[str, Any]]
@@ -173,6 +193,8 @@ class JobQueue:
 def _explain(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     if "out of memory" in text.lower():
-        return ("The GPU ran out of memory for this job. Try a smaller size or fewer images, or "
-                "reinstall the app with a smaller variant or CPU offload.")
+        return (
+            "The GPU ran out of memory for this job. Try a smaller size or fewer images, or "
+            "reinstall the app with a smaller variant or CPU offload."
+        )
     return f"The job failed: {text[:500]}"

@@ -32,7 +32,9 @@ def output_stem(filename: str | None, action: str) -> str:
     and URL takes are kept."""
     base = Path((filename or "").replace("\\", "/")).name
     base = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()  # Ölbild -> Olbild
+    base = (
+        unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    )  # Ölbild -> Olbild
     base = _UNSAFE.sub("-", base).strip("-._")[:100].rstrip("-._")
     if not base:
         base = time.strftime("%H%M%S")
@@ -55,8 +57,9 @@ def _claim(day: Path, stem: str) -> Path:
         return path
 
 
-def save_png(image: Any, folder: Path, stem: str, params: dict[str, Any], software: str,
-             **save_args: Any) -> Path:
+def save_png(
+    image: Any, folder: Path, stem: str, params: dict[str, Any], software: str, **save_args: Any
+) -> Path:
     """Write `image` (a PIL image) as folder/<date>/<stem>.png, atomically; returns the path.
 
     An existing result is never replaced: the new one gets a numbered suffix (`stem-2.png`).

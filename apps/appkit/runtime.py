@@ -66,12 +66,12 @@ class Runtime:
         self.loaded: Any = None
         self.loaded_model: str | None = None
         self.loads = 0
-        self.ready = False           # the first load finished: health says ready from then on
+        self.ready = False  # the first load finished: health says ready from then on
         self.loading = False
         self.load_progress = 0.0
         self.load_error = ""
         self.last_activity = time.monotonic()
-        self.unloaded_by = ""        # why no model is loaded: "idle" (idle unload) or "request"
+        self.unloaded_by = ""  # why no model is loaded: "idle" (idle unload) or "request"
         self._model_lock = threading.RLock()
         self.jobs = JobQueue(on_idle=self._jobs_done)
         self._stop = threading.Event()
@@ -104,18 +104,25 @@ class Runtime:
 
             try:
                 if self.loads == 0:
-                    self.device = device_mod.resolve(self.settings.device) if _needs_torch() else self.device
+                    self.device = (
+                        device_mod.resolve(self.settings.device) if _needs_torch() else self.device
+                    )
                 start = time.monotonic()
                 self.loaded = self.app.load(self, wanted, report)
                 self.loaded_model = wanted
                 self.loads += 1
-                print(f"{self.app.name}: loaded {wanted or 'model'} on {self.device} "
-                      f"in {time.monotonic() - start:.1f} s", flush=True)
+                print(
+                    f"{self.app.name}: loaded {wanted or 'model'} on {self.device} "
+                    f"in {time.monotonic() - start:.1f} s",
+                    flush=True,
+                )
             except AppError as exc:
                 self.load_error = exc.message
                 raise
             except Exception as exc:
-                self.load_error = f"Loading {wanted or 'the model'} failed: {type(exc).__name__}: {exc}"
+                self.load_error = (
+                    f"Loading {wanted or 'the model'} failed: {type(exc).__name__}: {exc}"
+                )
                 raise LoadError(self.load_error) from exc
             finally:
                 self.loading = False
@@ -190,9 +197,15 @@ class Runtime:
         limit = self.settings.idle_unload_s
         tick = max(0.2, min(30.0, limit / 4))
         while not self._stop.wait(tick):
-            if (self.loaded is not None and not self.jobs.busy and not self.loading
-                    and time.monotonic() - self.last_activity >= limit):
-                print(f"{self.app.name}: idle for {limit / 60:.1f} min, freeing the model", flush=True)
+            if (
+                self.loaded is not None
+                and not self.jobs.busy
+                and not self.loading
+                and time.monotonic() - self.last_activity >= limit
+            ):
+                print(
+                    f"{self.app.name}: idle for {limit / 60:.1f} min, freeing the model", flush=True
+                )
                 self.unload(timeout=0.5, why="idle")
 
     def stop(self) -> None:
@@ -202,31 +215,50 @@ class Runtime:
 
     def health(self) -> tuple[int, dict[str, Any]]:
         if not self.ready:
-            return 503, {"status": protocol.HEALTH_LOADING, "progress": round(self.load_progress, 3),
-                         "app": self.app.name}
-        return 200, {"status": protocol.HEALTH_READY, "app": self.app.name, "device": self.device,
-                     "loaded": self.loaded is not None, "model": self.loaded_model,
-                     "loading": self.loading}
+            return 503, {
+                "status": protocol.HEALTH_LOADING,
+                "progress": round(self.load_progress, 3),
+                "app": self.app.name,
+            }
+        return 200, {
+            "status": protocol.HEALTH_READY,
+            "app": self.app.name,
+            "device": self.device,
+            "loaded": self.loaded is not None,
+            "model": self.loaded_model,
+            "loading": self.loading,
+        }
 
     def info(self) -> dict[str, Any]:
-        models = {k: {"variant": c.variant, "precision": c.precision, "offload": c.offload}
-                  for k, c in self.settings.models.models.items()}
+        models = {
+            k: {"variant": c.variant, "precision": c.precision, "offload": c.offload}
+            for k, c in self.settings.models.models.items()
+        }
         choice = self.settings.models.models.get(self.loaded_model or "")
         running = self.jobs.running
         data: dict[str, Any] = {
-            "app": self.app.name, "version": self.app.version, "device": self.device,
-            "requested_device": self.settings.device, "models": models,
+            "app": self.app.name,
+            "version": self.app.version,
+            "device": self.device,
+            "requested_device": self.settings.device,
+            "models": models,
             "default_model": self.settings.models.default_id,
-            "model": self.loaded_model, "variant": choice.variant if choice else None,
-            "loaded": self.loaded is not None, "loads": self.loads, "loading": self.loading,
-            "load_error": self.load_error, "busy": self.jobs.busy,
+            "model": self.loaded_model,
+            "variant": choice.variant if choice else None,
+            "loaded": self.loaded is not None,
+            "loads": self.loads,
+            "loading": self.loading,
+            "load_error": self.load_error,
+            "busy": self.jobs.busy,
             # The job a switch would wait for (or cut short), and those queued behind it.
             "job": running.summary() if running is not None else None,
             "queued": [j.id for j in self.jobs.waiting()],
             "unloaded_by": "" if self.loaded is not None else self.unloaded_by,
             "idle_unload_minutes": round(self.settings.idle_unload_s / 60, 4),
-            "tasks": sorted(self.tasks), "outputs": str(self.settings.outputs),
-            "vram_in_use": 0, **device_mod.memory(self.device),
+            "tasks": sorted(self.tasks),
+            "outputs": str(self.settings.outputs),
+            "vram_in_use": 0,
+            **device_mod.memory(self.device),
         }
         data["vram_in_use"] = data.get("vram_allocated", 0)
         if self.loaded is not None and self.app.describe is not None:

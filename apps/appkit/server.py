@@ -74,8 +74,10 @@ def _query(request: Request, name: str, kind: Callable[[str], Any], default: Any
 
 def _job_view(job_dict: dict[str, Any]) -> dict[str, Any]:
     files = job_dict.get("result", {}).get("files", [])
-    job_dict["result"] = {**job_dict.get("result", {}),
-                          "urls": [f"/api/outputs/{f}" for f in files]}
+    job_dict["result"] = {
+        **job_dict.get("result", {}),
+        "urls": [f"/api/outputs/{f}" for f in files],
+    }
     job_dict["url"] = f"/api/jobs/{job_dict['id']}"
     return job_dict
 
@@ -94,12 +96,20 @@ def _openapi(runtime: Runtime) -> dict[str, Any]:
         "/api/load": {"post": {"summary": "load a model (?model=id)"}},
     }
     for task in runtime.tasks.values():
-        paths[f"/api/{task.name}"] = {"post": {
-            "summary": task.description or task.name,
-            "parameters": [{"name": "wait", "in": "query", "schema": {"type": "boolean"}}],
-            "requestBody": {"content": {"application/json": {"schema": task.request.model_json_schema()}}}}}
-    return {"openapi": "3.1.0", "info": {"title": runtime.app.name, "version": runtime.app.version},
-            "paths": paths}
+        paths[f"/api/{task.name}"] = {
+            "post": {
+                "summary": task.description or task.name,
+                "parameters": [{"name": "wait", "in": "query", "schema": {"type": "boolean"}}],
+                "requestBody": {
+                    "content": {"application/json": {"schema": task.request.model_json_schema()}}
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": runtime.app.name, "version": runtime.app.version},
+        "paths": paths,
+    }
 
 
 class BodyLimit:
@@ -112,7 +122,9 @@ class BodyLimit:
         if scope["type"] == "http":
             size = dict(scope.get("headers") or ()).get(b"content-length", b"")
             if size.isdigit() and int(size) > self.limit:
-                message = f"The request is too large ({int(size)} bytes; the limit is {self.limit})."
+                message = (
+                    f"The request is too large ({int(size)} bytes; the limit is {self.limit})."
+                )
                 await _error(413, message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -148,8 +160,10 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
     def unload(request: Request) -> JSONResponse:
         timeout = _query(request, "timeout", float, 60.0, "a number of seconds")
         if not runtime.unload(timeout=min(max(timeout, 0.0), 600.0)):
-            return _error(protocol.UNLOAD_BUSY,
-                          "A job is still running; the model was not unloaded. Try again when it finishes.")
+            return _error(
+                protocol.UNLOAD_BUSY,
+                "A job is still running; the model was not unloaded. Try again when it finishes.",
+            )
         return JSONResponse({"loaded": False}, status_code=protocol.UNLOAD_DONE)
 
     def load(request: Request) -> JSONResponse:
@@ -184,10 +198,14 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
             return _error(409, f"Job {job_id} is {found.status}; its result is not ready yet.")
         files = found.result.get("files", [])
         if not 0 <= index < len(files):
-            return _error(404, f"Job {job_id} has {len(files)} result file(s); there is no index {index}.")
+            return _error(
+                404, f"Job {job_id} has {len(files)} result file(s); there is no index {index}."
+            )
         path = outputs.resolve(runtime.settings.outputs, files[index])
         if path is None:
-            return _error(410, f"The result file {files[index]} is no longer in the outputs folder.")
+            return _error(
+                410, f"The result file {files[index]} is no longer in the outputs folder."
+            )
         return FileResponse(path)
 
     async def cancel_job(request: Request) -> JSONResponse:
@@ -213,7 +231,9 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
         task_name = request.path_params["task_name"]
         task = runtime.tasks.get(task_name)
         if task is None:
-            return _error(404, f"There is no task '{task_name}'. Tasks: {', '.join(sorted(runtime.tasks))}.")
+            return _error(
+                404, f"There is no task '{task_name}'. Tasks: {', '.join(sorted(runtime.tasks))}."
+            )
         wait = _query(request, "wait", bool, False, "true or false")
         try:
             body = await request.json()
@@ -259,11 +279,16 @@ def create_api(runtime: Runtime, page: LazyPage | None = None) -> Starlette:
             try:
                 yield
             finally:
-                await page.close()  # Gradio's background tasks and temporary files, if it was opened
+                await (
+                    page.close()
+                )  # Gradio's background tasks and temporary files, if it was opened
 
-    return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(BodyLimit, limit=runtime.app.max_body_bytes)],
-                     exception_handlers={HTTPException: on_http, AppError: on_app_error, Exception: on_crash})
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, limit=runtime.app.max_body_bytes)],
+        exception_handlers={HTTPException: on_http, AppError: on_app_error, Exception: on_crash},
+    )
 
 
 def build_app(runtime: Runtime) -> Starlette:
@@ -285,8 +310,15 @@ def serve(app: AppDef, default_port: int = 7860) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     heap.limit_arenas()  # before the loader, job and HTTP threads start
     runtime = Runtime(app, settings)
-    server = uvicorn.Server(uvicorn.Config(build_app(runtime), host=settings.host, port=settings.port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(runtime),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
     failure: list[str] = []
 
     def fatal(message: str) -> None:
@@ -309,7 +341,11 @@ def serve(app: AppDef, default_port: int = 7860) -> int:
     server.run()
     runtime.stop()
     if not server.started:
-        print(f"error: {app.name} could not listen on {settings.host}:{settings.port}; "
-              "the port may be taken by another program.", file=sys.stderr, flush=True)
+        print(
+            f"error: {app.name} could not listen on {settings.host}:{settings.port}; "
+            "the port may be taken by another program.",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 1 if failure else 0

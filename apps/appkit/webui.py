@@ -13,8 +13,13 @@ from .jobs import CANCELLED, FAILED, Job
 from .runtime import Runtime, Task
 
 
-def run_job(runtime: Runtime, task: Task, make_request: Callable[[], BaseModel], progress: Any,
-            poll_s: float = 0.25) -> Job:
+def run_job(
+    runtime: Runtime,
+    task: Task,
+    make_request: Callable[[], BaseModel],
+    progress: Any,
+    poll_s: float = 0.25,
+) -> Job:
     """Submit, follow, and return the finished job; any problem becomes a gr.Error sentence."""
     import gradio as gr
 

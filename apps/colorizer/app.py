@@ -27,10 +27,14 @@ def load(runtime: Runtime, model_id: str | None, progress) -> Loaded:
     try:
         key, choice = runtime.settings.models.get(model_id)
     except KeyError as exc:
-        raise LoadError(f"{exc.args[0]} Reinstall the colorizer with `darkroom install colorizer`.") from None
+        raise LoadError(
+            f"{exc.args[0]} Reinstall the colorizer with `darkroom install colorizer`."
+        ) from None
     files = [f.local_path for f in choice.files if f.path.endswith((".pth", ".pt", ".safetensors"))]
     if not files or not files[0].is_file():
-        raise LoadError(f"The weight file of {key} ({choice.variant}) is missing from the store. {_REPAIR}")
+        raise LoadError(
+            f"The weight file of {key} ({choice.variant}) is missing from the store. {_REPAIR}"
+        )
     progress(0.1, "importing spandrel")
     import spandrel
     import spandrel_extra_arches
@@ -41,11 +45,17 @@ def load(runtime: Runtime, model_id: str | None, progress) -> Loaded:
     try:
         descriptor = spandrel.ModelLoader().load_from_file(str(files[0]))
     except Exception as exc:
-        raise LoadError(f"{files[0].name} cannot be loaded by spandrel ({type(exc).__name__}: {exc}). {_REPAIR}") from None
+        raise LoadError(
+            f"{files[0].name} cannot be loaded by spandrel ({type(exc).__name__}: {exc}). {_REPAIR}"
+        ) from None
     if descriptor.architecture.name != "DDColor":
-        raise LoadError(f"{files[0].name} is a {descriptor.architecture.name} model, not DDColor. {_REPAIR}")
+        raise LoadError(
+            f"{files[0].name} is a {descriptor.architecture.name} model, not DDColor. {_REPAIR}"
+        )
     descriptor.to(runtime.device).eval()
-    return Loaded(model_id=key, variant=choice.variant, descriptor=descriptor, tags=list(descriptor.tags))
+    return Loaded(
+        model_id=key, variant=choice.variant, descriptor=descriptor, tags=list(descriptor.tags)
+    )
 
 
 def unload(loaded: Loaded) -> None:
@@ -54,13 +64,29 @@ def unload(loaded: Loaded) -> None:
 
 def describe(loaded: Loaded) -> dict[str, Any]:
     encoder = next((t for t in loaded.tags if t.startswith("convnext")), "")
-    return {"arch": "DDColor", "encoder": encoder, "size": "tiny" if encoder == "convnext-t" else "large",
-            "tags": loaded.tags}
+    return {
+        "arch": "DDColor",
+        "encoder": encoder,
+        "size": "tiny" if encoder == "convnext-t" else "large",
+        "tags": loaded.tags,
+    }
 
 
 APP = AppDef(
-    name="colorizer", version=__version__, load=load, unload=unload, describe=describe, ui=ui.build,
+    name="colorizer",
+    version=__version__,
+    load=load,
+    unload=unload,
+    describe=describe,
+    ui=ui.build,
     max_body_bytes=128 * 1024 * 1024,
-    tasks=[Task("colorize", colorize.ColorizeRequest, colorize.run, colorize.check,
-                "Colour for greyscale or faded photos; keeps the photo's own luminance")],
+    tasks=[
+        Task(
+            "colorize",
+            colorize.ColorizeRequest,
+            colorize.run,
+            colorize.check,
+            "Colour for greyscale or faded photos; keeps the photo's own luminance",
+        )
+    ],
 )

@@ -21,10 +21,17 @@ def build(runtime: Runtime) -> Any:
     def run(path: str | None, model: str | None, strength: float, progress: Any = gr.Progress()):  # noqa: B008
         if not path:
             raise gr.Error("Choose a photo first.")
-        job = run_job(runtime, task, lambda: ColorizeRequest(
-            image=base64.b64encode(Path(path).read_bytes()).decode(), filename=Path(path).name,
-            model=model or None,
-            strength=float(strength)), progress)
+        job = run_job(
+            runtime,
+            task,
+            lambda: ColorizeRequest(
+                image=base64.b64encode(Path(path).read_bytes()).decode(),
+                filename=Path(path).name,
+                model=model or None,
+                strength=float(strength),
+            ),
+            progress,
+        )
         return str(runtime.settings.outputs / job.result["files"][0])
 
     with gr.Blocks(title="Darkroom colorizer") as page:
@@ -32,8 +39,12 @@ def build(runtime: Runtime) -> Any:
         with gr.Row():
             with gr.Column():
                 photo = gr.Image(type="filepath", label="Photo", elem_id="photo")
-                model = gr.Dropdown(models, value=runtime.settings.models.default_id, label="Model",
-                                    visible=len(models) > 1)
+                model = gr.Dropdown(
+                    models,
+                    value=runtime.settings.models.default_id,
+                    label="Model",
+                    visible=len(models) > 1,
+                )
                 strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
                 button = gr.Button("Colourise", variant="primary", elem_id="colorize")
             with gr.Column():

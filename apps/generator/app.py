@@ -14,7 +14,9 @@ def load(runtime: Runtime, model_id: str | None, progress) -> loading.Loaded:
     try:
         key, choice = runtime.settings.models.get(model_id)
     except KeyError as exc:
-        raise LoadError(f"{exc.args[0]} Reinstall the generator with `darkroom install generator`.") from None
+        raise LoadError(
+            f"{exc.args[0]} Reinstall the generator with `darkroom install generator`."
+        ) from None
     return loading.load(key, choice, runtime.device, progress)
 
 
@@ -30,14 +32,32 @@ def unload(loaded: loading.Loaded) -> None:
 def describe(loaded: loading.Loaded) -> dict[str, Any]:
     transformer = getattr(loaded.pipe, "transformer", None)
     params = list(transformer.parameters()) if transformer is not None else []
-    return {"weight_types": sorted({type(p).__name__ for p in params}),
-            "weight_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),"family": loaded.info.family, "precision": loaded.choice.precision,
-            "offload": loaded.choice.offload, "dtype": loaded.dtype, "defaults": loaded.info.defaults,
-            "negative_prompt": loaded.info.negative_prompt}
+    return {
+        "weight_types": sorted({type(p).__name__ for p in params}),
+        "weight_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
+        "family": loaded.info.family,
+        "precision": loaded.choice.precision,
+        "offload": loaded.choice.offload,
+        "dtype": loaded.dtype,
+        "defaults": loaded.info.defaults,
+        "negative_prompt": loaded.info.negative_prompt,
+    }
 
 
 APP = AppDef(
-    name="generator", version=__version__, load=load, unload=unload, describe=describe, ui=ui.build,
-    tasks=[Task("generate", generate.GenerateRequest, generate.run, generate.check,
-                "Text to image: prompt, size, steps, guidance, seed, count")],
+    name="generator",
+    version=__version__,
+    load=load,
+    unload=unload,
+    describe=describe,
+    ui=ui.build,
+    tasks=[
+        Task(
+            "generate",
+            generate.GenerateRequest,
+            generate.run,
+            generate.check,
+            "Text to image: prompt, size, steps, guidance, seed, count",
+        )
+    ],
 )

@@ -32,7 +32,9 @@ class GenerateRequest(BaseModel):
     guidance: float | None = Field(None, ge=0.0, le=30.0)
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="None: a random seed")
     count: int = Field(1, ge=1, le=8, description="Images to make, seeds seed, seed+1, ...")
-    model: str | None = Field(None, description="A model id from /api/info; default: the loaded one")
+    model: str | None = Field(
+        None, description="A model id from /api/info; default: the loaded one"
+    )
 
 
 def model_info(runtime: Runtime, model_id: str | None) -> ModelInfo:
@@ -47,8 +49,10 @@ def check(runtime: Runtime, req: GenerateRequest) -> None:
     except KeyError as exc:
         raise BadRequest(str(exc.args[0]), 404) from None
     if req.negative_prompt.strip() and not info.negative_prompt:
-        raise BadRequest(f"{info.model_id} does not use a negative prompt; leave it empty or "
-                         "choose a Stable Diffusion 3.5 model.")
+        raise BadRequest(
+            f"{info.model_id} does not use a negative prompt; leave it empty or "
+            "choose a Stable Diffusion 3.5 model."
+        )
 
 
 def settings_for(req: GenerateRequest, info: ModelInfo) -> dict[str, Any]:
@@ -57,7 +61,8 @@ def settings_for(req: GenerateRequest, info: ModelInfo) -> dict[str, Any]:
         "model": info.model_id,
         "prompt": req.prompt,
         "negative_prompt": req.negative_prompt if info.negative_prompt else "",
-        "width": req.width or d["width"], "height": req.height or d["height"],
+        "width": req.width or d["width"],
+        "height": req.height or d["height"],
         "steps": req.steps if req.steps is not None else d["steps"],
         "guidance": req.guidance if req.guidance is not None else d["guidance"],
     }
@@ -77,9 +82,14 @@ def run(runtime: Runtime, loaded: Loaded, req: GenerateRequest, job: Job) -> Tas
 
         # Each image's share: the denoising steps to 90 %, then decoding the latents (the VAE, slow
         # on a CPU for large images) the rest, so the bar does not sit at 100 % while it decodes.
-        def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], i: int = i) -> dict[str, Any]:
+        def on_step(
+            _pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], i: int = i
+        ) -> dict[str, Any]:
             if step + 1 < steps:
-                job.report((i + 0.9 * (step + 1) / steps) / count, f"image {i + 1}/{count}, step {step + 1}/{steps}")
+                job.report(
+                    (i + 0.9 * (step + 1) / steps) / count,
+                    f"image {i + 1}/{count}, step {step + 1}/{steps}",
+                )
             else:
                 job.report((i + 0.9) / count, f"image {i + 1}/{count}: decoding the picture")
             return kwargs
@@ -87,19 +97,32 @@ def run(runtime: Runtime, loaded: Loaded, req: GenerateRequest, job: Job) -> Tas
         job.report(i / count, f"image {i + 1}/{count}: reading the prompt")
 
         call: dict[str, Any] = dict(
-            prompt=params["prompt"], width=params["width"], height=params["height"],
-            num_inference_steps=steps, guidance_scale=params["guidance"], output_type="pil",
-            generator=torch.Generator("cpu").manual_seed(image_seed), callback_on_step_end=on_step)
+            prompt=params["prompt"],
+            width=params["width"],
+            height=params["height"],
+            num_inference_steps=steps,
+            guidance_scale=params["guidance"],
+            output_type="pil",
+            generator=torch.Generator("cpu").manual_seed(image_seed),
+            callback_on_step_end=on_step,
+        )
         if loaded.info.family == "flux":
             call["max_sequence_length"] = loaded.info.defaults.get("max_sequence_length", 512)
         elif params["negative_prompt"]:
             call["negative_prompt"] = params["negative_prompt"]
         with torch.inference_mode():
             image = pipe(**call).images[0]
-        record = {**params, "seed": image_seed, "variant": loaded.choice.variant,
-                  "precision": loaded.choice.precision, "app": f"darkroom-generator {__version__}"}
+        record = {
+            **params,
+            "seed": image_seed,
+            "variant": loaded.choice.variant,
+            "precision": loaded.choice.precision,
+            "app": f"darkroom-generator {__version__}",
+        }
         stem = f"{time.strftime('%H%M%S')}-{job.id}-{i}"
-        path = save_png(image, runtime.settings.outputs, stem, record, f"Darkroom generator {__version__}")
+        path = save_png(
+            image, runtime.settings.outputs, stem, record, f"Darkroom generator {__version__}"
+        )
         files.append(path.relative_to(runtime.settings.outputs).as_posix())
         seeds.append(image_seed)
         job.report((i + 1) / count, f"image {i + 1}/{count} saved")

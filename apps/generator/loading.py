@@ -55,15 +55,21 @@ def inspect(model_id: str, choice: ModelChoice) -> ModelInfo:
     """Read model_index.json and the VAE config of the chosen model's snapshot."""
     snapshot = choice.snapshot()
     if snapshot is None or not (snapshot / "model_index.json").is_file():
-        raise LoadError(f"The files of {model_id} are incomplete: model_index.json is missing. {_REPAIR}")
+        raise LoadError(
+            f"The files of {model_id} are incomplete: model_index.json is missing. {_REPAIR}"
+        )
     try:
         index = json.loads((snapshot / "model_index.json").read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        raise LoadError(f"The model_index.json of {model_id} cannot be read ({exc}). {_REPAIR}") from None
+        raise LoadError(
+            f"The model_index.json of {model_id} cannot be read ({exc}). {_REPAIR}"
+        ) from None
     family = FAMILIES.get(index.get("_class_name", ""))
     if family is None:
-        raise LoadError(f"{model_id} is a {index.get('_class_name')!r}; the generator runs FLUX.1 and "
-                        "Stable Diffusion 3.5 pipelines only.")
+        raise LoadError(
+            f"{model_id} is a {index.get('_class_name')!r}; the generator runs FLUX.1 and "
+            "Stable Diffusion 3.5 pipelines only."
+        )
     size = 1024
     try:
         vae = json.loads((snapshot / "vae" / "config.json").read_text("utf-8"))
@@ -71,7 +77,12 @@ def inspect(model_id: str, choice: ModelChoice) -> ModelInfo:
     except (OSError, ValueError, TypeError):
         pass
     size = max(64, min(2048, size // 16 * 16))
-    defaults = {**FAMILY_DEFAULTS[family], **MODEL_DEFAULTS.get(model_id, {}), "width": size, "height": size}
+    defaults = {
+        **FAMILY_DEFAULTS[family],
+        **MODEL_DEFAULTS.get(model_id, {}),
+        "width": size,
+        "height": size,
+    }
     return ModelInfo(model_id, family, snapshot, size, defaults)
 
 
@@ -95,18 +106,24 @@ class Loaded:
 def _classes(family: str) -> tuple[Any, Any]:
     if family == "flux":
         from diffusers import FluxPipeline, FluxTransformer2DModel
+
         return FluxPipeline, FluxTransformer2DModel
     from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+
     return StableDiffusion3Pipeline, SD3Transformer2DModel
 
 
 def _one(choice: ModelChoice, pattern: str, what: str, model_id: str) -> Path:
     found = [f.local_path for f in choice.find(pattern)]
     if not found:
-        raise LoadError(f"The {what} file of {model_id} ({choice.variant}) is not among its files. {_REPAIR}")
+        raise LoadError(
+            f"The {what} file of {model_id} ({choice.variant}) is not among its files. {_REPAIR}"
+        )
     path = found[0]
     if not path.is_file():
-        raise LoadError(f"The {what} file of {model_id} is missing from the store: {path}. {_REPAIR}")
+        raise LoadError(
+            f"The {what} file of {model_id} is missing from the store: {path}. {_REPAIR}"
+        )
     return path
 
 
@@ -128,36 +145,57 @@ def load(model_id: str, choice: ModelChoice, device: str, progress) -> Loaded:
 
         gguf = _one(choice, "*.gguf", "GGUF", model_id)
         transformer = transformer_cls.from_single_file(
-            str(gguf), quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
-            config=snapshot, subfolder="transformer", torch_dtype=dtype, local_files_only=True)
+            str(gguf),
+            quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+            config=snapshot,
+            subfolder="transformer",
+            torch_dtype=dtype,
+            local_files_only=True,
+        )
     elif precision == "fp8":
         single = [f for f in choice.find("*.safetensors") if "/" not in f.path]
         if single:
             transformer = transformer_cls.from_single_file(
-                str(single[0].local_path), config=snapshot, subfolder="transformer",
-                torch_dtype=dtype, local_files_only=True)
+                str(single[0].local_path),
+                config=snapshot,
+                subfolder="transformer",
+                torch_dtype=dtype,
+                local_files_only=True,
+            )
         else:
-            transformer = transformer_cls.from_pretrained(snapshot, subfolder="transformer",
-                                                          torch_dtype=dtype, local_files_only=True)
+            transformer = transformer_cls.from_pretrained(
+                snapshot, subfolder="transformer", torch_dtype=dtype, local_files_only=True
+            )
         transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     elif precision == "nf4":
         if not device.startswith("cuda"):
-            raise LoadError(f"The NF4 variant of {model_id} needs an NVIDIA GPU (bitsandbytes); this app "
-                            f"runs on {device}. Reinstall the generator with another variant (GGUF or fp8).")
-        quant_files = [f for f in choice.find("transformer/*") if f.repo and choice.snapshot(f.repo) != info.snapshot]
+            raise LoadError(
+                f"The NF4 variant of {model_id} needs an NVIDIA GPU (bitsandbytes); this app "
+                f"runs on {device}. Reinstall the generator with another variant (GGUF or fp8)."
+            )
+        quant_files = [
+            f
+            for f in choice.find("transformer/*")
+            if f.repo and choice.snapshot(f.repo) != info.snapshot
+        ]
         where = choice.snapshot(quant_files[0].repo) if quant_files else info.snapshot
-        transformer = transformer_cls.from_pretrained(str(where), subfolder="transformer",
-                                                      torch_dtype=dtype, local_files_only=True)
+        transformer = transformer_cls.from_pretrained(
+            str(where), subfolder="transformer", torch_dtype=dtype, local_files_only=True
+        )
     elif precision not in ("bf16", "fp16", "fp32"):
-        raise LoadError(f"The generator cannot run the {precision} precision of {model_id}. "
-                        "Reinstall it with a bf16, fp8, GGUF or NF4 variant.")
+        raise LoadError(
+            f"The generator cannot run the {precision} precision of {model_id}. "
+            "Reinstall it with a bf16, fp8, GGUF or NF4 variant."
+        )
     progress(0.6, "loading the text encoders and VAE")
     extra = {"transformer": transformer} if transformer is not None else {}
     pipe = pipe_cls.from_pretrained(snapshot, torch_dtype=dtype, local_files_only=True, **extra)
     progress(0.9, f"moving to {device}")
     _place(pipe, device, choice.offload)
     pipe.set_progress_bar_config(disable=True)
-    return Loaded(pipe=pipe, info=info, choice=choice, device=device, dtype=str(dtype).removeprefix("torch."))
+    return Loaded(
+        pipe=pipe, info=info, choice=choice, device=device, dtype=str(dtype).removeprefix("torch.")
+    )
 
 
 def _place(pipe: Any, device: str, offload: str) -> None:
@@ -180,8 +218,11 @@ def _place(pipe: Any, device: str, offload: str) -> None:
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
-        pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                                  offload_type="leaf_level")
+        pipe.enable_group_offload(
+            onload_device=torch.device(device),
+            offload_device=torch.device("cpu"),
+            offload_type="leaf_level",
+        )
     else:
         pipe.to(device)
     vae = getattr(pipe, "vae", None)

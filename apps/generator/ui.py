@@ -23,12 +23,34 @@ def build(runtime: Runtime) -> Any:
     d = info.defaults if info else {"width": 1024, "height": 1024, "steps": 28, "guidance": 3.5}
     task = runtime.tasks["generate"]
 
-    def generate(prompt: str, negative: str, model: str | None, width: float, height: float, steps: float,
-                 guidance: float, seed: float | None, count: float, progress: Any = gr.Progress()):  # noqa: B008 (Gradio injects it)
-        job = run_job(runtime, task, lambda: GenerateRequest(
-            prompt=prompt or "", negative_prompt=negative or "", model=model or None,
-            width=int(width), height=int(height), steps=int(steps), guidance=float(guidance),
-            seed=None if seed is None or seed < 0 else int(seed), count=int(count)), progress)
+    def generate(
+        prompt: str,
+        negative: str,
+        model: str | None,
+        width: float,
+        height: float,
+        steps: float,
+        guidance: float,
+        seed: float | None,
+        count: float,
+        progress: Any = gr.Progress(),
+    ):  # noqa: B008 (Gradio injects it)
+        job = run_job(
+            runtime,
+            task,
+            lambda: GenerateRequest(
+                prompt=prompt or "",
+                negative_prompt=negative or "",
+                model=model or None,
+                width=int(width),
+                height=int(height),
+                steps=int(steps),
+                guidance=float(guidance),
+                seed=None if seed is None or seed < 0 else int(seed),
+                count=int(count),
+            ),
+            progress,
+        )
         paths = [str(runtime.settings.outputs / f) for f in job.result["files"]]
         seeds = ", ".join(str(s) for s in job.result["seeds"])
         return paths, f"Done: {len(paths)} image(s), seed {seeds}."
@@ -38,8 +60,12 @@ def build(runtime: Runtime) -> Any:
         with gr.Row():
             with gr.Column():
                 prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt")
-                negative = gr.Textbox(label="Negative prompt (what to avoid)", lines=2, elem_id="negative",
-                                      visible=bool(info and info.negative_prompt))
+                negative = gr.Textbox(
+                    label="Negative prompt (what to avoid)",
+                    lines=2,
+                    elem_id="negative",
+                    visible=bool(info and info.negative_prompt),
+                )
                 model = gr.Dropdown(models, value=default, label="Model", visible=len(models) > 1)
                 with gr.Row():
                     width = gr.Slider(64, 2048, value=d["width"], step=16, label="Width")
@@ -54,6 +80,9 @@ def build(runtime: Runtime) -> Any:
             with gr.Column():
                 gallery = gr.Gallery(label="Results", elem_id="gallery", format="png")
                 status = gr.Markdown(elem_id="status")
-        button.click(generate, [prompt, negative, model, width, height, steps, guidance, seed, count],
-                     [gallery, status])
+        button.click(
+            generate,
+            [prompt, negative, model, width, height, steps, guidance, seed, count],
+            [gallery, status],
+        )
     return page

@@ -24,8 +24,20 @@ def describe(box: loading.Toolbox) -> dict[str, Any]:
 
 
 APP = AppDef(
-    name="restorer", version=__version__, load=load, unload=unload, describe=describe, ui=ui.build,
+    name="restorer",
+    version=__version__,
+    load=load,
+    unload=unload,
+    describe=describe,
+    ui=ui.build,
     max_body_bytes=128 * 1024 * 1024,
-    tasks=[Task("restore", restore.RestoreRequest, restore.run, restore.check,
-                "Old photo: scratches filled, faces restored, upscaled; each step switchable")],
+    tasks=[
+        Task(
+            "restore",
+            restore.RestoreRequest,
+            restore.run,
+            restore.check,
+            "Old photo: scratches filled, faces restored, upscaled; each step switchable",
+        )
+    ],
 )

@@ -18,15 +18,18 @@ from .tiling import run_tiled
 BUILTIN = "builtin"
 
 
-def find(detector, detector_id: str | None, rgb: np.ndarray, sensitivity: float, which: str = "auto"
-         ) -> tuple[np.ndarray, str]:
+def find(
+    detector, detector_id: str | None, rgb: np.ndarray, sensitivity: float, which: str = "auto"
+) -> tuple[np.ndarray, str]:
     """(mask, who found it): the U-Net when installed (or asked for), else the built-in detector."""
     from appkit.errors import BadRequest
 
     if which == "model" and detector is None:
-        raise BadRequest("The old-photo scratch detector is not installed; add it with `darkroom install "
-                         "restorer --models gfpgan,face-detection,realesrgan-x4,lama,scratch-detector`, "
-                         "or set scratch_detector to \"builtin\" or \"auto\".")
+        raise BadRequest(
+            "The old-photo scratch detector is not installed; add it with `darkroom install "
+            "restorer --models gfpgan,face-detection,realesrgan-x4,lama,scratch-detector`, "
+            'or set scratch_detector to "builtin" or "auto".'
+        )
     if detector is not None and which != BUILTIN:
         return detector.mask(rgb, sensitivity), detector_id or "model"
     return scratch_mask(rgb, sensitivity), BUILTIN
@@ -39,8 +42,10 @@ def scratch_mask(rgb: np.ndarray, sensitivity: float = 0.5) -> np.ndarray:
     k = max(5, int(round(min(h, w) / 120)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     smooth = cv2.GaussianBlur(gray, (3, 3), 0)
-    response = np.maximum(cv2.morphologyEx(smooth, cv2.MORPH_TOPHAT, kernel),
-                          cv2.morphologyEx(smooth, cv2.MORPH_BLACKHAT, kernel)).astype(np.float32)
+    response = np.maximum(
+        cv2.morphologyEx(smooth, cv2.MORPH_TOPHAT, kernel),
+        cv2.morphologyEx(smooth, cv2.MORPH_BLACKHAT, kernel),
+    ).astype(np.float32)
     sensitivity = float(np.clip(sensitivity, 0.0, 1.0))
     floor = response.mean() + (6.0 - 4.0 * sensitivity) * response.std()
     threshold = max(floor, 60.0 - 40.0 * sensitivity)
@@ -48,7 +53,11 @@ def scratch_mask(rgb: np.ndarray, sensitivity: float = 0.5) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(raw, connectivity=8)
     keep = np.zeros(count, bool)
     for i in range(1, count):
-        bw, bh, area = stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT], stats[i, cv2.CC_STAT_AREA]
+        bw, bh, area = (
+            stats[i, cv2.CC_STAT_WIDTH],
+            stats[i, cv2.CC_STAT_HEIGHT],
+            stats[i, cv2.CC_STAT_AREA],
+        )
         elongated = max(bw, bh) >= 4 * max(1, min(bw, bh)) or area < 0.35 * bw * bh
         speck = area <= k * k
         keep[i] = elongated or speck
@@ -66,15 +75,26 @@ def user_mask(mask_image, size: tuple[int, int]) -> np.ndarray:
     return np.where(np.asarray(m) >= 128, 255, 0).astype(np.uint8)
 
 
-def inpaint(net, rgb: np.ndarray, mask: np.ndarray, device: str, tile: int, progress=None) -> np.ndarray:
+def inpaint(
+    net, rgb: np.ndarray, mask: np.ndarray, device: str, tile: int, progress=None
+) -> np.ndarray:
     """Fill the masked pixels with LaMa, tile by tile (tiles without defects are left alone)."""
     if not mask.any():
         return rgb
     d = net.descriptor
     dtype = next(d.model.parameters()).dtype
     context = max(64, tile // 4) if tile > 0 else 0
-    return run_tiled(lambda x, m: d(x, m), rgb, 1, tile, context, device, dtype,
-                     mask=(mask > 0).astype(np.uint8) * 255, progress=progress)
+    return run_tiled(
+        lambda x, m: d(x, m),
+        rgb,
+        1,
+        tile,
+        context,
+        device,
+        dtype,
+        mask=(mask > 0).astype(np.uint8) * 255,
+        progress=progress,
+    )
 
 
 def release() -> None:

@@ -20,16 +20,18 @@ from .tiling import to_tensor, to_uint8
 
 SIZE = 512
 # Five landmarks (eyes, nose tip, mouth corners) of an aligned 512x512 FFHQ face.
-TEMPLATE = np.array([[192.98, 239.95], [318.90, 240.19], [256.63, 314.02],
-                     [201.26, 371.41], [313.09, 371.15]], dtype=np.float32)
+TEMPLATE = np.array(
+    [[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]],
+    dtype=np.float32,
+)
 # Where a detector's face box lies on that template (x0, y0, x1, y1), for boxes without landmarks.
 TEMPLATE_BOX = (120.0, 130.0, 392.0, 450.0)
 
 
 @dataclass
 class Aligned:
-    crop: np.ndarray      # SIZE x SIZE x 3 uint8
-    matrix: np.ndarray    # 2x3 affine, image -> crop
+    crop: np.ndarray  # SIZE x SIZE x 3 uint8
+    matrix: np.ndarray  # 2x3 affine, image -> crop
     box: tuple[float, float, float, float]
 
 
@@ -38,19 +40,33 @@ def landmarks_in_box(box: tuple[float, float, float, float]) -> np.ndarray:
     x0, y0, x1, y1 = box
     tx0, ty0, tx1, ty1 = TEMPLATE_BOX
     sx, sy = (x1 - x0) / (tx1 - tx0), (y1 - y0) / (ty1 - ty0)
-    return np.stack([x0 + (TEMPLATE[:, 0] - tx0) * sx, y0 + (TEMPLATE[:, 1] - ty0) * sy], 1).astype(np.float32)
+    return np.stack([x0 + (TEMPLATE[:, 0] - tx0) * sx, y0 + (TEMPLATE[:, 1] - ty0) * sy], 1).astype(
+        np.float32
+    )
 
 
 def from_boxes(boxes: list[list[float]]) -> list[Detection]:
-    return [Detection(box=(b[0], b[1], b[2], b[3]), landmarks=landmarks_in_box((b[0], b[1], b[2], b[3])),
-                      score=1.0) for b in boxes]
+    return [
+        Detection(
+            box=(b[0], b[1], b[2], b[3]),
+            landmarks=landmarks_in_box((b[0], b[1], b[2], b[3])),
+            score=1.0,
+        )
+        for b in boxes
+    ]
 
 
 def align(rgb: np.ndarray, face: Detection) -> Aligned:
-    matrix, _ = cv2.estimateAffinePartial2D(face.landmarks.astype(np.float32), TEMPLATE, method=cv2.LMEDS)
+    matrix, _ = cv2.estimateAffinePartial2D(
+        face.landmarks.astype(np.float32), TEMPLATE, method=cv2.LMEDS
+    )
     if matrix is None:  # degenerate landmarks: fall back to the box
-        matrix, _ = cv2.estimateAffinePartial2D(landmarks_in_box(face.box), TEMPLATE, method=cv2.LMEDS)
-    crop = cv2.warpAffine(rgb, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        matrix, _ = cv2.estimateAffinePartial2D(
+            landmarks_in_box(face.box), TEMPLATE, method=cv2.LMEDS
+        )
+    crop = cv2.warpAffine(
+        rgb, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+    )
     return Aligned(crop=crop, matrix=matrix, box=face.box)
 
 
@@ -84,7 +100,9 @@ def paste(canvas: np.ndarray, face: np.ndarray, matrix: np.ndarray, scale: float
     """Blend a restored crop into `canvas` (in place), which is `scale` times the aligned image."""
     inverse = cv2.invertAffineTransform(matrix) * scale
     h, w = canvas.shape[:2]
-    corners = np.array([[0, 0, 1], [SIZE, 0, 1], [0, SIZE, 1], [SIZE, SIZE, 1]], np.float32) @ inverse.T
+    corners = (
+        np.array([[0, 0, 1], [SIZE, 0, 1], [0, SIZE, 1], [SIZE, SIZE, 1]], np.float32) @ inverse.T
+    )
     x0, y0 = np.floor(corners.min(0)).astype(int)
     x1, y1 = np.ceil(corners.max(0)).astype(int)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -93,7 +111,11 @@ def paste(canvas: np.ndarray, face: np.ndarray, matrix: np.ndarray, scale: float
     local = inverse.copy()
     local[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(face, local, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    warped = cv2.warpAffine(
+        face, local, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+    )
     weight = cv2.warpAffine(_MASK, local, size, flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
     roi = canvas[y0:y1, x0:x1].astype(np.float32)
-    canvas[y0:y1, x0:x1] = np.clip(warped * weight + roi * (1 - weight) + 0.5, 0, 255).astype(np.uint8)
+    canvas[y0:y1, x0:x1] = np.clip(warped * weight + roi * (1 - weight) + 0.5, 0, 255).astype(
+        np.uint8
+    )

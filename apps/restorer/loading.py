@@ -28,8 +28,8 @@ class Net:
     """One loaded spandrel model and what spandrel says it is."""
 
     model_id: str
-    arch: str            # spandrel's architecture name: "GFPGAN", "ESRGAN", "LaMa", ...
-    purpose: str         # "FaceSR", "SR", "Restoration", "Inpainting"
+    arch: str  # spandrel's architecture name: "GFPGAN", "ESRGAN", "LaMa", ...
+    purpose: str  # "FaceSR", "SR", "Restoration", "Inpainting"
     scale: int
     descriptor: Any
     dtype: str
@@ -37,8 +37,14 @@ class Net:
     extra: bool = False  # came from spandrel_extra_arches (non-commercial licences)
 
     def describe(self) -> dict[str, Any]:
-        return {"arch": self.arch, "purpose": self.purpose, "scale": self.scale, "dtype": self.dtype,
-                "file": self.path.name, "non_commercial_arch": self.extra}
+        return {
+            "arch": self.arch,
+            "purpose": self.purpose,
+            "scale": self.scale,
+            "dtype": self.dtype,
+            "file": self.path.name,
+            "non_commercial_arch": self.extra,
+        }
 
 
 @dataclass
@@ -47,9 +53,9 @@ class Toolbox:
 
     device: str
     nets: dict[str, Net] = field(default_factory=dict)
-    detector: Any = None             # retinaface.FaceDetector or None
+    detector: Any = None  # retinaface.FaceDetector or None
     detector_id: str | None = None
-    scratch: Any = None              # scratchnet.ScratchDetector or None (built-in detector then)
+    scratch: Any = None  # scratchnet.ScratchDetector or None (built-in detector then)
     scratch_id: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # model id -> why it is not in use
 
@@ -57,9 +63,12 @@ class Toolbox:
         return {k: n for k, n in self.nets.items() if n.purpose in purposes}
 
     def describe(self) -> dict[str, Any]:
-        return {"nets": {k: n.describe() for k, n in self.nets.items()},
-                "face_detector": self.detector_id, "scratch_detector": self.scratch_id,
-                "skipped": self.skipped}
+        return {
+            "nets": {k: n.describe() for k, n in self.nets.items()},
+            "face_detector": self.detector_id,
+            "scratch_detector": self.scratch_id,
+            "skipped": self.skipped,
+        }
 
 
 def _files(choice: ModelChoice) -> list[Path]:
@@ -73,7 +82,9 @@ def _is_detector(path: Path) -> bool:
 def _is_scratch_detector(path: Path) -> bool:
     """BOPBTL's `Global/checkpoints/detection/FT_Epoch_latest.pt` (or a copy named like it)."""
     name = path.name.lower()
-    return name.startswith("ft_epoch") or (path.suffix.lower() == ".pt" and path.parent.name.lower() == "detection")
+    return name.startswith("ft_epoch") or (
+        path.suffix.lower() == ".pt" and path.parent.name.lower() == "detection"
+    )
 
 
 _EXTRA = {"installed": False}
@@ -118,7 +129,9 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
     os.environ["HF_HUB_OFFLINE"] = "1"
     box = Toolbox(device=device)
     if not spec.models:
-        raise LoadError("No model is installed for the restorer; install it with `darkroom install restorer`.")
+        raise LoadError(
+            "No model is installed for the restorer; install it with `darkroom install restorer`."
+        )
     total = max(1, len(spec.models))
     for i, (model_id, choice) in enumerate(spec.models.items()):
         progress(0.05 + 0.9 * i / total, f"loading {model_id}")
@@ -127,15 +140,19 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
             raise LoadError(f"The weight file of {model_id} is not among its files. {_REPAIR}")
         for path in files:
             if not path.is_file():
-                raise LoadError(f"The file {path.name} of {model_id} is missing from the store ({path}). {_REPAIR}")
+                raise LoadError(
+                    f"The file {path.name} of {model_id} is missing from the store ({path}). {_REPAIR}"
+                )
             if _is_detector(path):
                 from .retinaface import FaceDetector
 
                 try:
                     box.detector, box.detector_id = FaceDetector(path, device), model_id
                 except Exception as exc:  # a file of the wrong shape: say which and why
-                    raise LoadError(f"The face detector {path.name} of {model_id} cannot be loaded: {exc}. "
-                                    f"{_REPAIR}") from None
+                    raise LoadError(
+                        f"The face detector {path.name} of {model_id} cannot be loaded: {exc}. "
+                        f"{_REPAIR}"
+                    ) from None
                 continue
             if _is_scratch_detector(path):
                 from .scratchnet import NotScratchDetector, ScratchDetector
@@ -146,17 +163,27 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
                     raise LoadError(f"{exc} {_REPAIR}") from None
                 continue
             if path.name.lower().startswith("parsing_"):
-                box.skipped[f"{model_id}:{path.name}"] = ("face parsing is not used: faces are pasted back "
-                                                          "with a feathered mask")
+                box.skipped[f"{model_id}:{path.name}"] = (
+                    "face parsing is not used: faces are pasted back with a feathered mask"
+                )
                 continue
             try:
                 descriptor, extra = load_spandrel(path)
             except Exception as exc:
-                raise LoadError(f"{path.name} of {model_id} cannot be loaded by spandrel "
-                                f"({type(exc).__name__}: {exc}). {_REPAIR}") from None
+                raise LoadError(
+                    f"{path.name} of {model_id} cannot be loaded by spandrel "
+                    f"({type(exc).__name__}: {exc}). {_REPAIR}"
+                ) from None
             dtype = place(descriptor, device)
-            box.nets[model_id] = Net(model_id=model_id, arch=descriptor.architecture.name,
-                                     purpose=descriptor.purpose, scale=int(descriptor.scale),
-                                     descriptor=descriptor, dtype=dtype, path=path, extra=extra)
+            box.nets[model_id] = Net(
+                model_id=model_id,
+                arch=descriptor.architecture.name,
+                purpose=descriptor.purpose,
+                scale=int(descriptor.scale),
+                descriptor=descriptor,
+                dtype=dtype,
+                path=path,
+                extra=extra,
+            )
     progress(1.0, "ready")
     return box

@@ -63,7 +63,9 @@ class SSH(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c5_1 = self.conv5X5_1(x)
-        out = torch.cat([self.conv3X3(x), self.conv5X5_2(c5_1), self.conv7x7_3(self.conv7X7_2(c5_1))], 1)
+        out = torch.cat(
+            [self.conv3X3(x), self.conv5X5_2(c5_1), self.conv7x7_3(self.conv7X7_2(c5_1))], 1
+        )
         return F.relu(out)
 
 
@@ -84,7 +86,9 @@ class RetinaFace(nn.Module):
         from torchvision.models import resnet50
         from torchvision.models._utils import IntermediateLayerGetter
 
-        self.body = IntermediateLayerGetter(resnet50(weights=None), {"layer2": 1, "layer3": 2, "layer4": 3})
+        self.body = IntermediateLayerGetter(
+            resnet50(weights=None), {"layer2": 1, "layer3": 2, "layer4": 3}
+        )
         self.fpn = FPN([512, 1024, 2048], 256)
         self.ssh1, self.ssh2, self.ssh3 = SSH(256, 256), SSH(256, 256), SSH(256, 256)
         self.ClassHead = nn.ModuleList([_Head(256, 2) for _ in range(3)])
@@ -112,8 +116,8 @@ def priors(height: int, width: int) -> torch.Tensor:
 
 @dataclass
 class Detection:
-    box: tuple[float, float, float, float]   # x0, y0, x1, y1 in pixels
-    landmarks: np.ndarray                     # (5, 2) in pixels
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+    landmarks: np.ndarray  # (5, 2) in pixels
     score: float
 
 
@@ -128,14 +132,17 @@ class FaceDetector:
         state = {k.removeprefix("module."): v for k, v in state.items()}
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path.name} is not a RetinaFace ResNet-50 file ({len(missing)} weights "
-                             f"missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[:2]})")
+            raise ValueError(
+                f"{path.name} is not a RetinaFace ResNet-50 file ({len(missing)} weights "
+                f"missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[:2]})"
+            )
         self.net = net.eval().to(device)
         self.device = device
 
     @torch.inference_mode()
-    def detect(self, rgb: np.ndarray, threshold: float = 0.9, nms: float = 0.4,
-               max_side: int = 1280) -> list[Detection]:
+    def detect(
+        self, rgb: np.ndarray, threshold: float = 0.9, nms: float = 0.4, max_side: int = 1280
+    ) -> list[Detection]:
         import torchvision
 
         h, w = rgb.shape[:2]
@@ -152,13 +159,20 @@ class FaceDetector:
         centers = p[:, :2] + loc[:, :2] * VARIANCE[0] * p[:, 2:]
         sizes = p[:, 2:] * torch.exp(loc[:, 2:] * VARIANCE[1])
         boxes = torch.cat([centers - sizes / 2, centers + sizes / 2], 1)
-        points = torch.cat([p[:, :2] + landm[:, 2 * k:2 * k + 2] * VARIANCE[0] * p[:, 2:] for k in range(5)], 1)
+        points = torch.cat(
+            [p[:, :2] + landm[:, 2 * k : 2 * k + 2] * VARIANCE[0] * p[:, 2:] for k in range(5)], 1
+        )
         keep = scores > threshold
         boxes, points, scores = boxes[keep], points[keep], scores[keep]
         size = torch.tensor([sw, sh], device=self.device, dtype=torch.float32) / scale
         boxes = boxes * size.repeat(2)
         points = points * size.repeat(5)
         order = torchvision.ops.nms(boxes.float(), scores.float(), nms)[:100]
-        return [Detection(box=tuple(float(v) for v in boxes[i].tolist()),
-                          landmarks=points[i].view(5, 2).cpu().numpy().astype(np.float32),
-                          score=float(scores[i])) for i in order.tolist()]
+        return [
+            Detection(
+                box=tuple(float(v) for v in boxes[i].tolist()),
+                landmarks=points[i].view(5, 2).cpu().numpy().astype(np.float32),
+                score=float(scores[i]),
+            )
+            for i in order.tolist()
+        ]

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 DEPTH, FIRST_FILTERS = 4, 64
-WORK_SHORT_SIDE, WORK_LONG_CAP, MULTIPLE = 256, 2048, 2 ** DEPTH
-THRESHOLD = 0.4            # the original's cut at sensitivity 0.5
+WORK_SHORT_SIDE, WORK_LONG_CAP, MULTIPLE = 256, 2048, 2**DEPTH
+THRESHOLD = 0.4  # the original's cut at sensitivity 0.5
 FILE_HINT = "the old-photo scratch detector (Global/checkpoints/detection/FT_Epoch_latest.pt)"
 
 
@@ -32,7 +32,12 @@ class NotScratchDetector(ValueError):
 
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+    return [
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(c_in, c_out, 3),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(0.2, True),
+    ]
 
 
 class ConvBlock(nn.Module):
@@ -66,8 +71,11 @@ class UpBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3))
+        self.up = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c_in, c_out, 3),
+        )
         self.conv_block = ConvBlock(c_in, c_out)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -79,19 +87,26 @@ class ScratchUNet(nn.Module):
 
     def __init__(self, depth: int = DEPTH, filters: int = FIRST_FILTERS) -> None:
         super().__init__()
-        self.first = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(1, filters, 7), nn.LeakyReLU(0.2, True))
-        widths = [filters * 2 ** i for i in range(depth + 1)]
+        self.first = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(1, filters, 7), nn.LeakyReLU(0.2, True)
+        )
+        widths = [filters * 2**i for i in range(depth + 1)]
         self.down_path = nn.ModuleList(ConvBlock(widths[i], widths[i + 1]) for i in range(depth))
         self.down_sample = nn.ModuleList(
-            nn.Sequential(*_conv_bn(w, w), BlurDown(w)) for w in widths[:-1])
-        self.up_path = nn.ModuleList(UpBlock(widths[i + 1], widths[i]) for i in reversed(range(depth)))
+            nn.Sequential(*_conv_bn(w, w), BlurDown(w)) for w in widths[:-1]
+        )
+        self.up_path = nn.ModuleList(
+            UpBlock(widths[i + 1], widths[i]) for i in reversed(range(depth))
+        )
         self.last = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(filters, 1, 3))
-        self.multiple = 2 ** depth
+        self.multiple = 2**depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:
-            raise ValueError(f"the scratch U-Net needs sides that are multiples of {self.multiple}, "
-                             f"not {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"the scratch U-Net needs sides that are multiples of {self.multiple}, "
+                f"not {tuple(x.shape[-2:])}"
+            )
         x = self.first(x)
         skips = []
         for down, conv in zip(self.down_sample, self.down_path, strict=True):
@@ -108,17 +123,27 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NotScratchDetector(f"{path.name} is not a PyTorch checkpoint that can be read safely "
-                                 f"({first[:200]}), so it is not {FILE_HINT}.") from None
+        raise NotScratchDetector(
+            f"{path.name} is not a PyTorch checkpoint that can be read safely "
+            f"({first[:200]}), so it is not {FILE_HINT}."
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("model_state"), dict):
         obj = obj["model_state"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        held = (f"the entries {', '.join(repr(k) for k in list(obj)[:3])}" if isinstance(obj, dict) and obj
-                else f"a {type(obj).__name__}")
-        raise NotScratchDetector(f"{path.name} holds {held}, not a model_state of weights, "
-                                 f"so it is not {FILE_HINT}.")
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
+        held = (
+            f"the entries {', '.join(repr(k) for k in list(obj)[:3])}"
+            if isinstance(obj, dict) and obj
+            else f"a {type(obj).__name__}"
+        )
+        raise NotScratchDetector(
+            f"{path.name} holds {held}, not a model_state of weights, so it is not {FILE_HINT}."
+        )
     if all(k.startswith("module.") for k in obj):  # saved from a DataParallel wrapper
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
@@ -128,12 +153,17 @@ def build(state: dict[str, torch.Tensor], name: str = "the file") -> ScratchUNet
     expected = net.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} of its {len(expected)} weights are missing (first: {missing[0]})")
+            parts.append(
+                f"{len(missing)} of its {len(expected)} weights are missing (first: {missing[0]})"
+            )
         if unexpected:
             parts.append(f"{len(unexpected)} are not part of it (first: {unexpected[0]})")
         if wrong:
@@ -167,7 +197,9 @@ class ScratchDetector:
         h, w = grey.shape
         wh, ww = working_size(h, w)
         shrink = wh * ww < h * w
-        small = cv2.resize(grey, (ww, wh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        small = cv2.resize(
+            grey, (ww, wh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
         with torch.inference_mode():
             x = torch.from_numpy(small).to(self.device).float().div_(127.5).sub_(1.0)[None, None]
             p = torch.sigmoid(self.net(x))[0, 0].float().cpu().numpy()

@@ -39,14 +39,24 @@ def tiles(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]
     """(y0, y1, x0, x1) cores covering the image; one core when tile <= 0 or the image fits."""
     if tile <= 0 or (height <= tile and width <= tile):
         return [(0, height, 0, width)]
-    return [(y, min(y + tile, height), x, min(x + tile, width))
-            for y in range(0, height, tile) for x in range(0, width, tile)]
+    return [
+        (y, min(y + tile, height), x, min(x + tile, width))
+        for y in range(0, height, tile)
+        for x in range(0, width, tile)
+    ]
 
 
-def run_tiled(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], rgb: np.ndarray,
-              scale: int, tile: int, overlap: int, device: str, dtype: torch.dtype,
-              mask: np.ndarray | None = None, progress: Callable[[float], None] | None = None
-              ) -> np.ndarray:
+def run_tiled(
+    fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    rgb: np.ndarray,
+    scale: int,
+    tile: int,
+    overlap: int,
+    device: str,
+    dtype: torch.dtype,
+    mask: np.ndarray | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
     """fn(image tile, mask tile or None) -> output tile `scale` times larger, over the whole image.
 
     With a mask, tiles whose core has no masked pixel are copied through untouched.
@@ -69,10 +79,18 @@ def run_tiled(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], r
             px0, px1 = max(0, x0 - overlap), min(w, x1 + overlap)
             with torch.inference_mode():
                 x = to_tensor(rgb[py0:py1, px0:px1], device, dtype)
-                m = None if mask is None else to_tensor(mask[py0:py1, px0:px1], device, dtype).round_()
+                m = (
+                    None
+                    if mask is None
+                    else to_tensor(mask[py0:py1, px0:px1], device, dtype).round_()
+                )
                 y = fn(x, m)
-                core = y[..., (y0 - py0) * scale:(y1 - py0) * scale, (x0 - px0) * scale:(x1 - px0) * scale]
-                out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = to_uint8(core, owned=True)
+                core = y[
+                    ...,
+                    (y0 - py0) * scale : (y1 - py0) * scale,
+                    (x0 - px0) * scale : (x1 - px0) * scale,
+                ]
+                out[y0 * scale : y1 * scale, x0 * scale : x1 * scale] = to_uint8(core, owned=True)
             del x, y, core
         if progress is not None:
             progress((n + 1) / len(cores))

@@ -22,15 +22,23 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: str = Field(min_length=1, description="a bundled preset's name, or a path to a preset .yaml")
+    preset: str = Field(
+        min_length=1, description="a bundled preset's name, or a path to a preset .yaml"
+    )
     input: str = Field("", description="the folder of images (or of prompts.txt)")
-    out: str | None = Field(None, description="where results go; default: outputs/<preset>-<folder>")
+    out: str | None = Field(
+        None, description="where results go; default: outputs/<preset>-<folder>"
+    )
     set: dict[str, Any] = Field(default_factory=dict, description="{'step.param': value} overrides")
-    urls: dict[str, list[str]] = Field(default_factory=dict, description="app -> URLs; default: run files")
+    urls: dict[str, list[str]] = Field(
+        default_factory=dict, description="app -> URLs; default: run files"
+    )
     ray: str | None = Field(None, description="auto, local or a Ray address; default: run here")
     workers: int = Field(0, ge=0, le=1024)
     retry_failed: bool = False
-    keep_running: bool = Field(False, description="refuse a switch to another app instead of pausing")
+    keep_running: bool = Field(
+        False, description="refuse a switch to another app instead of pausing"
+    )
 
 
 def _options(runtime: Runtime, req: BatchRequest) -> engine.BatchOptions:
@@ -42,17 +50,27 @@ def _options(runtime: Runtime, req: BatchRequest) -> engine.BatchOptions:
     missing = [a for a in preset.apps if a not in urls]
     if missing:
         if runtime.settings.home is None:
-            raise WorkflowError("Darkroom's data folder is not known, so the apps cannot be found.",
-                                "Start the workflow runner through Darkroom, or pass `urls`.")
+            raise WorkflowError(
+                "Darkroom's data folder is not known, so the apps cannot be found.",
+                "Start the workflow runner through Darkroom, or pass `urls`.",
+            )
         urls.update(client.from_run_files(runtime.settings.home, missing))
     if req.out:
         out = Path(req.out).expanduser()
     else:
         name = source.resolve().name if source is not None else "prompts"
         out = runtime.settings.outputs / f"{preset.name}-{name}"
-    return engine.BatchOptions(preset=preset, source=source, out=out, urls=urls, ray=req.ray,
-                               workers=req.workers, retry_failed=req.retry_failed,
-                               home=runtime.settings.home, keep_running=req.keep_running)
+    return engine.BatchOptions(
+        preset=preset,
+        source=source,
+        out=out,
+        urls=urls,
+        ray=req.ray,
+        workers=req.workers,
+        retry_failed=req.retry_failed,
+        home=runtime.settings.home,
+        keep_running=req.keep_running,
+    )
 
 
 def check(runtime: Runtime, req: BatchRequest) -> None:
@@ -69,8 +87,10 @@ def run(runtime: Runtime, _loaded: Any, req: BatchRequest, job: Job) -> TaskResu
             return  # cancelled: the batch stops after its item in flight (the ledger keeps its place)
         if event["type"] == "progress" and event["total"]:
             eta = f", {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
-            job.report(event["done"] / event["total"],
-                       f"{event['done']}/{event['total']} ({event['failed']} failed), {event['rate']:.2f}/s{eta}")
+            job.report(
+                event["done"] / event["total"],
+                f"{event['done']}/{event['total']} ({event['failed']} failed), {event['rate']:.2f}/s{eta}",
+            )
         elif event["type"] == "stage":
             job.message = event.get("message", "")
 
@@ -84,7 +104,9 @@ def run(runtime: Runtime, _loaded: Any, req: BatchRequest, job: Job) -> TaskResu
         raise JobCancelled(job.cancel_reason)
     report = Path(summary.report)
     files = []
-    with contextlib.suppress(ValueError):  # results outside the outputs folder: the path is in the data
+    with contextlib.suppress(
+        ValueError
+    ):  # results outside the outputs folder: the path is in the data
         files.append(report.relative_to(runtime.settings.outputs.resolve()).as_posix())
     return TaskResult(files=files, data=summary.to_dict())
 
@@ -98,9 +120,20 @@ def describe(loaded: dict[str, Any]) -> dict[str, Any]:
 
 
 APP = AppDef(
-    name="workflow", version=__version__, load=load, describe=describe, ui=ui.build,
-    tasks=[Task("batch", BatchRequest, run, check,
-                "A preset over a whole folder: resumable, with a report")],
+    name="workflow",
+    version=__version__,
+    load=load,
+    describe=describe,
+    ui=ui.build,
+    tasks=[
+        Task(
+            "batch",
+            BatchRequest,
+            run,
+            check,
+            "A preset over a whole folder: resumable, with a report",
+        )
+    ],
 )
 
 __all__ = ["APP", "BatchRequest", "default_out"]

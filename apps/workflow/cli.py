@@ -46,8 +46,10 @@ def _sets(values: list[str]) -> dict[str, Any]:
 def _home(arg: str | None) -> Path:
     value = arg or os.environ.get("DARKROOM_HOME")
     if not value:
-        raise WorkflowError("Darkroom's data folder is not known, so the apps cannot be found.",
-                            "Set DARKROOM_HOME, or give each app's address with --url app=URL.")
+        raise WorkflowError(
+            "Darkroom's data folder is not known, so the apps cannot be found.",
+            "Set DARKROOM_HOME, or give each app's address with --url app=URL.",
+        )
     return Path(value)
 
 
@@ -66,14 +68,27 @@ def cmd_run(args: argparse.Namespace, emit) -> int:
     missing = [a for a in preset.apps if a not in urls]
     if missing:
         urls.update(client.from_run_files(_home(args.home), missing))
-    out = Path(args.out).expanduser() if args.out else default_out(_home(args.home), preset.name, source)
+    out = (
+        Path(args.out).expanduser()
+        if args.out
+        else default_out(_home(args.home), preset.name, source)
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     home = args.home or os.environ.get("DARKROOM_HOME")
-    opts = engine.BatchOptions(preset=preset, source=source, out=out, urls=urls, ray=args.ray,
-                               workers=args.workers, retry_failed=args.retry_failed, stop=stop,
-                               home=Path(home) if home else None, keep_running=args.keep_running)
+    opts = engine.BatchOptions(
+        preset=preset,
+        source=source,
+        out=out,
+        urls=urls,
+        ray=args.ray,
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        stop=stop,
+        home=Path(home) if home else None,
+        keep_running=args.keep_running,
+    )
     summary = engine.run_batch(opts, emit)
     return 130 if stop.is_set() and summary.done + summary.failed < summary.total else 0
 
@@ -88,7 +103,11 @@ def cmd_needs(args: argparse.Namespace) -> int:
         from . import rayexec
 
         rayexec.check_reachable(args.ray)
-    print(json.dumps({"preset": preset.name, "apps": preset.apps, "input": preset.input, "items": count}))
+    print(
+        json.dumps(
+            {"preset": preset.name, "apps": preset.apps, "input": preset.input, "items": count}
+        )
+    )
     return 0
 
 
@@ -113,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--workers", type=int, default=0)
     r.add_argument("--set", action="append", metavar="STEP.PARAM=VALUE")
     r.add_argument("--retry-failed", action="store_true")
-    r.add_argument("--keep-running", action="store_true",
-                   help="refuse a switch to another app instead of pausing between items")
+    r.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="refuse a switch to another app instead of pausing between items",
+    )
     r.add_argument("--json", action="store_true")
     n = sub.add_parser("needs")
     n.add_argument("preset")
@@ -129,15 +151,25 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(event, default=str), flush=True)
         elif event["type"] == "progress":
             eta = f", {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
-            print(f"  {event['done']}/{event['total']} ({event['failed']} failed), "
-                  f"{event['rate']:.2f}/s{eta}", file=sys.stderr, flush=True)
+            print(
+                f"  {event['done']}/{event['total']} ({event['failed']} failed), "
+                f"{event['rate']:.2f}/s{eta}",
+                file=sys.stderr,
+                flush=True,
+            )
         elif event["type"] in ("stage", "message"):
             print(event.get("message") or event.get("text"), file=sys.stderr, flush=True)
         elif event["type"] == "error":
-            print(f"error: {event['message']}\n{event.get('hint', '')}".rstrip(), file=sys.stderr, flush=True)
+            print(
+                f"error: {event['message']}\n{event.get('hint', '')}".rstrip(),
+                file=sys.stderr,
+                flush=True,
+            )
         elif event["type"] == "summary":
-            print(f"{event['done']} done, {event['failed']} failed of {event['total']}; report: {event['report']}",
-                  flush=True)
+            print(
+                f"{event['done']} done, {event['failed']} failed of {event['total']}; report: {event['report']}",
+                flush=True,
+            )
 
     try:
         if args.cmd == "run":
@@ -153,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
 
         traceback.print_exc(file=sys.stderr)
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        return _fail(args, f"The workflow runner failed unexpectedly ({type(exc).__name__}: {first}).",
-                     "Run the same command again to continue (finished images are kept); if it fails "
-                     "again, report it with the workflow runner's log.")
+        return _fail(
+            args,
+            f"The workflow runner failed unexpectedly ({type(exc).__name__}: {first}).",
+            "Run the same command again to continue (finished images are kept); if it fails "
+            "again, report it with the workflow runner's log.",
+        )
 
 
 if __name__ == "__main__":

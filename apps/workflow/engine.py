@@ -31,15 +31,15 @@ STATE_DIR = ".workflow"
 @dataclass
 class BatchOptions:
     preset: Preset
-    source: Path | None          # input folder (or prompts file); None: the preset's own prompts
+    source: Path | None  # input folder (or prompts file); None: the preset's own prompts
     out: Path
     urls: Urls
-    ray: str | None = None       # None: local; "local" (start one here), "auto", or a cluster address
-    workers: int = 0             # Ray workers (0: one per CPU of the cluster)
+    ray: str | None = None  # None: local; "local" (start one here), "auto", or a cluster address
+    workers: int = 0  # Ray workers (0: one per CPU of the cluster)
     retry_failed: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
-    home: Path | None = None     # Darkroom's data folder: where a switch sees this batch (pause.py)
-    keep_running: bool = False   # a switch is refused rather than pausing this batch
+    home: Path | None = None  # Darkroom's data folder: where a switch sees this batch (pause.py)
+    keep_running: bool = False  # a switch is refused rather than pausing this batch
 
 
 @dataclass
@@ -50,10 +50,10 @@ class Summary:
     total: int
     done: int
     failed: int
-    skipped: int                 # done before this run started
-    processed: int               # finished (done or failed) in this run
+    skipped: int  # done before this run started
+    processed: int  # finished (done or failed) in this run
     seconds: float
-    rate: float                  # items per second in this run
+    rate: float  # items per second in this run
     workers: int
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -81,8 +81,10 @@ def _exclusive(path: Path) -> Iterator[None]:
             msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
     except OSError:
         f.close()
-        raise WorkflowError(f"Another run is already working on the batch in {path.parent.parent}.",
-                            "Wait for it to finish, or stop it first.") from None
+        raise WorkflowError(
+            f"Another run is already working on the batch in {path.parent.parent}.",
+            "Wait for it to finish, or stop it first.",
+        ) from None
     try:
         yield
     finally:
@@ -118,8 +120,15 @@ def check_image(data: bytes) -> str:
 class Driver:
     """Owns the ledger and the out folder; executors hand it results."""
 
-    def __init__(self, opts: BatchOptions, ledger: Ledger, emit: Emit, total: int, already: int,
-                 failed_before: int) -> None:
+    def __init__(
+        self,
+        opts: BatchOptions,
+        ledger: Ledger,
+        emit: Emit,
+        total: int,
+        already: int,
+        failed_before: int,
+    ) -> None:
         self.opts, self.ledger, self.emit = opts, ledger, emit
         self.total, self.done, self.failed = total, already, failed_before
         self.processed = 0
@@ -145,8 +154,13 @@ class Driver:
         out = self.opts.out
         if res.cancelled:  # cut short by the person (a switch): not a failure, done again later
             self.ledger.requeue(row.id)
-            self.emit({"type": "message", "level": "info",
-                       "text": f"{row.id}: {res.error} It goes back in the queue."})
+            self.emit(
+                {
+                    "type": "message",
+                    "level": "info",
+                    "text": f"{row.id}: {res.error} It goes back in the queue.",
+                }
+            )
             return
         if res.ok:
             assert res.output is not None
@@ -159,10 +173,20 @@ class Driver:
             self.ledger.fail(row.id, res.error, res.steps)
             self.failed += 1
             self.failures.append((row.id, res.error))
-            self.emit({"type": "message", "level": "warning", "text": f"{row.id} failed: {res.error}"})
+            self.emit(
+                {"type": "message", "level": "warning", "text": f"{row.id} failed: {res.error}"}
+            )
         self.processed += 1
-        self.emit({"type": "item", "id": row.id, "status": "done" if res.ok else "failed",
-                   "error": res.error, "steps": res.steps, "worker": res.worker})
+        self.emit(
+            {
+                "type": "item",
+                "id": row.id,
+                "status": "done" if res.ok else "failed",
+                "error": res.error,
+                "steps": res.steps,
+                "worker": res.worker,
+            }
+        )
         self.progress(row.id)
 
     def progress(self, item: str = "") -> None:
@@ -170,14 +194,26 @@ class Driver:
         rate = self.processed / elapsed if elapsed > 0 and self.processed else 0.0
         finished = self.done + self.failed
         eta = (self.total - finished) / rate if rate else None
-        self.emit({"type": "progress", "done": finished, "total": self.total, "ok": self.done,
-                   "failed": self.failed, "rate": round(rate, 4),
-                   "eta_s": round(eta, 1) if eta is not None else None, "item": item})
+        self.emit(
+            {
+                "type": "progress",
+                "done": finished,
+                "total": self.total,
+                "ok": self.done,
+                "failed": self.failed,
+                "rate": round(rate, 4),
+                "eta_s": round(eta, 1) if eta is not None else None,
+                "item": item,
+            }
+        )
 
     def _thumbs(self, row: Row, output: bytes) -> None:
         folder = self.opts.out / STATE_DIR / "thumbs"
         if row.source and self.opts.source is not None:
-            report.thumbnail((self.opts.source / row.source).read_bytes(), folder / report.thumb_name(row.id, "before"))
+            report.thumbnail(
+                (self.opts.source / row.source).read_bytes(),
+                folder / report.thumb_name(row.id, "before"),
+            )
         report.thumbnail(output, folder / report.thumb_name(row.id, "after"))
 
 
@@ -223,24 +259,40 @@ def run_batch(opts: BatchOptions, emit: Emit = lambda _e: None) -> Summary:
 
 def _run(opts: BatchOptions, ledger: Ledger, items: list, emit: Emit) -> Summary:
     preset = opts.preset
-    new_batch = ledger.bind({"preset": preset.name, "preset_digest": preset.digest(),
-                             "input": str(opts.source or ""), "preset_json": preset.model_dump_json()})
+    new_batch = ledger.bind(
+        {
+            "preset": preset.name,
+            "preset_digest": preset.digest(),
+            "input": str(opts.source or ""),
+            "preset_json": preset.model_dump_json(),
+        }
+    )
     added = ledger.sync(items)
     interrupted = ledger.recover(opts.retry_failed)
     counts = ledger.counts()
     if not new_batch:
-        emit({"type": "stage", "stage": "resuming",
-              "message": f"{counts.done} of {counts.total} already done"
-                         + (f", {added} new" if added else "")
-                         + (f", {interrupted} to redo" if interrupted else "")})
+        emit(
+            {
+                "type": "stage",
+                "stage": "resuming",
+                "message": f"{counts.done} of {counts.total} already done"
+                + (f", {added} new" if added else "")
+                + (f", {interrupted} to redo" if interrupted else ""),
+            }
+        )
     rows = ledger.pending()
     start = time.monotonic()
     driver = Driver(opts, ledger, emit, counts.total, counts.done, counts.failed)
     workers = 1
     if rows:
         check_ready(opts.urls, preset.apps)
-        emit({"type": "stage", "stage": "running",
-              "message": f"{preset.name}: {len(rows)} to do, {len(preset.steps)} step(s) each"})
+        emit(
+            {
+                "type": "stage",
+                "stage": "running",
+                "message": f"{preset.name}: {len(rows)} to do, {len(preset.steps)} step(s) each",
+            }
+        )
         driver.progress()
         if opts.ray:
             from . import rayexec
@@ -258,9 +310,19 @@ def _run(opts: BatchOptions, ledger: Ledger, items: list, emit: Emit) -> Summary
     rows_all = ledger.rows()
     report_path = report.write(opts.out, preset, rows_all, opts.out / STATE_DIR / "thumbs")
     failures = [(r.id, r.error) for r in rows_all if r.status == "failed"]
-    summary = Summary(preset=preset.name, out=str(opts.out), report=str(report_path), total=final.total,
-                      done=final.done, failed=final.failed, skipped=counts.done, processed=driver.processed,
-                      seconds=round(seconds, 3), rate=round(driver.processed / seconds, 4) if seconds > 0 else 0.0,
-                      workers=workers, failures=failures)
+    summary = Summary(
+        preset=preset.name,
+        out=str(opts.out),
+        report=str(report_path),
+        total=final.total,
+        done=final.done,
+        failed=final.failed,
+        skipped=counts.done,
+        processed=driver.processed,
+        seconds=round(seconds, 3),
+        rate=round(driver.processed / seconds, 4) if seconds > 0 else 0.0,
+        workers=workers,
+        failures=failures,
+    )
     emit({"type": "summary", **summary.to_dict()})
     return summary

@@ -20,7 +20,7 @@ class Item:
     """One unit of work; `id` is stable across runs (it keys the ledger)."""
 
     id: str
-    source: str = ""                # input file, relative to the input folder ("" for prompts)
+    source: str = ""  # input file, relative to the input folder ("" for prompts)
     fields: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -48,10 +48,18 @@ def image_items(folder: Path, exclude: Path | None = None) -> list[Item]:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             found.append(rel)
     stems = Counter(rel.with_suffix("").as_posix() for rel in found)
-    return [Item(id=rel.as_posix(), source=rel.as_posix(),
-                 fields={"name": rel.as_posix(), "stem": rel.stem,
-                         **({"keep_suffix": True} if stems[rel.with_suffix("").as_posix()] > 1 else {})})
-            for rel in found]
+    return [
+        Item(
+            id=rel.as_posix(),
+            source=rel.as_posix(),
+            fields={
+                "name": rel.as_posix(),
+                "stem": rel.stem,
+                **({"keep_suffix": True} if stems[rel.with_suffix("").as_posix()] > 1 else {}),
+            },
+        )
+        for rel in found
+    ]
 
 
 def prompt_items(preset: Preset, source: Path | None) -> list[Item]:
@@ -60,16 +68,23 @@ def prompt_items(preset: Preset, source: Path | None) -> list[Item]:
     if source is not None:
         file = source / PROMPTS_FILE if source.is_dir() else source
         if file.is_file():
-            prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()
-                       if line.strip() and not line.lstrip().startswith("#")]
+            prompts = [
+                line.strip()
+                for line in file.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
         elif not prompts:
-            raise WorkflowError(f"There is no {PROMPTS_FILE} in {source}.",
-                                "Put one prompt per line in prompts.txt in that folder.")
+            raise WorkflowError(
+                f"There is no {PROMPTS_FILE} in {source}.",
+                "Put one prompt per line in prompts.txt in that folder.",
+            )
     out = []
     for i, prompt in enumerate(prompts):
         for seed in preset.grid.seeds:
             key = f"{i + 1:03d}-{_slug(prompt)}-seed{seed}"
-            out.append(Item(id=key, fields={"prompt": prompt, "seed": seed, "name": key, "stem": key}))
+            out.append(
+                Item(id=key, fields={"prompt": prompt, "seed": seed, "name": key, "stem": key})
+            )
     return out
 
 
@@ -78,8 +93,10 @@ def discover(preset: Preset, source: Path | None, exclude: Path | None = None) -
         items = prompt_items(preset, source)
     else:
         if source is None or not source.is_dir():
-            raise WorkflowError(f"The input folder {source} does not exist.",
-                                "Give the folder that holds the images.")
+            raise WorkflowError(
+                f"The input folder {source} does not exist.",
+                "Give the folder that holds the images.",
+            )
         items = image_items(source, exclude)
     if not items:
         what = "prompts" if preset.input == "prompts" else "images (png, jpg, webp, bmp, tiff)"

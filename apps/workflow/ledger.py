@@ -71,8 +71,10 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise WorkflowError(f"The batch ledger {path} cannot be opened ({exc}).",
-                                "Choose another output folder, or delete that file to start the batch over.") from None
+            raise WorkflowError(
+                f"The batch ledger {path} cannot be opened ({exc}).",
+                "Choose another output folder, or delete that file to start the batch over.",
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -89,23 +91,31 @@ class Ledger:
         if not known:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                    [*values.items(), ("created", str(time.time()))])
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [*values.items(), ("created", str(time.time()))],
+                )
             return True
         if known.get("preset_digest") != values.get("preset_digest"):
             raise WorkflowError(
                 f"The output folder holds a batch of another preset ({known.get('preset')}, "
                 "or the same preset with other settings).",
-                "Choose another output folder with --out, or delete that folder to start over.")
+                "Choose another output folder with --out, or delete that folder to start over.",
+            )
         return False
 
     def sync(self, items: Iterable[Item]) -> int:
         """Add items not yet in the ledger (new files in the folder); returns how many."""
-        rows = [(it.id, i, it.source, json.dumps(it.fields, sort_keys=True)) for i, it in enumerate(items)]
+        rows = [
+            (it.id, i, it.source, json.dumps(it.fields, sort_keys=True))
+            for i, it in enumerate(items)
+        ]
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             before = self.db.total_changes
-            self.db.executemany("INSERT OR IGNORE INTO items (id, ord, source, fields) VALUES (?, ?, ?, ?)", rows)
+            self.db.executemany(
+                "INSERT OR IGNORE INTO items (id, ord, source, fields) VALUES (?, ?, ?, ?)", rows
+            )
             return self.db.total_changes - before
 
     def recover(self, retry_failed: bool = False) -> int:
@@ -114,7 +124,9 @@ class Ledger:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(
-                f"UPDATE items SET status='pending' WHERE status IN ({','.join('?' * len(statuses))})", statuses)
+                f"UPDATE items SET status='pending' WHERE status IN ({','.join('?' * len(statuses))})",
+                statuses,
+            )
             return cur.rowcount
 
     # ---------------------------------------------------------------- items
@@ -126,36 +138,68 @@ class Ledger:
         return self._rows("ORDER BY ord")
 
     def _rows(self, where: str) -> list[Row]:
-        cur = self.db.execute(f"SELECT id, ord, source, fields, status, attempts, error, outputs, steps, "
-                              f"started, finished FROM items {where}")
-        return [Row(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], json.loads(r[7]),
-                    json.loads(r[8]), r[9], r[10]) for r in cur.fetchall()]
+        cur = self.db.execute(
+            f"SELECT id, ord, source, fields, status, attempts, error, outputs, steps, "
+            f"started, finished FROM items {where}"
+        )
+        return [
+            Row(
+                r[0],
+                r[1],
+                r[2],
+                json.loads(r[3]),
+                r[4],
+                r[5],
+                r[6],
+                json.loads(r[7]),
+                json.loads(r[8]),
+                r[9],
+                r[10],
+            )
+            for r in cur.fetchall()
+        ]
 
     def start(self, item_id: str) -> None:
         with self.db:
-            self.db.execute("UPDATE items SET status='running', attempts=attempts+1, started=?, error='' "
-                            "WHERE id=?", (time.time(), item_id))
+            self.db.execute(
+                "UPDATE items SET status='running', attempts=attempts+1, started=?, error='' "
+                "WHERE id=?",
+                (time.time(), item_id),
+            )
 
     def finish(self, item_id: str, outputs: list[str], steps: dict[str, float]) -> None:
         with self.db:
-            self.db.execute("UPDATE items SET status='done', outputs=?, steps=?, finished=? WHERE id=?",
-                            (json.dumps(outputs), json.dumps(steps), time.time(), item_id))
+            self.db.execute(
+                "UPDATE items SET status='done', outputs=?, steps=?, finished=? WHERE id=?",
+                (json.dumps(outputs), json.dumps(steps), time.time(), item_id),
+            )
 
     def requeue(self, item_id: str) -> None:
         """The item was cut short on purpose: pending again, as if never started."""
         with self.db:
-            self.db.execute("UPDATE items SET status='pending', attempts=MAX(0, attempts-1), "
-                            "started=NULL WHERE id=?", (item_id,))
+            self.db.execute(
+                "UPDATE items SET status='pending', attempts=MAX(0, attempts-1), "
+                "started=NULL WHERE id=?",
+                (item_id,),
+            )
 
     def fail(self, item_id: str, error: str, steps: dict[str, float]) -> None:
         with self.db:
-            self.db.execute("UPDATE items SET status='failed', error=?, steps=?, finished=? WHERE id=?",
-                            (error[:2000], json.dumps(steps), time.time(), item_id))
+            self.db.execute(
+                "UPDATE items SET status='failed', error=?, steps=?, finished=? WHERE id=?",
+                (error[:2000], json.dumps(steps), time.time(), item_id),
+            )
 
     def counts(self) -> Counts:
         by = dict(self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
-        return Counts(total=sum(by.values()), done=by.get(DONE, 0), failed=by.get(FAILED, 0),
-                      running=by.get(RUNNING, 0), pending=by.get(PENDING, 0), by_status=by)
+        return Counts(
+            total=sum(by.values()),
+            done=by.get(DONE, 0),
+            failed=by.get(FAILED, 0),
+            running=by.get(RUNNING, 0),
+            pending=by.get(PENDING, 0),
+            by_status=by,
+        )
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -71,7 +71,9 @@ class Preset(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"step names must differ: {', '.join(names)}")
         if self.input == "prompts" and self.steps[0].image_field is not None:
-            raise ValueError("the first step of a prompts preset takes no image (image_field: null)")
+            raise ValueError(
+                "the first step of a prompts preset takes no image (image_field: null)"
+            )
         if self.input == "images" and self.steps[0].image_field is None:
             raise ValueError("the first step of an images preset must take the image (image_field)")
         return self
@@ -91,12 +93,16 @@ class Preset(BaseModel):
         data = self.model_dump(mode="json")
         for key, value in sets.items():
             step_name, _, param = key.rpartition(".")
-            targets = [s for s in data["steps"] if s["name"] == step_name] if step_name else \
-                [s for s in data["steps"] if param in s["params"]] or data["steps"][:1]
+            targets = (
+                [s for s in data["steps"] if s["name"] == step_name]
+                if step_name
+                else [s for s in data["steps"] if param in s["params"]] or data["steps"][:1]
+            )
             if not targets:
                 known = ", ".join(s["name"] for s in data["steps"])
-                raise WorkflowError(f"The preset {self.name} has no step '{step_name}'.",
-                                    f"Its steps are: {known}.")
+                raise WorkflowError(
+                    f"The preset {self.name} has no step '{step_name}'.", f"Its steps are: {known}."
+                )
             for s in targets:
                 s["params"][param] = value
         return Preset.model_validate(data)
@@ -104,6 +110,7 @@ class Preset(BaseModel):
 
 def fill(params: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """Params with {field} placeholders replaced by the item's values."""
+
     def one(value: Any) -> Any:
         if isinstance(value, str):
             whole = _FIELD.fullmatch(value)
@@ -115,6 +122,7 @@ def fill(params: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             return {k: one(v) for k, v in value.items()}
         return value
+
     return {k: one(v) for k, v in params.items()}
 
 
@@ -124,14 +132,17 @@ def parse_preset(text: str, where: str) -> Preset:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise WorkflowError(f"{where}{line}: the preset is not valid YAML.",
-                            "Fix the file and run again.") from None
+        raise WorkflowError(
+            f"{where}{line}: the preset is not valid YAML.", "Fix the file and run again."
+        ) from None
     try:
         return Preset.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "top level"
-        raise WorkflowError(f"{where}: {loc}: {err['msg']}.", "Fix the preset and run again.") from None
+        raise WorkflowError(
+            f"{where}: {loc}: {err['msg']}.", "Fix the preset and run again."
+        ) from None
 
 
 def bundled() -> list[str]:
@@ -147,6 +158,8 @@ def load_preset(name_or_path: str) -> Preset:
     else:
         path = PRESETS_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise WorkflowError(f"There is no preset called '{name_or_path}'.",
-                                f"Bundled presets: {', '.join(bundled())}; or give a path to a .yaml file.")
+            raise WorkflowError(
+                f"There is no preset called '{name_or_path}'.",
+                f"Bundled presets: {', '.join(bundled())}; or give a path to a .yaml file.",
+            )
     return parse_preset(path.read_text(encoding="utf-8"), str(path))

@@ -26,7 +26,7 @@ from .steps import ItemResult, process
 # this is switched off before ray is first imported (Ray reads it at import).
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
-CONNECT_TIMEOUT_S = 120.0   # joining or starting a cluster; it takes seconds when it works
+CONNECT_TIMEOUT_S = 120.0  # joining or starting a cluster; it takes seconds when it works
 
 
 class _Worker:
@@ -50,8 +50,10 @@ def _host_port(address: str) -> tuple[str, int]:
     try:
         return host.strip("[]"), int(port)
     except ValueError:
-        raise WorkflowError(f"'{address}' is not a Ray address.",
-                            "Give host:port (e.g. 192.168.1.5:6379) or ray://host:10001, or --ray auto.") from None
+        raise WorkflowError(
+            f"'{address}' is not a Ray address.",
+            "Give host:port (e.g. 192.168.1.5:6379) or ray://host:10001, or --ray auto.",
+        ) from None
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -61,16 +63,20 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         return
     host, port = _host_port(address)
     if not host or not 0 < port < 65536:
-        raise WorkflowError(f"'{address}' is not a Ray address.",
-                            "Give host:port (e.g. 192.168.1.5:6379) or ray://host:10001, or --ray auto.")
+        raise WorkflowError(
+            f"'{address}' is not a Ray address.",
+            "Give host:port (e.g. 192.168.1.5:6379) or ray://host:10001, or --ray auto.",
+        )
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
-        raise WorkflowError(f"Cannot reach the Ray cluster at {address} ({why}).",
-                            "Check that the cluster runs (`ray status` on its head node) and the address "
-                            "(host:6379, or ray://host:10001); or run with --ray local, or without --ray.") from None
+        raise WorkflowError(
+            f"Cannot reach the Ray cluster at {address} ({why}).",
+            "Check that the cluster runs (`ray status` on its head node) and the address "
+            "(host:6379, or ray://host:10001); or run with --ray local, or without --ray.",
+        ) from None
 
 
 def _texts(exc: BaseException) -> list[str]:
@@ -86,8 +92,12 @@ def _texts(exc: BaseException) -> list[str]:
 
 
 def _is_auth(exc: BaseException) -> bool:
-    return any("InvalidAuthToken" in t or "AuthenticationError" in t or ("token" in t.lower() and "auth" in t.lower())
-               for t in _texts(exc))
+    return any(
+        "InvalidAuthToken" in t
+        or "AuthenticationError" in t
+        or ("token" in t.lower() and "auth" in t.lower())
+        for t in _texts(exc)
+    )
 
 
 def _short(exc: BaseException) -> str:
@@ -103,19 +113,25 @@ def _join_error(address: str, exc: BaseException) -> WorkflowError:
     if _is_auth(exc):
         # Ray turns token auth on by itself only for a cluster it finds on this machine, never
         # for an address it is given (RAY_ADDRESS included).
-        return WorkflowError(f"The Ray cluster at {address} asks for its authentication token.",
-                             "Set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token (or in "
-                             "RAY_AUTH_TOKEN), then run again.")
-    return WorkflowError(f"Cannot join the Ray cluster at {address} ({_short(exc)}).",
-                         "Check the address (host:6379, or ray://host:10001) and that the cluster runs.")
+        return WorkflowError(
+            f"The Ray cluster at {address} asks for its authentication token.",
+            "Set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token (or in "
+            "RAY_AUTH_TOKEN), then run again.",
+        )
+    return WorkflowError(
+        f"Cannot join the Ray cluster at {address} ({_short(exc)}).",
+        "Check the address (host:6379, or ray://host:10001) and that the cluster runs.",
+    )
 
 
 def _start_local(ray: Any, workers: int, kwargs: dict[str, Any]) -> None:
     try:
         ray.init(num_cpus=workers or None, **kwargs)
     except Exception as exc:  # ports taken, /tmp full, a broken install ...
-        raise WorkflowError(f"Ray could not start a local cluster ({_short(exc)}).",
-                            "Run without --ray, or see the workflow runner's log for Ray's own messages.") from None
+        raise WorkflowError(
+            f"Ray could not start a local cluster ({_short(exc)}).",
+            "Run without --ray, or see the workflow runner's log for Ray's own messages.",
+        ) from None
 
 
 def connect(address: str, workers: int) -> tuple[int, bool]:
@@ -123,9 +139,15 @@ def connect(address: str, workers: int) -> tuple[int, bool]:
     try:
         import ray
     except ImportError:
-        raise WorkflowError("Ray is not installed in the workflow runner's environment.",
-                            "Run without --ray, or run `darkroom env repair workflow` to reinstall it.") from None
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        raise WorkflowError(
+            "Ray is not installed in the workflow runner's environment.",
+            "Run without --ray, or run `darkroom env repair workflow` to reinstall it.",
+        ) from None
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     started = False
     if ray.is_initialized():
         pass
@@ -147,8 +169,12 @@ def connect(address: str, workers: int) -> tuple[int, bool]:
         check_reachable(address)
         # A remote cluster may not have this package: ship it with the job.
         try:
-            ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).parent)]}, **kwargs)
-        except Exception as exc:  # Ray raises several kinds (ConnectionError, AuthenticationError, ...)
+            ray.init(
+                address=address, runtime_env={"py_modules": [str(Path(__file__).parent)]}, **kwargs
+            )
+        except (
+            Exception
+        ) as exc:  # Ray raises several kinds (ConnectionError, AuthenticationError, ...)
             raise _join_error(address, exc) from None
     cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
     return (min(workers, cpus) if workers else cpus), started
@@ -165,11 +191,19 @@ def connect_within(address: str, workers: int, emit: Any) -> tuple[int, bool]:
     def expire() -> None:
         if finished.is_set():
             return
-        what = (f"Ray did not start within {timeout:g} s." if address == "local"
-                else f"The Ray cluster at {address} did not answer within {timeout:g} s.")
-        emit({"type": "error", "message": what,
-              "hint": "Check the address and that the cluster runs (`ray status` on its head node); "
-                      "or run with --ray local, or without --ray."})
+        what = (
+            f"Ray did not start within {timeout:g} s."
+            if address == "local"
+            else f"The Ray cluster at {address} did not answer within {timeout:g} s."
+        )
+        emit(
+            {
+                "type": "error",
+                "message": what,
+                "hint": "Check the address and that the cluster runs (`ray status` on its head node); "
+                "or run with --ray local, or without --ray.",
+            }
+        )
         os._exit(2)
 
     timer = threading.Timer(timeout, expire)
@@ -188,8 +222,13 @@ def run(driver: Any, rows: list[Row], address: str, workers: int) -> int:
 
     n, started = connect_within(address, workers, driver.emit)
     if workers and n < workers:
-        driver.emit({"type": "message", "level": "warning",
-                     "text": f"The Ray cluster has {n} CPU(s), so {n} worker(s) run instead of {workers}."})
+        driver.emit(
+            {
+                "type": "message",
+                "level": "warning",
+                "text": f"The Ray cluster has {n} CPU(s), so {n} worker(s) run instead of {workers}.",
+            }
+        )
     driver.emit({"type": "stage", "stage": "ray", "message": f"{n} Ray worker(s)"})
     actor_cls = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(_Worker)
     preset_json = driver.opts.preset.model_dump_json()
@@ -218,7 +257,10 @@ def run(driver: Any, rows: list[Row], address: str, workers: int) -> int:
                 try:
                     res = ray.get(ref)
                 except Exception as exc:  # the actor died for good: this item is not to blame
-                    res = ItemResult(item_id=row.id, error=f"the Ray worker failed ({type(exc).__name__}: {exc})"[:500])
+                    res = ItemResult(
+                        item_id=row.id,
+                        error=f"the Ray worker failed ({type(exc).__name__}: {exc})"[:500],
+                    )
                 driver.record(row, res)
                 dispatch(actor)
     finally:

@@ -58,27 +58,37 @@ def write(out: Path, preset: Preset, rows: list[Row], thumbs: Path) -> Path:
     head = "".join(f"<th>{html.escape(s)} (s)</th>" for s in steps)
     lines = []
     for r in rows:
-        before = (f'<td class="prompt">{html.escape(str(r.fields.get("prompt", "")))} '
-                  f'(seed {html.escape(str(r.fields.get("seed", "")))})</td>' if not r.source
-                  else f"<td>{_img(thumbs, out, r.id, 'before')}</td>")
+        before = (
+            f'<td class="prompt">{html.escape(str(r.fields.get("prompt", "")))} '
+            f"(seed {html.escape(str(r.fields.get('seed', '')))})</td>"
+            if not r.source
+            else f"<td>{_img(thumbs, out, r.id, 'before')}</td>"
+        )
         after = _img(thumbs, out, r.id, "after")
         if r.status == "done" and r.outputs:
             after = f'<a href="{html.escape(r.outputs[0])}">{after}</a>'
-        times = "".join(f'<td class="num">{r.steps[s]:.2f}</td>' if s in r.steps else "<td>-</td>" for s in steps)
+        times = "".join(
+            f'<td class="num">{r.steps[s]:.2f}</td>' if s in r.steps else "<td>-</td>"
+            for s in steps
+        )
         err = f'<div class="err">{html.escape(r.error)}</div>' if r.error else ""
-        lines.append(f'<tr class="{r.status}"><td>{html.escape(r.id)}<br><small>{r.status}</small>{err}</td>'
-                     f"{before}<td>{after}</td>{times}</tr>")
+        lines.append(
+            f'<tr class="{r.status}"><td>{html.escape(r.id)}<br><small>{r.status}</small>{err}</td>'
+            f"{before}<td>{after}</td>{times}</tr>"
+        )
     mean_cells = "".join(f'<td class="num">{means[s]:.2f}</td>' for s in steps)
-    failures = "".join(f"<li><b>{html.escape(r.id)}</b>: {html.escape(r.error)}</li>" for r in failed)
+    failures = "".join(
+        f"<li><b>{html.escape(r.id)}</b>: {html.escape(r.error)}</li>" for r in failed
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(preset.name)} - batch report</title>
 <style>{_CSS}</style></head><body>
 <h1>{html.escape(preset.name)}</h1>
-<p>{len(done)} done, {len(failed)} failed, {left} not done yet, of {len(rows)}. Written {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
-{f'<h2>Failures</h2><ul>{failures}</ul>' if failures else ''}
+<p>{len(done)} done, {len(failed)} failed, {left} not done yet, of {len(rows)}. Written {time.strftime("%Y-%m-%d %H:%M:%S")}.</p>
+{f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
 <h2>Contact sheet</h2>
 <table><tr><th>item</th><th>before</th><th>after</th>{head}</tr>
 <tr><td colspan="3"><b>mean seconds per step</b></td>{mean_cells}</tr>
-{''.join(lines)}
+{"".join(lines)}
 </table></body></html>
 """
     path = out / REPORT

@@ -28,8 +28,14 @@ class ItemResult:
         return not self.error and self.output is not None
 
 
-def process(preset: Preset, urls: Urls, item_id: str, fields: dict[str, Any], data: bytes | None,
-            replica: int = 0) -> ItemResult:
+def process(
+    preset: Preset,
+    urls: Urls,
+    item_id: str,
+    fields: dict[str, Any],
+    data: bytes | None,
+    replica: int = 0,
+) -> ItemResult:
     """Run the steps in order; the first failure stops this item (and says which step, why)."""
     result = ItemResult(item_id=item_id, worker=replica)
     current = data
@@ -40,9 +46,15 @@ def process(preset: Preset, urls: Urls, item_id: str, fields: dict[str, Any], da
             return result
         start = time.perf_counter()
         try:
-            current = run_task(replicas[replica % len(replicas)], step.task, fill(step.params, fields),
-                               current if step.image_field else None, step.image_field,
-                               step.timeout_s, step.name)
+            current = run_task(
+                replicas[replica % len(replicas)],
+                step.task,
+                fill(step.params, fields),
+                current if step.image_field else None,
+                step.image_field,
+                step.timeout_s,
+                step.name,
+            )
         except StepFailed as exc:
             result.steps[step.name] = round(time.perf_counter() - start, 4)
             result.error = f"{exc.step}: {exc.reason}"

@@ -64,8 +64,11 @@ class ConsoleReporter:
             print(json.dumps(event.to_dict(), default=str), file=sys.stdout, flush=True)
             return
         if isinstance(event, Stage):
-            print(f"[{event.source}] {event.stage}{': ' + event.message if event.message else ''}",
-                  file=self.stream, flush=True)
+            print(
+                f"[{event.source}] {event.stage}{': ' + event.message if event.message else ''}",
+                file=self.stream,
+                flush=True,
+            )
         elif isinstance(event, Message):
             prefix = {"info": "", "warning": "warning: ", "error": "error: "}[event.level]
             print(f"{prefix}{event.text}", file=self.stream, flush=True)

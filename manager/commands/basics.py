@@ -24,10 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plan", help="what installing an app would do on this (or another) machine")
     p.add_argument("app", type=app_arg)
-    p.add_argument("--hardware", metavar="PROFILE", help="a profile name (e.g. rtx3060-12gb) or a JSON file")
-    p.add_argument("--variant", action="append", default=[], metavar="[MODEL=]VARIANT",
-                   help="choose a variant, for one model (flux-dev=gguf-q8) or all (gguf-q8)")
-    p.add_argument("--models", metavar="M1,M2", help="which models to include (default: the app's defaults)")
+    p.add_argument(
+        "--hardware", metavar="PROFILE", help="a profile name (e.g. rtx3060-12gb) or a JSON file"
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="[MODEL=]VARIANT",
+        help="choose a variant, for one model (flux-dev=gguf-q8) or all (gguf-q8)",
+    )
+    p.add_argument(
+        "--models", metavar="M1,M2", help="which models to include (default: the app's defaults)"
+    )
     p.add_argument("--cpu", action="store_true", help="plan for the CPU even if there is a GPU")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_plan)
@@ -43,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = csub.add_parser("show", help="all settings (the token is masked)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_config_show)
-    c = csub.add_parser("set", help="change one setting (mirror: wheel folders and indexes, all in one)")
+    c = csub.add_parser(
+        "set", help="change one setting (mirror: wheel folders and indexes, all in one)"
+    )
     c.add_argument("key")
     c.add_argument("value")
     c.set_defaults(handler=cmd_config_set)
@@ -67,19 +78,35 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if not hw.gpus:
         print("GPU:     none — no NVIDIA GPU found; apps will run on the CPU (slowly)")
     for g in hw.gpus:
-        extra = ", ".join(x for x in (
-            f"driver {g.driver}" if g.driver else "", f"CUDA {g.cuda_version}" if g.cuda_version else "",
-            f"compute {g.compute_capability}" if g.compute_capability else "") if x)
-        print(f"GPU {g.index}:   {g.name}, {g.vram_total_gb:g} GB ({g.vram_free_gb:g} GB free)"
-              + (f"; {extra}" if extra else ""))
+        extra = ", ".join(
+            x
+            for x in (
+                f"driver {g.driver}" if g.driver else "",
+                f"CUDA {g.cuda_version}" if g.cuda_version else "",
+                f"compute {g.compute_capability}" if g.compute_capability else "",
+            )
+            if x
+        )
+        print(
+            f"GPU {g.index}:   {g.name}, {g.vram_total_gb:g} GB ({g.vram_free_gb:g} GB free)"
+            + (f"; {extra}" if extra else "")
+        )
     for note in hw.notes:
         print(f"Note:    {note}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = [{"app": r.app, "name": r.name, "description": r.description, "installed": r.installed,
-             "version": r.version} for r in app_rows(home(), running=False)]
+    rows = [
+        {
+            "app": r.app,
+            "name": r.name,
+            "description": r.description,
+            "installed": r.installed,
+            "version": r.version,
+        }
+        for r in app_rows(home(), running=False)
+    ]
     if args.json:
         print_json(rows)
         return 0
@@ -126,8 +153,10 @@ def cmd_recipe_check(args: argparse.Namespace) -> int:
             continue
         print(f"{path}: ok ({recipe.id}, {len(recipe.models)} models)")
     if len(args.files) > 1:
-        print(f"{len(args.files) - bad} of {len(args.files)} recipes are valid "
-              f"({time.perf_counter() - start:.2f} s).")
+        print(
+            f"{len(args.files) - bad} of {len(args.files)} recipes are valid "
+            f"({time.perf_counter() - start:.2f} s)."
+        )
     return 1 if bad else 0
 
 
@@ -147,7 +176,11 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     h = home()
     updated = config.set_value(h, args.key, args.value)
     shown = "(hidden)" if args.key in config.SECRET_KEYS else validate.clean_text(args.value)
-    print(f"{args.key} set to {shown}." if args.value or args.key != config.MIRROR else "mirror cleared.")
+    print(
+        f"{args.key} set to {shown}."
+        if args.value or args.key != config.MIRROR
+        else "mirror cleared."
+    )
     if args.key == config.MIRROR:
         print(config.mirror_note(updated))
     return 0

@@ -26,8 +26,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     findings = doctor.check(h, settings, machine(None), deep=args.deep)
     fixed = doctor.fix(findings) if args.fix else []
     if args.json:
-        print_json({"findings": [f.to_dict() for f in findings],
-                    "fixed": [{"topic": f.topic, "result": r} for f, r in fixed]})
+        print_json(
+            {
+                "findings": [f.to_dict() for f in findings],
+                "fixed": [{"topic": f.topic, "result": r} for f, r in fixed],
+            }
+        )
     else:
         for f in findings:
             mark = {"ok": "ok", "warning": "!", "error": "X"}[f.level]
@@ -45,17 +49,27 @@ def cmd_du(args: argparse.Namespace) -> int:
         print_json(use.to_dict())
         return 0
     for app, parts in use.apps.items():
-        print(f"{app:<14} env {human_bytes(parts['env']):>10}   models {human_bytes(parts['models']):>10}")
+        print(
+            f"{app:<14} env {human_bytes(parts['env']):>10}   models {human_bytes(parts['models']):>10}"
+        )
     env_saved = max(0, use.envs_separate - use.envs_actual)
     model_saved = max(0, use.models_separate - use.models_actual)
-    print(f"Environments: {human_bytes(use.envs_actual)} on disk; separately they would take "
-          f"{human_bytes(use.envs_separate)}, so sharing files saves {human_bytes(env_saved)}.")
-    print(f"Models:       {human_bytes(use.models_actual)} on disk; counted per app "
-          f"{human_bytes(use.models_separate)}, so sharing files saves {human_bytes(model_saved)}.")
+    print(
+        f"Environments: {human_bytes(use.envs_actual)} on disk; separately they would take "
+        f"{human_bytes(use.envs_separate)}, so sharing files saves {human_bytes(env_saved)}."
+    )
+    print(
+        f"Models:       {human_bytes(use.models_actual)} on disk; counted per app "
+        f"{human_bytes(use.models_separate)}, so sharing files saves {human_bytes(model_saved)}."
+    )
     if use.cache:
-        print(f"uv's cache:   {human_bytes(use.cache)} more (packages kept to build the next environment fast).")
+        print(
+            f"uv's cache:   {human_bytes(use.cache)} more (packages kept to build the next environment fast)."
+        )
     if use.models_unused:
-        print(f"Unused:       {human_bytes(use.models_unused)} of model files no app uses "
-              "(`darkroom models gc` frees them).")
+        print(
+            f"Unused:       {human_bytes(use.models_unused)} of model files no app uses "
+            "(`darkroom models gc` frees them)."
+        )
     print(f"In all {human_bytes(use.total)} on disk; sharing saves {human_bytes(use.saved)}.")
     return 0

@@ -29,17 +29,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         c.add_argument("app", type=app_arg)
         c.add_argument("--json", action="store_true", help="JSON lines: events, then the result")
         if recipe:
-            c.add_argument("--recipe", type=Path, metavar="FILE", help="a recipe file instead of the bundled one")
-            c.add_argument("--cpu", action="store_true", help="install the CPU build of torch even with a GPU")
+            c.add_argument(
+                "--recipe",
+                type=Path,
+                metavar="FILE",
+                help="a recipe file instead of the bundled one",
+            )
+            c.add_argument(
+                "--cpu", action="store_true", help="install the CPU build of torch even with a GPU"
+            )
         c.set_defaults(handler=handler)
         return c
 
-    action("build", "build the app's environment (kept as it is when already up to date)",
-           cmd_build, recipe=True).add_argument("--force", action="store_true", help="rebuild even if up to date")
-    action("update", "rebuild with the newest allowed packages; the old env is kept for rollback",
-           cmd_update, recipe=True)
+    action(
+        "build",
+        "build the app's environment (kept as it is when already up to date)",
+        cmd_build,
+        recipe=True,
+    ).add_argument("--force", action="store_true", help="rebuild even if up to date")
+    action(
+        "update",
+        "rebuild with the newest allowed packages; the old env is kept for rollback",
+        cmd_update,
+        recipe=True,
+    )
     action("verify", "compare the environment with its lock and try importing the app", cmd_verify)
-    action("repair", "reinstall what differs from the lock (or rebuild a broken env)", cmd_repair, recipe=True)
+    action(
+        "repair",
+        "reinstall what differs from the lock (or rebuild a broken env)",
+        cmd_repair,
+        recipe=True,
+    )
     action("rollback", "go back to the environment before the last update", cmd_rollback)
     action("remove", "delete the app's environment (the shared cache stays)", cmd_remove)
     c = esub.add_parser("list", help="apps that have an environment")
@@ -61,8 +81,10 @@ def _recipe(app: str, path: Path | None) -> Recipe:
         return find_recipe(app)
     recipe = load_recipe(path)
     if recipe.id != app:
-        raise DarkroomError(f"The recipe {path} is for '{recipe.id}', not '{app}'.",
-                            f"Run the command with {recipe.id}, or pick the right recipe file.")
+        raise DarkroomError(
+            f"The recipe {path} is for '{recipe.id}', not '{app}'.",
+            f"Run the command with {recipe.id}, or pick the right recipe file.",
+        )
     return recipe
 
 
@@ -72,8 +94,11 @@ def _spec(h: Home, args: argparse.Namespace) -> envs.EnvSpec:
     installed = state.load(h).apps.get(recipe.id)
     if installed is not None and installed.env_spec and args.recipe is None and not args.cpu:
         return envs.EnvSpec.from_dict(installed.env_spec)
-    plan = planner.plan(recipe, hardware.probe(h.root),
-                        planner.Choices(models=(), backend="cpu" if args.cpu else None))
+    plan = planner.plan(
+        recipe,
+        hardware.probe(h.root),
+        planner.Choices(models=(), backend="cpu" if args.cpu else None),
+    )
     return installer.env_spec(recipe, plan, appsource.current(h, recipe))
 
 
@@ -93,9 +118,11 @@ def _show_info(args: argparse.Namespace, info: envs.EnvInfo, verb: str) -> int:
     _result(args, info.to_dict())
     if not args.json:
         what = "already up to date" if info.reused else verb
-        print(f"{info.app}: environment {what} — Python {info.python_version}, "
-              f"{len(info.packages)} packages, torch {info.torch_backend}, files {info.link_mode}ed "
-              f"from the shared cache.")
+        print(
+            f"{info.app}: environment {what} — Python {info.python_version}, "
+            f"{len(info.packages)} packages, torch {info.torch_backend}, files {info.link_mode}ed "
+            f"from the shared cache."
+        )
         print(f"  {info.path}")
     return 0
 
@@ -158,8 +185,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print("No app has an environment yet.")
     for row in rows:
-        print(f"{row['app']:<16} Python {row['python_version']:<8} {len(row['packages']):>4} packages  "
-              f"torch {row['torch_backend']}")
+        print(
+            f"{row['app']:<16} Python {row['python_version']:<8} {len(row['packages']):>4} packages  "
+            f"torch {row['torch_backend']}"
+        )
     return 0
 
 
@@ -169,5 +198,7 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        print(f"Freed {human_bytes(result.freed_bytes)}; the cache now holds {human_bytes(result.after_bytes)}.")
+        print(
+            f"Freed {human_bytes(result.freed_bytes)}; the cache now holds {human_bytes(result.after_bytes)}."
+        )
     return 0

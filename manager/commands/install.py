@@ -17,12 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="APP|RECIPE")
     _common_options(p)
     p.add_argument("--variant", action="append", default=[], metavar="[MODEL=]VARIANT")
-    p.add_argument("--models", metavar="M1,M2", help="which models to include (default: the app's defaults)")
+    p.add_argument(
+        "--models", metavar="M1,M2", help="which models to include (default: the app's defaults)"
+    )
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if there is a GPU")
     p.add_argument("--hardware", metavar="PROFILE", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_install)
 
-    p = sub.add_parser("update", help="update an app (or --all); the old version comes back if the new fails")
+    p = sub.add_parser(
+        "update", help="update an app (or --all); the old version comes back if the new fails"
+    )
     p.add_argument("app", nargs="?", type=app_arg)
     p.add_argument("--all", action="store_true")
     _common_options(p)
@@ -41,8 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm the plan")
-    p.add_argument("--accept-licences", action="store_true",
-                   help="accept the non-commercial or gated licences shown")
+    p.add_argument(
+        "--accept-licences",
+        action="store_true",
+        help="accept the non-commercial or gated licences shown",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the check-start after installing")
     p.add_argument("--json", action="store_true", help="progress as JSON lines")
 
@@ -67,13 +74,17 @@ def confirm(pv: installer.Preview, args: argparse.Namespace, h=None) -> None:
         if h is not None:
             _already_here(h, pv)
     if pv.manifest and not (args.yes or _ask("Trust this recipe and install it?")):
-        raise DarkroomError("Nothing was installed: the recipe was not confirmed.",
-                            "Run again and answer yes, or add --yes.")
+        raise DarkroomError(
+            "Nothing was installed: the recipe was not confirmed.",
+            "Run again and answer yes, or add --yes.",
+        )
     for lic in pv.licences:
         print(f"Licence: {lic.sentence()}")
     if pv.licences and not (args.accept_licences or _ask("Do you accept these licences?")):
-        raise DarkroomError("Nothing was installed: the licences above need your acceptance.",
-                            "Run again and answer yes, or add --accept-licences.")
+        raise DarkroomError(
+            "Nothing was installed: the licences above need your acceptance.",
+            "Run again and answer yes, or add --accept-licences.",
+        )
     if not pv.manifest and not pv.licences and not (args.yes or _ask("Install?")):
         raise DarkroomError("Nothing was installed.", "Run again and answer yes, or add --yes.")
 
@@ -88,24 +99,33 @@ def _already_here(h, pv: installer.Preview) -> None:
     dplan = weights.plan_download(h, files, remote=False)
     here = pv.plan.download_bytes - dplan.download_bytes
     if here > 0:
-        print(f"  Of that, {human_bytes(here)} is here already: {human_bytes(dplan.download_bytes)} to download.")
+        print(
+            f"  Of that, {human_bytes(here)} is here already: {human_bytes(dplan.download_bytes)} to download."
+        )
 
 
 def cmd_install(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
     hw = machine(args.hardware)
-    pv = installer.preview(h, settings, args.target, hw, parse_choices(args.variant, args.models, args.cpu))
+    pv = installer.preview(
+        h, settings, args.target, hw, parse_choices(args.variant, args.models, args.cpu)
+    )
     if installer.up_to_date(h, pv):
         if args.json:
-            print_json({"installed": pv.recipe.id, "version": pv.recipe.version, "up_to_date": True})
+            print_json(
+                {"installed": pv.recipe.id, "version": pv.recipe.version, "up_to_date": True}
+            )
         else:
-            print(f"{pv.recipe.name} is already installed and up to date (version {pv.recipe.version}); "
-                  f"nothing to do. Start it with `darkroom start {pv.recipe.id}`.")
+            print(
+                f"{pv.recipe.name} is already installed and up to date (version {pv.recipe.version}); "
+                f"nothing to do. Start it with `darkroom start {pv.recipe.id}`."
+            )
         return 0
     confirm(pv, args, h)
-    record = installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
-                               check_start=not args.no_check)
+    record = installer.install(
+        h, settings, pv, ConsoleReporter(args.json), accepted=True, check_start=not args.no_check
+    )
     if args.json:
         print_json({"installed": record.app, "version": record.version})
     return 0
@@ -119,7 +139,9 @@ def cmd_update(args: argparse.Namespace) -> int:
     elif args.app:
         apps = [args.app]
     else:
-        raise DarkroomError("Say which app to update, or --all.", "For example: darkroom update generator")
+        raise DarkroomError(
+            "Say which app to update, or --all.", "For example: darkroom update generator"
+        )
     hw = machine(None)
     failed = 0
     for app in apps:
@@ -128,12 +150,20 @@ def cmd_update(args: argparse.Namespace) -> int:
             if args.json:
                 print_json({"app": app, "version": pv.recipe.version, "up_to_date": True})
             else:
-                print(f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download.")
+                print(
+                    f"{pv.recipe.name} is already up to date (version {pv.recipe.version}); nothing to download."
+                )
             continue
         try:
             confirm(pv, args, h)
-            installer.install(h, settings, pv, ConsoleReporter(args.json), accepted=True,
-                              check_start=not args.no_check)
+            installer.install(
+                h,
+                settings,
+                pv,
+                ConsoleReporter(args.json),
+                accepted=True,
+                check_start=not args.no_check,
+            )
         except DarkroomError as exc:
             if len(apps) == 1:
                 raise
@@ -173,11 +203,17 @@ def _confirm_remove(h, app: str, keep_models: bool) -> None:
         print(f"{app} is running: it will be stopped first.")
     if installed is not None and installed.models and not keep_models:
         models = sum(f.size for m in installed.models for f in m.files)
-        print(f"Its model files ({human_bytes(models)}) are deleted too unless another app uses them "
-              "(add --keep-models to keep them).")
+        print(
+            f"Its model files ({human_bytes(models)}) are deleted too unless another app uses them "
+            "(add --keep-models to keep them)."
+        )
     if not sys.stdin.isatty():
-        raise DarkroomError(f"Nothing was removed: removing {app} needs a yes, and there is no terminal to ask.",
-                            f"Run `darkroom remove {app} --yes` to remove it.")
+        raise DarkroomError(
+            f"Nothing was removed: removing {app} needs a yes, and there is no terminal to ask.",
+            f"Run `darkroom remove {app} --yes` to remove it.",
+        )
     if not _ask(f"Remove {app}?"):
-        raise DarkroomError(f"Nothing was removed: {app} is still installed.",
-                            f"Run `darkroom remove {app}` again and answer yes, or add --yes.")
+        raise DarkroomError(
+            f"Nothing was removed: {app} is still installed.",
+            f"Run `darkroom remove {app}` again and answer yes, or add --yes.",
+        )

@@ -28,11 +28,15 @@ def switch_choice(args: argparse.Namespace) -> None:
     back where it belongs, so the flag works before and after the app's name alike."""
     if args.switch in (None, switching.WAIT, switching.NOW):
         if args.app is None:
-            raise DarkroomError("Name the app to start.", "For example: `darkroom start generator`.")
+            raise DarkroomError(
+                "Name the app to start.", "For example: `darkroom start generator`."
+            )
         return
     if args.app is not None:
-        raise DarkroomError(f"--switch takes no value but `now` (got {args.switch!r}).",
-                            f"Use `darkroom start {args.app} --switch` or `--switch=now`.")
+        raise DarkroomError(
+            f"--switch takes no value but `now` (got {args.switch!r}).",
+            f"Use `darkroom start {args.app} --switch` or `--switch=now`.",
+        )
     args.app, args.switch = validate.app_id_or_fail(args.switch), switching.WAIT
 
 
@@ -43,11 +47,20 @@ def cmd_start(args: argparse.Namespace) -> int:
     report = ConsoleReporter(as_json=args.json)
     hw = hardware.load_profile(args.hardware) if args.hardware else hardware.probe(h.root)
     try:
-        info = switching.start(h, settings, hw, args.app, lambda a: launch_spec_for(h, a),
-                               switch=args.switch or False, report=report)
+        info = switching.start(
+            h,
+            settings,
+            hw,
+            args.app,
+            lambda a: launch_spec_for(h, a),
+            switch=args.switch or False,
+            report=report,
+        )
     except KeyboardInterrupt:  # while a switch waits: withdraw the start, touch nothing else
-        print(f"\nThe start of {args.app} was withdrawn; every other app keeps running as it was.",
-              file=sys.stderr)
+        print(
+            f"\nThe start of {args.app} was withdrawn; every other app keeps running as it was.",
+            file=sys.stderr,
+        )
         return 130
     if args.json:
         print_json(info.to_dict())
@@ -58,15 +71,19 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     if not args.all and not args.app:
-        raise DarkroomError("Name the app to stop.",
-                            "For example: `darkroom stop generator`, or `darkroom stop --all`.")
+        raise DarkroomError(
+            "Name the app to stop.",
+            "For example: `darkroom stop generator`, or `darkroom stop --all`.",
+        )
     h = home()
     apps = [i.app for i in supervisor.status(h)] if args.all else [args.app]
     for app in apps:
         was_running = supervisor.stop(h, app)
         if not was_running and not args.all and app not in state.load(h).apps:
-            raise NotFound(f"There is no app called '{app}' to stop: it is neither running nor installed.",
-                           "`darkroom status` shows the running apps, `darkroom list` the installed ones.")
+            raise NotFound(
+                f"There is no app called '{app}' to stop: it is neither running nor installed.",
+                "`darkroom status` shows the running apps, `darkroom list` the installed ones.",
+            )
         print(f"{app} stopped." if was_running else f"{app} was not running.")
     return 0
 
@@ -97,12 +114,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows_json = []
         for i in infos:
             u = vram.get(i.app)
-            rows_json.append({**i.to_dict(), "vram_expected_gb": u.counted_gb if u else 0.0,
-                              "model_loaded": u.loaded if u else None,
-                              "vram_measured_gb": u.measured_gb if u else None,
-                              "idle_unload_minutes": u.idle_unload_min if u else 0.0,
-                              "unloaded_by": u.unloaded_by if u else "",
-                              "job": u.job if u else None})
+            rows_json.append(
+                {
+                    **i.to_dict(),
+                    "vram_expected_gb": u.counted_gb if u else 0.0,
+                    "model_loaded": u.loaded if u else None,
+                    "vram_measured_gb": u.measured_gb if u else None,
+                    "idle_unload_minutes": u.idle_unload_min if u else 0.0,
+                    "unloaded_by": u.unloaded_by if u else "",
+                    "job": u.job if u else None,
+                }
+            )
         print_json(rows_json)
         return 0
     if not infos:
@@ -124,7 +146,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return text + (f" ({u.measured_gb:g} GB measured)" if u.measured_gb is not None else "")
 
     rows = [("APP", "STATUS", "URL", "RESTARTS", "UP", "GPU MEMORY")]
-    rows += [(i.app, i.status, i.url if i.active else "-", str(i.restarts), _uptime(i), gpu(i)) for i in infos]
+    rows += [
+        (i.app, i.status, i.url if i.active else "-", str(i.restarts), _uptime(i), gpu(i))
+        for i in infos
+    ]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -134,8 +159,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             if i.hint:
                 print(i.hint)
         elif i.stale:
-            print(f"\n{i.app}: its runner is gone (the computer restarted, or it was killed). "
-                  f"`darkroom stop {i.app}` clears it; `darkroom start {i.app}` starts it again.")
+            print(
+                f"\n{i.app}: its runner is gone (the computer restarted, or it was killed). "
+                f"`darkroom stop {i.app}` clears it; `darkroom start {i.app}` starts it again."
+            )
     return 0
 
 
@@ -160,18 +187,25 @@ def cmd_open(args: argparse.Namespace) -> int:
         print(f"Opened {url} in the web browser.")
     else:
         # No display (a server, SSH) or no browser set up: nothing opened, so say where the page is.
-        print(f"No web browser could be started here. {args.app}'s page is at {url}: "
-              "open that address in a browser on this computer (or forward the port, when connected by SSH).")
+        print(
+            f"No web browser could be started here. {args.app}'s page is at {url}: "
+            "open that address in a browser on this computer (or forward the port, when connected by SSH)."
+        )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("start", help="start an installed app (and the apps it needs)")
     p.add_argument("app", nargs="?", type=app_arg)
-    p.add_argument("--switch", nargs="?", const=switching.WAIT, metavar="now",
-                   help="free GPU memory first: other apps unload their models once their running "
-                        "job is done (queued meanwhile; Ctrl-C withdraws); --switch=now cancels "
-                        "that job instead")
+    p.add_argument(
+        "--switch",
+        nargs="?",
+        const=switching.WAIT,
+        metavar="now",
+        help="free GPU memory first: other apps unload their models once their running "
+        "job is done (queued meanwhile; Ctrl-C withdraws); --switch=now cancels "
+        "that job instead",
+    )
     p.add_argument("--hardware", metavar="PROFILE", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="progress and result as JSON")
     p.set_defaults(handler=cmd_start)

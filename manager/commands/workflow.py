@@ -41,18 +41,24 @@ class WorkflowReporter(ConsoleReporter):
 def _engine(h: Home) -> Path:
     python = envs.env_python(h, "workflow")
     if not python.exists():
-        raise NotFound("The workflow runner is not installed.", "Run `darkroom install workflow` first.")
+        raise NotFound(
+            "The workflow runner is not installed.", "Run `darkroom install workflow` first."
+        )
     return python
 
 
 def _child_env(h: Home) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+    }
     env[protocol.HOME] = str(h.root)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def _needs(h: Home, python: Path, preset: str, source: str | None = None, ray: str | None = None) -> list[str]:
+def _needs(
+    h: Home, python: Path, preset: str, source: str | None = None, ray: str | None = None
+) -> list[str]:
     """The apps the preset calls. With the input folder (and --ray), the engine first checks that
     there is work and that the cluster answers, so these fail in seconds, before any app starts."""
     argv = [str(python), "-m", "workflow.cli", "needs", _preset_arg(preset)]
@@ -64,8 +70,10 @@ def _needs(h: Home, python: Path, preset: str, source: str | None = None, ray: s
     try:
         done = subprocess.run(argv, capture_output=True, text=True, env=_child_env(h), timeout=120)
     except subprocess.TimeoutExpired:
-        raise DarkroomError("The workflow runner did not answer within 2 minutes.",
-                            "Run `darkroom env repair workflow`, then try again.") from None
+        raise DarkroomError(
+            "The workflow runner did not answer within 2 minutes.",
+            "Run `darkroom env repair workflow`, then try again.",
+        ) from None
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -74,8 +82,10 @@ def _needs(h: Home, python: Path, preset: str, source: str | None = None, ray: s
         raise DarkroomError(answer["message"], answer.get("hint", ""))
     if done.returncode != 0 or "apps" not in answer:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DarkroomError(f"The workflow runner failed to read the preset {preset} ({last[:300]}).",
-                            "Run `darkroom env repair workflow`, then try again.")
+        raise DarkroomError(
+            f"The workflow runner failed to read the preset {preset} ({last[:300]}).",
+            "Run `darkroom env repair workflow`, then try again.",
+        )
     return list(answer["apps"])
 
 
@@ -101,8 +111,17 @@ def _preset_arg(preset: str) -> str:
 
 def _argv(python: Path, args: argparse.Namespace, h: Home) -> list[str]:
     preset = _preset_arg(args.preset)
-    argv = [str(python), "-m", "workflow.cli", "run", preset, str(Path(args.input).resolve()),
-            "--json", "--home", str(h.root)]
+    argv = [
+        str(python),
+        "-m",
+        "workflow.cli",
+        "run",
+        preset,
+        str(Path(args.input).resolve()),
+        "--json",
+        "--home",
+        str(h.root),
+    ]
     if args.out:
         argv += ["--out", str(Path(args.out).expanduser().resolve())]
     if args.ray:
@@ -122,8 +141,16 @@ def relay(event: dict[str, Any], report: Any) -> None:
     """One engine event as the manager's event."""
     kind = event.get("type")
     if kind == "progress":
-        report(Progress(SOURCE, "images", done=int(event["done"]), total=int(event["total"]), unit="images",
-                        rate=float(event.get("rate") or 0.0)))
+        report(
+            Progress(
+                SOURCE,
+                "images",
+                done=int(event["done"]),
+                total=int(event["total"]),
+                unit="images",
+                rate=float(event.get("rate") or 0.0),
+            )
+        )
     elif kind == "stage":
         report(Stage(SOURCE, event.get("stage", ""), event.get("message", "")))
     elif kind == "message":
@@ -134,15 +161,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     h = home()
     report = WorkflowReporter(as_json=args.json)
     if not exists(args.input):
-        raise NotFound(f"The input {validate.shown(args.input)} does not exist.", "Give the folder that holds the images.")
+        raise NotFound(
+            f"The input {validate.shown(args.input)} does not exist.",
+            "Give the folder that holds the images.",
+        )
     python = _engine(h)
     ensure_running(h, _needs(h, python, args.preset, args.input, args.ray), report)
     # The engine's stderr (Ray's own warnings, a crash's details) goes to a log, not the screen.
     log = h.log_dir(SOURCE) / "run.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(_argv(python, args, h), stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=_child_env(h))
+        proc = subprocess.Popen(
+            _argv(python, args, h), stdout=subprocess.PIPE, stderr=err, text=True, env=_child_env(h)
+        )
     summary: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     try:
@@ -169,13 +200,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint += f" Its log: {log}"
         raise DarkroomError(error["message"], hint)
     if summary is None:
-        raise DarkroomError(f"The workflow runner stopped unexpectedly (exit status {code}).",
-                            f"Run the same command again to continue; finished images are kept. Its log: {log}")
+        raise DarkroomError(
+            f"The workflow runner stopped unexpectedly (exit status {code}).",
+            f"Run the same command again to continue; finished images are kept. Its log: {log}",
+        )
     if args.json:
         print_json(summary)
     else:
-        print(f"{summary['preset']}: {summary['done']} done, {summary['failed']} failed of {summary['total']} "
-              f"({summary['processed']} this run in {summary['seconds']:.1f} s, {summary['rate']:.2f} images/s).")
+        print(
+            f"{summary['preset']}: {summary['done']} done, {summary['failed']} failed of {summary['total']} "
+            f"({summary['processed']} this run in {summary['seconds']:.1f} s, {summary['rate']:.2f} images/s)."
+        )
         for item, reason in summary["failures"][:20]:
             print(f"  failed: {item}: {reason}")
         print(f"Results: {summary['out']}\nReport:  {summary['report']}")
@@ -185,21 +220,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a workflow preset over a folder (resumable)",
-                       description="Run a workflow preset (old-photo, upscale-only, colorize-only, prompt-grid, "
-                                   "or a preset .yaml file) over every image in a folder. Starts the apps it "
-                                   "needs. Run the same command again to continue an interrupted batch. "
-                                   "Exit status 1 if some images failed (see the report).")
+    p = sub.add_parser(
+        "run",
+        help="run a workflow preset over a folder (resumable)",
+        description="Run a workflow preset (old-photo, upscale-only, colorize-only, prompt-grid, "
+        "or a preset .yaml file) over every image in a folder. Starts the apps it "
+        "needs. Run the same command again to continue an interrupted batch. "
+        "Exit status 1 if some images failed (see the report).",
+    )
     p.add_argument("preset", help="a preset name or a path to a preset .yaml")
-    p.add_argument("input", metavar="INPUT_FOLDER", help="the folder of images (prompt-grid: with prompts.txt)")
-    p.add_argument("--out", metavar="DIR", help="where results and report.html go "
-                                                "(default: outputs/workflow/<preset>-<folder>)")
-    p.add_argument("--ray", metavar="auto|ADDRESS", help="run the images on a Ray cluster "
-                                                         "(auto: the running one, else a local one)")
+    p.add_argument(
+        "input", metavar="INPUT_FOLDER", help="the folder of images (prompt-grid: with prompts.txt)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where results and report.html go (default: outputs/workflow/<preset>-<folder>)",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="run the images on a Ray cluster (auto: the running one, else a local one)",
+    )
     p.add_argument("--workers", type=int, default=0, help="Ray workers (default: one per CPU)")
-    p.add_argument("--set", action="append", metavar="STEP.PARAM=VALUE", help="change a step's parameter")
-    p.add_argument("--retry-failed", action="store_true", help="try the images that failed before again")
-    p.add_argument("--keep-running", action="store_true",
-                   help="refuse `darkroom start X --switch` instead of pausing the batch for it")
+    p.add_argument(
+        "--set", action="append", metavar="STEP.PARAM=VALUE", help="change a step's parameter"
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="try the images that failed before again"
+    )
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="refuse `darkroom start X --switch` instead of pausing the batch for it",
+    )
     p.add_argument("--json", action="store_true", help="events and the summary as JSON")
     p.set_defaults(handler=cmd_run)

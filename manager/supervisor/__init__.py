@@ -25,12 +25,36 @@ if TYPE_CHECKING:
     from .spec import LaunchSpec, RunInfo
 
 _WHERE = {
-    "LaunchSpec": "spec", "RunInfo": "spec",
-    **{name: "control" for name in ("app_status", "logs", "open_app", "restart", "start",
-                                    "start_with_needs", "status", "stop", "wait_ready")},
+    "LaunchSpec": "spec",
+    "RunInfo": "spec",
+    **{
+        name: "control"
+        for name in (
+            "app_status",
+            "logs",
+            "open_app",
+            "restart",
+            "start",
+            "start_with_needs",
+            "status",
+            "stop",
+            "wait_ready",
+        )
+    },
 }
-__all__ = ["LaunchSpec", "RunInfo", "app_status", "logs", "open_app", "restart", "start",
-           "start_with_needs", "status", "stop", "wait_ready"]
+__all__ = [
+    "LaunchSpec",
+    "RunInfo",
+    "app_status",
+    "logs",
+    "open_app",
+    "restart",
+    "start",
+    "start_with_needs",
+    "status",
+    "stop",
+    "wait_ready",
+]
 
 
 def __getattr__(name: str) -> Any:

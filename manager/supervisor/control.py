@@ -43,19 +43,34 @@ _PKG_ROOT = str(Path(__file__).resolve().parents[2])  # folder holding the `mana
 def resolve(home: Home, settings: Settings, launch: LaunchSpec, host: str, port: int) -> LaunchSpec:
     """The LaunchSpec with placeholders filled and the protocol's env vars added."""
     values = {
-        "models_dir": str(home.models), "outputs_dir": str(home.output_dir(launch.app)),
-        "app_dir": str(home.app_dir(launch.app)), **launch.placeholders,
-        "host": host, "port": str(port),
+        "models_dir": str(home.models),
+        "outputs_dir": str(home.output_dir(launch.app)),
+        "app_dir": str(home.app_dir(launch.app)),
+        **launch.placeholders,
+        "host": host,
+        "port": str(port),
     }
     env = {k: substitute(v, values) for k, v in launch.env.items()}
-    env.update({
-        protocol.HOST: host, protocol.PORT: str(port), protocol.APP: launch.app,
-        protocol.OUTPUTS: str(home.output_dir(launch.app)), protocol.HOME: str(home.root),
-        protocol.HF_CACHE: str(home.models), protocol.HF_OFFLINE: "1",
-        protocol.IDLE_UNLOAD: str(settings.idle_unload_minutes), "PYTHONUNBUFFERED": "1",
-    })
-    return replace(launch, argv=[substitute(a, values) for a in launch.argv], env=env,
-                   placeholders=values, port=port)
+    env.update(
+        {
+            protocol.HOST: host,
+            protocol.PORT: str(port),
+            protocol.APP: launch.app,
+            protocol.OUTPUTS: str(home.output_dir(launch.app)),
+            protocol.HOME: str(home.root),
+            protocol.HF_CACHE: str(home.models),
+            protocol.HF_OFFLINE: "1",
+            protocol.IDLE_UNLOAD: str(settings.idle_unload_minutes),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return replace(
+        launch,
+        argv=[substitute(a, values) for a in launch.argv],
+        env=env,
+        placeholders=values,
+        port=port,
+    )
 
 
 def _check_program(launch: LaunchSpec, argv0: str) -> None:
@@ -64,13 +79,17 @@ def _check_program(launch: LaunchSpec, argv0: str) -> None:
     env_python = launch.placeholders.get("env_python")
     uses_env = any("{env_python}" in a for a in launch.argv)
     if uses_env and env_python and not Path(env_python).is_file():
-        raise NotFound(f"{app} is not installed: its Python environment is missing ({env_python}).",
-                       f"Run `darkroom install {app}`.")
+        raise NotFound(
+            f"{app} is not installed: its Python environment is missing ({env_python}).",
+            f"Run `darkroom install {app}`.",
+        )
     is_path = os.sep in argv0 or "/" in argv0
     found = Path(argv0).is_file() if is_path else shutil.which(argv0) is not None
     if not found:
-        raise NotFound(f"The program that starts {app} was not found: {argv0}.",
-                       f"Run `darkroom env repair {app}` to rebuild its environment.")
+        raise NotFound(
+            f"The program that starts {app} was not found: {argv0}.",
+            f"Run `darkroom env repair {app}` to rebuild its environment.",
+        )
 
 
 # ---------------------------------------------------------------- the runner process
@@ -78,33 +97,69 @@ def _check_program(launch: LaunchSpec, argv0: str) -> None:
 
 def _spawn_runner(home: Home, app: str, token: str) -> int:
     """Start the detached runner; returns its pid once it holds its lock."""
-    cmd = [sys.executable, "-m", "manager.supervisor.runner", "--home", str(home.root),
-           "--app", app, "--token", token, "--launch", str(runfile.launch_file(home, app)),
-           "--lock", str(runfile.runner_lock(home, app))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "manager.supervisor.runner",
+        "--home",
+        str(home.root),
+        "--app",
+        app,
+        "--token",
+        token,
+        "--launch",
+        str(runfile.launch_file(home, app)),
+        "--lock",
+        str(runfile.runner_lock(home, app)),
+    ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
     if os.name == "posix":
-        done = subprocess.run([*cmd, "--detach"], stdin=subprocess.DEVNULL, capture_output=True,
-                              start_new_session=True, cwd=home.root, env=env, timeout=60)
+        done = subprocess.run(
+            [*cmd, "--detach"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            start_new_session=True,
+            cwd=home.root,
+            env=env,
+            timeout=60,
+        )
         err = done.stderr.decode("utf-8", "replace").strip()
         if done.returncode == 3:
-            raise Conflict(f"{app} is already supervised by another Darkroom runner.",
-                           f"Stop it first with `darkroom stop {app}`.")
+            raise Conflict(
+                f"{app} is already supervised by another Darkroom runner.",
+                f"Stop it first with `darkroom stop {app}`.",
+            )
         if done.returncode != 0 or not done.stdout.strip().isdigit():
-            raise DarkroomError(f"Darkroom could not start the runner for {app}: {err or 'no reason given'}.",
-                                "Check that the data folder is writable, then try again.")
+            raise DarkroomError(
+                f"Darkroom could not start the runner for {app}: {err or 'no reason given'}.",
+                "Check that the data folder is writable, then try again.",
+            )
         return int(done.stdout.strip())
     log_path = runfile.runner_log(home, app)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    flags = (subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
-             | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
+    flags = (
+        subprocess.CREATE_NEW_PROCESS_GROUP
+        | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
+        | subprocess.CREATE_NO_WINDOW
+    )  # type: ignore[attr-defined]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                creationflags=flags, cwd=home.root, env=env, close_fds=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            creationflags=flags,
+            cwd=home.root,
+            env=env,
+            close_fds=True,
+        )
     return proc.pid
 
 
-def _await_registration(home: Home, app: str, token: str, pid: int, timeout: float = 30.0) -> RunInfo:
+def _await_registration(
+    home: Home, app: str, token: str, pid: int, timeout: float = 30.0
+) -> RunInfo:
     deadline = time.monotonic() + timeout
     while True:
         info = runfile.read_raw(home, app)
@@ -113,11 +168,15 @@ def _await_registration(home: Home, app: str, token: str, pid: int, timeout: flo
         if not proctree.alive(pid, None) or time.monotonic() > deadline:
             lines = logfile.tail(runfile.runner_log(home, app), 5)
             if any("another runner" in line for line in lines[-1:]):
-                raise Conflict(f"{app} is already supervised by another Darkroom runner.",
-                               f"Stop it first with `darkroom stop {app}`.")
+                raise Conflict(
+                    f"{app} is already supervised by another Darkroom runner.",
+                    f"Stop it first with `darkroom stop {app}`.",
+                )
             detail = ("\n  " + "\n  ".join(lines)) if lines else ""
-            raise DarkroomError(f"The Darkroom runner for {app} stopped before it started the app.{detail}",
-                                f"See {runfile.runner_log(home, app)}, then try again.")
+            raise DarkroomError(
+                f"The Darkroom runner for {app} stopped before it started the app.{detail}",
+                f"See {runfile.runner_log(home, app)}, then try again.",
+            )
         time.sleep(0.01)
 
 
@@ -151,16 +210,19 @@ def _active_elsewhere(home: Home, app: str) -> list[RunInfo]:
 # ---------------------------------------------------------------- public API
 
 
-def start(home: Home, settings: Settings, launch: LaunchSpec, report: Reporter = ignore,
-          wait: bool = True) -> RunInfo:
+def start(
+    home: Home, settings: Settings, launch: LaunchSpec, report: Reporter = ignore, wait: bool = True
+) -> RunInfo:
     """Start `launch.app` under a runner and (by default) wait until it answers ready."""
     home.ensure()
     app = launch.app
     with locked(runfile.control_lock(home, app), timeout=60, what=app):
         current = runfile.inspect(home, app)
         if current is not None and current.active:
-            raise Conflict(f"{app} is already running at {current.url} ({current.status}).",
-                           f"Open it with `darkroom open {app}`, or use `darkroom restart {app}`.")
+            raise Conflict(
+                f"{app} is already running at {current.url} ({current.status}).",
+                f"Open it with `darkroom open {app}`, or use `darkroom restart {app}`.",
+            )
         if current is not None:
             _clean_leftovers(home, current)
         host = settings.bind_host
@@ -175,42 +237,62 @@ def start(home: Home, settings: Settings, launch: LaunchSpec, report: Reporter =
             pid = _spawn_runner(home, app, token)
             info = _await_registration(home, app, token, pid)
     if port != launch.port:
-        report(Message(SOURCE, f"Port {launch.port} is in use, so {app} gets port {port}.", level="warning"))
+        report(
+            Message(
+                SOURCE, f"Port {launch.port} is in use, so {app} gets port {port}.", level="warning"
+            )
+        )
     report(Stage(SOURCE, "starting", f"{app} at {info.url}"))
     if not wait:
         return info
     return wait_ready(home, app, token, launch.startup_timeout_s + 10, report)
 
 
-def wait_ready(home: Home, app: str, token: str, timeout: float, report: Reporter = ignore) -> RunInfo:
+def wait_ready(
+    home: Home, app: str, token: str, timeout: float, report: Reporter = ignore
+) -> RunInfo:
     """Follow the run file until the app is ready; failures become DarkroomErrors."""
     deadline = time.monotonic() + timeout
     progress: float | None = None
     restarts = 0
     while True:
-        checkpoint(report)   # a cancelled install stops waiting (its caller stops the app)
+        checkpoint(report)  # a cancelled install stops waiting (its caller stops the app)
         info = runfile.inspect(home, app)
         if info is None or info.token != token or info.status in (STOPPING, STOPPED):
-            raise DarkroomError(f"{app} was stopped before it became ready.",
-                                f"Start it again with `darkroom start {app}`.")
+            raise DarkroomError(
+                f"{app} was stopped before it became ready.",
+                f"Start it again with `darkroom start {app}`.",
+            )
         if info.status == READY:
             report(Stage(SOURCE, "ready", f"{app} is ready at {info.url}"))
             return info
         if info.status == FAILED:
             raise DarkroomError(failure_text(info), info.hint)
         if info.stale:
-            raise DarkroomError(f"The Darkroom runner that watched {app} stopped unexpectedly.",
-                                f"See {runfile.runner_log(home, app)}, then start {app} again.")
+            raise DarkroomError(
+                f"The Darkroom runner that watched {app} stopped unexpectedly.",
+                f"See {runfile.runner_log(home, app)}, then start {app} again.",
+            )
         if info.restarts > restarts:
             restarts = info.restarts
-            report(Message(SOURCE, f"{info.last_error} Restarting it (attempt {restarts}).", level="warning"))
+            report(
+                Message(
+                    SOURCE,
+                    f"{info.last_error} Restarting it (attempt {restarts}).",
+                    level="warning",
+                )
+            )
         if info.progress is not None and info.progress != progress:
             progress = info.progress
-            report(Progress(SOURCE, "loading", done=int(progress * 100), total=100, unit="%", item=app))
+            report(
+                Progress(SOURCE, "loading", done=int(progress * 100), total=100, unit="%", item=app)
+            )
         if time.monotonic() > deadline:
             stop(home, app)
-            raise DarkroomError(f"{app} did not become ready within {timeout:g} seconds, so it was stopped.",
-                                f"`darkroom logs {app}` shows what it was doing.")
+            raise DarkroomError(
+                f"{app} did not become ready within {timeout:g} seconds, so it was stopped.",
+                f"`darkroom logs {app}` shows what it was doing.",
+            )
         time.sleep(0.02)
 
 
@@ -251,35 +333,51 @@ def stop(home: Home, app: str, report: Reporter = ignore) -> bool:
         last = runfile.read_raw(home, app) or info
         for pid, created in {(info.app_pid, info.app_created), (last.app_pid, last.app_created)}:
             if pid and proctree.alive(pid, created):
-                proctree.terminate_tree(pid, created, info.stop_timeout_s,
-                                        pgid=pid if os.name == "posix" else None)
-        runfile.remove(runfile.run_file(home, app), runfile.launch_file(home, app),
-                       runfile.stop_file(home, app))
+                proctree.terminate_tree(
+                    pid, created, info.stop_timeout_s, pgid=pid if os.name == "posix" else None
+                )
+        runfile.remove(
+            runfile.run_file(home, app),
+            runfile.launch_file(home, app),
+            runfile.stop_file(home, app),
+        )
         report(Stage(SOURCE, "stopped", app))
         return was_running
 
 
-def restart(home: Home, settings: Settings, launch: LaunchSpec, report: Reporter = ignore) -> RunInfo:
+def restart(
+    home: Home, settings: Settings, launch: LaunchSpec, report: Reporter = ignore
+) -> RunInfo:
     stop(home, launch.app, report)
     return start(home, settings, launch, report)
 
 
 def status(home: Home) -> list[RunInfo]:
     """Every app with a run file, liveness checked (stale files show status 'stale')."""
-    return [info for app in runfile.apps_with_run_files(home)
-            if (info := runfile.inspect(home, app)) is not None]
+    return [
+        info
+        for app in runfile.apps_with_run_files(home)
+        if (info := runfile.inspect(home, app)) is not None
+    ]
 
 
 def app_status(home: Home, app: str) -> RunInfo | None:
     return runfile.inspect(home, app)
 
 
-def logs(home: Home, app: str, follow: bool = False, lines: int = 100,
-         stop_when: Callable[[], bool] | None = None) -> Iterator[str]:
+def logs(
+    home: Home,
+    app: str,
+    follow: bool = False,
+    lines: int = 100,
+    stop_when: Callable[[], bool] | None = None,
+) -> Iterator[str]:
     """The app's last log lines; with `follow`, new lines as they come (until stop_when())."""
     path = runfile.app_log(home, app)
     if not path.exists() and not home.log_dir(app).exists():
-        raise NotFound(f"There are no logs for {app} yet.", f"Start it with `darkroom start {app}`.")
+        raise NotFound(
+            f"There are no logs for {app} yet.", f"Start it with `darkroom start {app}`."
+        )
     if follow:
         return logfile.follow(path, lines, stop_when)
     return iter(logfile.tail(path, lines))
@@ -294,8 +392,13 @@ def open_app(home: Home, app: str, browser: Callable[[str], object] = webbrowser
     return info.url
 
 
-def start_with_needs(home: Home, settings: Settings, app: str,
-                     resolve_spec: Callable[[str], LaunchSpec], report: Reporter = ignore) -> RunInfo:
+def start_with_needs(
+    home: Home,
+    settings: Settings,
+    app: str,
+    resolve_spec: Callable[[str], LaunchSpec],
+    report: Reporter = ignore,
+) -> RunInfo:
     """Start the apps `app` needs (recursively, each once), then `app` itself.
 
     Needed apps that already run are left alone; a cycle in `needs` is an error.
@@ -307,9 +410,11 @@ def start_with_needs(home: Home, settings: Settings, app: str,
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = " -> ".join([*chain[chain.index(name):], name])
-            raise DarkroomError(f"The apps' `needs` form a cycle: {cycle}.",
-                                "Fix the recipes so that no app needs itself through others.")
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
+            raise DarkroomError(
+                f"The apps' `needs` form a cycle: {cycle}.",
+                "Fix the recipes so that no app needs itself through others.",
+            )
         state[name] = "visiting"
         spec = resolve_spec(name)
         for need in spec.needs:

@@ -5,22 +5,38 @@ from __future__ import annotations
 import signal
 
 _PATTERNS: list[tuple[tuple[str, ...], str]] = [
-    (("CUDA out of memory", "OutOfMemoryError", "out of memory"),
-     "The graphics card ran out of memory. Stop other apps that use it, or reinstall "
-     "{app} with a smaller model variant (`darkroom install {app} --variant ...`)."),
-    (("ModuleNotFoundError", "ImportError", "No module named"),
-     "Part of {app}'s Python environment is missing or broken. Run `darkroom env repair {app}`."),
-    (("Address already in use", "address already in use", "Only one usage of each socket address"),
-     "Another program took {app}'s port. Close it, or start {app} again to get another port."),
-    (("Permission denied", "PermissionError"),
-     "{app} was not allowed to open a file or port it needs; check the data folder's permissions."),
-    (("No space left on device",),
-     "The disk is full. Free some space (`darkroom gc` removes unused downloads)."),
+    (
+        ("CUDA out of memory", "OutOfMemoryError", "out of memory"),
+        "The graphics card ran out of memory. Stop other apps that use it, or reinstall "
+        "{app} with a smaller model variant (`darkroom install {app} --variant ...`).",
+    ),
+    (
+        ("ModuleNotFoundError", "ImportError", "No module named"),
+        "Part of {app}'s Python environment is missing or broken. Run `darkroom env repair {app}`.",
+    ),
+    (
+        (
+            "Address already in use",
+            "address already in use",
+            "Only one usage of each socket address",
+        ),
+        "Another program took {app}'s port. Close it, or start {app} again to get another port.",
+    ),
+    (
+        ("Permission denied", "PermissionError"),
+        "{app} was not allowed to open a file or port it needs; check the data folder's permissions.",
+    ),
+    (
+        ("No space left on device",),
+        "The disk is full. Free some space (`darkroom gc` removes unused downloads).",
+    ),
 ]
 
-DEFAULT = ("{app} keeps crashing right after it starts. Its last log lines are above; "
-           "`darkroom logs {app}` shows the rest. `darkroom env repair {app}` rebuilds its "
-           "environment, which fixes most such crashes.")
+DEFAULT = (
+    "{app} keeps crashing right after it starts. Its last log lines are above; "
+    "`darkroom logs {app}` shows the rest. `darkroom env repair {app}` rebuilds its "
+    "environment, which fixes most such crashes."
+)
 
 
 def crash_hint(app: str, lines: list[str]) -> str:

@@ -19,7 +19,7 @@ class RotatingLog:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
-        self.dropped = 0         # lines lost to a full disk
+        self.dropped = 0  # lines lost to a full disk
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "ab")  # noqa: SIM115 (kept open for the runner's life)
@@ -66,14 +66,15 @@ def tail(path: Path, lines: int) -> list[str]:
                 text = handle.read().decode("utf-8", "replace")
         except OSError:
             continue
-        out = text.splitlines()[-(lines - len(out)):] + out
+        out = text.splitlines()[-(lines - len(out)) :] + out
         if len(out) >= lines:
             break
     return out
 
 
-def follow(path: Path, start_lines: int = 20, stop: Callable[[], bool] | None = None,
-           poll_s: float = 0.2) -> Iterator[str]:
+def follow(
+    path: Path, start_lines: int = 20, stop: Callable[[], bool] | None = None, poll_s: float = 0.2
+) -> Iterator[str]:
     """Yield the last lines, then new lines as they come; survives rotation (tail -F)."""
     yield from tail(path, start_lines)
     handle = None

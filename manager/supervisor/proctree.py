@@ -78,7 +78,9 @@ def terminate(procs: list[psutil.Process], pgid: int | None, timeout: float) -> 
     return forced
 
 
-def terminate_tree(pid: int, created: float | None, timeout: float, pgid: int | None = None) -> bool:
+def terminate_tree(
+    pid: int, created: float | None, timeout: float, pgid: int | None = None
+) -> bool:
     """End `pid` (if it is still the same process), its group and all its descendants."""
     root = process(pid, created)
     procs = ([root] + _descendants(root)) if root else []

@@ -94,11 +94,17 @@ def write_launch(home: Home, spec: LaunchSpec) -> None:
     """The resolved spec plus every path the runner needs, so it can launch the app before
     it imports anything heavy (0600: the env may hold settings the user wants private)."""
     app = spec.app
-    paths = {"log": app_log(home, app), "runner_log": runner_log(home, app),
-             "stop": stop_file(home, app), "run": run_file(home, app)}
-    atomic_write_json(launch_file(home, app),
-                      {"spec": spec.to_dict(), "paths": {k: str(v) for k, v in paths.items()}},
-                      mode=0o600)
+    paths = {
+        "log": app_log(home, app),
+        "runner_log": runner_log(home, app),
+        "stop": stop_file(home, app),
+        "run": run_file(home, app),
+    }
+    atomic_write_json(
+        launch_file(home, app),
+        {"spec": spec.to_dict(), "paths": {k: str(v) for k, v in paths.items()}},
+        mode=0o600,
+    )
 
 
 def remove(*paths: Path) -> None:

@@ -36,8 +36,14 @@ from .spec import FAILED, READY, RESTARTING, STARTING, STOPPED, STOPPING, Launch
 
 # Inherited variables that would make an app's own env load someone else's packages.
 # (The manager's own PYTHONPATH, a parent's venv, a token apps never need.)
-STRIP_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__", "HF_TOKEN",
-             "HUGGING_FACE_HUB_TOKEN")
+STRIP_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "__PYVENV_LAUNCHER__",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+)
 TAIL_LINES = 20
 
 
@@ -81,7 +87,9 @@ def check_health(url: str, timeout: float = 2.0) -> tuple[str, float | None]:
 
 
 class Runner:
-    def __init__(self, home_root: Path, spec: LaunchSpec, token: str, paths: dict[str, str]) -> None:
+    def __init__(
+        self, home_root: Path, spec: LaunchSpec, token: str, paths: dict[str, str]
+    ) -> None:
         self.home_root = home_root
         self.spec = spec
         self.token = token
@@ -91,8 +99,10 @@ class Runner:
         self.log = RotatingLog(Path(paths["log"]), spec.log_max_bytes, spec.log_backups)
         self.stop_path = Path(paths["stop"])
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.run_lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)  # this launch's output
-        self.was_ready = False          # whether this launch ever answered ready
+        self.run_lines: collections.deque[str] = collections.deque(
+            maxlen=TAIL_LINES
+        )  # this launch's output
+        self.was_ready = False  # whether this launch ever answered ready
         self.stop_event = threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
         self.pump: threading.Thread | None = None
@@ -106,11 +116,19 @@ class Runner:
         self.home = Home(self.home_root)
         spec = self.spec
         self.info = RunInfo(
-            app=spec.app, status=STARTING, port=spec.port, host=self.host,
-            url=base_url(self.host, spec.port), runner_pid=os.getpid(),
-            runner_created=proctree.create_time(os.getpid()), started=self.began,
-            log_file=str(self.log.path), vram_gb=spec.vram_gb, stop_timeout_s=spec.stop_timeout_s,
-            token=self.token)
+            app=spec.app,
+            status=STARTING,
+            port=spec.port,
+            host=self.host,
+            url=base_url(self.host, spec.port),
+            runner_pid=os.getpid(),
+            runner_created=proctree.create_time(os.getpid()),
+            started=self.began,
+            log_file=str(self.log.path),
+            vram_gb=spec.vram_gb,
+            stop_timeout_s=spec.stop_timeout_s,
+            token=self.token,
+        )
         self.record_app()
 
     def record_app(self) -> None:
@@ -118,8 +136,11 @@ class Runner:
 
         pid = self.proc.pid if self.proc is not None else None
         assert self.info is not None
-        self.save(app_pid=pid, app_created=proctree.create_time(pid) if pid else None,
-                  status=RESTARTING if self.info.restarts else STARTING)
+        self.save(
+            app_pid=pid,
+            app_created=proctree.create_time(pid) if pid else None,
+            status=RESTARTING if self.info.restarts else STARTING,
+        )
 
     # ---------------------------------------------------------------- helpers
 
@@ -172,9 +193,17 @@ class Runner:
         self.was_ready = False
         self.run_lines = collections.deque(maxlen=TAIL_LINES)
         self.proc = subprocess.Popen(
-            self.spec.argv, env=env, cwd=self.spec.cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-        self.pump = threading.Thread(target=self._pump, args=(self.proc, self.run_lines), daemon=True)
+            self.spec.argv,
+            env=env,
+            cwd=self.spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **kwargs,
+        )
+        self.pump = threading.Thread(
+            target=self._pump, args=(self.proc, self.run_lines), daemon=True
+        )
         self.pump.start()
 
     def _pump(self, proc: subprocess.Popen[bytes], run_lines: collections.deque[str]) -> None:
@@ -249,7 +278,9 @@ class Runner:
         """Supervise until stopped or given up. The first launch already happened in main()."""
         spec = self.spec
         quick = 0
-        last_startup_error: tuple[str, str] | None = None   # what the last launch that died starting said
+        last_startup_error: tuple[str, str] | None = (
+            None  # what the last launch that died starting said
+        )
         try:
             self.attach()
             while True:
@@ -258,10 +289,13 @@ class Runner:
                     self.record_app()
                 if launch_error is not None:
                     self.say(f"could not start {spec.argv[0]}: {launch_error}")
-                    self.save(status=FAILED, app_pid=None,
-                              last_error=f"Could not start {spec.argv[0]}: {launch_error}.",
-                              hint=f"Run `darkroom env repair {spec.app}` to rebuild its environment.",
-                              log_tail=list(self.tail))
+                    self.save(
+                        status=FAILED,
+                        app_pid=None,
+                        last_error=f"Could not start {spec.argv[0]}: {launch_error}.",
+                        hint=f"Run `darkroom env repair {spec.app}` to rebuild its environment.",
+                        log_tail=list(self.tail),
+                    )
                     return 1
                 assert self.proc is not None
                 began = time.monotonic()
@@ -270,11 +304,18 @@ class Runner:
                     return self.stop()
                 if outcome == "timeout":
                     self.end_tree(spec.stop_timeout_s)
-                    msg = (f"{spec.app} did not answer {spec.health_path} as ready within "
-                           f"{spec.startup_timeout_s:g} seconds, so it was stopped.")
+                    msg = (
+                        f"{spec.app} did not answer {spec.health_path} as ready within "
+                        f"{spec.startup_timeout_s:g} seconds, so it was stopped."
+                    )
                     self.say(msg)
-                    self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=list(self.tail),
-                              hint=f"It may be stuck or need more time; `darkroom logs {spec.app}` shows what it did.")
+                    self.save(
+                        status=FAILED,
+                        app_pid=None,
+                        last_error=msg,
+                        log_tail=list(self.tail),
+                        hint=f"It may be stuck or need more time; `darkroom logs {spec.app}` shows what it did.",
+                    )
                     return 1
                 # It crashed: say so at once, then clean up what it left behind.
                 what = hints.describe_exit(self.proc.returncode)
@@ -284,7 +325,9 @@ class Runner:
                 quick = quick + 1 if ran < spec.stable_s or not self.was_ready else 1
                 self.save(status=RESTARTING, last_error=f"{spec.app} {what}.", progress=None)
                 self.say(f"{spec.app} {what} after {ran:.1f} s")
-                self.end_tree(min(spec.stop_timeout_s, 2.0))   # also lets the pump read the last lines
+                self.end_tree(
+                    min(spec.stop_timeout_s, 2.0)
+                )  # also lets the pump read the last lines
                 error = None if self.was_ready else self.startup_error()
                 self.proc = None
                 if error is not None and error == last_startup_error:
@@ -292,20 +335,34 @@ class Runner:
                     # bad argument): restarting again only delays the news.
                     lines = list(self.tail)
                     exited, said = error
-                    msg = (f"{spec.app} {exited} while starting, twice in a row with the same error, "
-                           "so Darkroom stopped trying" + (f": {said}" if said else "."))
+                    msg = (
+                        f"{spec.app} {exited} while starting, twice in a row with the same error, "
+                        "so Darkroom stopped trying" + (f": {said}" if said else ".")
+                    )
                     self.say(msg)
-                    self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=lines,
-                              hint=hints.crash_hint(spec.app, lines))
+                    self.save(
+                        status=FAILED,
+                        app_pid=None,
+                        last_error=msg,
+                        log_tail=lines,
+                        hint=hints.crash_hint(spec.app, lines),
+                    )
                     return 1
                 last_startup_error = error
                 if quick >= spec.max_quick_crashes:
                     lines = list(self.tail)
-                    msg = (f"{spec.app} {what}; it crashed {quick} times in a row soon after "
-                           "starting, so Darkroom stopped restarting it.")
+                    msg = (
+                        f"{spec.app} {what}; it crashed {quick} times in a row soon after "
+                        "starting, so Darkroom stopped restarting it."
+                    )
                     self.say(msg)
-                    self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=lines,
-                              hint=hints.crash_hint(spec.app, lines))
+                    self.save(
+                        status=FAILED,
+                        app_pid=None,
+                        last_error=msg,
+                        log_tail=lines,
+                        hint=hints.crash_hint(spec.app, lines),
+                    )
                     return 1
                 delay = min(spec.backoff_s * 2 ** (quick - 1), spec.backoff_max_s)
                 self.say(f"restarting in {delay:g} s")
@@ -318,9 +375,13 @@ class Runner:
             self.end_tree(spec.stop_timeout_s)
             if self.info is None:
                 return 2
-            self.save(status=FAILED, app_pid=None, last_error=f"The Darkroom runner failed: {exc}.",
-                      log_tail=list(self.tail), hint="Please report this, with the file logs/"
-                      f"{spec.app}/runner.log.")
+            self.save(
+                status=FAILED,
+                app_pid=None,
+                last_error=f"The Darkroom runner failed: {exc}.",
+                log_tail=list(self.tail),
+                hint=f"Please report this, with the file logs/{spec.app}/runner.log.",
+            )
             return 2
         finally:
             self.log.close()
@@ -330,7 +391,9 @@ class Runner:
         self.say(f"stopping {self.spec.app}")
         forced = self.end_tree(self.spec.stop_timeout_s)
         if forced:
-            self.say(f"{self.spec.app} did not stop within {self.spec.stop_timeout_s:g} s; it was killed")
+            self.say(
+                f"{self.spec.app} did not stop within {self.spec.stop_timeout_s:g} s; it was killed"
+            )
         self.say(f"{self.spec.app} stopped")
         self.save(status=STOPPED, app_pid=None, app_created=None, progress=None)
         self.stop_path.unlink(missing_ok=True)
@@ -378,9 +441,11 @@ def hold_lock(path: Path) -> int | None:
     try:
         if os.name == "posix":
             import fcntl
+
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         else:
             import msvcrt
+
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
     except OSError:
         os.close(fd)

@@ -25,22 +25,22 @@ class LaunchSpec:
     """Everything needed to launch one app; built from a recipe and the installed env."""
 
     app: str
-    argv: list[str]                # may hold {port} {host} {env_python} {app_dir} {models_dir} {outputs_dir}
-    env: dict[str, str]            # extra env vars; the protocol vars are added by the supervisor
-    placeholders: dict[str, str]   # values for every placeholder except port/host
-    port: int                      # preferred; the next free one in the settings' range if taken
+    argv: list[str]  # may hold {port} {host} {env_python} {app_dir} {models_dir} {outputs_dir}
+    env: dict[str, str]  # extra env vars; the protocol vars are added by the supervisor
+    placeholders: dict[str, str]  # values for every placeholder except port/host
+    port: int  # preferred; the next free one in the settings' range if taken
     health_path: str = "/api/health"
     startup_timeout_s: float = 600.0
     cwd: Path | None = None
-    vram_gb: float = 0.0           # recorded in the run file (for switching apps on one GPU)
+    vram_gb: float = 0.0  # recorded in the run file (for switching apps on one GPU)
     needs: list[str] = field(default_factory=list)
     # Supervision knobs; the defaults suit real apps, tests make them short.
-    poll_s: float = 0.5            # longest wait between health checks while starting
-    backoff_s: float = 1.0         # first wait before a restart; doubles per quick crash
+    poll_s: float = 0.5  # longest wait between health checks while starting
+    backoff_s: float = 1.0  # first wait before a restart; doubles per quick crash
     backoff_max_s: float = 30.0
-    max_quick_crashes: int = 5     # this many crashes in a row, each soon after start: give up
-    stable_s: float = 60.0         # a run that lasted this long was not a "quick" crash
-    stop_timeout_s: float = 10.0   # grace between SIGTERM and SIGKILL
+    max_quick_crashes: int = 5  # this many crashes in a row, each soon after start: give up
+    stable_s: float = 60.0  # a run that lasted this long was not a "quick" crash
+    stop_timeout_s: float = 10.0  # grace between SIGTERM and SIGKILL
     log_max_bytes: int = 5_000_000
     log_backups: int = 3
 
@@ -73,20 +73,20 @@ class RunInfo:
     host: str = "127.0.0.1"
     url: str = ""
     runner_pid: int | None = None
-    runner_created: float | None = None   # process create time: tells a reused pid apart
+    runner_created: float | None = None  # process create time: tells a reused pid apart
     app_pid: int | None = None
     app_created: float | None = None
-    started: float = 0.0                  # wall clock, when the runner started
+    started: float = 0.0  # wall clock, when the runner started
     ready_at: float | None = None
     restarts: int = 0
     last_error: str = ""
     hint: str = ""
     log_tail: list[str] = field(default_factory=list)
-    progress: float | None = None         # 0..1 while the app says it is loading
+    progress: float | None = None  # 0..1 while the app says it is loading
     log_file: str = ""
     vram_gb: float = 0.0
     stop_timeout_s: float = 10.0
-    token: str = ""                       # ties a run file to the start call that made it
+    token: str = ""  # ties a run file to the start call that made it
     updated: float = 0.0
     stale: bool = False
 

@@ -87,31 +87,46 @@ class Core:
 
         return installer.update_preview(self.home, self.settings(), app, self.hardware())
 
-    def install_job(self, preview: Preview, update: bool = False,
-                    report: Reporter = ignore) -> InstallJob:
+    def install_job(
+        self, preview: Preview, update: bool = False, report: Reporter = ignore
+    ) -> InstallJob:
         """The install (or update) the preview describes, run in-process by the caller's
         worker thread; cancelling stops it at its next event and the journal undoes it."""
         return InstallJob(self.home, self.settings(), preview, report, update=update)
 
     # ------------------------------------------------------------ running
 
-    def start(self, app: str, report: Reporter = ignore, switch: bool | str = False,
-              cancel: threading.Event | None = None) -> RunInfo:
+    def start(
+        self,
+        app: str,
+        report: Reporter = ignore,
+        switch: bool | str = False,
+        cancel: threading.Event | None = None,
+    ) -> RunInfo:
         """Start within the GPU budget; `switch` ("wait" or "now") makes the others unload first.
         Setting `cancel` while it waits withdraws the start."""
         from .. import launching, switching
 
         settings = self.settings()
-        return switching.start(self.home, settings, self.hardware(), app,
-                               lambda a: launching.launch_spec(self.home, settings, a),
-                               switch=switch, report=report, cancel=cancel)
+        return switching.start(
+            self.home,
+            settings,
+            self.hardware(),
+            app,
+            lambda a: launching.launch_spec(self.home, settings, a),
+            switch=switch,
+            report=report,
+            cancel=cancel,
+        )
 
     def switch_obstacles(self, app: str) -> list:
         """The apps that would make room for `app`, with the work each has in progress."""
         from .. import launching, switching
 
         settings = self.settings()
-        need = switching.need_gb(self.home, app, lambda a: launching.launch_spec(self.home, settings, a))
+        need = switching.need_gb(
+            self.home, app, lambda a: launching.launch_spec(self.home, settings, a)
+        )
         return switching.obstacles(self.home, self.hardware(), app, need)
 
     def stop(self, app: str, report: Reporter = ignore) -> bool:
@@ -230,8 +245,14 @@ class InstallJob:
     their next chunk), and the installer's journal puts back what it had begun.
     """
 
-    def __init__(self, home: Home, settings: Settings, preview: Preview, report: Reporter = ignore,
-                 update: bool = False) -> None:
+    def __init__(
+        self,
+        home: Home,
+        settings: Settings,
+        preview: Preview,
+        report: Reporter = ignore,
+        update: bool = False,
+    ) -> None:
         self.home = home
         self.settings = settings
         self.preview = preview
@@ -262,10 +283,15 @@ class InstallJob:
         if self.cancelled:
             return JobResult(ok=False, cancelled=True)
         try:
-            installer.install(self.home, self.settings, self.preview, Cancellable(self.report, self.token),
-                              accepted=True)
+            installer.install(
+                self.home,
+                self.settings,
+                self.preview,
+                Cancellable(self.report, self.token),
+                accepted=True,
+            )
         except Exception as exc:
-            if isinstance(exc, Cancelled) or self.cancelled:   # whatever the stop broke first
+            if isinstance(exc, Cancelled) or self.cancelled:  # whatever the stop broke first
                 cleaned = self._recover()
                 if self._committed_since(began):
                     # The cancel came between writing state.json and the last message: it stands.
@@ -275,9 +301,13 @@ class InstallJob:
                 return JobResult(ok=False, error=exc)
             # A bug: still a sentence, and the journal has undone the work.
             what = "update" if self.update else "install"
-            return JobResult(ok=False, error=DarkroomError(
-                f"The {what} stopped unexpectedly ({type(exc).__name__}: {exc}).",
-                f"Nothing half-done was kept. Run `{' '.join(self.command)}` in a terminal to see more."))
+            return JobResult(
+                ok=False,
+                error=DarkroomError(
+                    f"The {what} stopped unexpectedly ({type(exc).__name__}: {exc}).",
+                    f"Nothing half-done was kept. Run `{' '.join(self.command)}` in a terminal to see more.",
+                ),
+            )
         # A cancel that arrived after the install committed changed nothing; saying
         # "cancelled" would hide an installed app.
         return JobResult(ok=True, finished_before_cancel=self.cancelled)

@@ -48,9 +48,12 @@ class DarkroomApp(App[int]):
 
     def show_unexpected(self, exc: BaseException) -> None:
         """A bug, not a user error: still a sentence, never a traceback on screen."""
-        self.notify(f"Something went wrong inside Darkroom ({type(exc).__name__}: {exc}).\n"
-                    "Try again; if it keeps happening, run the same action with the CLI to see more.",
-                    severity="error", timeout=12)
+        self.notify(
+            f"Something went wrong inside Darkroom ({type(exc).__name__}: {exc}).\n"
+            "Try again; if it keeps happening, run the same action with the CLI to see more.",
+            severity="error",
+            timeout=12,
+        )
 
 
 def run_tui(home: Home | None = None, hardware: Hardware | None = None) -> int:

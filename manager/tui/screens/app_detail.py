@@ -40,11 +40,21 @@ class AppScreen(CoreScreen):
         yield Static(f"{self.app_id}…", id="app-status")
         yield Log(id="app-log", max_lines=2000)
         with Horizontal(classes="buttons", id="app-buttons"):
-            for action, label in (("start", "Start"), ("stop", "Stop"), ("restart", "Restart"),
-                                  ("open", "Open"), ("update", "Update"), ("rollback", "Rollback"),
-                                  ("remove", "Remove")):
-                yield Button(label, id=f"app-{action}", compact=True,
-                             variant="error" if action == "remove" else "default")
+            for action, label in (
+                ("start", "Start"),
+                ("stop", "Stop"),
+                ("restart", "Restart"),
+                ("open", "Open"),
+                ("update", "Update"),
+                ("rollback", "Rollback"),
+                ("remove", "Remove"),
+            ):
+                yield Button(
+                    label,
+                    id=f"app-{action}",
+                    compact=True,
+                    variant="error" if action == "remove" else "default",
+                )
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -56,26 +66,40 @@ class AppScreen(CoreScreen):
     # ------------------------------------------------------------ status
 
     def refresh_status(self) -> None:
-        self.run_core(lambda: (self.core.installed(self.app_id), self.core.status(self.app_id)),
-                      done=self._show_status, group="status", exclusive=True)
+        self.run_core(
+            lambda: (self.core.installed(self.app_id), self.core.status(self.app_id)),
+            done=self._show_status,
+            group="status",
+            exclusive=True,
+        )
 
     def _show_status(self, pair) -> None:
         self.record, self.info = pair
         rec, info = pair
         if rec is None:
-            self.query_one("#app-status", Static).update(f"[b]{escape(self.app_id)}[/] is not installed.")
+            self.query_one("#app-status", Static).update(
+                f"[b]{escape(self.app_id)}[/] is not installed."
+            )
             return
         status = self.busy or (("stale" if info.stale else info.status) if info else "stopped")
-        lines = [f"[b]{escape(self.app_id)}[/] {escape(rec.version)} · [b]{status}[/]"
-                 + (f" at {info.url}" if info and info.active else "")
-                 + (f" · {info.restarts} restart(s)" if info and info.restarts else "")]
-        lines.append(f"Runs on {rec.device}" + (f" · {rec.vram_gb:g} GB VRAM" if rec.vram_gb else "")
-                     + (f" · can roll back to {rec.previous.version}" if rec.previous else ""))
+        lines = [
+            f"[b]{escape(self.app_id)}[/] {escape(rec.version)} · [b]{status}[/]"
+            + (f" at {info.url}" if info and info.active else "")
+            + (f" · {info.restarts} restart(s)" if info and info.restarts else "")
+        ]
+        lines.append(
+            f"Runs on {rec.device}"
+            + (f" · {rec.vram_gb:g} GB VRAM" if rec.vram_gb else "")
+            + (f" · can roll back to {rec.previous.version}" if rec.previous else "")
+        )
         models = ", ".join(f"{m.model} ({m.variant})" for m in rec.models)
         if models:
             lines.append(f"Models: {escape(models)}")
         if info is not None and info.status == "failed" and info.last_error:
-            lines.append(f"[red]{escape(info.last_error)}[/]" + (f" {escape(info.hint)}" if info.hint else ""))
+            lines.append(
+                f"[red]{escape(info.last_error)}[/]"
+                + (f" {escape(info.hint)}" if info.hint else "")
+            )
         self.query_one("#app-status", Static).update("\n".join(lines))
         active = bool(info and info.active)
         self.query_one("#app-start").display = not active
@@ -86,7 +110,9 @@ class AppScreen(CoreScreen):
     # ------------------------------------------------------------ logs
 
     def follow_logs(self) -> None:
-        self.run_worker(self._follow, thread=True, group="logs", exclusive=True, exit_on_error=False)
+        self.run_worker(
+            self._follow, thread=True, group="logs", exclusive=True, exit_on_error=False
+        )
 
     def _follow(self) -> None:
         """Tail the log in a thread; lines reach the widget in small batches."""
@@ -106,7 +132,7 @@ class AppScreen(CoreScreen):
                 if batch:
                     call_ui(self, self._write_lines, batch)
             except NotFound:
-                time.sleep(1.0)      # no log yet: it appears when the app first starts
+                time.sleep(1.0)  # no log yet: it appears when the app first starts
             except Exception:
                 time.sleep(1.0)
 
@@ -149,7 +175,9 @@ class AppScreen(CoreScreen):
         self._run("stopping", self.core.stop, self.app_id, done_text=f"{self.app_id} stopped.")
 
     def action_restart(self) -> None:
-        self._run("restarting", self.core.restart, self.app_id, done_text=f"{self.app_id} restarted.")
+        self._run(
+            "restarting", self.core.restart, self.app_id, done_text=f"{self.app_id} restarted."
+        )
 
     def action_open(self) -> None:
         self.run_core(self.core.open, self.app_id, done=lambda url: self.notify(f"Opened {url}"))
@@ -164,11 +192,19 @@ class AppScreen(CoreScreen):
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._run("rolling back", self.core.rollback, self.app_id,
-                          done_text=f"{self.app_id} is back to version {{result.version}}.")
+                self._run(
+                    "rolling back",
+                    self.core.rollback,
+                    self.app_id,
+                    done_text=f"{self.app_id} is back to version {{result.version}}.",
+                )
 
-        self.app.push_screen(ConfirmScreen(f"Go back to the version of {self.app_id} before the last update?",
-                                           "Roll back"), answer)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Go back to the version of {self.app_id} before the last update?", "Roll back"
+            ),
+            answer,
+        )
 
     def action_remove(self) -> None:
         from .confirm import ConfirmScreen
@@ -180,7 +216,11 @@ class AppScreen(CoreScreen):
             self.workers.cancel_group(self, "logs")
 
             def removed(result) -> None:
-                freed = f"; {result.freed_bytes / 1e9:.2f} GB of model files freed" if result.freed_bytes else ""
+                freed = (
+                    f"; {result.freed_bytes / 1e9:.2f} GB of model files freed"
+                    if result.freed_bytes
+                    else ""
+                )
                 self.notify(f"{self.app_id} was removed{freed}.")
                 self.app.pop_screen()
 
@@ -188,11 +228,18 @@ class AppScreen(CoreScreen):
                 self.busy = ""
                 self.follow_logs()
 
-            self.run_core(self.core.remove, self.app_id, done=removed, failed=failed, group="action")
+            self.run_core(
+                self.core.remove, self.app_id, done=removed, failed=failed, group="action"
+            )
 
-        self.app.push_screen(ConfirmScreen(
-            f"Remove {self.app_id}? Its environment and logs are deleted; model files other apps "
-            "use are kept.", "Remove"), answer)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Remove {self.app_id}? Its environment and logs are deleted; model files other apps "
+                "use are kept.",
+                "Remove",
+            ),
+            answer,
+        )
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -28,9 +28,15 @@ class CoreScreen(Screen):
     def core(self) -> Core:
         return self.app.core  # type: ignore[attr-defined]
 
-    def run_core(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None] | None = None,
-                 failed: Callable[[BaseException], None] | None = None, group: str = "core",
-                 exclusive: bool = False) -> Worker:
+    def run_core(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        done: Callable[[Any], None] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
+        group: str = "core",
+        exclusive: bool = False,
+    ) -> Worker:
         """Call fn(*args) in a thread; `done(result)` or `failed(exc)` run on the UI thread."""
 
         def job() -> None:
@@ -49,4 +55,6 @@ class CoreScreen(Screen):
             if done is not None:
                 call_ui(self, done, result)
 
-        return self.run_worker(job, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
+        return self.run_worker(
+            job, thread=True, group=group, exclusive=exclusive, exit_on_error=False
+        )

@@ -15,8 +15,11 @@ LEVEL_STYLE = {"ok": "green", "warning": "yellow", "error": "red"}
 
 
 class DoctorScreen(CoreScreen):
-    BINDINGS = [Binding("escape", "back", "Back"), Binding("r", "check", "Check again"),
-                Binding("f", "fix_all", "Fix all")]
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("r", "check", "Check again"),
+        Binding("f", "fix_all", "Fix all"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,8 +41,12 @@ class DoctorScreen(CoreScreen):
 
     def action_check(self) -> None:
         self.query_one("#doctor-summary", Static).update("Checking this installation…")
-        self.run_core(lambda: (self.core.doctor(), self.core.disk_use()), done=self._show,
-                      group="check", exclusive=True)
+        self.run_core(
+            lambda: (self.core.doctor(), self.core.disk_use()),
+            done=self._show,
+            group="check",
+            exclusive=True,
+        )
 
     def _show(self, result) -> None:
         findings, du = result
@@ -54,7 +61,9 @@ class DoctorScreen(CoreScreen):
                 text += f"\n  [dim]{escape(f.fix)}[/]"
             children = [Static(text, classes="finding-text")]
             if f.safe_fix is not None:
-                children.append(Button("Fix", name=str(i), classes="fix-one", compact=True, variant="primary"))
+                children.append(
+                    Button("Fix", name=str(i), classes="fix-one", compact=True, variant="primary")
+                )
             rows.append(Vertical(*children, classes="finding"))
         box.mount_all(rows)
         fixable = sum(1 for f in findings if f.safe_fix is not None)
@@ -63,7 +72,8 @@ class DoctorScreen(CoreScreen):
         saved = f", {human_bytes(du.saved)} saved by sharing" if du.saved else ""
         self.query_one("#doctor-summary", Static).update(
             f"{problems} problem(s), {fixable} with a fix · apps {human_bytes(du.envs_actual)}, "
-            f"models {human_bytes(du.models_actual)}{saved}")
+            f"models {human_bytes(du.models_actual)}{saved}"
+        )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -89,8 +99,10 @@ class DoctorScreen(CoreScreen):
     def _fixed(self, results: list) -> None:
         for finding, outcome in results:
             ok = outcome == "fixed"
-            self.notify(f"{finding.topic}: {'fixed' if ok else outcome}",
-                        severity="information" if ok else "error")
+            self.notify(
+                f"{finding.topic}: {'fixed' if ok else outcome}",
+                severity="information" if ok else "error",
+            )
         self.action_check()
 
     def action_back(self) -> None:

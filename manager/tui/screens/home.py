@@ -43,7 +43,7 @@ class HomeScreen(CoreScreen):
         yield Header()
         yield Static("Looking at this machine…", id="machine")
         cards = VerticalScroll(Static("Loading the apps…", id="cards-loading"), id="cards")
-        cards.can_focus = False   # the cards take focus; arrows move between them
+        cards.can_focus = False  # the cards take focus; arrows move between them
         yield cards
         yield Footer(show_command_palette=False)
 
@@ -60,9 +60,13 @@ class HomeScreen(CoreScreen):
     def _machine_text(self) -> str:
         hw = self.core.hardware()
         gpu = hw.best_gpu
-        gpu_text = f"{gpu.name}, {gpu.vram_total_gb:g} GB VRAM" if gpu else "no GPU (apps run on the CPU)"
-        return (f"[b]Machine[/] {escape(gpu_text)} · {hw.ram_total_gb:g} GB RAM · "
-                f"{hw.disk_free_gb:g} GB free disk")
+        gpu_text = (
+            f"{gpu.name}, {gpu.vram_total_gb:g} GB VRAM" if gpu else "no GPU (apps run on the CPU)"
+        )
+        return (
+            f"[b]Machine[/] {escape(gpu_text)} · {hw.ram_total_gb:g} GB RAM · "
+            f"{hw.disk_free_gb:g} GB free disk"
+        )
 
     def _show_machine(self, text: str) -> None:
         self.query_one("#machine", Static).update(text)
@@ -123,9 +127,12 @@ class HomeScreen(CoreScreen):
             self._start(app, switch=False)
         elif action == "stop" and (data.running or data.status == "stale"):
             self._busy(card, "stopping")
-            self.run_core(self.core.stop, app,
-                          done=lambda _r: self._done(app, f"{app} stopped."),
-                          failed=lambda _e: self._done(app, ""))
+            self.run_core(
+                self.core.stop,
+                app,
+                done=lambda _r: self._done(app, f"{app} stopped."),
+                failed=lambda _e: self._done(app, ""),
+            )
         elif action == "open" and data.status == "ready":
             self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
 
@@ -197,9 +204,11 @@ class HomeScreen(CoreScreen):
 
     def _reporter(self):
         """Warnings from starting (a port taken, a restart) appear as notifications."""
+
         def report(event: Event) -> None:
             if isinstance(event, Message) and event.level != "info":
                 call_ui(self, self.notify, event.text, severity="warning")
+
         return report
 
     def action_add_recipe(self) -> None:
@@ -210,8 +219,13 @@ class HomeScreen(CoreScreen):
             if target:
                 self.app.push_screen(InstallScreen(target))
 
-        self.app.push_screen(AskScreen("Install from a recipe file or URL (it is shown to you first):",
-                                       "/path/to/recipe.yaml or https://…"), chosen)
+        self.app.push_screen(
+            AskScreen(
+                "Install from a recipe file or URL (it is shown to you first):",
+                "/path/to/recipe.yaml or https://…",
+            ),
+            chosen,
+        )
 
     def action_models(self) -> None:
         from .models import ModelsScreen

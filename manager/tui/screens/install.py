@@ -21,7 +21,7 @@ from ..actions import InstallJob, JobResult
 from ..widgets.progress import TransferProgress
 from .base import CoreScreen, call_ui
 
-PUSH_EVERY_S = 0.1   # progress reaches the UI at most this often per stream
+PUSH_EVERY_S = 0.1  # progress reaches the UI at most this often per stream
 
 
 def plan_words(pv) -> str:
@@ -63,7 +63,7 @@ class InstallScreen(CoreScreen):
         self.update = update
         self.pv = None
         self.job: InstallJob | None = None
-        self.phase = "planning"            # planning -> ready -> running -> done | failed | cancelled
+        self.phase = "planning"  # planning -> ready -> running -> done | failed | cancelled
         self._latest: dict[str, Progress] = {}
         self._pushed: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -83,37 +83,61 @@ class InstallScreen(CoreScreen):
         with Vertical(id="install-bottom"):
             yield Checkbox("I trust this recipe: run what it lists above", id="trust", compact=True)
             yield Checkbox("I accept the licences above", id="accept", compact=True)
-            with Horizontal(id="token-row"):   # shown when a model turns out to be gated
-                yield Input(placeholder="Hugging Face read token (hf_…)", password=True,
-                            id="hf-token", compact=True)
-                yield Button("Save token and try again", id="retry-token", variant="primary",
-                             compact=True)
+            with Horizontal(id="token-row"):  # shown when a model turns out to be gated
+                yield Input(
+                    placeholder="Hugging Face read token (hf_…)",
+                    password=True,
+                    id="hf-token",
+                    compact=True,
+                )
+                yield Button(
+                    "Save token and try again", id="retry-token", variant="primary", compact=True
+                )
             with Horizontal(classes="buttons", id="install-buttons"):
-                yield Button("Install" if not self.update else "Update", id="do-install",
-                             variant="success", disabled=True, compact=True)
+                yield Button(
+                    "Install" if not self.update else "Update",
+                    id="do-install",
+                    variant="success",
+                    disabled=True,
+                    compact=True,
+                )
                 yield Button("Cancel", id="cancel", variant="error", compact=True)
                 yield Button("Back", id="back", compact=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = f"{'Update' if self.update else 'Install'} {self.target}"
-        for wid in ("#trust", "#accept", "#progress", "#cancel", "#manifest", "#licences", "#token-row"):
+        for wid in (
+            "#trust",
+            "#accept",
+            "#progress",
+            "#cancel",
+            "#manifest",
+            "#licences",
+            "#token-row",
+        ):
             self.query_one(wid).display = False
         self._plan(None)
 
     # ------------------------------------------------------------ planning
 
     def _plan(self, choices) -> None:
-        fn = (lambda: self.core.update_preview(self.target)) if self.update else \
-            (lambda: self.core.preview(self.target, choices))
-        self.run_core(fn, done=self.show_preview, failed=self._plan_failed, group="plan", exclusive=True)
+        fn = (
+            (lambda: self.core.update_preview(self.target))
+            if self.update
+            else (lambda: self.core.preview(self.target, choices))
+        )
+        self.run_core(
+            fn, done=self.show_preview, failed=self._plan_failed, group="plan", exclusive=True
+        )
 
     def _plan_failed(self, _exc: BaseException) -> None:
         if self.pv is None:
             self.query_one("#plan-words", Static).update(
-                "[red]No plan could be made.[/] The reason is in the notification; press Escape to go back.")
+                "[red]No plan could be made.[/] The reason is in the notification; press Escape to go back."
+            )
             self.phase = "failed"
-        else:   # a variant that cannot work: put the picker back to the plan in force
+        else:  # a variant that cannot work: put the picker back to the plan in force
             self._sync_selects()
 
     def show_preview(self, pv) -> None:
@@ -125,11 +149,15 @@ class InstallScreen(CoreScreen):
         manifest = self.query_one("#manifest", Static)
         manifest.display = pv.manifest is not None
         if pv.manifest is not None:
-            manifest.update("[b]This recipe is not part of Darkroom. It will:[/]\n"
-                            + "\n".join(escape(line) for line in pv.manifest.lines()))
+            manifest.update(
+                "[b]This recipe is not part of Darkroom. It will:[/]\n"
+                + "\n".join(escape(line) for line in pv.manifest.lines())
+            )
         licences = self.query_one("#licences", Static)
         licences.display = bool(pv.licences)
-        licences.update("[b]Licences[/]\n" + "\n".join(f"• {escape(lic.sentence())}" for lic in pv.licences))
+        licences.update(
+            "[b]Licences[/]\n" + "\n".join(f"• {escape(lic.sentence())}" for lic in pv.licences)
+        )
         self.query_one("#trust").display = pv.manifest is not None
         self.query_one("#accept").display = bool(pv.licences)
         if not self.update:
@@ -147,11 +175,20 @@ class InstallScreen(CoreScreen):
             if len(model.variants) < 2:
                 continue
             options = [(variant_option(v, self.pv.plan.backend), v.id) for v in model.variants]
-            rows.append(Horizontal(
-                Static(f"{escape(model.name)}:", classes="variant-name"),
-                Select(options, value=m.variant, allow_blank=False, id=f"variant-{m.model}",
-                       classes="variant-select", compact=True),
-                classes="variant-row"))
+            rows.append(
+                Horizontal(
+                    Static(f"{escape(model.name)}:", classes="variant-name"),
+                    Select(
+                        options,
+                        value=m.variant,
+                        allow_blank=False,
+                        id=f"variant-{m.model}",
+                        classes="variant-select",
+                        compact=True,
+                    ),
+                    classes="variant-row",
+                )
+            )
         if rows:
             box.mount(Static("[b]Variant[/] (what each needs):"), *rows)
 
@@ -165,7 +202,11 @@ class InstallScreen(CoreScreen):
                         select.value = m.variant
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if self.pv is None or self.phase != "ready" or not (event.select.id or "").startswith("variant-"):
+        if (
+            self.pv is None
+            or self.phase != "ready"
+            or not (event.select.id or "").startswith("variant-")
+        ):
             return
         model = event.select.id.removeprefix("variant-")
         current = next((m.variant for m in self.pv.plan.models if m.model == model), None)
@@ -174,8 +215,12 @@ class InstallScreen(CoreScreen):
         from ...planner import Choices
 
         old = self.pv.choices
-        choices = Choices(variants={**old.variants, model: str(event.value)}, models=old.models,
-                          backend=old.backend, gpu_index=old.gpu_index)
+        choices = Choices(
+            variants={**old.variants, model: str(event.value)},
+            models=old.models,
+            backend=old.backend,
+            gpu_index=old.gpu_index,
+        )
         self.query_one("#plan-words", Static).update("Working out the plan again…")
         self._plan(choices)
 
@@ -190,7 +235,9 @@ class InstallScreen(CoreScreen):
         return bool(trust and accept)
 
     def _update_install_button(self) -> None:
-        self.query_one("#do-install", Button).disabled = not (self.phase == "ready" and self.consent_given())
+        self.query_one("#do-install", Button).disabled = not (
+            self.phase == "ready" and self.consent_given()
+        )
 
     # ------------------------------------------------------------ installing
 
@@ -232,7 +279,7 @@ class InstallScreen(CoreScreen):
         if isinstance(event, Progress):
             key = event.source if event.source in ("env", "weights") else "other"
             if event.source == "weights" and event.item:
-                return   # per-file counts; the total line says it all
+                return  # per-file counts; the total line says it all
             now = time.monotonic()
             finished = bool(event.total) and event.done >= event.total
             with self._lock:
@@ -252,7 +299,9 @@ class InstallScreen(CoreScreen):
     def _show_event(self, event: Event) -> None:
         log = self.query_one("#install-log", Log)
         if isinstance(event, Stage):
-            log.write_line(f"[{event.source}] {event.stage}{': ' + event.message if event.message else ''}")
+            log.write_line(
+                f"[{event.source}] {event.stage}{': ' + event.message if event.message else ''}"
+            )
             if event.source == "env":
                 self.query_one("#env-progress", TransferProgress).stage(event.stage)
         elif isinstance(event, Message):
@@ -301,7 +350,8 @@ class InstallScreen(CoreScreen):
         """The next step for a gated model, on this screen: paste a token and go again."""
         self.query_one("#install-log", Log).write_line(
             "This model is gated: accept its licence on its Hugging Face page, then paste a read "
-            "token below and try again.")
+            "token below and try again."
+        )
         self.query_one("#token-row").display = True
         self.query_one("#hf-token", Input).focus()
 
@@ -313,8 +363,14 @@ class InstallScreen(CoreScreen):
             self.notify("Paste a Hugging Face read token first.", severity="warning")
             return
         self.phase = "saving-token"
-        self.run_core(self.core.set_setting, "hf_token", token, done=self._retry_after_token,
-                      failed=lambda _exc: setattr(self, "phase", "failed"), group="token")
+        self.run_core(
+            self.core.set_setting,
+            "hf_token",
+            token,
+            done=self._retry_after_token,
+            failed=lambda _exc: setattr(self, "phase", "failed"),
+            group="token",
+        )
 
     def _retry_after_token(self, _result: object) -> None:
         self.query_one("#hf-token", Input).value = ""
@@ -327,14 +383,18 @@ class InstallScreen(CoreScreen):
         if self.phase == "running" and self.job is not None:
             self.phase = "cancelling"
             self.query_one("#cancel", Button).disabled = True
-            self.query_one("#install-log", Log).write_line("Cancelling: putting things back as they were…")
+            self.query_one("#install-log", Log).write_line(
+                "Cancelling: putting things back as they were…"
+            )
             self.run_core(self.job.cancel, group="cancel")
         elif self.phase not in ("cancelling",):
             self.action_back()
 
     def action_back(self) -> None:
         if self.phase in ("running", "cancelling"):
-            self.notify("An install is running: cancel it first (Ctrl+X), or wait for it to finish.",
-                        severity="warning")
+            self.notify(
+                "An install is running: cancel it first (Ctrl+X), or wait for it to finish.",
+                severity="warning",
+            )
             return
         self.app.pop_screen()

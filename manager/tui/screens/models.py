@@ -47,17 +47,26 @@ class ModelsScreen(CoreScreen):
                 seen.add(e.blob)
                 total += e.size
                 unused += 0 if e.apps else e.size
-            table.add_row(f"{e.repo}/{e.path}", human_bytes(e.size), ", ".join(e.apps) or "unused",
-                          key=f"{e.repo}/{e.commit}/{e.path}")
-        summary = (f"{len(entries)} file(s), {human_bytes(total)} in {self.core.home.models}"
-                   if entries else f"The model store is empty ({self.core.home.models}).")
+            table.add_row(
+                f"{e.repo}/{e.path}",
+                human_bytes(e.size),
+                ", ".join(e.apps) or "unused",
+                key=f"{e.repo}/{e.commit}/{e.path}",
+            )
+        summary = (
+            f"{len(entries)} file(s), {human_bytes(total)} in {self.core.home.models}"
+            if entries
+            else f"The model store is empty ({self.core.home.models})."
+        )
         if unused:
             summary += f" · {human_bytes(unused)} unused"
         self.query_one("#models-summary", Static).update(summary)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        {"verify": self.action_verify, "gc": self.action_gc, "back": self.action_back}[event.button.id or "back"]()
+        {"verify": self.action_verify, "gc": self.action_gc, "back": self.action_back}[
+            event.button.id or "back"
+        ]()
 
     def action_verify(self) -> None:
         self.notify("Checking every byte of the model files…")
@@ -69,8 +78,11 @@ class ModelsScreen(CoreScreen):
             self.notify(f"All {count} file(s) are present and intact.")
             return
         lines = "\n".join(p.message for p in problems[:5])
-        self.notify(f"{len(problems)} problem(s):\n{lines}\nDoctor (d on Home) fetches them again.",
-                    severity="error", timeout=15)
+        self.notify(
+            f"{len(problems)} problem(s):\n{lines}\nDoctor (d on Home) fetches them again.",
+            severity="error",
+            timeout=15,
+        )
 
     def action_gc(self) -> None:
         self.run_core(self.core.gc, True, done=self._ask_gc, group="gc", exclusive=True)
@@ -85,12 +97,19 @@ class ModelsScreen(CoreScreen):
             if yes:
                 self.run_core(self.core.gc, False, done=self._collected, group="gc")
 
-        self.app.push_screen(ConfirmScreen(
-            f"Delete {len(result.items)} file(s) no installed app uses, "
-            f"freeing {human_bytes(result.freed_bytes)}?", "Delete"), answer)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete {len(result.items)} file(s) no installed app uses, "
+                f"freeing {human_bytes(result.freed_bytes)}?",
+                "Delete",
+            ),
+            answer,
+        )
 
     def _collected(self, result) -> None:
-        self.notify(f"Removed {len(result.items)} file(s), freed {human_bytes(result.freed_bytes)}.")
+        self.notify(
+            f"Removed {len(result.items)} file(s), freed {human_bytes(result.freed_bytes)}."
+        )
         self.action_reload()
 
     def action_back(self) -> None:

@@ -53,8 +53,9 @@ class SettingsScreen(CoreScreen):
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
                     yield Input(id=f"set-{key}", compact=True)
-            yield Checkbox("Offline: never touch the network, use caches only", id="set-offline",
-                           compact=True)
+            yield Checkbox(
+                "Offline: never touch the network, use caches only", id="set-offline", compact=True
+            )
             yield Static(id="settings-note")
         with Horizontal(classes="buttons"):
             yield Button("Save", id="save", variant="primary", compact=True)
@@ -65,7 +66,8 @@ class SettingsScreen(CoreScreen):
     def on_mount(self) -> None:
         self.sub_title = "Settings"
         self.query_one("#data-folder", Static).update(
-            f"[b]Data folder[/] {escape(str(self.core.home.root))} (set DARKROOM_HOME to move it)")
+            f"[b]Data folder[/] {escape(str(self.core.home.root))} (set DARKROOM_HOME to move it)"
+        )
         self.run_core(self._load, done=self._show, group="settings", exclusive=True)
 
     def _load(self) -> tuple[dict, dict, list[str]]:
@@ -83,12 +85,18 @@ class SettingsScreen(CoreScreen):
         self.query_one("#set-offline", Checkbox).value = bool(saved.get("offline"))
         token = self.query_one("#set-hf_token", Input)
         token.value = ""
-        token.placeholder = (f"set ({public['hf_token']}); type a new one to replace it"
-                             if public.get("hf_token") else "not set; paste a token for gated models")
+        token.placeholder = (
+            f"set ({public['hf_token']}); type a new one to replace it"
+            if public.get("hf_token")
+            else "not set; paste a token for gated models"
+        )
         note = ""
         if overridden:
-            note = ("[yellow]Environment variables override: " + ", ".join(overridden)
-                    + ". What you save here applies when they are unset.[/]")
+            note = (
+                "[yellow]Environment variables override: "
+                + ", ".join(overridden)
+                + ". What you save here applies when they are unset.[/]"
+            )
         self.query_one("#settings-note", Static).update(note)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -96,8 +104,9 @@ class SettingsScreen(CoreScreen):
         if event.button.id == "save":
             self.action_save()
         elif event.button.id == "forget-token":
-            self.run_core(self.core.set_setting, "hf_token", "", done=self._saved(["hf_token"]),
-                          group="save")
+            self.run_core(
+                self.core.set_setting, "hf_token", "", done=self._saved(["hf_token"]), group="save"
+            )
         else:
             self.action_back()
 
@@ -124,17 +133,22 @@ class SettingsScreen(CoreScreen):
         def save_all() -> list[str]:
             done = []
             for key, value in changes:
-                self.core.set_setting(key, value)   # stops at the first invalid value
+                self.core.set_setting(key, value)  # stops at the first invalid value
                 done.append(key)
             return done
 
-        self.run_core(save_all, done=lambda keys: self._saved(keys)(None),
-                      failed=lambda _e: self._reload(), group="save")
+        self.run_core(
+            save_all,
+            done=lambda keys: self._saved(keys)(None),
+            failed=lambda _e: self._reload(),
+            group="save",
+        )
 
     def _saved(self, keys: list[str]):
         def done(_result: object) -> None:
             self.notify("Saved: " + ", ".join(keys) + ".")
             self._reload()
+
         return done
 
     def _reload(self) -> None:

@@ -10,10 +10,24 @@ from textual.widgets import Button, Static
 
 from ..actions import AppCardData
 
-ACTIONS = (("install", "Install"), ("start", "Start"), ("stop", "Stop"), ("open", "Open"),
-           ("details", "Details"))
-STATUS_STYLE = {"ready": "green", "starting": "yellow", "queued": "yellow", "restarting": "yellow", "stopping": "yellow",
-                "failed": "red", "stale": "red", "installed": "cyan", "not installed": "dim"}
+ACTIONS = (
+    ("install", "Install"),
+    ("start", "Start"),
+    ("stop", "Stop"),
+    ("open", "Open"),
+    ("details", "Details"),
+)
+STATUS_STYLE = {
+    "ready": "green",
+    "starting": "yellow",
+    "queued": "yellow",
+    "restarting": "yellow",
+    "stopping": "yellow",
+    "failed": "red",
+    "stale": "red",
+    "installed": "cyan",
+    "not installed": "dim",
+}
 
 
 def status_line(data: AppCardData) -> str:
