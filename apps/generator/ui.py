@@ -33,8 +33,8 @@ def build(runtime: Runtime) -> Any:
         guidance: float,
         seed: float | None,
         count: float,
-        progress: Any = gr.Progress(),
-    ):  # noqa: B008 (Gradio injects it)
+        progress: Any = gr.Progress(),  # noqa: B008 (Gradio injects it)
+    ):
         job = run_job(
             runtime,
             task,

@@ -25,8 +25,8 @@ def build(runtime: Runtime) -> Any:
         fidelity: float,
         upscale: bool,
         scale: str,
-        progress: Any = gr.Progress(),
-    ):  # noqa: B008 (Gradio injects it)
+        progress: Any = gr.Progress(),  # noqa: B008 (Gradio injects it)
+    ):
         if not path:
             raise gr.Error("Choose a photo first.")
         job = run_job(

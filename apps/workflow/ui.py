@@ -37,8 +37,8 @@ def build(runtime: Runtime) -> Any:
         out: str,
         settings: str,
         retry: bool,
-        progress: Any = gr.Progress(),
-    ):  # noqa: B008 (Gradio injects it)
+        progress: Any = gr.Progress(),  # noqa: B008 (Gradio injects it)
+    ):
         job = run_job(
             runtime,
             task,
