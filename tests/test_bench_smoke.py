@@ -177,7 +177,7 @@ def test_weights_bench_smoke_verifies_every_download() -> None:
 def test_weights_bench_fails_when_the_hub_serves_wrong_bytes(broken_checkout) -> None:
     root = broken_checkout(
         "tests/fixtures/hub.py",
-        "self.wfile.write(body[sent:sent + n])",
+        "self.wfile.write(body[sent : sent + n])",
         "self.wfile.write(bytes(n))",
     )
     assert "other bytes than the hub holds" in failed_line(
