@@ -46,13 +46,13 @@ def test_a_mistyped_command_gets_the_closest_one(home: Home) -> None:
 
 def test_a_mistyped_app_gets_the_closest_one(home: Home) -> None:
     out = darkroom("plan", "colorise")
-    assert out.returncode == 1 and "Did you mean 'colorizer'?" in out.stderr
+    assert out.returncode == 3 and "Did you mean 'colorizer'?" in out.stderr
     out = darkroom("remove", "restorr", "--yes")
     assert (
-        out.returncode == 1 and "restorr is not installed. Did you mean 'restorer'?" in out.stderr
+        out.returncode == 3 and "restorr is not installed. Did you mean 'restorer'?" in out.stderr
     )
     out = darkroom("update", "genrator")
-    assert out.returncode == 1 and "Did you mean 'generator'?" in out.stderr
+    assert out.returncode == 3 and "Did you mean 'generator'?" in out.stderr
     assert "darkroom install genrator" not in out.stderr  # never a command that cannot work
 
 

@@ -114,9 +114,11 @@ def test_unreachable_hub_and_offline_mode_exit_offline(
 def test_not_enough_disk_exits_disk_full(
     home: Home, hub, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    hub.add_placeholder("acme/huge", "w.bin", size=10**15)
+    hub.add_placeholder("acme/huge", "w.bin", size=5 * 10**12)
     config.set_value(home, "hf_endpoint", hub.url)
-    assert main(pull(recipe_file(tmp_path, "acme/huge", size=10**15))) == DiskFull.exit_code == 8
+    assert (
+        main(pull(recipe_file(tmp_path, "acme/huge", size=5 * 10**12))) == DiskFull.exit_code == 8
+    )
     assert "Not enough disk space" in capsys.readouterr().err
     assert hub.stats("w.bin").requests == 0
 
@@ -126,5 +128,5 @@ def test_an_app_another_process_is_installing_exits_conflict(
 ) -> None:
     lock = FileLock(str(home.run / "tiny.install.lock"))  # another Darkroom, mid-install
     with lock:
-        assert main(["remove", "tiny"]) == Conflict.exit_code == 4
+        assert main(["remove", "tiny", "--yes"]) == Conflict.exit_code == 4
     assert "Another Darkroom process is busy with installing tiny" in capsys.readouterr().err

@@ -370,7 +370,7 @@ def test_git_revision_cannot_run_a_command(
     code, out = _cli(["recipe", "check", str(file)], capsys)
     assert code == 1 and "source: revision must be a commit id, tag or branch name" in out
     code, out = _cli(["install", str(file), "--yes", "--hardware", PROFILE], capsys)
-    assert code == 1 and "source: revision" in out
+    assert code == 5 and "source: revision" in out  # BadRecipe
     # The clone itself refuses too (defence in depth), and ext:: is never a transport.
     with pytest.raises(DarkroomError, match="cannot be used"):
         appsource.clone(f"file://{repo}", f"--upload-pack=touch {sentinel}/pwned", tmp_path / "d1")
@@ -587,7 +587,7 @@ def test_stop_of_an_unknown_app_fails_with_a_sentence(
 ) -> None:
     """Finding 7: `stop nosuchapp` exited 0."""
     code, out = _cli(["stop", "nosuchapp"], capsys)
-    assert code == 1 and "There is no app called 'nosuchapp'" in out
+    assert code == 3 and "There is no app called 'nosuchapp'" in out  # NotFound
 
 
 def test_stray_files_in_the_data_folder_are_not_taken_for_apps(

@@ -400,7 +400,7 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     out = run("du")
     assert out.returncode == 0 and "tiny" in out.stdout
     out = run("remove", "tyni")
-    assert out.returncode == 1 and "Did you mean 'tiny'?" in out.stderr
+    assert out.returncode == 3 and "Did you mean 'tiny'?" in out.stderr  # NotFound
     # No terminal and no --yes: nothing is removed, and the sentence says how to.
     out = run("remove", "tiny")
     assert out.returncode == 1 and "remove tiny --yes" in out.stderr
