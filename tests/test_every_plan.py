@@ -20,31 +20,14 @@ import json
 from pathlib import Path
 
 from manager.errors import DarkroomError
-from manager.hardware import Gpu, Hardware, load_profile, profile_names
+from manager.hardware import load_profile, profile_names
 from manager.planner import Choices, plan
 from manager.recipe import bundled_recipes
+from tests.fixtures.machines import LAPTOP_32
 from tests.fixtures.tinymodels import AppEnv, TinyModel, choice_from_folder
 
 SCRIPT = Path(__file__).parent / "fixtures" / "place_and_generate.py"
 RECIPE = bundled_recipes()["generator"]
-LAPTOP_32 = Hardware(
-    name="laptop, 8 GB GPU, 32 GB RAM",
-    os="windows",
-    arch="amd64",
-    ram_total_gb=31.7,
-    ram_free_gb=24,
-    disk_free_gb=500,
-    gpus=[
-        Gpu(
-            name="NVIDIA GeForce RTX 4060 Laptop GPU",
-            vram_total_gb=8.0,
-            vram_free_gb=7.6,
-            driver="570.133",
-            cuda_version="12.8",
-            compute_capability="8.9",
-        )
-    ],
-)
 
 
 def planned_placements() -> dict[tuple[str, str, str], list[str]]:

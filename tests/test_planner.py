@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from manager.errors import DarkroomError
-from manager.hardware import Gpu, Hardware, load_profile, profile_names
+from manager.hardware import Hardware, load_profile, profile_names
 from manager.planner import Choices, plan, usable_ram_gb, usable_vram_gb, vram_headroom_gb
 from manager.recipe import bundled_recipes
+from tests.fixtures.machines import LAPTOP_32
 
 RECIPES = bundled_recipes()
 
@@ -16,26 +17,6 @@ def gen(profile: str, model: str, **kw) -> tuple:
     p = plan(RECIPES["generator"], load_profile(profile), Choices(models=(model,), **kw))
     m = p.models[0]
     return p, m
-
-
-LAPTOP_32 = Hardware(
-    name="laptop, 8 GB GPU, 32 GB RAM",
-    os="windows",
-    arch="amd64",
-    ram_total_gb=31.7,
-    ram_free_gb=24,
-    disk_free_gb=500,
-    gpus=[
-        Gpu(
-            name="NVIDIA GeForce RTX 4060 Laptop GPU",
-            vram_total_gb=8.0,
-            vram_free_gb=7.6,
-            driver="570.133",
-            cuda_version="12.8",
-            compute_capability="8.9",
-        )
-    ],
-)
 
 
 @pytest.mark.parametrize(
