@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.browser import CHROMIUM
+from tests.fixtures.browser import launch as launch_chromium
 from tests.fixtures.pngbytes import chunks, huge_png, ihdr
 from tests.fixtures.tinymodels import AppProcess, models_json, running_app
 from tests.fixtures.tinyrestore import restore_models
@@ -143,28 +145,13 @@ def test_luminance_kept_and_strength_blends(colorizer_env, tiny_restore, restore
 
 def test_web_page_result_keeps_the_uploaded_name(app: AppProcess, restore_photos, tmp_path) -> None:
     """A person's upload through the page (headless Chromium): the result is named after it."""
-    import shutil
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     photo = tmp_path / "Oma Lise.png"
     photo.write_bytes(restore_photos["grey"].read_bytes())
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.goto(app.url + "/", wait_until="domcontentloaded", timeout=60_000)

@@ -3,14 +3,14 @@ through Playwright, type a prompt, press Generate, see the picture appear."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.browser import CHROMIUM
+from tests.fixtures.browser import launch as launch_chromium
 from tests.fixtures.tinymodels import AppProcess, choice_from_folder, models_json, start_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
 )
@@ -34,19 +34,7 @@ def page_app(generator_env, tiny_flux, tmp_path_factory) -> Iterator[AppProcess]
 def test_generate_from_the_web_page(page_app: AppProcess) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.goto(page_app.url + "/", wait_until="domcontentloaded", timeout=60_000)
