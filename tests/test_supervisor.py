@@ -142,6 +142,42 @@ def test_crash_loop_gives_up_with_log_lines_and_a_hint(home: Home, tinyapp_spec,
     wait_for(lambda: gone(info.runner_pid), what="runner exit")
 
 
+def test_ready_then_crash_loop_gives_up_after_max_quick_crashes(
+    home: Home, tinyapp_spec, start
+) -> None:
+    """An app that becomes ready and then dies, again and again, each time well inside the
+    quick-crash window: after `max_quick_crashes` crashes Darkroom stops restarting it and says
+    so, instead of restarting forever. The test makes each crash happen (POST /api/crash) only
+    once the runner has recorded the app ready, so no machine load can turn it into a start-up
+    failure."""
+    info = start(tinyapp_spec(stable_s=600.0, max_quick_crashes=3, startup_timeout_s=120.0))
+    for crash in range(1, 4):
+        assert info.status == "ready"
+        get_json(info.url + "api/crash", data=b"{}")
+        if crash < 3:
+            pid = info.app_pid
+            info = wait_for(
+                lambda pid=pid: (
+                    (i := supervisor.app_status(home, "tinyapp"))
+                    and i.status == "ready"
+                    and i.app_pid != pid
+                    and i
+                ),
+                timeout=120,
+                what=f"restart after crash {crash}",
+            )
+            assert info.restarts == crash
+    failed = wait_for(
+        lambda: (i := supervisor.app_status(home, "tinyapp")) and i.status == "failed" and i,
+        timeout=120,
+        what="giving up",
+    )
+    assert "crashed 3 times in a row soon after starting" in failed.last_error
+    assert "stopped restarting" in failed.last_error and failed.hint
+    assert any("crashing on purpose" in line for line in failed.log_tail)
+    wait_for(lambda: gone(failed.runner_pid), timeout=60, what="runner exit")
+
+
 @pytest.mark.parametrize("child", ["1", "session"])
 def test_stop_leaves_no_process_behind(home: Home, tinyapp_spec, start, child: str) -> None:
     info = start(tinyapp_spec(knobs={"spawn_child": child}))
