@@ -264,3 +264,37 @@ def test_hunyuan_dit_generates(app: AppProcess) -> None:
     _, png = run(app, "generate", width=64, height=64, seed=4, model="hunyuan-dit")
     assert png_size(png) == (64, 64)
     assert app.get("/api/info")[1]["family"] == "hunyuan"
+
+
+MASK_OF = """
+import json
+from PIL import Image
+from generator.ui import mask_of
+bg = Image.new("RGB", (40, 30), (10, 20, 30))
+layer = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+layer.paste((0, 0, 0, 255), (5, 5, 15, 10))   # a black brush stroke: still a mask
+layer2 = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+layer2.paste((255, 0, 0, 90), (30, 20, 35, 25))  # a soft red stroke on a second layer
+picture, mask = mask_of({"background": bg, "layers": [layer, layer2], "composite": bg})
+try:
+    mask_of({"background": None, "layers": [], "composite": None})
+    empty = "accepted"
+except Exception as exc:
+    empty = exc.message
+print(json.dumps({
+    "size": mask.size, "mode": mask.mode, "white": sum(v == 255 for v in mask.getdata()),
+    "others": sorted(set(mask.getdata())), "picture": picture.getpixel((0, 0)), "empty": empty,
+}))
+"""
+
+
+def test_the_mask_painted_on_the_page_becomes_the_api_mask(generator_env) -> None:
+    """Gradio's ImageMask hands over a background and transparent layers with the strokes;
+    every painted pixel, whatever the brush colour or opacity, is white in the mask."""
+    proc = generator_env.run(["-c", MASK_OF])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["size"] == [40, 30] and out["mode"] == "L"
+    assert out["white"] == 10 * 5 + 5 * 5 and out["others"] == [0, 255]
+    assert out["picture"] == [10, 20, 30]
+    assert out["empty"].startswith("Upload a picture first")
