@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from manager.errors import DarkroomError
 from manager.hardware import load_profile, profile_names
 from manager.planner import Choices, plan
@@ -77,6 +79,7 @@ def test_placements_include_the_ones_that_used_to_crash() -> None:
     assert any(o == "model" for _, _, o in keys) and any(o == "none" for _, _, o in keys)
 
 
+@pytest.mark.timeout(900)  # 30 placements (six families), each loaded and run once
 def test_every_planned_placement_loads_and_generates(
     generator_env: AppEnv,
     tiny_flux: TinyModel,

@@ -89,7 +89,9 @@ def _params(req: _Common, info: ModelInfo, width: int, height: int) -> dict[str,
 
 
 def check_inpaint(runtime: Runtime, req: InpaintRequest) -> None:
-    checked_info(runtime, req.model, "inpaint")
+    """Refuse before queueing: the wrong model, nothing to repaint, or pictures that do not
+    fit together (decoded here once more, so the caller gets a 400, not a failed job)."""
+    info = checked_info(runtime, req.model, "inpaint")
     if req.mask is None and not any(req.expand or []):
         raise BadRequest(
             "Nothing to repaint: send a mask (white where the picture should change) or "
@@ -99,6 +101,7 @@ def check_inpaint(runtime: Runtime, req: InpaintRequest) -> None:
         raise BadRequest(
             "expand takes four numbers of pixels from 0 to 2048: left, top, right, bottom."
         )
+    prepare_inpaint(req, info.size * info.size)
 
 
 def prepare_inpaint(req: InpaintRequest, pixels: int) -> tuple[Any, Any]:
@@ -170,6 +173,7 @@ def check_control(runtime: Runtime, req: ControlRequest) -> None:
             "cannot compute depth from a photo. Make the map with a depth tool (Depth Anything, "
             "MiDaS) and send it with control: map."
         )
+    decode_b64(req.control_image, "control image")  # a bad picture is a 400, before queueing
 
 
 def run_control(runtime: Runtime, loaded: Loaded, req: ControlRequest, job: Job) -> TaskResult:
