@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-LOW, HIGH = 50.0, 150.0  # thresholds on the Sobel gradient of a 0-255 picture
+# Thresholds on the Sobel gradient magnitude of a 0-255 picture: the 100 / 200 pair that
+# common Canny preprocessors for ControlNet-style models use by default.
+LOW, HIGH = 100.0, 200.0
 
 
 def _blur(gray: np.ndarray) -> np.ndarray:
@@ -49,7 +51,7 @@ def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def canny(gray: np.ndarray, low: float = LOW, high: float = HIGH) -> np.ndarray:
     """Canny edges of a 2-D 0-255 array: uint8, 255 on edges, 0 elsewhere."""
     gx, gy = _sobel(_blur(gray.astype(np.float32)))
-    mag = np.hypot(gx, gy) / 4  # Sobel's kernels weigh 4 pixels each side
+    mag = np.hypot(gx, gy)
     angle = (np.rad2deg(np.arctan2(gy, gx)) + 180) % 180
     # Thin: keep a pixel only where it is the largest along its gradient's direction.
     keep = np.zeros(mag.shape, dtype=bool)

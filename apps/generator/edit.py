@@ -101,7 +101,7 @@ def check_inpaint(runtime: Runtime, req: InpaintRequest) -> None:
         raise BadRequest(
             "expand takes four numbers of pixels from 0 to 2048: left, top, right, bottom."
         )
-    prepare_inpaint(req, info.size * info.size)
+    prepare_inpaint(req, 2 * info.size * info.size)
 
 
 def prepare_inpaint(req: InpaintRequest, pixels: int) -> tuple[Any, Any]:
@@ -148,7 +148,7 @@ def run_inpaint(runtime: Runtime, loaded: Loaded, req: InpaintRequest, job: Job)
     from PIL import Image
 
     info = loaded.info
-    image, mask = prepare_inpaint(req, info.size * info.size)
+    image, mask = prepare_inpaint(req, 2 * info.size * info.size)
     params = {**_params(req, info, *image.size), "expand": req.expand}
 
     def keep_unmasked(result: Any) -> Any:
@@ -185,7 +185,7 @@ def run_control(runtime: Runtime, loaded: Loaded, req: ControlRequest, job: Job)
     width, height = (
         (req.width, req.height)
         if req.width and req.height
-        else fit(*picture.size, info.size * info.size)
+        else fit(*picture.size, 2 * info.size * info.size)
     )
     picture = picture.resize((width, height), Image.Resampling.LANCZOS)
     mode = req.control or ("photo" if kind == "canny" else "map")

@@ -150,104 +150,117 @@ def build(runtime: Runtime) -> Any:
 
     with gr.Blocks(title="Darkroom image generator") as page:
         gr.Markdown("## Image generator\nDescribe a picture; the model draws it on this computer.")
-        with gr.Tab("Text to image", visible=bool(models)), gr.Row():
-            with gr.Column():
-                prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt")
-                negative = gr.Textbox(
-                    label="Negative prompt (what to avoid)",
-                    lines=2,
-                    elem_id="negative",
-                    visible=bool(info and info.negative_prompt),
-                )
-                model = gr.Dropdown(models, value=default, label="Model", visible=len(models) > 1)
-                with gr.Row():
-                    width = gr.Slider(64, 2048, value=d["width"], step=16, label="Width")
-                    height = gr.Slider(64, 2048, value=d["height"], step=16, label="Height")
-                with gr.Row():
-                    steps = gr.Slider(1, 100, value=d["steps"], step=1, label="Steps")
-                    guidance = gr.Slider(0, 30, value=d["guidance"], step=0.1, label="Guidance")
-                with gr.Row():
-                    seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
-                    count = gr.Slider(1, 8, value=1, step=1, label="Images")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column():
-                gallery = gr.Gallery(label="Results", elem_id="gallery", format="png")
-                status = gr.Markdown(elem_id="status")
-        button.click(
-            generate,
-            [prompt, negative, model, width, height, steps, guidance, seed, count],
-            [gallery, status],
-        )
-        fills = by_task.get("inpaint", [])
-        with gr.Tab("Repaint or extend (FLUX.1 Fill)", visible=bool(fills)), gr.Row():
-            with gr.Column():
-                editor = gr.ImageMask(
-                    label="Picture: paint over what should change",
-                    type="pil",
-                    elem_id="inpaint-editor",
-                )
-                f_prompt = gr.Textbox(
-                    label="What to paint there", lines=2, elem_id="inpaint-prompt"
-                )
-                f_model = gr.Dropdown(
-                    fills, value=fills[0] if fills else None, label="Model", visible=len(fills) > 1
-                )
-                with (
-                    gr.Accordion("Extend the picture (outpainting), pixels", open=False),
-                    gr.Row(),
-                ):
-                    edges = [
-                        gr.Slider(0, 512, value=0, step=16, label=side)
-                        for side in ("Left", "Top", "Right", "Bottom")
-                    ]
-                with gr.Row():
-                    f_steps = gr.Slider(1, 100, value=50, step=1, label="Steps")
-                    f_seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
-                f_button = gr.Button("Repaint", variant="primary", elem_id="inpaint")
-            with gr.Column():
-                f_gallery = gr.Gallery(label="Result", elem_id="inpaint-gallery", format="png")
-                f_status = gr.Markdown(elem_id="inpaint-status")
-        f_button.click(
-            inpaint,
-            [editor, f_prompt, f_model, *edges, f_steps, f_seed],
-            [f_gallery, f_status],
-        )
-        controls = by_task.get("control", [])
-        with (
-            gr.Tab("Follow edges or depth (FLUX.1 Canny / Depth)", visible=bool(controls)),
-            gr.Row(),
-        ):
-            with gr.Column():
-                c_image = gr.Image(label="Control picture", type="pil", elem_id="control-image")
-                c_kind = gr.Radio(
-                    [
-                        "A photo (the app draws its edges; Canny only)",
-                        "A ready map (edges: white on black; depth: near = white)",
-                    ],
-                    value="A photo (the app draws its edges; Canny only)",
-                    label="The picture is",
-                )
-                c_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="control-prompt")
-                c_model = gr.Dropdown(
-                    controls,
-                    value=controls[0] if controls else None,
-                    label="Model",
-                    visible=len(controls) > 1,
-                )
-                with gr.Row():
-                    c_steps = gr.Slider(1, 100, value=30, step=1, label="Steps")
-                    c_seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
-                c_button = gr.Button("Generate", variant="primary", elem_id="control")
-            with gr.Column():
-                c_gallery = gr.Gallery(
-                    label="Result and the map it followed",
-                    elem_id="control-gallery",
-                    format="png",
-                )
-                c_status = gr.Markdown(elem_id="control-status")
-        c_button.click(
-            control,
-            [c_image, c_kind, c_prompt, c_model, c_steps, c_seed],
-            [c_gallery, c_status],
-        )
+        fills, controls = by_task.get("inpaint", []), by_task.get("control", [])
+        shown = [t for t, ms in (("text", models), ("inpaint", fills), ("control", controls)) if ms]
+        with gr.Tabs(selected=shown[0] if shown else "text"):  # the first tab with a model
+            with gr.Tab("Text to image", id="text", visible=bool(models)), gr.Row():
+                with gr.Column():
+                    prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt")
+                    negative = gr.Textbox(
+                        label="Negative prompt (what to avoid)",
+                        lines=2,
+                        elem_id="negative",
+                        visible=bool(info and info.negative_prompt),
+                    )
+                    model = gr.Dropdown(
+                        models, value=default, label="Model", visible=len(models) > 1
+                    )
+                    with gr.Row():
+                        width = gr.Slider(64, 2048, value=d["width"], step=16, label="Width")
+                        height = gr.Slider(64, 2048, value=d["height"], step=16, label="Height")
+                    with gr.Row():
+                        steps = gr.Slider(1, 100, value=d["steps"], step=1, label="Steps")
+                        guidance = gr.Slider(0, 30, value=d["guidance"], step=0.1, label="Guidance")
+                    with gr.Row():
+                        seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
+                        count = gr.Slider(1, 8, value=1, step=1, label="Images")
+                    button = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Column():
+                    gallery = gr.Gallery(label="Results", elem_id="gallery", format="png")
+                    status = gr.Markdown(elem_id="status")
+            button.click(
+                generate,
+                [prompt, negative, model, width, height, steps, guidance, seed, count],
+                [gallery, status],
+            )
+            with (
+                gr.Tab("Repaint or extend (FLUX.1 Fill)", id="inpaint", visible=bool(fills)),
+                gr.Row(),
+            ):
+                with gr.Column():
+                    editor = gr.ImageMask(
+                        label="Picture: paint over what should change",
+                        type="pil",
+                        elem_id="inpaint-editor",
+                    )
+                    f_prompt = gr.Textbox(
+                        label="What to paint there", lines=2, elem_id="inpaint-prompt"
+                    )
+                    f_model = gr.Dropdown(
+                        fills,
+                        value=fills[0] if fills else None,
+                        label="Model",
+                        visible=len(fills) > 1,
+                    )
+                    with (
+                        gr.Accordion("Extend the picture (outpainting), pixels", open=False),
+                        gr.Row(),
+                    ):
+                        edges = [
+                            gr.Slider(0, 512, value=0, step=16, label=side)
+                            for side in ("Left", "Top", "Right", "Bottom")
+                        ]
+                    with gr.Row():
+                        f_steps = gr.Slider(1, 100, value=50, step=1, label="Steps")
+                        f_seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
+                    f_button = gr.Button("Repaint", variant="primary", elem_id="inpaint")
+                with gr.Column():
+                    f_gallery = gr.Gallery(label="Result", elem_id="inpaint-gallery", format="png")
+                    f_status = gr.Markdown(elem_id="inpaint-status")
+            f_button.click(
+                inpaint,
+                [editor, f_prompt, f_model, *edges, f_steps, f_seed],
+                [f_gallery, f_status],
+            )
+            with (
+                gr.Tab(
+                    "Follow edges or depth (FLUX.1 Canny / Depth)",
+                    id="control",
+                    visible=bool(controls),
+                ),
+                gr.Row(),
+            ):
+                with gr.Column():
+                    c_image = gr.Image(label="Control picture", type="pil", elem_id="control-image")
+                    c_kind = gr.Radio(
+                        [
+                            "A photo (the app draws its edges; Canny only)",
+                            "A ready map (edges: white on black; depth: near = white)",
+                        ],
+                        value="A photo (the app draws its edges; Canny only)",
+                        label="The picture is",
+                    )
+                    c_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="control-prompt")
+                    c_model = gr.Dropdown(
+                        controls,
+                        value=controls[0] if controls else None,
+                        label="Model",
+                        visible=len(controls) > 1,
+                    )
+                    with gr.Row():
+                        c_steps = gr.Slider(1, 100, value=30, step=1, label="Steps")
+                        c_seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
+                    c_button = gr.Button("Generate", variant="primary", elem_id="control")
+                with gr.Column():
+                    c_gallery = gr.Gallery(
+                        label="Result and the map it followed",
+                        elem_id="control-gallery",
+                        format="png",
+                    )
+                    c_status = gr.Markdown(elem_id="control-status")
+            c_button.click(
+                control,
+                [c_image, c_kind, c_prompt, c_model, c_steps, c_seed],
+                [c_gallery, c_status],
+            )
     return page
