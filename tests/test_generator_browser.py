@@ -82,7 +82,13 @@ def test_repaint_what_was_painted_on_the_page(fill_page_app: AppProcess, tmp_pat
         try:
             page = browser.new_page()
             page.goto(fill_page_app.url + "/", wait_until="domcontentloaded", timeout=60_000)
-            page.locator("#inpaint-editor input[type=file]").set_input_files(str(photo))
+            # Through the file chooser, as a person would: it opens only once the editor's
+            # handlers are live (setting the hidden input earlier can be lost).
+            with page.expect_file_chooser(timeout=60_000) as chooser:
+                page.locator("#inpaint-editor [aria-label='Click to upload or drop files']").click()
+            chooser.value.set_files(str(photo))
+            # the editor has taken the picture: its "Upload an image" placeholder is gone
+            page.locator("#inpaint-editor .empty").wait_for(state="hidden", timeout=60_000)
             canvas = page.locator("#inpaint-editor canvas").first
             canvas.wait_for(state="visible", timeout=60_000)
             box = canvas.bounding_box()
@@ -94,7 +100,12 @@ def test_repaint_what_was_painted_on_the_page(fill_page_app: AppProcess, tmp_pat
             page.mouse.up()
             page.locator("#inpaint-prompt textarea").fill("a blue window")
             page.locator("#inpaint").click()
-            page.locator("#inpaint-gallery img").first.wait_for(state="visible", timeout=120_000)
+            # the result, or the page's error message (said in the failure, not a timeout)
+            page.locator("#inpaint-gallery img, .toast-body").first.wait_for(
+                state="visible", timeout=240_000
+            )
+            toast = page.locator(".toast-body")
+            assert toast.count() == 0, toast.first.inner_text()
             page.locator("#inpaint-status").filter(has_text="Done").wait_for(timeout=30_000)
         finally:
             browser.close()

@@ -157,6 +157,8 @@ def render(
             call["max_sequence_length"] = info.defaults.get("max_sequence_length", 512)
         elif params["negative_prompt"]:
             call["negative_prompt"] = params["negative_prompt"]
+        if info.family == "lumina":
+            call["clean_caption"] = False  # needs bs4 + ftfy, which the env does not carry
         if info.family == "hunyuan":
             # HunyuanDiT snaps sizes to the shapes it was trained on; a model whose own size is
             # small (the tests' tiny one) is asked for the size as given.
