@@ -70,14 +70,14 @@ def checked_info(runtime: Runtime, model_id: str | None, task: str) -> ModelInfo
         fits = [
             k
             for k, c in runtime.settings.models.models.items()
-            if _task_of(k, c) == task and k != info.model_id
+            if task_of(k, c) == task and k != info.model_id
         ]
         other = f" Installed models for this: {', '.join(fits)}." if fits else ""
         raise BadRequest(f"{info.model_id} {_TASK_WORDS[info.task]}.{other}")
     return info
 
 
-def _task_of(model_id: str, choice: Any) -> str | None:
+def task_of(model_id: str, choice: Any) -> str | None:
     try:
         return inspect(model_id, choice).task
     except AppError:  # an incomplete model is reported when it is chosen, not here

@@ -1,4 +1,5 @@
-"""The generator's web page (Gradio): the same task the API runs, through the same job queue."""
+"""The generator's web page (Gradio): the same tasks the API runs (text to image, repaint,
+control image), through the same job queue."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from appkit.runtime import Runtime
 from appkit.webui import run_job
 
 from .edit import ControlRequest, InpaintRequest
-from .generate import GenerateRequest, _task_of, model_info
+from .generate import GenerateRequest, model_info, task_of
 
 
 def _png_b64(image: Any) -> str:
@@ -42,7 +43,7 @@ def build(runtime: Runtime) -> Any:
 
     by_task: dict[str, list[str]] = {}
     for key, choice in runtime.settings.models.models.items():
-        by_task.setdefault(_task_of(key, choice) or "generate", []).append(key)
+        by_task.setdefault(task_of(key, choice) or "generate", []).append(key)
     models = by_task.get("generate", [])
     default = runtime.settings.models.default_id
     if default not in models:
