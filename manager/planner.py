@@ -293,10 +293,14 @@ def plan_model(
     need, v, policy = min(
         ((_needs(v, p), v, p) for v in fits_ram for p in _options(v)), key=lambda t: t[0]
     )
+    on_cpu = any("cpu" in u.backends for u in model.variants)
     raise DarkroomError(
         f"{model.name} does not fit on {gpu.name}: even {v.label} with {OFFLOAD_WORDS[policy]} "
         f"needs {need:g} GB VRAM, and {vram_words}.",
-        "Choose a smaller model, or run it on the CPU with `--cpu` (slow).",
+        "Choose a smaller model, or run it on the CPU with `--cpu` (slow)."
+        if on_cpu
+        else f"Choose a smaller model: {model.name} runs only on a GPU with {need:g} GB or more "
+        "usable (it has no CPU build).",
     )
 
 

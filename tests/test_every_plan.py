@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from manager.errors import DarkroomError
 from manager.hardware import load_profile, profile_names
 from manager.planner import Choices, plan
@@ -28,6 +30,25 @@ from tests.fixtures.tinymodels import AppEnv, TinyModel, choice_from_folder
 
 SCRIPT = Path(__file__).parent / "fixtures" / "place_and_generate.py"
 RECIPE = bundled_recipes()["generator"]
+# Which tiny pipeline stands in for each model (same diffusers classes, same layout), and the
+# model id it is loaded as (the id picks the model's defaults in the app).
+FAMILY_OF = {
+    "flux-schnell": "flux",
+    "flux-dev": "flux",
+    "flux-fill": "flux-fill",
+    "flux-canny": "flux-control",
+    "flux-depth": "flux-control",
+    "lumina-next": "lumina",
+    "hunyuan-dit": "hunyuan",
+}
+LOAD_AS = {
+    "flux": "flux-schnell",
+    "sd3": "sd35-medium",
+    "flux-fill": "flux-fill",
+    "flux-control": "flux-canny",
+    "lumina": "lumina-next",
+    "hunyuan": "hunyuan-dit",
+}
 
 
 def planned_placements() -> dict[tuple[str, str, str], list[str]]:
@@ -45,7 +66,7 @@ def planned_placements() -> dict[tuple[str, str, str], list[str]]:
                     exc
                 )  # a refusal is a sentence + what to do
                 continue
-            family = "flux" if model.id.startswith("flux") else "sd3"
+            family = FAMILY_OF.get(model.id, "sd3")
             out.setdefault((family, m.precision, m.offload), []).append(
                 f"{name}/{model.id}/{m.variant}"
             )
@@ -58,17 +79,31 @@ def test_placements_include_the_ones_that_used_to_crash() -> None:
     assert any(o == "model" for _, _, o in keys) and any(o == "none" for _, _, o in keys)
 
 
+@pytest.mark.timeout(900)  # 30 placements (six families), each loaded and run once
 def test_every_planned_placement_loads_and_generates(
-    generator_env: AppEnv, tiny_flux: TinyModel, tiny_sd3: TinyModel
+    generator_env: AppEnv,
+    tiny_flux: TinyModel,
+    tiny_sd3: TinyModel,
+    tiny_fill: TinyModel,
+    tiny_control: TinyModel,
+    tiny_lumina: TinyModel,
+    tiny_hunyuan: TinyModel,
 ) -> None:
     placements = planned_placements()
+    tinies = {
+        t.family: t
+        for t in (tiny_flux, tiny_sd3, tiny_fill, tiny_control, tiny_lumina, tiny_hunyuan)
+    }
+    assert {f for f, _, _ in placements} == set(tinies), placements  # every family is planned
     jobs = []
     for family, precision, offload in sorted(placements):
         if precision == "nf4":
             continue  # CUDA only; see the module docstring
-        tiny = tiny_flux if family == "flux" else tiny_sd3
-        variant = "fp8-file" if precision == "fp8" and family == "flux" else precision
-        model_id = "flux-schnell" if family == "flux" else "sd35-medium"
+        tiny = tinies[family]
+        variant = "fp8-file" if precision == "fp8" and family.startswith("flux") else precision
+        if family in ("flux-control",) and precision == "fp8":
+            variant = "fp8"  # Canny / Depth fp8: the snapshot's own transformer, cast per layer
+        model_id = LOAD_AS[family]
         jobs.append(
             {
                 "key": f"{family}/{precision}/{offload}",

@@ -1,4 +1,5 @@
-"""The generator as an appkit app: load the chosen model's pipeline, serve `generate`."""
+"""The generator as an appkit app: load the chosen model's pipeline, serve `generate`,
+`inpaint` (FLUX.1 Fill) and `control` (FLUX.1 Canny / Depth)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from appkit.errors import LoadError
 from appkit.runtime import AppDef, Runtime, Task
 
-from . import __version__, generate, loading, ui
+from . import __version__, edit, generate, loading, ui
 
 
 def load(runtime: Runtime, model_id: str | None, progress) -> loading.Loaded:
@@ -36,6 +37,7 @@ def describe(loaded: loading.Loaded) -> dict[str, Any]:
         "weight_types": sorted({type(p).__name__ for p in params}),
         "weight_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
         "family": loaded.info.family,
+        "task": loaded.info.task,
         "precision": loaded.choice.precision,
         "offload": loaded.choice.offload,
         "dtype": loaded.dtype,
@@ -58,6 +60,20 @@ APP = AppDef(
             generate.run,
             generate.check,
             "Text to image: prompt, size, steps, guidance, seed, count",
-        )
+        ),
+        Task(
+            "inpaint",
+            edit.InpaintRequest,
+            edit.run_inpaint,
+            edit.check_inpaint,
+            "FLUX.1 Fill: repaint where the mask is white, or extend the canvas (expand)",
+        ),
+        Task(
+            "control",
+            edit.ControlRequest,
+            edit.run_control,
+            edit.check_control,
+            "FLUX.1 Canny / Depth: a picture that follows a control image (photo or map)",
+        ),
     ],
 )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
-from appkit.errors import BadRequest
+from appkit.errors import AppError, BadRequest
 from appkit.jobs import Job
 from appkit.outputs import save_png
 from appkit.runtime import Runtime, TaskResult
@@ -44,15 +45,43 @@ def model_info(runtime: Runtime, model_id: str | None) -> ModelInfo:
 
 def check(runtime: Runtime, req: GenerateRequest) -> None:
     """Refuse, before queueing, what the chosen model cannot do."""
-    try:
-        info = model_info(runtime, req.model)
-    except KeyError as exc:
-        raise BadRequest(str(exc.args[0]), 404) from None
+    info = checked_info(runtime, req.model, "generate")
     if req.negative_prompt.strip() and not info.negative_prompt:
         raise BadRequest(
             f"{info.model_id} does not use a negative prompt; leave it empty or "
-            "choose a Stable Diffusion 3.5 model."
+            "choose a Stable Diffusion 3.5, Lumina-Next or HunyuanDiT model."
         )
+
+
+_TASK_WORDS = {
+    "generate": "makes a picture from a prompt alone: use /api/generate",
+    "inpaint": "repaints the masked part of a picture: use /api/inpaint with an image and a mask",
+    "control": "follows a control image (edges or depth): use /api/control with a control image",
+}
+
+
+def checked_info(runtime: Runtime, model_id: str | None, task: str) -> ModelInfo:
+    """The model's info, or a BadRequest when it does not serve `task` (or is unknown)."""
+    try:
+        info = model_info(runtime, model_id)
+    except KeyError as exc:
+        raise BadRequest(str(exc.args[0]), 404) from None
+    if info.task != task:
+        fits = [
+            k
+            for k, c in runtime.settings.models.models.items()
+            if task_of(k, c) == task and k != info.model_id
+        ]
+        other = f" Installed models for this: {', '.join(fits)}." if fits else ""
+        raise BadRequest(f"{info.model_id} {_TASK_WORDS[info.task]}.{other}")
+    return info
+
+
+def task_of(model_id: str, choice: Any) -> str | None:
+    try:
+        return inspect(model_id, choice).task
+    except AppError:  # an incomplete model is reported when it is chosen, not here
+        return None
 
 
 def settings_for(req: GenerateRequest, info: ModelInfo) -> dict[str, Any]:
@@ -69,12 +98,29 @@ def settings_for(req: GenerateRequest, info: ModelInfo) -> dict[str, Any]:
 
 
 def run(runtime: Runtime, loaded: Loaded, req: GenerateRequest, job: Job) -> TaskResult:
+    params = settings_for(req, loaded.info)
+    return render(runtime, loaded, params, {}, job, req.seed, req.count)
+
+
+def render(
+    runtime: Runtime,
+    loaded: Loaded,
+    params: dict[str, Any],
+    extra: dict[str, Any],
+    job: Job,
+    seed: int | None,
+    count: int,
+    finish: Callable[[Any], Any] | None = None,
+) -> TaskResult:
+    """Run the pipeline `count` times (seeds seed, seed+1, ...), save each PNG with its
+    parameters. `extra`: the task's own pipeline arguments (image, mask, control image);
+    `finish`: what to do with each picture before it is saved (paste the kept pixels back)."""
     import torch
 
-    params = settings_for(req, loaded.info)
     pipe = loaded.pipe
-    seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1)
-    steps, count = params["steps"], req.count
+    info = loaded.info
+    seed = seed if seed is not None else secrets.randbelow(MAX_SEED + 1)
+    steps = params["steps"]
     set_tiling(pipe, params["width"] * params["height"] > TILE_ABOVE_PIXELS)
     files, seeds = [], []
     for i in range(count):
@@ -105,13 +151,22 @@ def run(runtime: Runtime, loaded: Loaded, req: GenerateRequest, job: Job) -> Tas
             output_type="pil",
             generator=torch.Generator("cpu").manual_seed(image_seed),
             callback_on_step_end=on_step,
+            **extra,
         )
-        if loaded.info.family == "flux":
-            call["max_sequence_length"] = loaded.info.defaults.get("max_sequence_length", 512)
+        if info.flux_like:
+            call["max_sequence_length"] = info.defaults.get("max_sequence_length", 512)
         elif params["negative_prompt"]:
             call["negative_prompt"] = params["negative_prompt"]
+        if info.family == "lumina":
+            call["clean_caption"] = False  # needs bs4 + ftfy, which the env does not carry
+        if info.family == "hunyuan":
+            # HunyuanDiT snaps sizes to the shapes it was trained on; a model whose own size is
+            # small (the tests' tiny one) is asked for the size as given.
+            call["use_resolution_binning"] = info.size >= 512
         with torch.inference_mode():
             image = pipe(**call).images[0]
+        if finish is not None:
+            image = finish(image)
         record = {
             **params,
             "seed": image_seed,

@@ -18,7 +18,17 @@ from typing import Any
 from appkit.errors import LoadError
 from appkit.models import ModelChoice
 
-FAMILIES = {"FluxPipeline": "flux", "StableDiffusion3Pipeline": "sd3"}
+FAMILIES = {
+    "FluxPipeline": "flux",
+    "FluxFillPipeline": "flux-fill",  # FLUX.1 Fill [dev]: inpainting and outpainting
+    "FluxControlPipeline": "flux-control",  # FLUX.1 Canny / Depth [dev]: a control image
+    "StableDiffusion3Pipeline": "sd3",
+    "LuminaPipeline": "lumina",
+    "LuminaText2ImgPipeline": "lumina",  # the name Lumina-Next's diffusers repo was saved with
+    "HunyuanDiTPipeline": "hunyuan",
+}
+# What each family is asked for: a prompt alone, a picture and a mask, or a control image.
+FAMILY_TASKS = {"flux-fill": "inpaint", "flux-control": "control"}
 
 # Sensible defaults per known model; unknown ones fall back to their family's.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -27,10 +37,20 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "sd35-large": {"steps": 28, "guidance": 3.5},
     "sd35-large-turbo": {"steps": 4, "guidance": 0.0},
     "sd35-medium": {"steps": 40, "guidance": 4.5},
+    # Black Forest Labs' examples: Fill and Canny at guidance 30, Depth at 10.
+    "flux-fill": {"steps": 50, "guidance": 30.0, "max_sequence_length": 512},
+    "flux-canny": {"steps": 50, "guidance": 30.0, "control": "canny"},
+    "flux-depth": {"steps": 30, "guidance": 10.0, "control": "depth"},
+    "lumina-next": {"steps": 30, "guidance": 4.0},
+    "hunyuan-dit": {"steps": 50, "guidance": 5.0},
 }
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "flux": {"steps": 28, "guidance": 3.5, "max_sequence_length": 512},
+    "flux-fill": {"steps": 50, "guidance": 30.0, "max_sequence_length": 512},
+    "flux-control": {"steps": 50, "guidance": 30.0, "max_sequence_length": 512, "control": "canny"},
     "sd3": {"steps": 28, "guidance": 4.5},
+    "lumina": {"steps": 30, "guidance": 4.0},
+    "hunyuan": {"steps": 50, "guidance": 5.0},
 }
 
 _REPAIR = "Run `darkroom models pull generator` to fetch the model's files again."
@@ -48,7 +68,16 @@ class ModelInfo:
 
     @property
     def negative_prompt(self) -> bool:
-        return self.family == "sd3"
+        return self.family in ("sd3", "lumina", "hunyuan")
+
+    @property
+    def task(self) -> str:
+        """The task this model serves: generate (a prompt), inpaint or control."""
+        return FAMILY_TASKS.get(self.family, "generate")
+
+    @property
+    def flux_like(self) -> bool:
+        return self.family.startswith("flux")
 
 
 def inspect(model_id: str, choice: ModelChoice) -> ModelInfo:
@@ -67,8 +96,9 @@ def inspect(model_id: str, choice: ModelChoice) -> ModelInfo:
     family = FAMILIES.get(index.get("_class_name", ""))
     if family is None:
         raise LoadError(
-            f"{model_id} is a {index.get('_class_name')!r}; the generator runs FLUX.1 and "
-            "Stable Diffusion 3.5 pipelines only."
+            f"{model_id} is a {index.get('_class_name')!r}; the generator runs FLUX.1 (with "
+            "Fill, Canny and Depth), Stable Diffusion 3.5, Lumina-Next and HunyuanDiT pipelines "
+            "only. Reinstall the generator with `darkroom install generator`."
         )
     size = 1024
     try:
@@ -103,14 +133,22 @@ class Loaded:
     dtype: str
 
 
+_CLASSES = {
+    "flux": ("FluxPipeline", "FluxTransformer2DModel"),
+    "flux-fill": ("FluxFillPipeline", "FluxTransformer2DModel"),
+    "flux-control": ("FluxControlPipeline", "FluxTransformer2DModel"),
+    "sd3": ("StableDiffusion3Pipeline", "SD3Transformer2DModel"),
+    "lumina": ("LuminaPipeline", "LuminaNextDiT2DModel"),
+    "hunyuan": ("HunyuanDiTPipeline", "HunyuanDiT2DModel"),
+}
+
+
 def _classes(family: str) -> tuple[Any, Any]:
-    if family == "flux":
-        from diffusers import FluxPipeline, FluxTransformer2DModel
+    """diffusers' pipeline and transformer classes for a family (by name: one import)."""
+    import diffusers
 
-        return FluxPipeline, FluxTransformer2DModel
-    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
-
-    return StableDiffusion3Pipeline, SD3Transformer2DModel
+    pipe, transformer = _CLASSES[family]
+    return getattr(diffusers, pipe), getattr(diffusers, transformer)
 
 
 def _one(choice: ModelChoice, pattern: str, what: str, model_id: str) -> Path:
