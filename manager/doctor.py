@@ -147,7 +147,7 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
     st = state_mod.load(home)
     findings: list[Finding] = []
 
-    journals = sorted(home.staging.glob("journal-*.json"))
+    journals = home.journals()
     if journals:
         findings.append(
             Finding(

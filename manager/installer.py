@@ -248,18 +248,18 @@ def preview(
 
 
 def _journal(home: Home, app: str) -> Path:
-    return home.staging / f"journal-{app}.json"
+    return home.journal(app)
 
 
 def _app_lock(home: Home, app: str, timeout: float = 5.0):
     validate.app_id_or_fail(app)  # before the id becomes a lock file's name
-    return locked(home.run / f"{app}.install.lock", timeout=timeout, what=f"installing {app}")
+    return locked(home.install_lock(app), timeout=timeout, what=f"installing {app}")
 
 
 def recover(home: Home, report: Reporter = ignore) -> list[str]:
     """Finish or undo actions that died half-way; returns a line per app put right."""
     fixed = []
-    for path in sorted(home.staging.glob("journal-*.json")):
+    for path in home.journals():
         app = path.stem.removeprefix("journal-")
         if not validate.APP_ID_RE.fullmatch(app):
             continue  # not one of ours: never turned into a path
@@ -696,7 +696,7 @@ def remove(
             envs.remove(home, app, report)
         data_kept = appsource.remove(home, app, keep_data=keep_data)
         shutil.rmtree(home.log_dir(app), ignore_errors=True)
-        for leftover in home.run.glob(f"{app}.*"):
+        for leftover in home.run_leftovers(app):
             with contextlib.suppress(OSError):
                 leftover.unlink()
         freed = 0

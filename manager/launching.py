@@ -27,7 +27,7 @@ def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
 
 
 def snapshot_dir(home: Home, repo: str, revision: str, repo_type: str = "model") -> Path:
-    return RepoStore(home.models, repo, repo_type).root / "snapshots" / revision
+    return RepoStore(home.models, repo, repo_type).snapshot(revision)
 
 
 def model_choice(home: Home, m: InstalledModel) -> protocol.ModelChoice:

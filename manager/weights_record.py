@@ -26,7 +26,7 @@ _THREADS = threading.Lock()  # download threads of one process record at once
 
 
 def record_file(home: Home) -> Path:
-    return home.root / "verified.json"
+    return home.verified_file
 
 
 def expected_hash(blob: Path, pin: str | None) -> tuple[str, str] | None:
@@ -115,7 +115,7 @@ def _update(home: Home, change: Callable[[dict], object]) -> None:
         entries = _entries(home)
         change(entries)
         # Blobs that are gone (gc, repairs) drop out as the record is written.
-        entries = {k: v for k, v in entries.items() if (home.models / k).exists()}
+        entries = {k: v for k, v in entries.items() if home.model_file(k).exists()}
         atomic_write_json(path, entries)
 
 

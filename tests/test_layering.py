@@ -35,3 +35,75 @@ def test_test_modules_take_helpers_from_fixtures_only() -> None:
         for p in (ROOT / "tests").rglob("*.py")
     }
     assert {k: v for k, v in bad.items() if v} == {}
+
+
+# The data folder's layout is written once, in manager/home.py (and, below models/, in the
+# weight store, which alone knows the Hugging Face cache layout).
+_PATH_OWNERS = {"manager/home.py", "manager/weights/store.py", "manager/weights_store.py"}
+
+
+def _home_like(node: ast.AST) -> bool:
+    """`home`, `h`, `self.home`, `core.home` or `home()`: the expressions that hold a Home."""
+    if isinstance(node, ast.Name):
+        return node.id in {"home", "h"}
+    if isinstance(node, ast.Attribute):
+        return node.attr == "home"
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "home"
+
+
+def _home_path(node: ast.AST, names: set[str]) -> bool:
+    """An expression that is one of Home's paths: `home.envs`, `home.log_dir(app)`..."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    return isinstance(node, ast.Attribute) and node.attr in names and _home_like(node.value)
+
+
+def path_joins_outside_home(source: str, names: set[str]) -> list[int]:
+    """Lines that build a path under one of Home's paths: `/`, joinpath, glob, os.path.join."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            if _home_path(node.left, names):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            method, target = node.func.attr, node.func.value
+            if method in {"joinpath", "glob", "rglob"} and _home_path(target, names):
+                lines.append(node.lineno)
+            elif method == "join" and node.args and _home_path(node.args[0], names):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "Path" and len(node.args) > 1 and _home_path(node.args[0], names):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def _home_names() -> set[str]:
+    from manager.home import Home
+
+    return {"root"} | {n for n in vars(Home) if not n.startswith("_") and n not in {"ensure"}}
+
+
+def test_the_checker_finds_joins() -> None:
+    names = _home_names()
+    bad = (
+        "a = home.run / f'{app}.lock'\n"
+        "b = self.home.staging.glob('journal-*')\n"
+        "c = h.log_dir(app) / 'runner.log'\n"
+        "d = Path(home.root, 'x')\n"
+        "e = os.path.join(home.models, 'library')\n"
+        "ok = home.env_dir(app)\n"
+        "ok2 = source.app_dir / 'x'\n"
+    )
+    assert path_joins_outside_home(bad, names) == [1, 2, 3, 4, 5]
+
+
+def test_every_path_under_the_data_folder_is_built_in_home() -> None:
+    names = _home_names()
+    bad = {}
+    for path in (ROOT / "manager").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel not in _PATH_OWNERS:
+            lines = path_joins_outside_home(path.read_text("utf-8"), names)
+            if lines:
+                bad[rel] = lines
+    assert bad == {}

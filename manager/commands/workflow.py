@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     python = _engine(h)
     ensure_running(h, _needs(h, python, args.preset, args.input, args.ray), report)
     # The engine's stderr (Ray's own warnings, a crash's details) goes to a log, not the screen.
-    log = h.log_dir(SOURCE) / "run.log"
+    log = h.run_log(SOURCE)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as err:
         proc = subprocess.Popen(
