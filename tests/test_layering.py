@@ -58,23 +58,30 @@ def _home_path(node: ast.AST, names: set[str]) -> bool:
     return isinstance(node, ast.Attribute) and node.attr in names and _home_like(node.value)
 
 
+def _joined_onto(node: ast.AST) -> ast.AST | None:
+    """The base a path expression builds on: `/`, joinpath, glob, os.path.join, Path(a, b)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return node.left
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr in {"joinpath", "glob", "rglob"}:
+        return func.value
+    several = len(node.args) > 1
+    if isinstance(func, ast.Attribute) and func.attr == "join" and several:
+        return node.args[0]
+    if isinstance(func, ast.Name) and func.id == "Path" and several:
+        return node.args[0]
+    return None
+
+
 def path_joins_outside_home(source: str, names: set[str]) -> list[int]:
-    """Lines that build a path under one of Home's paths: `/`, joinpath, glob, os.path.join."""
-    lines = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            if _home_path(node.left, names):
-                lines.append(node.lineno)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            method, target = node.func.attr, node.func.value
-            if method in {"joinpath", "glob", "rglob"} and _home_path(target, names):
-                lines.append(node.lineno)
-            elif method == "join" and node.args and _home_path(node.args[0], names):
-                lines.append(node.lineno)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id == "Path" and len(node.args) > 1 and _home_path(node.args[0], names):
-                lines.append(node.lineno)
-    return sorted(lines)
+    """Lines that build a path under one of Home's paths."""
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if (base := _joined_onto(node)) is not None and _home_path(base, names)
+    )
 
 
 def _home_names() -> set[str]:
