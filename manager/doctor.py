@@ -22,7 +22,7 @@ from .fsutil import dir_size
 from .hardware import Hardware
 from .home import Home
 from .supervisor import control
-from .weights_store import RepoStore
+from .weights.store import RepoStore
 
 LOW_DISK_GB = 10.0
 _FLAVOUR_NEEDS = {

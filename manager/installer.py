@@ -55,8 +55,8 @@ from .recipe import (
 )
 from .state import InstalledApp, InstalledModel
 from .supervisor import control
-from .weights_remote import endpoint_of
-from .weights_store import RepoStore
+from .weights.remote import endpoint_of
+from .weights.store import RepoStore
 
 SOURCE = "install"
 

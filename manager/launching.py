@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import appsource, envs, protocol, suggest, weights_verify
+from . import appsource, envs, protocol, suggest, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import DarkroomError
@@ -16,7 +16,7 @@ from .home import Home
 from .recipe import Recipe, find_recipe, parse_recipe
 from .state import InstalledApp, InstalledModel
 from .supervisor import LaunchSpec
-from .weights_store import RepoStore
+from .weights.store import RepoStore
 
 
 def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
@@ -69,7 +69,7 @@ def check_weights(home: Home, installed: InstalledApp) -> None:
     """Refuse to start an app on a missing or damaged weight file. Cheap on every start: a
     file whose size, mtime and inode match a recorded verification is not hashed again."""
     files = [f for m in installed.models for f in m.files]
-    problems = weights_verify.verify(home, files, recorded=True) if files else []
+    problems = weights.verify(home, files, recorded=True) if files else []
     if problems:
         app = installed.app
         more = f" ({len(problems) - 1} more file(s) too)" if len(problems) > 1 else ""

@@ -18,8 +18,8 @@ from pathlib import Path
 from .home import Home
 from .recipe import Model, ModelFile, Recipe
 from .state import InstalledApp
-from .weights_store import RepoStore, all_blobs, match_pattern
-from .weights_types import LocalFile
+from .weights.store import RepoStore, all_blobs, match_pattern
+from .weights.types import LocalFile
 
 # The folders a template may point at; created even when empty so apps find them.
 KINDS = (

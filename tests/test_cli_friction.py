@@ -13,7 +13,7 @@ from manager import doctor
 from manager import state as state_mod
 from manager.home import Home
 from manager.state import InstalledFile, InstalledModel
-from manager.weights_store import RepoStore
+from manager.weights.store import RepoStore
 
 
 def darkroom(*args: str) -> subprocess.CompletedProcess[str]:

@@ -39,7 +39,7 @@ def test_test_modules_take_helpers_from_fixtures_only() -> None:
 
 # The data folder's layout is written once, in manager/home.py (and, below models/, in the
 # weight store, which alone knows the Hugging Face cache layout).
-_PATH_OWNERS = {"manager/home.py", "manager/weights/store.py", "manager/weights_store.py"}
+_PATH_OWNERS = {"manager/home.py", "manager/weights/store.py"}
 
 
 def _home_like(node: ast.AST) -> bool:

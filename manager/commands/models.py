@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import config, library, planner, state, validate, weights
 from ..errors import DarkroomError
 from ..recipe import ModelFile, Recipe, find_recipe, load_recipe, parse_recipe
-from ..weights_store import sha256_file
+from ..weights.store import sha256_file
 from ._common import (
     ConsoleReporter,
     app_arg,
@@ -260,7 +260,7 @@ def _pick_spec(
     model: str,
     variant: str,
 ) -> tuple[ModelFile, str | None]:
-    from ..weights_store import match_pattern
+    from ..weights.store import match_pattern
 
     if repo_path:
         for c in candidates:

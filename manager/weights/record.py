@@ -17,10 +17,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import DarkroomError
-from .fsutil import atomic_write_json, locked, read_json
-from .home import Home
-from .weights_store import COMMIT_RE, SHA256_RE, git_sha1_file, sha256_file
+from ..errors import DarkroomError
+from ..fsutil import atomic_write_json, locked, read_json
+from ..home import Home
+from .store import COMMIT_RE, SHA256_RE, git_sha1_file, sha256_file
 
 _THREADS = threading.Lock()  # download threads of one process record at once
 

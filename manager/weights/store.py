@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_text
+from ..fsutil import atomic_write_text
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -105,6 +105,29 @@ class RepoStore:
         """The snapshot entry if it exists and leads to a whole blob."""
         pointer = self.pointer(commit, path)
         return pointer if pointer.is_file() else None
+
+    def drop_ref(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.root / "refs" / name).unlink()
+
+    def prune(self) -> None:
+        """Drop links to deleted blobs, empty folders, refs to vanished snapshots, empty repos."""
+        snapshots = self.root / "snapshots"
+        if snapshots.is_dir():
+            for dirpath, _dirs, names in os.walk(snapshots):
+                for name in names:
+                    p = Path(dirpath) / name
+                    if p.is_symlink() and not p.exists():
+                        p.unlink()
+            for dirpath, _dirs, _names in sorted(os.walk(snapshots), key=lambda t: -len(t[0])):
+                with contextlib.suppress(OSError):
+                    Path(dirpath).rmdir()
+        commits = set(commits_of(self))
+        for name, commit in refs_of(self).items():
+            if commit not in commits:
+                self.drop_ref(name)
+        if not commits and not self.blobs():
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def snapshot_files(self, commit: str) -> list[str]:
         """Repo paths present in a snapshot, '/'-separated."""
