@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import envs, installer, uvtool, weights
+from . import catalogue, envs, installer, uvtool, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import DarkroomError
@@ -199,7 +199,7 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
     for app in sorted(st.apps):
         recipe = None
         with contextlib.suppress(DarkroomError):
-            recipe = installer.launching.recipe_of(home, st.apps[app], app)
+            recipe = catalogue.installed_recipe(st.apps[app], app)
         if recipe and app not in running and not _port_free(settings.bind_host, recipe.launch.port):
             findings.append(
                 Finding(

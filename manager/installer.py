@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
-from . import appsource, envs, launching, library, suggest, uvtool, validate, weights
+from . import appsource, catalogue, envs, launching, library, suggest, uvtool, validate, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, DiskFull, NotFound
@@ -45,13 +43,8 @@ from .hardware import Hardware
 from .home import Home
 from .planner import ENV_DISK_GB, Choices, Plan, plan
 from .recipe import (
-    MAX_RECIPE_BYTES,
     Recipe,
     RecipeError,
-    bundled_recipes,
-    find_recipe,
-    load_recipe,
-    parse_recipe,
 )
 from .state import InstalledApp, InstalledModel
 from .supervisor import control
@@ -140,44 +133,6 @@ class Preview:
         return self.origin == "bundled"
 
 
-def read_target(target: str) -> tuple[Recipe, str, str | None]:
-    """An app id (bundled), a recipe file, or an https URL -> (recipe, origin, text)."""
-    if target.startswith(("https://", "http://")):
-        try:
-            resp = httpx.get(target, timeout=30, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise DarkroomError(
-                f"The recipe at {target} could not be downloaded ({type(exc).__name__}).",
-                "Check the address and your network, then try again.",
-            ) from None
-        if resp.status_code != 200:
-            raise DarkroomError(
-                f"The recipe at {target} could not be downloaded (HTTP {resp.status_code}).",
-                "Check the address, then try again.",
-            )
-        data = resp.content[: MAX_RECIPE_BYTES + 1]
-        recipe = parse_recipe(data, target)
-        return recipe, target, data.decode("utf-8")
-    path = Path(target)
-    if path.suffix in (".yaml", ".yml") or _exists(path):
-        recipe = load_recipe(path)
-        if recipe.id in bundled_recipes():
-            raise DarkroomError(
-                f"{path} uses the id '{recipe.id}' of a bundled app.",
-                "Give the recipe another id, then try again.",
-            )
-        return recipe, str(path.resolve()), path.read_text("utf-8")
-    return find_recipe(target), "bundled", None
-
-
-def _exists(path: Path) -> bool:
-    """Like Path.exists, but a name too long or otherwise unusable is simply not a file."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
-
 def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:
     source = (
         f"git {recipe.source.git} at {recipe.source.revision}"
@@ -229,7 +184,8 @@ def preview(
 ) -> Preview:
     """Everything to show the user before an install: plan, manifest, licences. No I/O beyond
     reading the recipe."""
-    recipe, origin, text = read_target(target)
+    found = catalogue.target(target)
+    recipe, origin, text = found.recipe, found.origin, found.text
     choices = choices or Choices()
     p = plan(recipe, hw, choices)
     licences = [
@@ -557,7 +513,7 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
         try:
             pv = preview(home, settings, target, hw, choices)
         except (RecipeError, DarkroomError):
-            recipe = launching.recipe_of(home, installed, app)
+            recipe = catalogue.installed_recipe(installed, app)
             p = plan(recipe, hw, choices)
             pv = Preview(
                 recipe,
@@ -642,7 +598,7 @@ def _restore(
 ) -> None:
     """Put back the code and env `prev` ran with: swapped back when kept, rebuilt otherwise."""
     if prev.source_revision:
-        appsource.restore(home, launching.recipe_of(home, prev, app), prev.source_revision, report)
+        appsource.restore(home, catalogue.installed_recipe(prev, app), prev.source_revision, report)
     kept = read_json(envs.previous_dir(home, app) / envs.META_FILE, default={}) or {}
     if prev.env_hash and kept.get("spec_hash") == prev.env_hash:
         envs.rollback(home, app, report)

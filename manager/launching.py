@@ -8,22 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import appsource, envs, protocol, suggest, weights
+from . import appsource, catalogue, envs, protocol, suggest, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import DarkroomError
 from .home import Home
-from .recipe import Recipe, find_recipe, parse_recipe
 from .state import InstalledApp, InstalledModel
 from .supervisor import LaunchSpec
 from .weights.store import RepoStore
-
-
-def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
-    """The recipe an installed app was installed from (kept in state for non-bundled apps)."""
-    if installed is not None and installed.recipe_text:
-        return parse_recipe(installed.recipe_text, installed.recipe_source)
-    return find_recipe(app)
 
 
 def snapshot_dir(home: Home, repo: str, revision: str, repo_type: str = "model") -> Path:
@@ -86,7 +78,7 @@ def launch_spec(
     """The LaunchSpec of an installed app; a clear sentence when it is not installed."""
     if installed is None:
         installed = state_mod.load(home).apps.get(app)
-    recipe = recipe_of(home, installed, app)
+    recipe = catalogue.installed_recipe(installed, app)
     python = envs.env_python(home, app)
     if installed is None or not python.exists():
         raise suggest.not_installed(home, app)

@@ -164,9 +164,9 @@ def app_rows(
         )
         if not row.bundled:
             with contextlib.suppress(DarkroomError, Exception):
-                from . import launching
+                from . import catalogue
 
-                row.name = launching.recipe_of(home, rec, row.app).name
+                row.name = catalogue.installed_recipe(rec, row.app).name
     if running:
         _add_run_state(home, out)
     return out

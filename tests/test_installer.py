@@ -456,11 +456,11 @@ def test_git_app_gets_rendered_templates_and_library_links(setup) -> None:
     ],
 )
 def test_third_party_recipes_plan_sensible_backends(profile: str, backend: str) -> None:
+    from manager.catalogue import bundled_recipe
     from manager.planner import plan
-    from manager.recipe import find_recipe
 
     for app in ("comfyui", "forge"):
-        recipe = find_recipe(app)
+        recipe = bundled_recipe(app)
         assert recipe.source.git and len(recipe.source.revision or "") == 40
         p = plan(recipe, load_profile(profile))
         assert p.torch_backend == backend

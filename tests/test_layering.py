@@ -114,3 +114,20 @@ def test_every_path_under_the_data_folder_is_built_in_home() -> None:
             if lines:
                 bad[rel] = lines
     assert bad == {}
+
+
+def test_recipes_are_found_through_the_catalogue_only() -> None:
+    """One lookup: outside recipe.py (the schema and its loader) and catalogue.py, no module of
+    the manager reads a recipe or names the bundled recipe folder."""
+    loaders = {"load_recipe", "parse_recipe", "recipes_dir"}
+    bad = {}
+    for path in (ROOT / "manager").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in {"manager/recipe.py", "manager/catalogue.py", "manager/bundled.py"}:
+            continue
+        tree = ast.parse(path.read_text("utf-8"))
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        if used & loaders:
+            bad[rel] = sorted(used & loaders)
+    assert bad == {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import config, library, planner, state, validate, weights
+from .. import catalogue, config, library, planner, state, validate, weights
 from ..errors import DarkroomError
-from ..recipe import ModelFile, Recipe, find_recipe, load_recipe, parse_recipe
+from ..recipe import ModelFile, Recipe
 from ..weights.store import sha256_file
 from ._common import (
     ConsoleReporter,
@@ -81,17 +81,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def load_app_recipe(app: str) -> Recipe:
-    """A bundled app by id, an installed third-party app, or a recipe file path."""
-    path = Path(app)
-    if path.suffix in (".yaml", ".yml") and exists(path, "file"):
-        return load_recipe(path)
-    installed = state.load(home()).apps.get(app)
-    if installed and installed.recipe_text and installed.recipe_source != "bundled":
-        return parse_recipe(installed.recipe_text, installed.recipe_source)
-    return find_recipe(app)
-
-
 def plan_files(recipe: Recipe, args: argparse.Namespace) -> list[ModelFile]:
     """The files of the variants the planner picks for this machine (or profile)."""
     hw = machine(getattr(args, "hardware", None))
@@ -130,7 +119,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
-    recipe = load_app_recipe(args.app)
+    recipe = catalogue.app_or_file(home(), args.app)
     installed = state.load(h).apps.get(recipe.id)
     if installed is not None and not (args.variant or args.models or args.hardware or args.cpu):
         # An installed app: exactly the files it uses (this repairs damaged or missing ones).
@@ -227,7 +216,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     h = home()
-    recipe = load_app_recipe(args.app)
+    recipe = catalogue.app_or_file(home(), args.app)
     model = recipe.model(args.model)
     installed = state.load(h).apps.get(recipe.id)
     variant_id = args.variant
