@@ -15,6 +15,7 @@ import httpx
 from . import bundled, validate
 from . import state as state_mod
 from .errors import DarkroomError, NotFound
+from .fsutil import exists
 from .home import Home
 from .recipe import MAX_RECIPE_BYTES, Recipe, bundled_recipes, load_recipe, parse_recipe
 from .state import InstalledApp
@@ -70,7 +71,7 @@ def recipe_file(path: Path, app: str | None = None) -> Recipe:
 
 
 def _is_recipe_file(path: Path) -> bool:
-    return path.suffix in (".yaml", ".yml") and _exists(path, file=True)
+    return path.suffix in (".yaml", ".yml") and exists(path, "file")
 
 
 def app_or_file(home: Home, target: str) -> Recipe:
@@ -86,7 +87,7 @@ def target(target: str) -> Found:
     if target.startswith(("https://", "http://")):
         return _download(target)
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") or _exists(path):
+    if path.suffix in (".yaml", ".yml") or exists(path):
         recipe = load_recipe(path)
         if recipe.id in bundled_recipes():
             raise DarkroomError(
@@ -112,11 +113,3 @@ def _download(url: str) -> Found:
         )
     data = resp.content[: MAX_RECIPE_BYTES + 1]
     return Found(parse_recipe(data, url), url, data.decode("utf-8"))
-
-
-def _exists(path: Path, file: bool = False) -> bool:
-    """Like Path.exists (is_file), but a name too long or otherwise unusable is simply not a file."""
-    try:
-        return path.is_file() if file else path.exists()
-    except (OSError, ValueError):
-        return False
