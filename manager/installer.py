@@ -570,7 +570,7 @@ def rollback(home: Home, settings: Settings, app: str, report: Reporter = ignore
         if installed is None:
             raise suggest.not_installed(home, app)
         if installed.previous is None:
-            raise DarkroomError(
+            raise Conflict(
                 f"There is no earlier version of {app} to go back to.",
                 "Rollback works after an update.",
             )

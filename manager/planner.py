@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import DarkroomError
+from .errors import DarkroomError, NotFound
 from .hardware import Gpu, Hardware
 from .recipe import Model, ModelFile, Recipe, Variant
 
@@ -135,7 +135,7 @@ def choose_backend(
     if choices.gpu_index is not None:
         gpus = [g for g in gpus if g.index == choices.gpu_index]
         if not gpus:
-            raise DarkroomError(
+            raise NotFound(
                 f"There is no GPU number {choices.gpu_index} on {hw.name}.",
                 "Run `darkroom probe` to see the GPUs and their numbers.",
             )
@@ -378,13 +378,13 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
     )
     unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise DarkroomError(
+        raise NotFound(
             f"{recipe.name} has no model called {', '.join(unknown)}.",
             f"Its models are: {', '.join(sorted(known)) or 'none'}.",
         )
     for key in choices.variants:
         if key != "*" and key not in known:
-            raise DarkroomError(
+            raise NotFound(
                 f"{recipe.name} has no model called {key}.",
                 f"Its models are: {', '.join(sorted(known))}.",
             )

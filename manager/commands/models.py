@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import catalogue, config, library, planner, state, validate, weights
-from ..errors import DarkroomError
+from ..errors import DarkroomError, NotFound
 from ..recipe import ModelFile, Recipe
 from ..weights.store import sha256_file
 from ._common import (
@@ -189,7 +189,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     names = args.apps or sorted(st.apps)
     unknown = [a for a in names if a not in st.apps]
     if unknown:
-        raise DarkroomError(
+        raise NotFound(
             f"{', '.join(unknown)} is not installed.", "`darkroom list` shows the installed apps."
         )
     specs = weights.verify_targets(h, st, names)
@@ -226,7 +226,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     candidates = [*variant.files, *model.common_files]
     src = args.path.expanduser()
     if not exists(src, "file"):
-        raise DarkroomError(
+        raise NotFound(
             f"There is no file at {validate.shown(src, 200)}.",
             "Give the path of the weight file to import.",
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..config import Settings
-from ..errors import DarkroomError
+from ..errors import DarkroomError, NotFound
 from ..events import Progress, Reporter, Stage, ignore
 from ..fsutil import locked
 from ..home import Home
@@ -140,9 +140,7 @@ def import_file(
     """
     src = Path(path).expanduser()
     if not src.is_file():
-        raise DarkroomError(
-            f"There is no file at {src}.", "Give the path of the weight file to import."
-        )
+        raise NotFound(f"There is no file at {src}.", "Give the path of the weight file to import.")
     target = repo_path or spec.path
     if any(ch in target for ch in "*?["):
         raise DarkroomError(
