@@ -146,6 +146,28 @@ def start_imgtool(env: AppEnv, folder: Path) -> AppProcess:
     return app
 
 
+def installed_runner_and_imgtool(
+    workflow_env: AppEnv, home: Home, folder: Path
+) -> tuple[LaunchSpec, Path]:
+    """The workflow env linked into this data folder as if installed, and the launch spec of
+    the image app the supervisor starts (its folder holds processed.log)."""
+    (home.root / "envs").mkdir(exist_ok=True)
+    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
+    tool = folder / "tool"
+    tool.mkdir()
+    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
+    spec = LaunchSpec(
+        app="imgtool",
+        argv=[str(workflow_env.python), "-m", "imgtool"],
+        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
+        placeholders={},
+        port=free_port(),
+        poll_s=0.05,
+        startup_timeout_s=60,
+    )
+    return spec, tool
+
+
 def processed(app: AppProcess) -> list[str]:
     log = app.log.parent / "processed.log"
     return log.read_text().split() if log.exists() else []
@@ -348,20 +370,7 @@ def test_darkroom_run_finds_supervised_apps_through_run_files(
 ) -> None:
     """`darkroom run` as a user types it: the engine in the workflow env (linked into this data
     folder as if installed), the image app started by the supervisor, found by its run file."""
-    (home.root / "envs").mkdir(exist_ok=True)
-    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
-    tool = tmp_path / "tool"
-    tool.mkdir()
-    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    spec = LaunchSpec(
-        app="imgtool",
-        argv=[str(workflow_env.python), "-m", "imgtool"],
-        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
-        placeholders={},
-        port=free_port(),
-        poll_s=0.05,
-        startup_timeout_s=60,
-    )
+    spec, tool = installed_runner_and_imgtool(workflow_env, home, tmp_path)
     src = tmp_path / "photos"
     make_images(src, 3, workflow_env, bad=["notes.png"])
     preset = write_preset(tmp_path)
@@ -400,20 +409,7 @@ def test_batch_run_in_process_reports_typed_events_and_a_cancel_stops_it(
     """The core call both faces make (manager.batch.run): typed events through the reporter,
     the summary back; a cancel on the reporter's token stops the engine after the image in
     flight, and the same request again finishes the rest without redoing any."""
-    (home.root / "envs").mkdir(exist_ok=True)
-    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
-    tool = tmp_path / "tool"
-    tool.mkdir()
-    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    spec = LaunchSpec(
-        app="imgtool",
-        argv=[str(workflow_env.python), "-m", "imgtool"],
-        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
-        placeholders={},
-        port=free_port(),
-        poll_s=0.05,
-        startup_timeout_s=60,
-    )
+    spec, tool = installed_runner_and_imgtool(workflow_env, home, tmp_path)
     src = tmp_path / "photos"
     make_images(src, 6, workflow_env)
     request = batch.BatchRequest(preset=str(write_preset(tmp_path, delay=0.5)), input=str(src))
