@@ -392,7 +392,7 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     assert "tiny" in state_mod.load(home).apps
     out = run("rollback", "tiny")
     assert (
-        out.returncode == 1 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
+        out.returncode == 4 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
     )
     out = run("update", "tiny", "--yes", "--accept-licences", "--no-check")
     assert out.returncode == 0, out.stderr

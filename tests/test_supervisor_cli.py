@@ -92,7 +92,7 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
     assert stopped.returncode == 0 and "tinyapp stopped." in stopped.stdout
     assert "was not running" in darkroom("stop", "tinyapp").stdout
     opened = darkroom("open", "tinyapp")
-    assert opened.returncode == 1 and "not running" in opened.stderr
+    assert opened.returncode == 3 and "not running" in opened.stderr
 
 
 def test_cli_errors_are_sentences(home: Home, installed_tinyapp: int) -> None:
