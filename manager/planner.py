@@ -117,6 +117,15 @@ class Plan:
     disk_needed_bytes: int
     vram_gb: float  # what the app is expected to hold on the GPU at once
 
+    @property
+    def files(self) -> list[ModelFile]:
+        """Every file the chosen variants need, once (models may share a file)."""
+        out: dict[tuple[str, str, str, str], ModelFile] = {}
+        for model in self.models:
+            for f in model.files:
+                out.setdefault((f.repo_type, f.repo, f.revision, f.path), f)
+        return list(out.values())
+
     def to_dict(self) -> dict:
         from dataclasses import asdict
 

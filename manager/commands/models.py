@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import catalogue, config, library, planner, state, validate, weights
 from ..errors import DarkroomError, NotFound
-from ..recipe import ModelFile, Recipe
+from ..recipe import ModelFile
 from ..weights.store import sha256_file
 from ._common import (
     ConsoleReporter,
@@ -78,20 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=cmd_gc)
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def plan_files(recipe: Recipe, args: argparse.Namespace) -> list[ModelFile]:
-    """The files of the variants the planner picks for this machine (or profile)."""
-    hw = machine(getattr(args, "hardware", None))
-    plan = planner.plan(recipe, hw, parse_choices(args.variant, args.models, args.cpu))
-    out: dict[tuple[str, str, str, str], ModelFile] = {}
-    for model in plan.models:
-        for f in model.files:
-            out.setdefault((f.repo_type, f.repo, f.revision, f.path), f)
-    return list(out.values())
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -125,7 +111,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
         # An installed app: exactly the files it uses (this repairs damaged or missing ones).
         files = weights.specs_of([f for m in installed.models for f in m.files])
     else:
-        files = plan_files(recipe, args)
+        hw = machine(getattr(args, "hardware", None))
+        choices = parse_choices(args.variant, args.models, args.cpu)
+        files = planner.plan(recipe, hw, choices).files
     if not files:
         print(f"{recipe.name} needs no model files.")
         return 0
