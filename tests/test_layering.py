@@ -131,3 +131,25 @@ def test_recipes_are_found_through_the_catalogue_only() -> None:
         if used & loaders:
             bad[rel] = sorted(used & loaders)
     assert bad == {}
+
+
+def test_only_the_weight_store_names_the_store_layout() -> None:
+    """blobs/, refs/ and snapshots/ are the Hugging Face cache layout: only
+    manager/weights/store.py may name them (as a path part in a string)."""
+    layout = {"blobs", "refs", "snapshots"}
+    bad = {}
+    for path in (ROOT / "manager").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "manager/weights/store.py":
+            continue
+        tree = ast.parse(path.read_text("utf-8"))
+        named = {
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            if not any(c.isspace() for c in n.value)  # a path, not a sentence
+            if layout & set(n.value.split("/"))
+        }
+        if named:
+            bad[rel] = sorted(named)
+    assert bad == {}
