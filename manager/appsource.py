@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +39,12 @@ class AppSource:
 
 
 def previous_dir(home: Home, app: str) -> Path:
-    return home.apps / f".{app}.previous"
+    return home.app_previous(app)
 
 
 def data_dir(home: Home, app: str) -> Path:
     """Where an app's declared user-data folders are kept, across versions."""
-    return home.root / "appdata" / app
+    return home.app_data(app)
 
 
 def _git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -147,7 +146,7 @@ def stage(home: Home, recipe: Recipe, report: Reporter = ignore) -> tuple[AppSou
             app_dir=apps / recipe.source.bundled, local_packages=[apps], requirement_files=[]
         ), None
     assert recipe.source.git is not None and recipe.source.revision is not None
-    staged = home.staging / f"src-{recipe.id}-{uuid.uuid4().hex[:8]}"
+    staged = home.scratch("src", recipe.id)
     try:
         commit = clone(recipe.source.git, recipe.source.revision, staged, report)
         for extra in recipe.extra_repos:
@@ -343,7 +342,7 @@ def rollback(home: Home, app: str) -> bool:
     if not prev.is_dir():
         return False
     final = home.app_dir(app)
-    aside = home.staging / f"src-{app}-rollback-{uuid.uuid4().hex[:8]}"
+    aside = home.scratch("src", app)
     if final.exists():
         os.replace(final, aside)
     os.replace(prev, final)
@@ -368,5 +367,5 @@ def remove(home: Home, app: str, keep_data: bool = True) -> Path | None:
 
 
 def clean_staging(home: Home, app: str) -> None:
-    for leftover in home.staging.glob(f"src-{app}-*"):
+    for _app, leftover in home.scratch_left(("src",), app):
         shutil.rmtree(leftover, ignore_errors=True)

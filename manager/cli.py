@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pkgutil
 import sys
 
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             return _open_tui(parser)
         return int(handler(args) or 0)
     except DarkroomError as exc:
+        if getattr(args, "json", False):  # the error as the last JSON event, for scripts and faces
+            from .events import Error
+
+            print(json.dumps(Error.of(exc).to_dict()), flush=True)
         # Messages quote names people typed or recipes gave: no escape sequences reach the terminal.
         print(f"darkroom: {clean_text(exc.message, keep_newlines=True)}", file=sys.stderr)
         if exc.hint:

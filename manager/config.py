@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import DarkroomError
+from .errors import DarkroomError, NotFound
 from .fsutil import atomic_write_text
 from .home import Home
 
@@ -178,9 +178,7 @@ def set_value(home: Home, key: str, value: str) -> Settings:
         known = ", ".join(sorted([*Settings.model_fields, MIRROR]))
         near = did_you_mean(key, [*Settings.model_fields, MIRROR])
         shown = key if len(key) <= 60 else key[:59] + "…"
-        raise DarkroomError(
-            f"There is no setting called '{shown}'.{near}", f"Known settings: {known}."
-        )
+        raise NotFound(f"There is no setting called '{shown}'.{near}", f"Known settings: {known}.")
     field = Settings.model_fields[key]
     parsed: Any = value
     if value == "" and field.default is None:

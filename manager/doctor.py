@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import envs, installer, uvtool, weights
+from . import catalogue, envs, installer, uvtool, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import DarkroomError
@@ -22,7 +22,7 @@ from .fsutil import dir_size
 from .hardware import Hardware
 from .home import Home
 from .supervisor import control
-from .weights_store import RepoStore
+from .weights.store import RepoStore
 
 LOW_DISK_GB = 10.0
 _FLAVOUR_NEEDS = {
@@ -147,7 +147,7 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
     st = state_mod.load(home)
     findings: list[Finding] = []
 
-    journals = sorted(home.staging.glob("journal-*.json"))
+    journals = home.journals()
     if journals:
         findings.append(
             Finding(
@@ -199,7 +199,7 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
     for app in sorted(st.apps):
         recipe = None
         with contextlib.suppress(DarkroomError):
-            recipe = installer.launching.recipe_of(home, st.apps[app], app)
+            recipe = catalogue.installed_recipe(st.apps[app], app)
         if recipe and app not in running and not _port_free(settings.bind_host, recipe.launch.port):
             findings.append(
                 Finding(

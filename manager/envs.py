@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -146,11 +145,7 @@ def env_dir(home: Home, app: str) -> Path:
 
 
 def previous_dir(home: Home, app: str) -> Path:
-    return home.envs / f".{app}.previous"
-
-
-def _lock_path(home: Home, app: str) -> Path:
-    return home.envs / f".{app}.lock"
+    return home.env_previous(app)
 
 
 def _python_in(folder: Path) -> Path:
@@ -162,20 +157,9 @@ def env_python(home: Home, app: str) -> Path:
     return _python_in(home.env_dir(app))
 
 
-def _scratch(home: Home, kind: str, app: str) -> Path:
-    home.staging.mkdir(parents=True, exist_ok=True)
-    return home.staging / f"{kind}-{app}-{uuid.uuid4().hex[:8]}"
-
-
 def _leftovers(home: Home, app: str | None = None) -> Iterator[tuple[str, Path]]:
     """(app, path) of every staged build or trash a process left in staging/."""
-    pattern = re.compile(r"^(?:env|trash|swap)-([a-z][a-z0-9-]*)-[0-9a-f]{8}$")
-    if not home.staging.is_dir():
-        return
-    for path in home.staging.iterdir():
-        m = pattern.match(path.name)
-        if m and (app is None or m.group(1) == app):
-            yield m.group(1), path
+    return home.scratch_left(("env", "trash", "swap"), app)
 
 
 def _rmtree(path: Path) -> None:
@@ -190,7 +174,7 @@ def _discard(home: Home, app: str, path: Path) -> None:
     """Move out of the way atomically (so no one sees half a tree), then delete."""
     if not path.exists():
         return
-    trash = _scratch(home, "trash", app)
+    trash = home.scratch("trash", app)
     os.rename(path, trash)
     _rmtree(trash)
 
@@ -198,7 +182,7 @@ def _discard(home: Home, app: str, path: Path) -> None:
 @contextlib.contextmanager
 def _app_lock(home: Home, app: str) -> Iterator[None]:
     """One builder per app at a time; an OS lock, so kill -9 releases it."""
-    with locked(_lock_path(home, app), timeout=30, what=f"the environment of {app}"):
+    with locked(home.env_lock(app), timeout=30, what=f"the environment of {app}"):
         yield
 
 
@@ -253,7 +237,7 @@ def _swap_in(home: Home, app: str, staged: Path, keep_previous: bool) -> None:
     if keep_previous:
         os.rename(live, prev)  # a kill between these two renames is undone by _recover
     else:
-        hold = _scratch(home, "trash", app)
+        hold = home.scratch("trash", app)
         os.rename(live, hold)
     os.rename(staged, live)
     if not keep_previous:
@@ -552,7 +536,7 @@ def _build_locked(
                 "warning",
             )
         )
-    staged = _scratch(home, "env", spec.app)
+    staged = home.scratch("env", spec.app)
     try:
         _make_env(home, settings, spec, staged, mode, report)
         _finish(home, spec, staged, mode, report)
@@ -705,7 +689,7 @@ def repair(
 def _resync(home: Home, settings: Settings, spec: EnvSpec, mode: str, report: Reporter) -> EnvInfo:
     start = time.monotonic()
     live = env_dir(home, spec.app)
-    staged = _scratch(home, "env", spec.app)
+    staged = home.scratch("env", spec.app)
     try:
         report(Stage(SOURCE, "linking", "cloning the environment"))
         shutil.copytree(live, staged, symlinks=True, copy_function=os.link)
@@ -751,7 +735,7 @@ def rollback(home: Home, app: str, report: Reporter = ignore) -> EnvInfo:
         if not live.exists():
             os.rename(prev, live)
         elif not _exchange(prev, live):
-            hold = _scratch(home, "swap", app)
+            hold = home.scratch("swap", app)
             os.rename(live, hold)
             os.rename(prev, live)  # a kill here: _recover leaves this rolled-back env in place
             os.rename(hold, prev)
@@ -776,7 +760,7 @@ def remove(home: Home, app: str, report: Reporter = ignore) -> None:
         _discard(home, app, live)
         _discard(home, app, prev)
     with contextlib.suppress(OSError):
-        _lock_path(home, app).unlink()
+        home.env_lock(app).unlink()
 
 
 def clean_leftovers(home: Home, report: Reporter = ignore) -> int:
@@ -784,7 +768,7 @@ def clean_leftovers(home: Home, report: Reporter = ignore) -> int:
     removed = 0
     for app in sorted({a for a, _ in _leftovers(home)}):
         try:
-            with locked(_lock_path(home, app), timeout=0, what=f"the environment of {app}"):
+            with locked(home.env_lock(app), timeout=0, what=f"the environment of {app}"):
                 count = sum(1 for _ in _leftovers(home, app))
                 _recover(home, app, report)
                 removed += count

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from .errors import Cancelled
+from .errors import Cancelled, DarkroomError
 
 Level = Literal["info", "warning", "error"]
 
@@ -70,6 +70,22 @@ class Message(Event):
 
     text: str
     level: Level = "info"
+
+
+@dataclass
+class Error(Event):
+    """How the work ended when it failed: the error's kind (gated, offline, not-found...), its
+    sentence and hint, and the exit code, so a face can offer the next step (a token field
+    for "gated") without reading the words."""
+
+    kind: str
+    message: str
+    hint: str = ""
+    exit_code: int = 1
+
+    @classmethod
+    def of(cls, exc: DarkroomError, source: str = "darkroom") -> Error:
+        return cls(source, exc.kind, exc.message, exc.hint, exc.exit_code)
 
 
 Reporter = Callable[[Event], None]

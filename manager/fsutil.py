@@ -133,3 +133,13 @@ def dir_size(path: Path) -> int:
             seen.add(key)
             total += st.st_size
     return total
+
+
+def exists(path: str | Path, kind: str = "any") -> bool:
+    """Path.exists/is_file that answer False for a name the system cannot use (too long, NUL),
+    instead of raising; kind is "any" or "file"."""
+    try:
+        p = Path(path).expanduser()
+        return p.is_file() if kind == "file" else p.exists()
+    except (OSError, ValueError, RuntimeError):
+        return False

@@ -8,26 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import appsource, envs, protocol, suggest, weights_verify
+from . import appsource, catalogue, envs, protocol, suggest, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import DarkroomError
 from .home import Home
-from .recipe import Recipe, find_recipe, parse_recipe
 from .state import InstalledApp, InstalledModel
 from .supervisor import LaunchSpec
-from .weights_store import RepoStore
-
-
-def recipe_of(home: Home, installed: InstalledApp | None, app: str) -> Recipe:
-    """The recipe an installed app was installed from (kept in state for non-bundled apps)."""
-    if installed is not None and installed.recipe_text:
-        return parse_recipe(installed.recipe_text, installed.recipe_source)
-    return find_recipe(app)
+from .weights.store import RepoStore
 
 
 def snapshot_dir(home: Home, repo: str, revision: str, repo_type: str = "model") -> Path:
-    return RepoStore(home.models, repo, repo_type).root / "snapshots" / revision
+    return RepoStore(home.models, repo, repo_type).snapshot(revision)
 
 
 def model_choice(home: Home, m: InstalledModel) -> protocol.ModelChoice:
@@ -69,7 +61,7 @@ def check_weights(home: Home, installed: InstalledApp) -> None:
     """Refuse to start an app on a missing or damaged weight file. Cheap on every start: a
     file whose size, mtime and inode match a recorded verification is not hashed again."""
     files = [f for m in installed.models for f in m.files]
-    problems = weights_verify.verify(home, files, recorded=True) if files else []
+    problems = weights.verify(home, files, recorded=True) if files else []
     if problems:
         app = installed.app
         more = f" ({len(problems) - 1} more file(s) too)" if len(problems) > 1 else ""
@@ -86,7 +78,7 @@ def launch_spec(
     """The LaunchSpec of an installed app; a clear sentence when it is not installed."""
     if installed is None:
         installed = state_mod.load(home).apps.get(app)
-    recipe = recipe_of(home, installed, app)
+    recipe = catalogue.installed_recipe(installed, app)
     python = envs.env_python(home, app)
     if installed is None or not python.exists():
         raise suggest.not_installed(home, app)

@@ -18,8 +18,8 @@ from pathlib import Path
 from .home import Home
 from .recipe import Model, ModelFile, Recipe
 from .state import InstalledApp
-from .weights_store import RepoStore, match_pattern
-from .weights_types import LocalFile
+from .weights.store import RepoStore, all_blobs, match_pattern
+from .weights.types import LocalFile
 
 # The folders a template may point at; created even when empty so apps find them.
 KINDS = (
@@ -40,7 +40,7 @@ KINDS = (
 
 
 def root(home: Home) -> Path:
-    return home.models / "library"
+    return home.library
 
 
 def ensure(home: Home) -> Path:
@@ -131,7 +131,7 @@ def unlink_unused(home: Home, keep: set[Path] | None = None) -> int:
     if not base.is_dir():
         return 0
     in_store = set()
-    for blob in home.models.glob("*/blobs/*"):
+    for blob in all_blobs(home.models):
         with contextlib.suppress(OSError):
             st = blob.stat()
             in_store.add((st.st_dev, st.st_ino))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import DarkroomError
+from .errors import DarkroomError, NotFound
 from .hardware import Gpu, Hardware
 from .recipe import Model, ModelFile, Recipe, Variant
 
@@ -117,6 +117,15 @@ class Plan:
     disk_needed_bytes: int
     vram_gb: float  # what the app is expected to hold on the GPU at once
 
+    @property
+    def files(self) -> list[ModelFile]:
+        """Every file the chosen variants need, once (models may share a file)."""
+        out: dict[tuple[str, str, str, str], ModelFile] = {}
+        for model in self.models:
+            for f in model.files:
+                out.setdefault((f.repo_type, f.repo, f.revision, f.path), f)
+        return list(out.values())
+
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
@@ -135,7 +144,7 @@ def choose_backend(
     if choices.gpu_index is not None:
         gpus = [g for g in gpus if g.index == choices.gpu_index]
         if not gpus:
-            raise DarkroomError(
+            raise NotFound(
                 f"There is no GPU number {choices.gpu_index} on {hw.name}.",
                 "Run `darkroom probe` to see the GPUs and their numbers.",
             )
@@ -382,13 +391,13 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
     )
     unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise DarkroomError(
+        raise NotFound(
             f"{recipe.name} has no model called {', '.join(unknown)}.",
             f"Its models are: {', '.join(sorted(known)) or 'none'}.",
         )
     for key in choices.variants:
         if key != "*" and key not in known:
-            raise DarkroomError(
+            raise NotFound(
                 f"{recipe.name} has no model called {key}.",
                 f"Its models are: {', '.join(sorted(known))}.",
             )

@@ -730,18 +730,3 @@ def bundled_recipes() -> dict[str, Recipe]:
         recipe = load_recipe(path)
         out[recipe.id] = recipe
     return out
-
-
-def find_recipe(app: str, extra: dict[str, Recipe] | None = None) -> Recipe:
-    """A recipe by app id: bundled ones first, then those installed from elsewhere."""
-    validate.app_id_or_fail(app)  # before the id becomes part of a path
-    path = bundled.recipes_dir() / f"{app}.yaml"
-    if path.is_file():
-        return load_recipe(path)
-    if extra and app in extra:
-        return extra[app]
-    known = ", ".join(sorted(bundled_recipes()))
-    from .suggest import did_you_mean
-
-    near = did_you_mean(app, [*bundled_recipes(), *(extra or {})])
-    raise NotFound(f"There is no app called '{app}'.{near}", f"Apps you can install: {known}.")

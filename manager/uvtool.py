@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +75,7 @@ def hardlinks_work(home: Home) -> bool:
     """
     home.uv_cache.mkdir(parents=True, exist_ok=True)
     home.envs.mkdir(parents=True, exist_ok=True)
-    probe = home.uv_cache / f".linkprobe-{uuid.uuid4().hex[:8]}"
-    target = home.envs / f".linkprobe-{uuid.uuid4().hex[:8]}"
+    probe, target = home.link_probes()
     try:
         probe.write_bytes(b"darkroom")
         os.link(probe, target)

@@ -7,6 +7,7 @@ so a plan reads the same in a terminal and on the Install screen.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from .home import Home
     from .planner import Choices, Plan
     from .recipe import Recipe
+    from .supervisor.spec import RunInfo
+    from .switching import Usage
 
 
 def human_bytes(n: float) -> str:
@@ -164,30 +167,109 @@ def app_rows(
         )
         if not row.bundled:
             with contextlib.suppress(DarkroomError, Exception):
-                from . import launching
+                from . import catalogue
 
-                row.name = launching.recipe_of(home, rec, row.app).name
+                row.name = catalogue.installed_recipe(rec, row.app).name
     if running:
         _add_run_state(home, out)
     return out
 
 
 def _add_run_state(home: Home, rows: list[AppRow]) -> None:
+    live = {s.app: s for s in status_rows(home)}
+    for row in rows:
+        s = live.get(row.app)
+        if s is None:
+            continue
+        row.status = "stale" if s.info.stale else s.info.status
+        row.url, row.port = s.info.url, s.info.port
+        if s.info.status == "failed":
+            row.problem = s.info.last_error or ""
+        if s.usage is not None:
+            row.model_loaded, row.vram_measured_gb = s.usage.loaded, s.usage.measured_gb
+
+
+# ---------------------------------------------------------------- running apps, one row each
+
+
+@dataclass
+class StatusRow:
+    """What `darkroom status` prints about one app the supervisor knows, and what the Home
+    cards take their run state from: the run file, and what the app holds of the GPU."""
+
+    info: RunInfo
+    usage: Usage | None = None
+
+    @property
+    def app(self) -> str:
+        return self.info.app
+
+    @property
+    def url(self) -> str:
+        return self.info.url if self.info.active else "-"
+
+    @property
+    def uptime(self) -> str:
+        if not self.info.active or not self.info.started:
+            return "-"
+        s = int(time.time() - self.info.started)
+        return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+    @property
+    def gpu(self) -> str:
+        """GPU memory in words: what the app counts for, unloaded, busy, measured."""
+        u = self.usage
+        if u is None:
+            return "-"
+        if u.loaded:
+            text = f"{u.counted_gb:g} GB"
+            if u.idle_unload_min:
+                text += f", freed after {u.idle_unload_min:g} idle min"
+        else:
+            text = "unloaded (idle)" if u.unloaded_by == "idle" else "unloaded"
+        if u.job:
+            from .switching import describe_job
+
+            text += f", busy: {describe_job(u.job)}"
+        return text + (f" ({u.measured_gb:g} GB measured)" if u.measured_gb is not None else "")
+
+    @property
+    def note(self) -> str:
+        """What went wrong and what to do, for a failed app or one whose runner is gone."""
+        if self.info.status == "failed":
+            from .supervisor.control import failure_text
+
+            return failure_text(self.info) + (f"\n{self.info.hint}" if self.info.hint else "")
+        if self.info.stale:
+            app = self.info.app
+            return (
+                f"{app}: its runner is gone (the computer restarted, or it was killed). "
+                f"`darkroom stop {app}` clears it; `darkroom start {app}` starts it again."
+            )
+        return ""
+
+    def to_dict(self) -> dict:
+        u = self.usage
+        return {
+            **self.info.to_dict(),
+            "vram_expected_gb": u.counted_gb if u else 0.0,
+            "model_loaded": u.loaded if u else None,
+            "vram_measured_gb": u.measured_gb if u else None,
+            "idle_unload_minutes": u.idle_unload_min if u else 0.0,
+            "unloaded_by": u.unloaded_by if u else "",
+            "job": u.job if u else None,
+        }
+
+
+def status_rows(home: Home, app: str | None = None) -> list[StatusRow]:
+    """A row per app the supervisor knows (one app's, with `app`); GPU use only asked for
+    when something runs (NVML is not free)."""
     from .supervisor import control
 
-    live = {info.app: info for info in control.status(home)}
+    infos = [i for i in control.status(home) if app is None or i.app == app]
     usage = {}
-    if any(info.active for info in live.values()):
+    if any(i.active for i in infos):
         from . import switching
 
         usage = {u.app: u for u in switching.usage(home)}
-    for row in rows:
-        info = live.get(row.app)
-        if info is not None:
-            row.status = "stale" if info.stale else info.status
-            row.url, row.port = info.url, info.port
-            if info.status == "failed":
-                row.problem = info.last_error or ""
-        used = usage.get(row.app)
-        if used is not None:
-            row.model_loaded, row.vram_measured_gb = used.loaded, used.measured_gb
+    return [StatusRow(i, usage.get(i.app)) for i in infos]

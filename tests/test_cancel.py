@@ -142,7 +142,7 @@ def test_a_failed_download_stops_the_env_build_at_once(
 
     def install_part() -> None:
         try:
-            installer._build_and_pull(
+            installer.build_and_pull(
                 home, Settings(index_url=index.url, hf_endpoint=hub.url), spec, files, report
             )
         except BaseException as exc:

@@ -101,7 +101,7 @@ def test_config_token_is_private_and_masked(home: Home) -> None:
     assert "secretsecret" not in out.stdout and "****1234" in out.stdout
     bad = darkroom("config", "set", "port_start", "eleven")
     assert bad.returncode == 1 and "not a valid value for port_start" in bad.stderr
-    assert darkroom("config", "set", "colour", "red").returncode == 1
+    assert darkroom("config", "set", "colour", "red").returncode == 3  # not found
     # the file was left as it was by the failed sets
     assert "hf_secretsecret1234" in home.config_file.read_text()
 

@@ -13,7 +13,7 @@ from manager import doctor
 from manager import state as state_mod
 from manager.home import Home
 from manager.state import InstalledFile, InstalledModel
-from manager.weights_store import RepoStore
+from manager.weights.store import RepoStore
 
 
 def darkroom(*args: str) -> subprocess.CompletedProcess[str]:
@@ -128,7 +128,7 @@ def test_one_mirror_setting_sets_links_indexes_and_strategy_together(home: Home,
         "first-index",
     )
     out = darkroom("config", "set", "mirorr", "x")
-    assert out.returncode == 1 and "Did you mean 'mirror'?" in out.stderr
+    assert out.returncode == 3 and "Did you mean 'mirror'?" in out.stderr
 
 
 def _on_a_terminal(answer: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ disk precheck, the app lock, the recipe loader, the app catalogue."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -130,3 +131,26 @@ def test_an_app_another_process_is_installing_exits_conflict(
     with lock:
         assert main(["remove", "tiny", "--yes"]) == Conflict.exit_code == 4
     assert "Another Darkroom process is busy with installing tiny" in capsys.readouterr().err
+
+
+def _last_event(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_json_output_ends_with_an_error_event_of_its_kind(
+    home: Home, hub, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With --json a failure is the last JSON line: its kind, sentence, hint and exit code, so
+    a face offers the next step (a token field on 'gated') without reading the words."""
+    hub.add_file("acme/locked", "w.bin", WEIGHTS)
+    hub.gate("acme/locked", token="hf_with_access")
+    config.set_value(home, "hf_endpoint", hub.url)
+    assert main([*pull(recipe_file(tmp_path, "acme/locked")), "--json"]) == Gated.exit_code
+    event = _last_event(capsys.readouterr().out)
+    assert (event["type"], event["kind"], event["exit_code"]) == ("Error", "gated", 6)
+    assert "acme/locked" in event["message"] and "hf_token" in event["hint"]
+
+    config.set_value(home, "offline", "true")
+    assert main([*pull(recipe_file(tmp_path, "acme/locked")), "--json"]) == Offline.exit_code
+    event = _last_event(capsys.readouterr().out)
+    assert (event["kind"], event["exit_code"]) == ("offline", 7) and event["hint"]

@@ -26,7 +26,7 @@ from manager.config import Settings
 from manager.errors import DarkroomError
 from manager.home import Home
 from manager.recipe import RecipeError, parse_recipe
-from manager.weights_remote import http_error
+from manager.weights.remote import http_error
 
 PROFILE = "cpu-only-16gb"
 

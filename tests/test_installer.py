@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from manager import envs, installer
+from manager import envs, installer, launching
 from manager import state as state_mod
 from manager.config import Settings
 from manager.errors import DarkroomError, DiskFull
@@ -78,7 +78,7 @@ def test_install_needs_consent_then_runs_and_records(setup) -> None:
     # The check-start ran and stopped the app again.
     assert control.app_status(home, "tiny") is None or not control.app_status(home, "tiny").active
     # Now it starts for real and gets its model description.
-    spec = installer.launching.launch_spec(home, settings, "tiny")
+    spec = launching.launch_spec(home, settings, "tiny")
     models = json.loads(spec.env["DARKROOM_MODELS"])
     local = Path(models["models"]["tinyweights"]["files"][0]["local"])
     assert local.read_bytes() == WEIGHTS
@@ -270,7 +270,7 @@ def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(
     (blob,) = [b for b in home.models.rglob("blobs/*") if b.stat().st_size == len(WEIGHTS)]
     _flip_a_byte(blob)
     with pytest.raises(DarkroomError) as err:
-        installer.launching.launch_spec(home, settings, "tiny")
+        launching.launch_spec(home, settings, "tiny")
     assert "tiny was not started" in err.value.message and "damaged" in err.value.message
     assert "darkroom models pull tiny" in err.value.hint
     assert main(["start", "tiny"]) == 1
@@ -301,7 +301,7 @@ def test_a_damaged_weight_is_refused_at_start_reported_and_fetched_again(
     findings = [f for f in doctor.check(home, settings, CPU) if f.topic == "models"]
     assert [r for _f, r in doctor.fix(findings)] == ["fixed"]
     assert blob.read_bytes() == WEIGHTS
-    assert installer.launching.launch_spec(home, settings, "tiny").app == "tiny"
+    assert launching.launch_spec(home, settings, "tiny").app == "tiny"
 
 
 def test_disk_full_mid_install_leaves_nothing_half_done(setup, small_disk) -> None:
@@ -392,7 +392,7 @@ def test_cli_install_asks_for_consent_and_prints_sentences(setup) -> None:
     assert "tiny" in state_mod.load(home).apps
     out = run("rollback", "tiny")
     assert (
-        out.returncode == 1 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
+        out.returncode == 4 and "no earlier version" in out.stderr and "Traceback" not in out.stderr
     )
     out = run("update", "tiny", "--yes", "--accept-licences", "--no-check")
     assert out.returncode == 0, out.stderr
@@ -439,9 +439,7 @@ def test_git_app_gets_rendered_templates_and_library_links(setup) -> None:
     assert f"base: {home.models}/library" in rendered and str(home.output_dir("tiny")) in rendered
     assert "{" not in rendered
     link = home.models / "library" / "upscale_models" / "weights.bin"
-    store = json.loads(
-        installer.launching.launch_spec(home, settings, "tiny").env["DARKROOM_MODELS"]
-    )
+    store = json.loads(launching.launch_spec(home, settings, "tiny").env["DARKROOM_MODELS"])
     local = Path(store["models"]["tinyweights"]["files"][0]["local"])
     assert link.read_bytes() == WEIGHTS and os.path.samefile(link, local.resolve())
 
@@ -456,11 +454,11 @@ def test_git_app_gets_rendered_templates_and_library_links(setup) -> None:
     ],
 )
 def test_third_party_recipes_plan_sensible_backends(profile: str, backend: str) -> None:
+    from manager.catalogue import bundled_recipe
     from manager.planner import plan
-    from manager.recipe import find_recipe
 
     for app in ("comfyui", "forge"):
-        recipe = find_recipe(app)
+        recipe = bundled_recipe(app)
         assert recipe.source.git and len(recipe.source.revision or "") == 40
         p = plan(recipe, load_profile(profile))
         assert p.torch_backend == backend

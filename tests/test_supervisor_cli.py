@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from manager import state as state_mod
-from manager import supervisor
+from manager import supervisor, views
 from manager.home import Home
 from tests.fixtures.tinyapp import free_port, get_json
 
@@ -70,6 +70,13 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
     assert "tinyapp" in table and "ready" in table and url in table
     rows = json.loads(darkroom("status", "--json").stdout)
     assert rows[0]["app"] == "tinyapp" and rows[0]["port"] == installed_tinyapp
+    # The Home card takes its run state from the same rows as `darkroom status`.
+    card = next(r for r in views.app_rows(home) if r.app == "tinyapp")
+    assert (card.status, card.url, card.port) == (
+        rows[0]["status"],
+        rows[0]["url"],
+        rows[0]["port"],
+    )
 
     # A browser that cannot start (BROWSER names a command that fails, as on a machine with no
     # display): the page's address, never "Opened".
@@ -92,7 +99,7 @@ def test_cli_start_status_logs_stop(home: Home, installed_tinyapp: int) -> None:
     assert stopped.returncode == 0 and "tinyapp stopped." in stopped.stdout
     assert "was not running" in darkroom("stop", "tinyapp").stdout
     opened = darkroom("open", "tinyapp")
-    assert opened.returncode == 1 and "not running" in opened.stderr
+    assert opened.returncode == 3 and "not running" in opened.stderr
 
 
 def test_cli_errors_are_sentences(home: Home, installed_tinyapp: int) -> None:

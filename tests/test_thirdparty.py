@@ -20,12 +20,13 @@ import pytest
 from manager import appsource, installer, launching, library, uvtool, weights
 from manager import state as state_mod
 from manager.bundled import recipes_dir
+from manager.catalogue import bundled_recipe
 from manager.cli import main as cli_main
 from manager.config import Settings
 from manager.errors import DarkroomError
 from manager.hardware import load_profile
 from manager.home import Home
-from manager.recipe import find_recipe, parse_recipe
+from manager.recipe import parse_recipe
 from manager.supervisor import control
 
 FIXTURE = Path(__file__).parent / "fixtures" / "comfylike"
@@ -272,7 +273,7 @@ def test_forge_like_app_with_its_extra_repositories_is_really_ready(
     )
     start = text.index("  revision: ")
     text = text[:start] + "  revision: HEAD\n" + text[text.index("\n", start) + 1 :]
-    recipe = find_recipe("forge")
+    recipe = bundled_recipe("forge")
     for extra in recipe.extra_repos:
         name = extra.dest.rsplit("/", 1)[-1]
         commit = _repo_with(tmp_path / name, {f"{name.replace('-', '_')}.py": "OK = True\n"})
@@ -302,7 +303,7 @@ def test_bundled_third_party_recipes_pin_extras_check_real_readiness_and_share_m
     """Findings 3 and 4 on the shipped recipes: Forge's extra repositories pinned by commit
     where its launcher would clone them, health routes that need a working app, and the
     generator's single-file FLUX/SD 3.5 builds in library folders ComfyUI reads."""
-    forge = find_recipe("forge")
+    forge = bundled_recipe("forge")
     dests = {e.dest for e in forge.extra_repos}
     assert {
         "repositories/huggingface_guess",
@@ -310,9 +311,9 @@ def test_bundled_third_party_recipes_pin_extras_check_real_readiness_and_share_m
         "repositories/stable-diffusion-webui-assets",
     } <= dests
     assert forge.launch.health.startswith("/sdapi/") and forge.install == "requirements"
-    comfyui = find_recipe("comfyui")
+    comfyui = bundled_recipe("comfyui")
     assert comfyui.launch.health == "/object_info" and "user" in comfyui.data
-    generator = find_recipe("generator")
+    generator = bundled_recipe("generator")
     flux = generator.model("flux-schnell")
     gguf = flux.variant("gguf-q4").files[0]
     assert library.kind_of(flux, "gguf-q4", gguf.repo, gguf.path) == "unet"

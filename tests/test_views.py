@@ -9,10 +9,10 @@ from rich.text import Text
 
 from manager import planner
 from manager import state as state_mod
+from manager.catalogue import bundled_recipe
 from manager.cli import main
 from manager.hardware import load_profile
 from manager.home import Home
-from manager.recipe import find_recipe
 from manager.state import InstalledApp
 from manager.tui.actions import Core
 from manager.tui.screens.install import plan_words, why_words
@@ -46,7 +46,7 @@ def test_sizes_read_the_same_everywhere() -> None:
 def test_cli_and_tui_print_the_same_plan_sentences(
     profile: str, capsys: pytest.CaptureFixture
 ) -> None:
-    plan = planner.plan(find_recipe("generator"), load_profile(profile), planner.Choices())
+    plan = planner.plan(bundled_recipe("generator"), load_profile(profile), planner.Choices())
     summary = plan_summary(plan)
     assert main(["plan", "generator", "--hardware", profile]) == 0
     cli = capsys.readouterr().out

@@ -20,7 +20,7 @@ from manager.events import Event, Message, Progress
 from manager.home import Home
 from manager.recipe import ModelFile
 from manager.state import InstalledApp, InstalledModel, State
-from manager.weights_store import RepoStore
+from manager.weights.store import RepoStore
 from tests.fixtures.hub import LocalHub
 
 W1 = os.urandom(3_000_000)
@@ -382,7 +382,7 @@ def test_a_damaged_blob_is_refused_offline(home: Home, repo: LocalHub) -> None:
 def test_verification_is_recorded_and_trusted_only_while_the_file_is_unchanged(
     home: Home, repo: LocalHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from manager import weights_record
+    from manager.weights import record as weights_record
 
     local = weights.pull(home, settings(repo), [spec("q8.gguf", sha256=SHA1), spec("vae/*")])
     installed = [f.installed() for f in local]

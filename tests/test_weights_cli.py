@@ -18,8 +18,8 @@ from manager import weights
 from manager.cli import main
 from manager.home import Home
 from manager.state import InstalledApp, InstalledModel, State, save
-from manager.weights_fetch import WRITE_CHUNK
-from manager.weights_store import RepoStore
+from manager.weights.fetch import WRITE_CHUNK
+from manager.weights.store import RepoStore
 from tests.fixtures.hub import LocalHub
 
 BIG = os.urandom(4_000_000)

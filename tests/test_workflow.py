@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from manager import envs, supervisor
+from manager import batch, envs, supervisor
 from manager.bundled import apps_dir, recipes_dir
 from manager.config import Settings
+from manager.errors import Cancelled
+from manager.events import Cancellable, CancelToken, Event, Message, Progress, Stage
 from manager.home import Home
 from manager.recipe import load_recipe
 from manager.supervisor import LaunchSpec
@@ -142,6 +144,28 @@ def start_imgtool(env: AppEnv, folder: Path) -> AppProcess:
     )
     app.wait_ready(60)
     return app
+
+
+def installed_runner_and_imgtool(
+    workflow_env: AppEnv, home: Home, folder: Path
+) -> tuple[LaunchSpec, Path]:
+    """The workflow env linked into this data folder as if installed, and the launch spec of
+    the image app the supervisor starts (its folder holds processed.log)."""
+    (home.root / "envs").mkdir(exist_ok=True)
+    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
+    tool = folder / "tool"
+    tool.mkdir()
+    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
+    spec = LaunchSpec(
+        app="imgtool",
+        argv=[str(workflow_env.python), "-m", "imgtool"],
+        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
+        placeholders={},
+        port=free_port(),
+        poll_s=0.05,
+        startup_timeout_s=60,
+    )
+    return spec, tool
 
 
 def processed(app: AppProcess) -> list[str]:
@@ -346,20 +370,7 @@ def test_darkroom_run_finds_supervised_apps_through_run_files(
 ) -> None:
     """`darkroom run` as a user types it: the engine in the workflow env (linked into this data
     folder as if installed), the image app started by the supervisor, found by its run file."""
-    (home.root / "envs").mkdir(exist_ok=True)
-    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
-    tool = tmp_path / "tool"
-    tool.mkdir()
-    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    spec = LaunchSpec(
-        app="imgtool",
-        argv=[str(workflow_env.python), "-m", "imgtool"],
-        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
-        placeholders={},
-        port=free_port(),
-        poll_s=0.05,
-        startup_timeout_s=60,
-    )
+    spec, tool = installed_runner_and_imgtool(workflow_env, home, tmp_path)
     src = tmp_path / "photos"
     make_images(src, 3, workflow_env, bad=["notes.png"])
     preset = write_preset(tmp_path)
@@ -388,6 +399,45 @@ def test_darkroom_run_finds_supervised_apps_through_run_files(
             "img001.png",
             "img002.png",
         ]
+    finally:
+        supervisor.stop(home, "imgtool")
+
+
+def test_batch_run_in_process_reports_typed_events_and_a_cancel_stops_it(
+    workflow_env: AppEnv, home: Home, tmp_path: Path
+) -> None:
+    """The core call both faces make (manager.batch.run): typed events through the reporter,
+    the summary back; a cancel on the reporter's token stops the engine after the image in
+    flight, and the same request again finishes the rest without redoing any."""
+    spec, tool = installed_runner_and_imgtool(workflow_env, home, tmp_path)
+    src = tmp_path / "photos"
+    make_images(src, 6, workflow_env)
+    request = batch.BatchRequest(preset=str(write_preset(tmp_path, delay=0.5)), input=str(src))
+    token = CancelToken()
+    seen: list[Event] = []
+
+    def cancel_after_first_image(event: Event) -> None:
+        seen.append(event)
+        if isinstance(event, Progress) and event.done >= 1:
+            token.cancel()
+
+    try:
+        supervisor.start(home, Settings(), spec)
+        with pytest.raises(Cancelled):
+            batch.run(home, request, Cancellable(cancel_after_first_image, token))
+        assert all(isinstance(e, Stage | Progress | Message) for e in seen)
+        first = (tool / "processed.log").read_text().split()
+        assert 1 <= len(first) < 6, first
+
+        events: list[Event] = []
+        summary = batch.run(home, request, events.append)
+        assert isinstance(summary, batch.BatchSummary)
+        assert (summary.done, summary.failed, summary.total) == (6, 0, 6)
+        assert summary.processed == 6 - len(first)
+        assert any(isinstance(e, Stage) and e.stage == "resuming" for e in events)
+        assert [e.total for e in events if isinstance(e, Progress)][-1] == 6
+        done = (tool / "processed.log").read_text().split()
+        assert sorted(done) == [f"img{i:03d}.png" for i in range(6)]  # none twice
     finally:
         supervisor.stop(home, "imgtool")
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from .. import validate
 from ..errors import DarkroomError
 from ..events import Event, Message, Progress, Stage
+from ..fsutil import exists
 from ..home import Home
 from ..views import human_bytes
 
-__all__ = ["ConsoleReporter", "home", "human_bytes", "print_json"]
+__all__ = ["ConsoleReporter", "exists", "home", "human_bytes", "print_json"]
 
 
 def home() -> Home:
@@ -34,16 +34,6 @@ def app_or_recipe_arg(value: str) -> str:
     if value.endswith((".yaml", ".yml")) and not validate.has_control(value):
         return value
     return app_arg(value)
-
-
-def exists(path: str | Path, kind: str = "any") -> bool:
-    """Path.exists/is_file that answer False for a name the system cannot use (too long, NUL),
-    instead of raising; kind is "any" or "file"."""
-    try:
-        p = Path(path).expanduser()
-        return p.is_file() if kind == "file" else p.exists()
-    except (OSError, ValueError, RuntimeError):
-        return False
 
 
 def print_json(data: Any) -> None:

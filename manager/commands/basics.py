@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from .. import config, hardware, planner, validate
+from .. import catalogue, config, hardware, planner, validate
 from ..errors import DarkroomError
-from ..recipe import RecipeError, find_recipe, load_recipe
+from ..recipe import RecipeError
 from ..views import app_rows, parse_choices, plan_summary
 from ._common import app_arg, home, print_json
 
@@ -117,7 +117,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    recipe = find_recipe(args.app)
+    recipe = catalogue.bundled_recipe(args.app)
     hw = machine(args.hardware)
     plan = planner.plan(recipe, hw, parse_choices(args.variant, args.models, args.cpu))
     if args.json:
@@ -145,7 +145,7 @@ def cmd_recipe_check(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     for path in args.files:
         try:
-            recipe = load_recipe(path)
+            recipe = catalogue.recipe_file(path)
         except RecipeError as exc:
             bad += 1
             for problem in exc.problems:

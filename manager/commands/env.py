@@ -12,11 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from .. import appsource, config, envs, hardware, installer, planner, state
-from ..errors import DarkroomError
+from .. import appsource, catalogue, config, envs, hardware, installer, planner, state
 from ..events import ignore
 from ..home import Home
-from ..recipe import Recipe, find_recipe, load_recipe
 from ._common import ConsoleReporter, app_arg, home, human_bytes, print_json
 
 
@@ -76,21 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- recipe -> spec
 
 
-def _recipe(app: str, path: Path | None) -> Recipe:
-    if path is None:
-        return find_recipe(app)
-    recipe = load_recipe(path)
-    if recipe.id != app:
-        raise DarkroomError(
-            f"The recipe {path} is for '{recipe.id}', not '{app}'.",
-            f"Run the command with {recipe.id}, or pick the right recipe file.",
-        )
-    return recipe
-
-
 def _spec(h: Home, args: argparse.Namespace) -> envs.EnvSpec:
     """The spec the installer recorded for an installed app; else one planned the same way."""
-    recipe = _recipe(args.app, args.recipe)
+    recipe = (
+        catalogue.recipe_file(args.recipe, args.app)
+        if args.recipe is not None
+        else catalogue.app_recipe(h, args.app)
+    )
     installed = state.load(h).apps.get(recipe.id)
     if installed is not None and installed.env_spec and args.recipe is None and not args.cpu:
         return envs.EnvSpec.from_dict(installed.env_spec)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import config, library, planner, state, validate, weights
-from ..errors import DarkroomError
-from ..recipe import ModelFile, Recipe, find_recipe, load_recipe, parse_recipe
-from ..weights_store import sha256_file
+from .. import catalogue, config, library, planner, state, validate, weights
+from ..errors import DarkroomError, NotFound
+from ..recipe import ModelFile
+from ..weights.store import sha256_file
 from ._common import (
     ConsoleReporter,
     app_arg,
@@ -78,31 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=cmd_gc)
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def load_app_recipe(app: str) -> Recipe:
-    """A bundled app by id, an installed third-party app, or a recipe file path."""
-    path = Path(app)
-    if path.suffix in (".yaml", ".yml") and exists(path, "file"):
-        return load_recipe(path)
-    installed = state.load(home()).apps.get(app)
-    if installed and installed.recipe_text and installed.recipe_source != "bundled":
-        return parse_recipe(installed.recipe_text, installed.recipe_source)
-    return find_recipe(app)
-
-
-def plan_files(recipe: Recipe, args: argparse.Namespace) -> list[ModelFile]:
-    """The files of the variants the planner picks for this machine (or profile)."""
-    hw = machine(getattr(args, "hardware", None))
-    plan = planner.plan(recipe, hw, parse_choices(args.variant, args.models, args.cpu))
-    out: dict[tuple[str, str, str, str], ModelFile] = {}
-    for model in plan.models:
-        for f in model.files:
-            out.setdefault((f.repo_type, f.repo, f.revision, f.path), f)
-    return list(out.values())
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -130,13 +105,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     h = home()
     settings = config.load(h)
-    recipe = load_app_recipe(args.app)
+    recipe = catalogue.app_or_file(home(), args.app)
     installed = state.load(h).apps.get(recipe.id)
     if installed is not None and not (args.variant or args.models or args.hardware or args.cpu):
         # An installed app: exactly the files it uses (this repairs damaged or missing ones).
         files = weights.specs_of([f for m in installed.models for f in m.files])
     else:
-        files = plan_files(recipe, args)
+        hw = machine(getattr(args, "hardware", None))
+        choices = parse_choices(args.variant, args.models, args.cpu)
+        files = planner.plan(recipe, hw, choices).files
     if not files:
         print(f"{recipe.name} needs no model files.")
         return 0
@@ -200,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     names = args.apps or sorted(st.apps)
     unknown = [a for a in names if a not in st.apps]
     if unknown:
-        raise DarkroomError(
+        raise NotFound(
             f"{', '.join(unknown)} is not installed.", "`darkroom list` shows the installed apps."
         )
     specs = weights.verify_targets(h, st, names)
@@ -227,7 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     h = home()
-    recipe = load_app_recipe(args.app)
+    recipe = catalogue.app_or_file(home(), args.app)
     model = recipe.model(args.model)
     installed = state.load(h).apps.get(recipe.id)
     variant_id = args.variant
@@ -237,7 +214,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     candidates = [*variant.files, *model.common_files]
     src = args.path.expanduser()
     if not exists(src, "file"):
-        raise DarkroomError(
+        raise NotFound(
             f"There is no file at {validate.shown(src, 200)}.",
             "Give the path of the weight file to import.",
         )
@@ -260,7 +237,7 @@ def _pick_spec(
     model: str,
     variant: str,
 ) -> tuple[ModelFile, str | None]:
-    from ..weights_store import match_pattern
+    from ..weights.store import match_pattern
 
     if repo_path:
         for c in candidates:

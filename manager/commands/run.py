@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from .. import config as config_mod
 from .. import hardware, launching, state, supervisor, switching, validate
 from ..errors import DarkroomError, NotFound
 from ..home import Home
-from ..supervisor import LaunchSpec, RunInfo
-from ..supervisor.control import failure_text
+from ..supervisor import LaunchSpec
+from ..views import status_rows
 from ._common import ConsoleReporter, app_arg, home, print_json
 
 
@@ -97,72 +96,22 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uptime(info: RunInfo) -> str:
-    if not info.active or not info.started:
-        return "-"
-    s = int(time.time() - info.started)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    h = home()
-    infos = supervisor.status(h)
-    if args.app:
-        infos = [i for i in infos if i.app == args.app]
-    vram = {u.app: u for u in switching.usage(h)}
+    rows = status_rows(home(), args.app)
     if args.json:
-        rows_json = []
-        for i in infos:
-            u = vram.get(i.app)
-            rows_json.append(
-                {
-                    **i.to_dict(),
-                    "vram_expected_gb": u.counted_gb if u else 0.0,
-                    "model_loaded": u.loaded if u else None,
-                    "vram_measured_gb": u.measured_gb if u else None,
-                    "idle_unload_minutes": u.idle_unload_min if u else 0.0,
-                    "unloaded_by": u.unloaded_by if u else "",
-                    "job": u.job if u else None,
-                }
-            )
-        print_json(rows_json)
+        print_json([r.to_dict() for r in rows])
         return 0
-    if not infos:
+    if not rows:
         print(f"{args.app} is not running." if args.app else "No apps are running.")
         return 0
-
-    def gpu(i: RunInfo) -> str:
-        u = vram.get(i.app)
-        if u is None:
-            return "-"
-        if u.loaded:
-            text = f"{u.counted_gb:g} GB"
-            if u.idle_unload_min:
-                text += f", freed after {u.idle_unload_min:g} idle min"
-        else:
-            text = "unloaded (idle)" if u.unloaded_by == "idle" else "unloaded"
-        if u.job:
-            text += f", busy: {switching.describe_job(u.job)}"
-        return text + (f" ({u.measured_gb:g} GB measured)" if u.measured_gb is not None else "")
-
-    rows = [("APP", "STATUS", "URL", "RESTARTS", "UP", "GPU MEMORY")]
-    rows += [
-        (i.app, i.status, i.url if i.active else "-", str(i.restarts), _uptime(i), gpu(i))
-        for i in infos
-    ]
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    for i in infos:
-        if i.status == "failed":
-            print(f"\n{failure_text(i)}")
-            if i.hint:
-                print(i.hint)
-        elif i.stale:
-            print(
-                f"\n{i.app}: its runner is gone (the computer restarted, or it was killed). "
-                f"`darkroom stop {i.app}` clears it; `darkroom start {i.app}` starts it again."
-            )
+    table = [("APP", "STATUS", "URL", "RESTARTS", "UP", "GPU MEMORY")]
+    table += [(r.app, r.info.status, r.url, str(r.info.restarts), r.uptime, r.gpu) for r in rows]
+    widths = [max(len(t[c]) for t in table) for c in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    for r in rows:
+        if r.note:
+            print(f"\n{r.note}")
     return 0
 
 

@@ -387,7 +387,7 @@ def open_app(home: Home, app: str, browser: Callable[[str], object] = webbrowser
     """Open the running app's web page; returns its URL."""
     info = runfile.inspect(home, app)
     if info is None or not info.active:
-        raise DarkroomError(f"{app} is not running.", f"Start it with `darkroom start {app}`.")
+        raise NotFound(f"{app} is not running.", f"Start it with `darkroom start {app}`.")
     browser(info.url)
     return info.url
 

@@ -24,35 +24,35 @@ def run_file(home: Home, app: str) -> Path:
 
 def launch_file(home: Home, app: str) -> Path:
     """The resolved LaunchSpec handed to the runner (no .json suffix: not a run file)."""
-    return home.run / f"{app}.launch"
+    return home.launch_file(app)
 
 
 def stop_file(home: Home, app: str) -> Path:
     """Its presence asks the runner to stop; works where signals do not (Windows)."""
-    return home.run / f"{app}.stop"
+    return home.stop_file(app)
 
 
 def control_lock(home: Home, app: str) -> Path:
     """Held around start and stop so two Darkroom processes never act on one app at once."""
-    return home.run / f"{app}.lock"
+    return home.control_lock(app)
 
 
 def runner_lock(home: Home, app: str) -> Path:
     """Held by the runner for its whole life: a second runner for the app refuses to start."""
-    return home.run / f"{app}.runner.lock"
+    return home.runner_lock(app)
 
 
 def ports_lock(home: Home) -> Path:
     """Held while a port is chosen and claimed, so two apps starting at once pick different ones."""
-    return home.run / ".ports.lock"
+    return home.ports_lock
 
 
 def runner_log(home: Home, app: str) -> Path:
-    return home.log_dir(app) / "runner.log"
+    return home.runner_log(app)
 
 
 def app_log(home: Home, app: str) -> Path:
-    return home.log_dir(app) / f"{app}.log"
+    return home.app_log(app)
 
 
 def write(home: Home, info: RunInfo) -> None:
@@ -87,7 +87,7 @@ def apps_with_run_files(home: Home) -> list[str]:
     if not home.run.is_dir():
         return []
     # Only names that are app ids: a stray file must not make every status call fail.
-    return sorted(p.stem for p in home.run.glob("*.json") if APP_ID_RE.fullmatch(p.stem))
+    return sorted(p.stem for p in home.run_files() if APP_ID_RE.fullmatch(p.stem))
 
 
 def write_launch(home: Home, spec: LaunchSpec) -> None:

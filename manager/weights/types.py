@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .recipe import ModelFile
-from .state import InstalledFile
+from ..recipe import ModelFile
+from ..state import InstalledFile
 
 
 class FileSpec(Protocol):

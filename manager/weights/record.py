@@ -17,16 +17,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import DarkroomError
-from .fsutil import atomic_write_json, locked, read_json
-from .home import Home
-from .weights_store import COMMIT_RE, SHA256_RE, git_sha1_file, sha256_file
+from ..errors import DarkroomError
+from ..fsutil import atomic_write_json, locked, read_json
+from ..home import Home
+from .store import COMMIT_RE, SHA256_RE, git_sha1_file, sha256_file
 
 _THREADS = threading.Lock()  # download threads of one process record at once
 
 
 def record_file(home: Home) -> Path:
-    return home.root / "verified.json"
+    return home.verified_file
 
 
 def expected_hash(blob: Path, pin: str | None) -> tuple[str, str] | None:
@@ -115,7 +115,7 @@ def _update(home: Home, change: Callable[[dict], object]) -> None:
         entries = _entries(home)
         change(entries)
         # Blobs that are gone (gc, repairs) drop out as the record is written.
-        entries = {k: v for k, v in entries.items() if (home.models / k).exists()}
+        entries = {k: v for k, v in entries.items() if home.model_file(k).exists()}
         atomic_write_json(path, entries)
 
 

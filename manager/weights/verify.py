@@ -16,16 +16,16 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from . import weights_record
-from .config import Settings
-from .errors import DarkroomError
-from .events import Progress, Reporter, Stage, ignore
-from .fsutil import locked
-from .home import Home
-from .recipe import ModelFile
-from .state import InstalledFile, State
-from .weights_remote import endpoint_of, resolve_remote
-from .weights_store import (
+from ..config import Settings
+from ..errors import DarkroomError, NotFound
+from ..events import Progress, Reporter, Stage, ignore
+from ..fsutil import locked
+from ..home import Home
+from ..recipe import ModelFile
+from ..state import InstalledFile, State
+from . import record
+from .remote import endpoint_of, resolve_remote
+from .store import (
     RepoStore,
     blob_of,
     commits_of,
@@ -34,7 +34,7 @@ from .weights_store import (
     refs_of,
     sha256_file,
 )
-from .weights_types import FileSpec, GcItem, GcResult, LocalFile, Problem, StoreEntry
+from .types import FileSpec, GcItem, GcResult, LocalFile, Problem, StoreEntry
 
 SOURCE = "weights"
 
@@ -94,7 +94,7 @@ def verify(
                 continue
             report(Stage(SOURCE, "checking", f"{spec.repo}/{path}"))
             blob = blob_of(pointer)
-            whole, got, want = weights_record.intact(
+            whole, got, want = record.intact(
                 home, blob, None if is_pattern else spec.sha256, trust_record=recorded
             )
             if whole:
@@ -140,9 +140,7 @@ def import_file(
     """
     src = Path(path).expanduser()
     if not src.is_file():
-        raise DarkroomError(
-            f"There is no file at {src}.", "Give the path of the weight file to import."
-        )
+        raise NotFound(f"There is no file at {src}.", "Give the path of the weight file to import.")
     target = repo_path or spec.path
     if any(ch in target for ch in "*?["):
         raise DarkroomError(
@@ -277,9 +275,7 @@ def gc(home: Home, state: State, dry_run: bool = True) -> GcResult:
                 with contextlib.suppress(OSError):
                     st = store.pointer(commit, path).stat()
                     pointers.setdefault((st.st_dev, st.st_ino), []).append(path)
-        candidates = (
-            sorted((store.root / "blobs").glob("*")) if (store.root / "blobs").is_dir() else []
-        )
+        candidates = store.blobs()
         for commit in commits_of(store):  # copies where links were impossible
             candidates += [
                 store.pointer(commit, p)
@@ -316,7 +312,7 @@ def gc(home: Home, state: State, dry_run: bool = True) -> GcResult:
                 with contextlib.suppress(FileNotFoundError):
                     file.unlink()
             for store in iter_repos(home.models):
-                _prune(store)
+                store.prune()
     return GcResult(items, deleted=not dry_run)
 
 
@@ -329,28 +325,6 @@ def _busy(store: RepoStore, partial: Path) -> bool:
         return True
     lock.release()
     return False
-
-
-def _prune(store: RepoStore) -> None:
-    """Drop links to deleted blobs, empty folders, refs to vanished snapshots, empty repos."""
-    snapshots = store.root / "snapshots"
-    if snapshots.is_dir():
-        for dirpath, _dirs, names in os.walk(snapshots):
-            for name in names:
-                p = Path(dirpath) / name
-                if p.is_symlink() and not p.exists():
-                    p.unlink()
-        for dirpath, _dirs, _names in sorted(os.walk(snapshots), key=lambda t: -len(t[0])):
-            with contextlib.suppress(OSError):
-                Path(dirpath).rmdir()
-    commits = set(commits_of(store))
-    for name, commit in refs_of(store).items():
-        if commit not in commits:
-            with contextlib.suppress(OSError):
-                (store.root / "refs" / name).unlink()
-    blobs = store.root / "blobs"
-    if not commits and (not blobs.is_dir() or not any(blobs.iterdir())):
-        shutil.rmtree(store.root, ignore_errors=True)
 
 
 @dataclass(frozen=True)

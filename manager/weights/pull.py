@@ -1,9 +1,5 @@
-"""The weight store: fetches exactly the files a plan chose into the shared Hugging Face cache,
-verifies them, adopts files the user already has, and removes what no app uses.
-
-Plain data in (ModelFile lists from the recipe/plan), plain data out (LocalFile lists);
-progress goes through the events Reporter. Layout: weights_store; asking the hub:
-weights_remote; moving bytes: weights_fetch; checking and cleaning: weights_verify.
+"""Pulling a plan's files into the store: plan the download (sizes, disk room), fetch in
+parallel with one progress line, adopt files already there, and report what is local.
 """
 
 from __future__ import annotations
@@ -17,44 +13,24 @@ from pathlib import Path
 
 import httpx
 
-from . import weights_record
-from .config import Settings
-from .config import load as load_settings
-from .errors import Cancelled, DarkroomError, DiskFull
-from .events import Message, Progress, Reporter, Stage, checkpoint, ignore, on_cancel
-from .home import Home
-from .recipe import ModelFile
-from .state import InstalledFile
-from .weights_fetch import FetchContext, Mismatch, fetch_blob
-from .weights_remote import (
+from ..config import Settings
+from ..config import load as load_settings
+from ..errors import Cancelled, DarkroomError, DiskFull
+from ..events import Message, Progress, Reporter, Stage, checkpoint, ignore, on_cancel
+from ..home import Home
+from ..recipe import ModelFile
+from ..state import InstalledFile
+from . import record
+from .fetch import FetchContext, Mismatch, fetch_blob
+from .remote import (
     RemoteFile,
     endpoint_of,
     offline_missing,
     resolve_local,
     resolve_remote,
 )
-from .weights_store import SHA256_RE, RepoStore, blob_of, sha256_file
-from .weights_types import GcItem, GcResult, LocalFile, Problem, StoreEntry
-from .weights_verify import gc, import_file, list_store, verify, verify_targets
-
-__all__ = [
-    "DownloadPlan",
-    "GcItem",
-    "GcResult",
-    "LocalFile",
-    "PlannedFile",
-    "Problem",
-    "StoreEntry",
-    "gc",
-    "import_file",
-    "list_store",
-    "plan_download",
-    "pull",
-    "specs_of",
-    "verify",
-    "verify_targets",
-    "SOURCE",
-]
+from .store import SHA256_RE, RepoStore, blob_of, sha256_file
+from .types import LocalFile
 
 SOURCE = "weights"
 DISK_RESERVE = 200 * 1000 * 1000  # kept free beyond the download itself
@@ -157,7 +133,7 @@ def pinned_in_store(home: Home, files: list[ModelFile]) -> list[RemoteFile] | No
         blob = blob_of(
             RepoStore(home.models, r.spec.repo, r.spec.repo_type).pointer(r.commit, r.path)
         )
-        if not (blob.is_file() and weights_record.intact(home, blob, r.sha256)[0]):
+        if not (blob.is_file() and record.intact(home, blob, r.sha256)[0]):
             return None
     return found
 
@@ -172,7 +148,7 @@ def _plan(home: Home, resolved: list[RemoteFile], exact: bool) -> DownloadPlan:
         present = (
             blob.is_file()
             and blob.stat().st_size == r.size
-            and weights_record.intact(home, blob, r.sha256)[0]
+            and record.intact(home, blob, r.sha256)[0]
         )
         partial = store.incomplete(r.etag)
         got = partial.stat().st_size if not present and partial.is_file() else 0
@@ -315,7 +291,7 @@ def _checked_local(home: Home, found: list[RemoteFile]) -> list[LocalFile]:
     nothing damaged is handed to an app and nothing can be fetched again now."""
     for r in found:
         pointer = RepoStore(home.models, r.spec.repo, r.spec.repo_type).pointer(r.commit, r.path)
-        whole, got, want = weights_record.intact(home, blob_of(pointer), r.sha256)
+        whole, got, want = record.intact(home, blob_of(pointer), r.sha256)
         if not whole:
             raise DarkroomError(
                 f"{r.spec.repo}/{r.path} in the model store is damaged (its hash is {got[:12]}…, "
@@ -332,7 +308,7 @@ def _local(home: Home, r: RemoteFile) -> LocalFile:
     sha = r.sha256 or (r.etag if SHA256_RE.match(r.etag) else None)
     if sha is None and pointer.is_file():
         sha = sha256_file(pointer)  # small git-tracked files: cheap to hash
-        weights_record.remember(home, blob_of(pointer), ("sha256", sha))
+        record.remember(home, blob_of(pointer), ("sha256", sha))
     return LocalFile(r.spec, r.path, r.commit, pointer, sha, r.size)
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 
-from . import weights_record
-from .errors import DarkroomError
-from .home import Home
-from .weights_remote import RemoteFile, http_error, network_error
-from .weights_store import HASH_CHUNK, RepoStore, git_sha1_file
+from ..errors import DarkroomError
+from ..home import Home
+from . import record
+from .remote import RemoteFile, http_error, network_error
+from .store import HASH_CHUNK, RepoStore, git_sha1_file
 
 WRITE_CHUNK = 1 << 20
 MAX_STALLS = 5  # consecutive attempts that brought no new byte
@@ -70,15 +70,15 @@ def fetch_blob(ctx: FetchContext, store: RepoStore, remote: RemoteFile) -> int:
         os.chmod(part.path, 0o644)
         os.replace(part.path, blob)
         if ctx.home is not None:  # hashed as it streamed: no need to read it again
-            weights_record.remember(ctx.home, blob, want)
+            record.remember(ctx.home, blob, want)
         return got
 
 
 def _whole(ctx: FetchContext, blob: Path, remote: RemoteFile) -> bool:
     if ctx.home is not None:
-        return weights_record.intact(ctx.home, blob, remote.sha256)[0]
-    want = weights_record.expected_hash(blob, remote.sha256)
-    return want is None or weights_record.hash_of(blob, want[0]) == want[1]
+        return record.intact(ctx.home, blob, remote.sha256)[0]
+    want = record.expected_hash(blob, remote.sha256)
+    return want is None or record.hash_of(blob, want[0]) == want[1]
 
 
 class _Partial:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_text
+from ..fsutil import atomic_write_text
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -45,12 +45,21 @@ class RepoStore:
     def blob(self, etag: str) -> Path:
         return self.root / "blobs" / etag
 
+    def blobs(self) -> list[Path]:
+        """Every file in blobs/ (whole or partial), sorted."""
+        base = self.root / "blobs"
+        return sorted(base.iterdir()) if base.is_dir() else []
+
     def incomplete(self, etag: str) -> Path:
         """The partial download of a blob; a stable name, so a later run resumes it."""
         return self.root / "blobs" / f"{etag}.incomplete"
 
+    def snapshot(self, commit: str) -> Path:
+        """The folder an app is pointed at for one revision (HF's snapshots/<commit>)."""
+        return self.root / "snapshots" / commit
+
     def pointer(self, commit: str, path: str) -> Path:
-        return self.root / "snapshots" / commit / Path(*path.split("/"))
+        return self.snapshot(commit) / Path(*path.split("/"))
 
     def lock_file(self, etag: str) -> Path:
         # The same lock path huggingface_hub uses, so the two never write one blob at once.
@@ -97,9 +106,32 @@ class RepoStore:
         pointer = self.pointer(commit, path)
         return pointer if pointer.is_file() else None
 
+    def drop_ref(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.root / "refs" / name).unlink()
+
+    def prune(self) -> None:
+        """Drop links to deleted blobs, empty folders, refs to vanished snapshots, empty repos."""
+        snapshots = self.root / "snapshots"
+        if snapshots.is_dir():
+            for dirpath, _dirs, names in os.walk(snapshots):
+                for name in names:
+                    p = Path(dirpath) / name
+                    if p.is_symlink() and not p.exists():
+                        p.unlink()
+            for dirpath, _dirs, _names in sorted(os.walk(snapshots), key=lambda t: -len(t[0])):
+                with contextlib.suppress(OSError):
+                    Path(dirpath).rmdir()
+        commits = set(commits_of(self))
+        for name, commit in refs_of(self).items():
+            if commit not in commits:
+                self.drop_ref(name)
+        if not commits and not self.blobs():
+            shutil.rmtree(self.root, ignore_errors=True)
+
     def snapshot_files(self, commit: str) -> list[str]:
         """Repo paths present in a snapshot, '/'-separated."""
-        base = self.root / "snapshots" / commit
+        base = self.snapshot(commit)
         if not base.is_dir():
             return []
         out = []
@@ -178,6 +210,12 @@ def iter_repos(models: Path) -> Iterator[RepoStore]:
         if not sep or not entry.is_dir() or kind not in ("models", "datasets", "spaces"):
             continue
         yield RepoStore(models, rest.replace("--", "/", 1), kind[:-1])
+
+
+def all_blobs(models: Path) -> Iterator[Path]:
+    """Every blob of every repository in the store."""
+    for store in iter_repos(models):
+        yield from store.blobs()
 
 
 def refs_of(store: RepoStore) -> dict[str, str]:

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .errors import DarkroomError, Gated, NotFound, Offline
-from .recipe import ModelFile
-from .weights_store import SHA256_RE, RepoStore, match_pattern
+from ..errors import DarkroomError, Gated, NotFound, Offline
+from ..recipe import ModelFile
+from .store import SHA256_RE, RepoStore, match_pattern
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -256,7 +256,7 @@ def _dedupe(files: list[RemoteFile]) -> list[RemoteFile]:
 
 def resolve_local(specs: Iterable[ModelFile], models) -> tuple[list[RemoteFile], list[str]]:
     """What the store alone can say: files present for each spec, and the specs it cannot satisfy."""
-    from .weights_store import blob_of
+    from .store import blob_of
 
     found: list[RemoteFile] = []
     missing: list[str] = []
