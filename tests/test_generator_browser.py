@@ -72,7 +72,7 @@ def fill_page_app(generator_env, tiny_fill, tmp_path_factory) -> Iterator[AppPro
 def test_repaint_what_was_painted_on_the_page(fill_page_app: AppProcess, tmp_path) -> None:
     """Only a Fill model is installed, so the page opens on the Repaint tab; a brush stroke
     across the middle of the picture is the mask: the middle changes, the corners do not."""
-    from tests.test_generator_edit import PHOTO, read_rgb
+    from tests.fixtures.pngbytes import PHOTO, read_rgb
 
     sync_api = pytest.importorskip("playwright.sync_api")
     photo = tmp_path / "photo.png"

@@ -9,108 +9,22 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
-import zlib
 from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.pngbytes import png_size, png_text
+from tests.fixtures.pngbytes import PHOTO, SIDE, make_png, png_size, png_text, read_rgb
 from tests.fixtures.tinymodels import AppProcess, choice_from_folder, models_json, running_app
-
-SIDE = 64
-
-
-# ---------------------------------------------------------------- PNG in and out, stdlib only
-
-
-def make_png(width: int, height: int, pixel, mode: str = "RGB") -> bytes:
-    """An 8-bit PNG whose pixel (x, y) is pixel(x, y): an (r, g, b) tuple, or an int for L."""
-    channels = 3 if mode == "RGB" else 1
-    rows = b""
-    for y in range(height):
-        row = bytearray([0])
-        for x in range(width):
-            value = pixel(x, y)
-            row += bytes(value if channels == 3 else (value,))
-        rows += bytes(row)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + kind
-            + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
-
-    head = struct.pack(">IIBBBBB", width, height, 8, 2 if channels == 3 else 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", head)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-def read_rgb(data: bytes) -> list[list[tuple[int, ...]]]:
-    """Rows of (r, g, b) of an 8-bit RGB / L PNG (Pillow's filters undone)."""
-    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
-    assert depth == 8 and color in (0, 2), (depth, color)
-    channels = 3 if color == 2 else 1
-    pos, idat = 8, b""
-    while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
-        if kind == b"IDAT":
-            idat += data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    raw, stride, out, prev = (
-        zlib.decompress(idat),
-        width * channels,
-        [],
-        bytearray(width * channels),
-    )
-    for y in range(height):
-        kind, line = (
-            raw[y * (stride + 1)],
-            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
-        )
-        for i in range(stride):
-            a = line[i - channels] if i >= channels else 0
-            b = prev[i]
-            c = prev[i - channels] if i >= channels else 0
-            if kind == 1:
-                line[i] = (line[i] + a) & 255
-            elif kind == 2:
-                line[i] = (line[i] + b) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif kind == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                line[i] = (line[i] + pred) & 255
-        out.append(
-            [tuple(line[x * channels : (x + 1) * channels]) * (3 // channels) for x in range(width)]
-        )
-        prev = line
-    return out
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def photo(x: int, y: int) -> tuple[int, int, int]:
-    """A picture with structure: a gradient and a bright square (edges for Canny)."""
-    inside = 20 <= x < 44 and 20 <= y < 44
-    return (240, 240, 240) if inside else (x * 3, y * 3, 90)
-
-
 def square_mask(x: int, y: int) -> int:
     return 255 if 16 <= x < 48 and 16 <= y < 48 else 0
 
 
-PHOTO = make_png(SIDE, SIDE, photo)
 MASK = make_png(SIDE, SIDE, square_mask, "L")
 
 
