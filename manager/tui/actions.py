@@ -18,7 +18,6 @@ from ..errors import Cancelled, DarkroomError
 from ..events import Cancellable, CancelToken, Reporter, ignore
 from ..home import Home
 from ..views import AppRow as AppCardData
-from ..views import choice_args
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -64,6 +63,37 @@ class Core:
         from ..views import app_rows
 
         return app_rows(self.home, self.recipes())
+
+    def disk_free_bytes(self) -> int:
+        """Free space where the data folder lies, read now (it changes with every install);
+        a fixed machine profile keeps its own figure, so pictures of the screen stay put."""
+        if self._fixed_hardware:
+            return int(self.hardware().disk_free_gb * 1e9)
+        import shutil
+
+        return shutil.disk_usage(self.home.root).free
+
+    def about(self, app: str) -> AppAbout:
+        """What an installed app does and the model files it has, for its own screen."""
+        from .. import launching
+        from .. import state as state_mod
+
+        record = state_mod.load(self.home).apps.get(app)
+        try:
+            recipe = launching.recipe_of(self.home, record, app)
+        except DarkroomError:
+            return AppAbout("", [])
+        models = []
+        for installed in record.models if record else []:
+            try:
+                model = recipe.model(installed.model)
+                variant = model.variant(installed.variant).label
+                name = model.name
+            except DarkroomError:
+                name, variant = installed.model, installed.variant
+            files = [(f.path.rsplit("/", 1)[-1], f.size) for f in installed.files]
+            models.append(ModelAbout(name, variant, files))
+        return AppAbout(recipe.description, models)
 
     def installed(self, app: str):
         from .. import state as state_mod
@@ -227,6 +257,23 @@ class Core:
 
 
 @dataclass
+class ModelAbout:
+    name: str
+    variant: str
+    files: list[tuple[str, int]]  # file name, bytes
+
+    @property
+    def size(self) -> int:
+        return sum(size for _name, size in self.files)
+
+
+@dataclass
+class AppAbout:
+    description: str
+    models: list[ModelAbout]
+
+
+@dataclass
 class JobResult:
     ok: bool
     cancelled: bool = False
@@ -265,14 +312,6 @@ class InstallJob:
         self.interrupted = threading.Event()
 
     @property
-    def command(self) -> list[str]:
-        """The CLI command that does the same, for the log and for people who script."""
-        if self.update:
-            return ["darkroom", "update", self.app]
-        target = self.app if self.preview.bundled else self.preview.origin
-        return ["darkroom", "install", target, *choice_args(self.preview.choices)]
-
-    @property
     def cancelled(self) -> bool:
         return self.token.cancelled
 
@@ -305,7 +344,7 @@ class InstallJob:
                 ok=False,
                 error=DarkroomError(
                     f"The {what} stopped unexpectedly ({type(exc).__name__}: {exc}).",
-                    f"Nothing half-done was kept. Run `{' '.join(self.command)}` in a terminal to see more.",
+                    "Nothing half-done was kept. Try again; Doctor (key d on Home) may find the cause.",
                 ),
             )
         # A cancel that arrived after the install committed changed nothing; saying
