@@ -27,7 +27,6 @@ from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.home import HomeScreen
 from manager.tui.screens.install import InstallScreen, plan_words, variant_option
 from manager.tui.widgets.app_card import AppCard
-from manager.tui.words import error_text, no_commands
 from manager.views import human_bytes
 from tests.fixtures.machines import LAPTOP_32
 from tests.fixtures.tui import (
@@ -161,6 +160,8 @@ def test_every_screen_opens_focused_and_escape_goes_back(home: Home) -> None:
 
 def test_core_hints_become_buttons_and_keys() -> None:
     """Real sentences from the core, as the TUI shows them: the step, never a command."""
+    from manager.tui.words import error_text, no_commands
+
     home = Home(Path("/nonexistent-darkroom-home"))
     cases = []
     for call in (
