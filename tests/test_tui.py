@@ -26,6 +26,7 @@ from manager.tui.app import DarkroomApp
 from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.install import InstallScreen
 from manager.tui.widgets.app_card import AppCard
+from manager.views import human_bytes
 from tests.fixtures.tinyapp import free_port
 from tests.fixtures.tinygit import SHA, WEIGHTS, recipe_text
 from tests.fixtures.tui import (
@@ -135,6 +136,26 @@ def tiny(home: Home, hub, tiny_repo: Path, tmp_path: Path, pip_sources):
     yield path
     with contextlib.suppress(DarkroomError):
         control.stop(home, "tiny")
+
+
+def test_install_screen_says_which_files_are_here_already(home: Home, tiny: Path, hub) -> None:
+    """The plan's figures add up (#19): with the weight file in the store already, the
+    download is what will be fetched (none), beside the files the app will have."""
+    spec = ModelFile(repo="tests/tiny-weights", path="weights.bin", size=len(WEIGHTS), sha256=SHA)
+    weights.pull(home, config.load(home), [spec])
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = InstallScreen(str(tiny))
+            app.push_screen(screen)
+            await until(pilot, lambda: screen.pv is not None, what="the plan")
+            words = str(screen.query_one("#plan-words", Static).render())
+            size = human_bytes(len(WEIGHTS))
+            assert f"Download 0 B of model files ({size} of the {size} are here already)" in words
+            assert "the files and" in words and "for the app's environment" in words
+
+    run(go())
 
 
 async def open_install(pilot: Pilot, app: DarkroomApp, recipe: Path) -> InstallScreen:

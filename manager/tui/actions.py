@@ -117,6 +117,16 @@ class Core:
 
         return installer.update_preview(self.home, self.settings(), app, self.hardware())
 
+    def here_bytes(self, preview: Preview) -> int:
+        """How much of the plan's model files the store holds already (asks no server)."""
+        from .. import weights
+
+        files = [f for m in preview.plan.models for f in m.files]
+        if not files:
+            return 0
+        missing = weights.plan_download(self.home, files, self.settings(), remote=False)
+        return max(0, preview.plan.download_bytes - missing.download_bytes)
+
     def install_job(
         self, preview: Preview, update: bool = False, report: Reporter = ignore
     ) -> InstallJob:

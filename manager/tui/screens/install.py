@@ -25,9 +25,9 @@ from .base import CoreScreen, call_ui
 PUSH_EVERY_S = 0.1  # progress reaches the UI at most this often per stream
 
 
-def plan_words(pv) -> str:
+def plan_words(pv, here_bytes: int = 0) -> str:
     """The plan as a person reads it (Rich markup over the words the CLI prints too)."""
-    summary = plan_summary(pv.plan)
+    summary = plan_summary(pv.plan, here_bytes)
     lines = [f"[b]{escape(summary.title)}[/] on {escape(summary.hardware)}"]
     lines += [escape(summary.runtime)] if summary.runtime else []
     lines += [f"• {escape(line)}" for line in summary.models]
@@ -75,6 +75,7 @@ class InstallScreen(CoreScreen):
         self.pv = None
         self.job: InstallJob | None = None
         self.phase = "planning"  # planning -> ready -> running -> done | failed | cancelled
+        self.here_bytes = 0  # of the plan's model files, what the store holds already
         self._latest: dict[str, Progress] = {}
         self._pushed: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -117,6 +118,12 @@ class InstallScreen(CoreScreen):
                 yield Button("Back", id="back", compact=True)
         yield Footer(show_command_palette=False)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The Start key appears (in the footer, too) once there is something to start."""
+        if action == "start_app":
+            return self.phase == "done" and not self.update
+        return True
+
     def on_mount(self) -> None:
         self.sub_title = f"{'Update' if self.update else 'Install'} {self.target}"
         for wid in (
@@ -136,11 +143,14 @@ class InstallScreen(CoreScreen):
     # ------------------------------------------------------------ planning
 
     def _plan(self, choices) -> None:
-        fn = (
-            (lambda: self.core.update_preview(self.target))
-            if self.update
-            else (lambda: self.core.preview(self.target, choices))
-        )
+        def fn():
+            if self.update:
+                pv = self.core.update_preview(self.target)
+            else:
+                pv = self.core.preview(self.target, choices)
+            self.here_bytes = self.core.here_bytes(pv)
+            return pv
+
         self.run_core(
             fn, done=self.show_preview, failed=self._plan_failed, group="plan", exclusive=True
         )
@@ -158,7 +168,7 @@ class InstallScreen(CoreScreen):
         self.pv = pv
         self.phase = "ready"
         self.sub_title = f"{'Update' if self.update else 'Install'} {pv.recipe.name}"
-        self.query_one("#plan-words", Static).update(plan_words(pv))
+        self.query_one("#plan-words", Static).update(plan_words(pv, self.here_bytes))
         self.query_one("#plan-why", Static).update(why_words(pv))
         manifest = self.query_one("#manifest", Static)
         manifest.display = pv.manifest is not None
@@ -366,6 +376,7 @@ class InstallScreen(CoreScreen):
                 start = self.query_one("#start-app", Button)
                 start.display = True
                 start.focus()
+                self.refresh_bindings()
         elif result.cancelled:
             self.phase = "cancelled"
             back.focus()
