@@ -87,6 +87,12 @@ def test_home_arrows_walk_the_cards_in_order_and_escape_does_nothing(home: Home)
             assert isinstance(app.screen, InstallScreen) and app.screen.target == order[1]
             await pilot.press("escape")
             assert isinstance(app.screen, HomeScreen) and focused_id(app) == order[1]
+            # Focus shows: the focused card is drawn unlike the others.
+            await pilot.pause()
+            cards = list(app.screen.query(AppCard))
+            other = next(c for c in cards if c is not app.focused)
+            assert app.focused.styles.border_left != other.styles.border_left
+            assert app.focused.styles.background != other.styles.background
             # No key ever reached a card's button.
             assert not any(b.can_focus for b in app.screen.query(AppCard).first().query(Button))
 
