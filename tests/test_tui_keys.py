@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 from textual.containers import ScrollableContainer
-from textual.widgets import Button, Checkbox, DataTable, Input, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Log, Static
 
 from manager import state as state_mod
 from manager.errors import DarkroomError
@@ -22,7 +22,7 @@ from manager.hardware import load_profile
 from manager.home import Home
 from manager.planner import GB_PER_GIB, Choices, plan
 from manager.recipe import find_recipe
-from manager.supervisor import control
+from manager.supervisor import control, runfile
 from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.home import HomeScreen
 from manager.tui.screens.install import InstallScreen, plan_words, variant_option
@@ -354,6 +354,16 @@ def test_stopped_app_screen_says_what_it_has(home: Home) -> None:
             assert screen.query_one("#app-nolog").display
             assert app.focused is screen.query_one("#app-start", Button)
             assert app.focused.display
+            # Once the app has a log (it ran before), its last lines are shown.
+            log = runfile.app_log(home, "colorizer")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("".join(f"line {i}\n" for i in range(300)))
+            await until(
+                pilot,
+                lambda: "line 299" in screen.query_one("#app-log", Log).lines[-1:],
+                what="the last log lines",
+            )
+            assert not screen.query_one("#app-nolog").display
 
     run(go())
 
