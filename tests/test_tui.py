@@ -228,7 +228,9 @@ def test_tui_imports_nothing_from_the_cli_commands() -> None:
     assert not found, found
 
 
-def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[list[str]]) -> None:
+def test_install_start_logs_stop_remove(
+    home: Home, tiny: Path, spawned: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """From Home to a running app and back to nothing, by keys alone and without a command
     line on any screen: `a` and the recipe's path, Space on the two consents, Enter on
     Install, `s` to start it, then stop (`x`) and remove (Delete, `y`)."""
@@ -280,6 +282,11 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
                 detail.query_one("#app-status", Static).render()
             )
             assert not commands_shown(app), commands_shown(app)
+            # `o` with no browser to start (BROWSER=false fails): the page's address, not "Opened".
+            monkeypatch.setenv("BROWSER", "false")
+            await pilot.press("o")
+            await until(pilot, lambda: app.noted("page is at http://127.0.0.1:"), what="open")
+            assert not app.noted("Opened")
 
             # Home shows it running; its card is reached and opened by keys.
             await pilot.press("escape")

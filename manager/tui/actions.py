@@ -179,9 +179,20 @@ class Core:
         return self.start(app, report)
 
     def open(self, app: str) -> str:
+        """Open the app's page; the sentence says where it is when no browser could start
+        (no display, or none set up), rather than claim it opened."""
+        import webbrowser
+
         from .. import supervisor
 
-        return supervisor.open_app(self.home, app)
+        opened: list[bool] = []
+        url = supervisor.open_app(self.home, app, lambda u: opened.append(bool(webbrowser.open(u))))
+        if opened and opened[0]:
+            return f"Opened {url} in the web browser."
+        return (
+            f"No web browser could be started here. {app}'s page is at {url}: open that "
+            "address in a browser on this computer."
+        )
 
     def logs(self, app: str, stop_when: Callable[[], bool], lines: int = 200) -> Iterator[str]:
         from .. import supervisor

@@ -217,7 +217,7 @@ class AppScreen(CoreScreen):
         )
 
     def action_open(self) -> None:
-        self.run_core(self.core.open, self.app_id, done=lambda url: self.notify(f"Opened {url}"))
+        self.run_core(self.core.open, self.app_id, done=self.notify)
 
     def action_update(self) -> None:
         self.app.open_install(self.app_id, update=True)  # type: ignore[attr-defined]

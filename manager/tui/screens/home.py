@@ -168,7 +168,7 @@ class HomeScreen(CoreScreen):
                 failed=lambda _e: self._done(app, ""),
             )
         elif action == "open" and data.status == "ready":
-            self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
+            self.run_core(self.core.open, app, done=self.notify)
 
     def _start(self, app: str, switch: bool | str) -> None:
         from .switch import SwitchWaitScreen
