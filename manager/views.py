@@ -81,7 +81,10 @@ class PlanSummary:
         return [*([self.runtime] if self.runtime else []), *self.models, self.totals]
 
 
-def plan_summary(plan: Plan) -> PlanSummary:
+def plan_summary(plan: Plan, here_bytes: int = 0) -> PlanSummary:
+    """The plan's sentences. Every figure is one the others add up to: each model's files,
+    their total (what is downloaded, less `here_bytes` already in the store), and the disk
+    needed (those files plus the app's environment)."""
     from .planner import OFFLOAD_WORDS
 
     runtime = (
@@ -92,10 +95,21 @@ def plan_summary(plan: Plan) -> PlanSummary:
     models = []
     for m in plan.models:
         offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
-        models.append(f"{m.name}: {m.variant_label}{offload} ({human_bytes(m.download_bytes)})")
+        models.append(
+            f"{m.name}: {m.variant_label}{offload} ({human_bytes(m.download_bytes)} of files)"
+        )
+    files = plan.download_bytes
+    env = max(0, plan.disk_needed_bytes - files)
+    here = min(max(0, here_bytes), files)
+    download = (
+        f"Download {human_bytes(files - here)} of model files "
+        f"({human_bytes(here)} of the {human_bytes(files)} are here already)"
+        if here
+        else f"Download {human_bytes(files)} of model files"
+    )
     totals = (
-        f"Download {human_bytes(plan.download_bytes)}; disk needed about "
-        f"{human_bytes(plan.disk_needed_bytes)}"
+        f"{download}; disk needed about {human_bytes(plan.disk_needed_bytes)}: the files and "
+        f"{human_bytes(env)} for the app's environment"
         + (f"; {plan.vram_gb:g} GB of GPU memory in use." if plan.vram_gb else ".")
     )
     return PlanSummary(

@@ -26,9 +26,17 @@ from manager.tui.app import DarkroomApp
 from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.install import InstallScreen
 from manager.tui.widgets.app_card import AppCard
+from manager.views import human_bytes
 from tests.fixtures.tinyapp import free_port
 from tests.fixtures.tinygit import SHA, WEIGHTS, recipe_text
-from tests.fixtures.tui import RecordingApp, cards_loaded, run, screen_text, until
+from tests.fixtures.tui import (
+    RecordingApp,
+    cards_loaded,
+    commands_shown,
+    run,
+    screen_text,
+    until,
+)
 
 CPU = load_profile("cpu-only-16gb")
 GPU = load_profile("rtx3060-12gb")
@@ -38,8 +46,8 @@ GPU = load_profile("rtx3060-12gb")
 
 
 def test_choice_flags_round_trip_between_the_faces() -> None:
-    """The TUI shows the CLI command that repeats its install: its flags must parse back to
-    the same choices (views.choice_args is the inverse of views.parse_choices)."""
+    """The CLI flags that repeat a set of choices parse back to the same choices
+    (views.choice_args is the inverse of views.parse_choices)."""
     from manager.planner import Choices
     from manager.views import choice_args, parse_choices
 
@@ -130,6 +138,26 @@ def tiny(home: Home, hub, tiny_repo: Path, tmp_path: Path, pip_sources):
         control.stop(home, "tiny")
 
 
+def test_install_screen_says_which_files_are_here_already(home: Home, tiny: Path, hub) -> None:
+    """The plan's figures add up (#19): with the weight file in the store already, the
+    download is what will be fetched (none), beside the files the app will have."""
+    spec = ModelFile(repo="tests/tiny-weights", path="weights.bin", size=len(WEIGHTS), sha256=SHA)
+    weights.pull(home, config.load(home), [spec])
+
+    async def go() -> None:
+        app = RecordingApp(home, CPU)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = InstallScreen(str(tiny))
+            app.push_screen(screen)
+            await until(pilot, lambda: screen.pv is not None, what="the plan")
+            words = str(screen.query_one("#plan-words", Static).render())
+            size = human_bytes(len(WEIGHTS))
+            assert f"Download 0 B of model files ({size} of the {size} are here already)" in words
+            assert "the files and" in words and "for the app's environment" in words
+
+    run(go())
+
+
 async def open_install(pilot: Pilot, app: DarkroomApp, recipe: Path) -> InstallScreen:
     """Home → `a` → the recipe path → the Install screen, with both consents ticked."""
     await cards_loaded(pilot)
@@ -200,12 +228,29 @@ def test_tui_imports_nothing_from_the_cli_commands() -> None:
     assert not found, found
 
 
-def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[list[str]]) -> None:
+def test_install_start_logs_stop_remove(
+    home: Home, tiny: Path, spawned: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From Home to a running app and back to nothing, by keys alone and without a command
+    line on any screen: `a` and the recipe's path, Space on the two consents, Enter on
+    Install, `s` to start it, then stop (`x`) and remove (Delete, `y`)."""
+
     async def go() -> None:
         app = RecordingApp(home, CPU)
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = await open_install(pilot, app, tiny)
-            await pilot.click("#do-install")
+            await cards_loaded(pilot)
+            await pilot.press("a")
+            await pilot.press(*str(tiny))
+            await pilot.press("enter")
+            screen = app.screen
+            assert isinstance(screen, InstallScreen)
+            await until(pilot, lambda: screen.pv is not None, what="the plan")
+            await pilot.pause()
+            assert app.focused is screen.query_one("#trust")
+            await pilot.press("space")  # trust the recipe; focus moves to the licence
+            await pilot.press("space")  # accept it; focus moves to Install
+            assert app.focused is screen.query_one("#do-install")
+            await pilot.press("enter")
             await until(
                 pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="install"
             )
@@ -214,21 +259,16 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
             assert "[env]" in log and "Tiny is installed." in log
             assert "tiny" in state_mod.load(home).apps
             assert app.noted("Tiny is installed.")
+            assert not commands_shown(app), commands_shown(app)
             # In-process: uv ran for the env, but no `darkroom install` child did the install.
             assert any("uv" in Path(a).name for argv in spawned for a in argv), spawned
             assert not any(runs_the_cli(argv) for argv in spawned), spawned
 
-            await pilot.click("#back")
-            await until(
-                pilot, lambda: app.screen.query("#card-tiny"), timeout=60, what="the tiny card"
-            )
-            card = app.screen.query_one("#card-tiny", AppCard)
-            assert card.data.installed and card.data.status == "installed"
-            card.focus()
-            await pilot.press("enter")
-            detail = app.screen
-            assert isinstance(detail, AppScreen)
+            # The offered next step: Start, focused, on the key `s`.
+            assert app.focused is screen.query_one("#start-app")
             await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, AppScreen), what="the app screen")
+            detail = app.screen
             await until(
                 pilot,
                 lambda: detail.info is not None and detail.info.status == "ready",
@@ -241,6 +281,26 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
             assert "ready at http://127.0.0.1:" in str(
                 detail.query_one("#app-status", Static).render()
             )
+            assert not commands_shown(app), commands_shown(app)
+            # `o` with no browser to start (BROWSER=false fails): the page's address, not "Opened".
+            monkeypatch.setenv("BROWSER", "false")
+            await pilot.press("o")
+            await until(pilot, lambda: app.noted("page is at http://127.0.0.1:"), what="open")
+            assert not app.noted("Opened")
+
+            # Home shows it running; its card is reached and opened by keys.
+            await pilot.press("escape")
+            await until(
+                pilot, lambda: app.screen.query("#card-tiny"), timeout=60, what="the tiny card"
+            )
+            card = app.screen.query_one("#card-tiny", AppCard)
+            await until(pilot, lambda: card.data.status == "ready", what="the card's status")
+            for _ in app.screen.query(AppCard):
+                await pilot.press("down")
+            assert app.focused is card
+            await pilot.press("enter")
+            detail = app.screen
+            assert isinstance(detail, AppScreen)
             await pilot.press("x")
             await until(
                 pilot,
@@ -254,7 +314,8 @@ def test_install_start_logs_stop_remove(home: Home, tiny: Path, spawned: list[li
             )
 
             await pilot.press("delete")
-            await pilot.click("#yes")
+            await until(pilot, lambda: app.screen.query("#yes"), what="the confirm dialog")
+            await pilot.press("y")
             await until(
                 pilot, lambda: not isinstance(app.screen, AppScreen), timeout=120, what="remove"
             )

@@ -18,7 +18,6 @@ from ..errors import Cancelled, DarkroomError
 from ..events import Cancellable, CancelToken, Reporter, ignore
 from ..home import Home
 from ..views import AppRow as AppCardData
-from ..views import choice_args
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -65,6 +64,37 @@ class Core:
 
         return app_rows(self.home, self.recipes())
 
+    def disk_free_bytes(self) -> int:
+        """Free space where the data folder lies, read now (it changes with every install);
+        a fixed machine profile keeps its own figure, so pictures of the screen stay put."""
+        if self._fixed_hardware:
+            return int(self.hardware().disk_free_gb * 1e9)
+        import shutil
+
+        return shutil.disk_usage(self.home.root).free
+
+    def about(self, app: str) -> AppAbout:
+        """What an installed app does and the model files it has, for its own screen."""
+        from .. import catalogue
+        from .. import state as state_mod
+
+        record = state_mod.load(self.home).apps.get(app)
+        try:
+            recipe = catalogue.installed_recipe(record, app)
+        except DarkroomError:
+            return AppAbout("", [])
+        models = []
+        for installed in record.models if record else []:
+            try:
+                model = recipe.model(installed.model)
+                variant = model.variant(installed.variant).label
+                name = model.name
+            except DarkroomError:
+                name, variant = installed.model, installed.variant
+            files = [(f.path.rsplit("/", 1)[-1], f.size) for f in installed.files]
+            models.append(ModelAbout(name, variant, files))
+        return AppAbout(recipe.description, models)
+
     def installed(self, app: str):
         from .. import state as state_mod
 
@@ -86,6 +116,16 @@ class Core:
         from .. import installer
 
         return installer.update_preview(self.home, self.settings(), app, self.hardware())
+
+    def here_bytes(self, preview: Preview) -> int:
+        """How much of the plan's model files the store holds already (asks no server)."""
+        from .. import weights
+
+        files = [f for m in preview.plan.models for f in m.files]
+        if not files:
+            return 0
+        missing = weights.plan_download(self.home, files, self.settings(), remote=False)
+        return max(0, preview.plan.download_bytes - missing.download_bytes)
 
     def install_job(
         self, preview: Preview, update: bool = False, report: Reporter = ignore
@@ -139,9 +179,20 @@ class Core:
         return self.start(app, report)
 
     def open(self, app: str) -> str:
+        """Open the app's page; the sentence says where it is when no browser could start
+        (no display, or none set up), rather than claim it opened."""
+        import webbrowser
+
         from .. import supervisor
 
-        return supervisor.open_app(self.home, app)
+        opened: list[bool] = []
+        url = supervisor.open_app(self.home, app, lambda u: opened.append(bool(webbrowser.open(u))))
+        if opened and opened[0]:
+            return f"Opened {url} in the web browser."
+        return (
+            f"No web browser could be started here. {app}'s page is at {url}: open that "
+            "address in a browser on this computer."
+        )
 
     def logs(self, app: str, stop_when: Callable[[], bool], lines: int = 200) -> Iterator[str]:
         from .. import supervisor
@@ -227,6 +278,23 @@ class Core:
 
 
 @dataclass
+class ModelAbout:
+    name: str
+    variant: str
+    files: list[tuple[str, int]]  # file name, bytes
+
+    @property
+    def size(self) -> int:
+        return sum(size for _name, size in self.files)
+
+
+@dataclass
+class AppAbout:
+    description: str
+    models: list[ModelAbout]
+
+
+@dataclass
 class JobResult:
     ok: bool
     cancelled: bool = False
@@ -265,14 +333,6 @@ class InstallJob:
         self.interrupted = threading.Event()
 
     @property
-    def command(self) -> list[str]:
-        """The CLI command that does the same, for the log and for people who script."""
-        if self.update:
-            return ["darkroom", "update", self.app]
-        target = self.app if self.preview.bundled else self.preview.origin
-        return ["darkroom", "install", target, *choice_args(self.preview.choices)]
-
-    @property
     def cancelled(self) -> bool:
         return self.token.cancelled
 
@@ -305,7 +365,7 @@ class InstallJob:
                 ok=False,
                 error=DarkroomError(
                     f"The {what} stopped unexpectedly ({type(exc).__name__}: {exc}).",
-                    f"Nothing half-done was kept. Run `{' '.join(self.command)}` in a terminal to see more.",
+                    "Nothing half-done was kept. Try again; Doctor (key d on Home) may find the cause.",
                 ),
             )
         # A cancel that arrived after the install committed changed nothing; saying

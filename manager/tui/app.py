@@ -15,14 +15,10 @@ from textual.binding import Binding
 from ..errors import DarkroomError
 from ..home import Home
 from .actions import Core
+from .words import error_text, no_commands
 
 if TYPE_CHECKING:
     from ..hardware import Hardware
-
-
-def error_text(exc: DarkroomError) -> str:
-    """The same two sentences the CLI prints (message, then what to do)."""
-    return f"{exc.message}\n{exc.hint}" if exc.hint else exc.message
 
 
 class DarkroomApp(App[int]):
@@ -43,6 +39,49 @@ class DarkroomApp(App[int]):
 
         self.push_screen(HomeScreen())
 
+    # ------------------------------------------------------------ going to a screen
+    # Screens ask the app to open another screen instead of importing it: the screens import
+    # nothing from each other or from here, so there is no cycle among them.
+
+    def open_install(self, target: str, update: bool = False) -> None:
+        from .screens.install import InstallScreen
+
+        self.push_screen(InstallScreen(target, update=update))
+
+    def open_app(self, app: str, start: bool = False, replace: bool = False) -> None:
+        """The app's own screen; `start` starts it there, `replace` takes the current
+        screen's place (the Install screen's Start goes on to the app, not back)."""
+        from .screens.app_detail import AppScreen
+
+        screen = AppScreen(app, start=start)
+        if replace:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def open_screen(self, name: str) -> None:
+        """Models, Settings or Doctor, by name."""
+        from .screens.doctor import DoctorScreen
+        from .screens.models import ModelsScreen
+        from .screens.settings import SettingsScreen
+
+        screens = {"models": ModelsScreen, "settings": SettingsScreen, "doctor": DoctorScreen}
+        self.push_screen(screens[name]())
+
+    action_open_screen = open_screen  # for key bindings: "app.open_screen('models')"
+
+    # ------------------------------------------------------------ telling the user
+
+    def notify(self, message, *, title="", severity="information", timeout=None, markup=True):  # type: ignore[override]
+        """Every notification in the TUI's words: a button or key, never a command to type."""
+        super().notify(
+            no_commands(str(message)),
+            title=title,
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
+
     def show_error(self, exc: DarkroomError) -> None:
         self.notify(error_text(exc), severity="error", timeout=12)
 
@@ -50,7 +89,7 @@ class DarkroomApp(App[int]):
         """A bug, not a user error: still a sentence, never a traceback on screen."""
         self.notify(
             f"Something went wrong inside Darkroom ({type(exc).__name__}: {exc}).\n"
-            "Try again; if it keeps happening, run the same action with the CLI to see more.",
+            "Try again; if it keeps happening, Doctor (key d on Home) may find the cause.",
             severity="error",
             timeout=12,
         )

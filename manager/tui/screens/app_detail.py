@@ -1,4 +1,5 @@
-"""One installed app: its status, a log tail that follows, and what can be done with it."""
+"""One installed app: its status, what it does and the model files it has, a log tail that
+follows, and what can be done with it (a stopped app opens with Start focused)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Footer, Header, Log, Static
 
 from ...errors import NotFound
+from ...views import human_bytes
+from ..actions import AppAbout
+from ..words import no_commands
 from .base import CoreScreen, call_ui
 
 REFRESH_S = 1.0
@@ -28,17 +32,26 @@ class AppScreen(CoreScreen):
         Binding("delete", "remove", "Remove"),
     ]
 
-    def __init__(self, app_id: str) -> None:
+    def __init__(self, app_id: str, start: bool = False) -> None:
+        """`start`: start the app as the screen opens (the Install screen's Start)."""
         super().__init__()
         self.app_id = app_id
+        self.start_on_open = start
         self.info = None
         self.record = None
         self.busy = ""
+        self.logged = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"{self.app_id}…", id="app-status")
-        yield Log(id="app-log", max_lines=2000)
+        yield Static(id="app-about")
+        yield Static(
+            "No log yet: it begins when the app first starts (Start, key s).", id="app-nolog"
+        )
+        log = Log(id="app-log", max_lines=2000)
+        log.border_title = "Last log lines"
+        yield log
         with Horizontal(classes="buttons", id="app-buttons"):
             for action, label in (
                 ("start", "Start"),
@@ -59,9 +72,28 @@ class AppScreen(CoreScreen):
 
     def on_mount(self) -> None:
         self.sub_title = self.app_id
+        self.query_one("#app-log").display = False
+        self.query_one("#app-start").focus()
         self.refresh_status()
         self.set_interval(REFRESH_S, self.refresh_status)
+        self.run_core(self.core.about, self.app_id, done=self._show_about, group="about")
         self.follow_logs()
+        if self.start_on_open:
+            self.action_start()
+
+    def _show_about(self, about: AppAbout) -> None:
+        lines = [escape(about.description)] if about.description else []
+        if about.models:
+            lines.append("[b]Models[/]")
+        for model in about.models:
+            lines.append(
+                f"• {escape(model.name)}, {escape(model.variant)}: "
+                f"{len(model.files)} file(s), {human_bytes(model.size)}"
+            )
+            lines += [f"    {escape(name)} ({human_bytes(size)})" for name, size in model.files[:4]]
+            if len(model.files) > 4:
+                lines.append(f"    and {len(model.files) - 4} more")
+        self.query_one("#app-about", Static).update("\n".join(lines))
 
     # ------------------------------------------------------------ status
 
@@ -92,18 +124,19 @@ class AppScreen(CoreScreen):
             + (f" · {rec.vram_gb:g} GB VRAM" if rec.vram_gb else "")
             + (f" · can roll back to {rec.previous.version}" if rec.previous else "")
         )
-        models = ", ".join(f"{m.model} ({m.variant})" for m in rec.models)
-        if models:
-            lines.append(f"Models: {escape(models)}")
         if info is not None and info.status == "failed" and info.last_error:
             lines.append(
-                f"[red]{escape(info.last_error)}[/]"
-                + (f" {escape(info.hint)}" if info.hint else "")
+                f"[red]{escape(no_commands(info.last_error))}[/]"
+                + (f" {escape(no_commands(info.hint))}" if info.hint else "")
             )
         self.query_one("#app-status", Static).update("\n".join(lines))
         active = bool(info and info.active)
-        self.query_one("#app-start").display = not active
-        self.query_one("#app-stop").display = active or bool(info and info.stale)
+        start, stop = self.query_one("#app-start"), self.query_one("#app-stop")
+        had_focus = self.focused in (start, stop)
+        start.display = not active
+        stop.display = active or bool(info and info.stale)
+        if had_focus:  # Start becomes Stop in the same place, and focus goes with it
+            (stop if stop.display else start).focus()
         self.query_one("#app-open").disabled = not (info and info.status == "ready")
         self.query_one("#app-rollback").disabled = rec.previous is None
 
@@ -137,6 +170,10 @@ class AppScreen(CoreScreen):
                 time.sleep(1.0)
 
     def _write_lines(self, lines: list[str]) -> None:
+        if not self.logged:
+            self.logged = True
+            self.query_one("#app-nolog").display = False
+            self.query_one("#app-log").display = True
         self.query_one("#app-log", Log).write_lines(lines)
 
     def on_unmount(self) -> None:
@@ -180,12 +217,10 @@ class AppScreen(CoreScreen):
         )
 
     def action_open(self) -> None:
-        self.run_core(self.core.open, self.app_id, done=lambda url: self.notify(f"Opened {url}"))
+        self.run_core(self.core.open, self.app_id, done=self.notify)
 
     def action_update(self) -> None:
-        from .install import InstallScreen
-
-        self.app.push_screen(InstallScreen(self.app_id, update=True))
+        self.app.open_install(self.app_id, update=True)  # type: ignore[attr-defined]
 
     def action_rollback(self) -> None:
         from .confirm import ConfirmScreen

@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from textual._context import NoActiveAppError
 from textual.screen import Screen
+from textual.types import NoActiveAppError
 from textual.worker import Worker
 
 from ...errors import DarkroomError

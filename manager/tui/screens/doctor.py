@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Static
 
 from ...views import human_bytes
+from ..words import no_commands
 from .base import CoreScreen
 
 LEVEL_STYLE = {"ok": "green", "warning": "yellow", "error": "red"}
@@ -37,6 +38,7 @@ class DoctorScreen(CoreScreen):
 
     def on_mount(self) -> None:
         self.sub_title = "Doctor"
+        self.query_one("#check").focus()
         self.action_check()
 
     def action_check(self) -> None:
@@ -44,8 +46,15 @@ class DoctorScreen(CoreScreen):
         self.run_core(
             lambda: (self.core.doctor(), self.core.disk_use()),
             done=self._show,
+            failed=self._check_failed,
             group="check",
             exclusive=True,
+        )
+
+    def _check_failed(self, _exc: BaseException) -> None:
+        self.query_one("#doctor-summary", Static).update(
+            "[red]The check could not finish.[/] The reason is in the notification; "
+            "Check again (key r) once it is dealt with."
         )
 
     def _show(self, result) -> None:
@@ -56,9 +65,9 @@ class DoctorScreen(CoreScreen):
         rows = []
         for i, f in enumerate(findings):
             style = LEVEL_STYLE.get(f.level, "white")
-            text = f"[{style}]● {f.level}[/] [b]{escape(f.topic)}[/]: {escape(f.text)}"
+            text = f"[{style}]● {f.level}[/] [b]{escape(f.topic)}[/]: {escape(no_commands(f.text))}"
             if f.fix:
-                text += f"\n  [dim]{escape(f.fix)}[/]"
+                text += f"\n  [dim]{escape(no_commands(f.fix))}[/]"
             children = [Static(text, classes="finding-text")]
             if f.safe_fix is not None:
                 children.append(
@@ -66,6 +75,7 @@ class DoctorScreen(CoreScreen):
                 )
             rows.append(Vertical(*children, classes="finding"))
         box.mount_all(rows)
+        self.call_after_refresh(self._focus_first_fix)
         fixable = sum(1 for f in findings if f.safe_fix is not None)
         problems = sum(1 for f in findings if f.level != "ok")
         self.query_one("#fix-all", Button).disabled = not fixable
@@ -74,6 +84,17 @@ class DoctorScreen(CoreScreen):
             f"{problems} problem(s), {fixable} with a fix · apps {human_bytes(du.envs_actual)}, "
             f"models {human_bytes(du.models_actual)}{saved}"
         )
+
+    def _focus_first_fix(self) -> None:
+        """The first finding's Fix if there is one (Enter fixes it), else Check again."""
+        if (
+            self.focused is not None
+            and self.focused.parent is not None
+            and (self.focused.id in ("fix-all", "back"))
+        ):
+            return  # the user went to a button of their own
+        fixes = list(self.query(".fix-one").results(Button))
+        (fixes[0] if fixes else self.query_one("#check", Button)).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -12,27 +12,33 @@ from textual.widgets import Footer, Header, Static
 
 from ...errors import DarkroomError
 from ...events import Event, Message, Progress
+from ...views import human_bytes
 from ..actions import AppCardData
 from ..widgets.app_card import AppCard
 from .base import CoreScreen, call_ui
 
 REFRESH_S = 2.0
+DISK_REFRESH_S = 5.0  # the free-disk figure follows installs, downloads and removes
 
 
 class HomeScreen(CoreScreen):
+    # The cards are the only things that take focus here (their buttons are for the mouse):
+    # Up/Down and Tab walk the cards in the order they are listed, Enter opens the focused
+    # one, and Escape, with nowhere to go back to, does nothing at all.
     BINDINGS = [
         Binding("i", "card('install')", "Install"),
         Binding("s", "card('start')", "Start"),
         Binding("x", "card('stop')", "Stop"),
         Binding("o", "card('open')", "Open", show=False),
-        Binding("enter", "card('details')", "Details", show=False),
+        Binding("enter", "card('enter')", "Open card", show=False),
         Binding("a", "add_recipe", "Add recipe", show=False),
-        Binding("m", "models", "Models"),
-        Binding("c", "settings", "Settings"),
-        Binding("d", "doctor", "Doctor"),
+        Binding("m", "app.open_screen('models')", "Models"),
+        Binding("c", "app.open_screen('settings')", "Settings"),
+        Binding("d", "app.open_screen('doctor')", "Doctor"),
         Binding("q", "app.quit", "Quit"),
-        Binding("down,j", "app.focus_next", "Next", show=False),
-        Binding("up,k", "app.focus_previous", "Previous", show=False),
+        Binding("down,j,tab", "move(1)", "Next", show=False, priority=True),
+        Binding("up,k,shift+tab", "move(-1)", "Previous", show=False, priority=True),
+        Binding("escape", "stay", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
@@ -48,25 +54,33 @@ class HomeScreen(CoreScreen):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.run_core(self._machine_text, done=self._show_machine, group="machine")
+        self.refresh_machine()
         self.refresh_cards()
         self.set_interval(REFRESH_S, self.refresh_cards)
+        self.set_interval(DISK_REFRESH_S, self.refresh_machine)
 
     def on_screen_resume(self) -> None:
+        """Back from Install, an app's screen or Models: what is on disk may have changed."""
         self.refresh_cards()
+        self.refresh_machine()
 
     # ------------------------------------------------------------ data
 
     def _machine_text(self) -> str:
+        from ...planner import GB_PER_GIB  # the plans count RAM in GB: the same figure here
+
         hw = self.core.hardware()
         gpu = hw.best_gpu
         gpu_text = (
             f"{gpu.name}, {gpu.vram_total_gb:g} GB VRAM" if gpu else "no GPU (apps run on the CPU)"
         )
         return (
-            f"[b]Machine[/] {escape(gpu_text)} · {hw.ram_total_gb:g} GB RAM · "
-            f"{hw.disk_free_gb:g} GB free disk"
+            f"[b]Machine[/] {escape(gpu_text)} · {hw.ram_total_gb * GB_PER_GIB:.1f} GB RAM · "
+            f"{human_bytes(self.core.disk_free_bytes())} free disk"
         )
+
+    def refresh_machine(self) -> None:
+        self.run_core(self._machine_text, done=self._show_machine, group="machine", exclusive=True)
 
     def _show_machine(self, text: str) -> None:
         self.query_one("#machine", Static).update(text)
@@ -93,8 +107,13 @@ class HomeScreen(CoreScreen):
                 new.append(AppCard(data))
         if new:
             box.mount_all(new)
-            if self.focused_card() is None:
-                self.call_after_refresh(new[0].focus)
+        if self.focused_card() is None:  # the first card; or the first left after a remove
+            self.call_after_refresh(self._focus_first)
+
+    def _focus_first(self) -> None:
+        cards = self.cards()
+        if cards and self.focused_card() is None and self.app.screen is self:
+            cards[0].focus()
 
     # ------------------------------------------------------------ actions
 
@@ -104,9 +123,28 @@ class HomeScreen(CoreScreen):
             node = node.parent  # type: ignore[assignment]
         return node
 
+    def cards(self) -> list[AppCard]:
+        return list(self.query(AppCard))
+
+    def action_move(self, step: int) -> None:
+        """Focus the next (or previous) card in the listed order, stopping at the ends."""
+        cards = self.cards()
+        if not cards:
+            return
+        current = self.focused_card()
+        index = cards.index(current) + step if current in cards else 0
+        card = cards[max(0, min(len(cards) - 1, index))]
+        card.focus()
+        card.scroll_visible(animate=False)
+
+    def action_stay(self) -> None:
+        """Escape on Home: nothing to go back to, so nothing happens and focus stays."""
+
     def action_card(self, action: str) -> None:
         card = self.focused_card()
         if card is not None:
+            if action == "enter":  # an installed app's screen, else its Install screen
+                action = "details" if card.data.installed else "install"
             self.do_action(card.data.app, action)
 
     def on_app_card_action(self, message: AppCard.Action) -> None:
@@ -116,13 +154,9 @@ class HomeScreen(CoreScreen):
         card = self.query_one(f"#card-{app}", AppCard)
         data = card.data
         if action == "install" and not data.installed:
-            from .install import InstallScreen
-
-            self.app.push_screen(InstallScreen(app))
+            self.app.open_install(app)  # type: ignore[attr-defined]
         elif action == "details" and data.installed:
-            from .app_detail import AppScreen
-
-            self.app.push_screen(AppScreen(app))
+            self.app.open_app(app)  # type: ignore[attr-defined]
         elif action == "start" and data.installed and not data.running:
             self._start(app, switch=False)
         elif action == "stop" and (data.running or data.status == "stale"):
@@ -134,7 +168,7 @@ class HomeScreen(CoreScreen):
                 failed=lambda _e: self._done(app, ""),
             )
         elif action == "open" and data.status == "ready":
-            self.run_core(self.core.open, app, done=lambda url: self.notify(f"Opened {url}"))
+            self.run_core(self.core.open, app, done=self.notify)
 
     def _start(self, app: str, switch: bool | str) -> None:
         from .switch import SwitchWaitScreen
@@ -201,6 +235,7 @@ class HomeScreen(CoreScreen):
         if text:
             self.notify(text)
         self.refresh_cards()
+        self.refresh_machine()
 
     def _reporter(self):
         """Warnings from starting (a port taken, a restart) appear as notifications."""
@@ -213,11 +248,10 @@ class HomeScreen(CoreScreen):
 
     def action_add_recipe(self) -> None:
         from .confirm import AskScreen
-        from .install import InstallScreen
 
         def chosen(target: str | None) -> None:
             if target:
-                self.app.push_screen(InstallScreen(target))
+                self.app.open_install(target)  # type: ignore[attr-defined]
 
         self.app.push_screen(
             AskScreen(
@@ -226,21 +260,6 @@ class HomeScreen(CoreScreen):
             ),
             chosen,
         )
-
-    def action_models(self) -> None:
-        from .models import ModelsScreen
-
-        self.app.push_screen(ModelsScreen())
-
-    def action_settings(self) -> None:
-        from .settings import SettingsScreen
-
-        self.app.push_screen(SettingsScreen())
-
-    def action_doctor(self) -> None:
-        from .doctor import DoctorScreen
-
-        self.app.push_screen(DoctorScreen())
 
 
 def _keep_busy(old: AppCardData, new: AppCardData) -> AppCardData:

@@ -19,14 +19,15 @@ from ...events import Event, Message, Progress, Stage
 from ...views import human_bytes, plan_summary
 from ..actions import InstallJob, JobResult
 from ..widgets.progress import TransferProgress
+from ..words import error_text, no_commands
 from .base import CoreScreen, call_ui
 
 PUSH_EVERY_S = 0.1  # progress reaches the UI at most this often per stream
 
 
-def plan_words(pv) -> str:
+def plan_words(pv, here_bytes: int = 0) -> str:
     """The plan as a person reads it (Rich markup over the words the CLI prints too)."""
-    summary = plan_summary(pv.plan)
+    summary = plan_summary(pv.plan, here_bytes)
     lines = [f"[b]{escape(summary.title)}[/] on {escape(summary.hardware)}"]
     lines += [escape(summary.runtime)] if summary.runtime else []
     lines += [f"• {escape(line)}" for line in summary.models]
@@ -37,17 +38,26 @@ def plan_words(pv) -> str:
 def why_words(pv) -> str:
     summary = plan_summary(pv.plan)
     lines = ["[b]Why[/]"] + [f"• {escape(r)}" for r in summary.reasons]
-    lines += [f"[yellow]⚠ {escape(w)}[/]" for w in summary.warnings]
+    lines += [f"[yellow]⚠ {escape(no_commands(w))}[/]" for w in summary.warnings]
     return "\n".join(lines)
 
 
-def variant_option(v, backend: str) -> str:
-    """What one variant needs, for the picker."""
+def variant_option(model, v, backend: str) -> str:
+    """What one variant needs, for the picker: the GPU memory (with and without offload), the
+    RAM, and the files it takes in all (its own and those every variant of the model shares,
+    so the figure is the one the plan's download shows when it is picked)."""
     runs = backend in v.backends or backend == "none"
-    need = f"{v.vram_gb:g} GB VRAM" if backend not in ("cpu", "none") else f"{v.ram_gb:g} GB RAM"
-    if v.offload and backend not in ("cpu", "none"):
-        need += f" ({min(v.offload.values()):g} offloaded)"
-    text = f"{v.label} — {need}, {human_bytes(v.download_bytes)} of files"
+    if backend in ("cpu", "none"):
+        need = f"{v.ram_gb:g} GB RAM"
+    elif v.offload:
+        need = (
+            f"{min(v.offload.values()):g} GB VRAM with offload ({v.vram_gb:g} without), "
+            f"{v.ram_gb:g} GB RAM"
+        )
+    else:
+        need = f"{v.vram_gb:g} GB VRAM, {v.ram_gb:g} GB RAM"
+    files = sum(f.size for f in model.common_files) + v.download_bytes
+    text = f"{v.label} — {need}, {human_bytes(files)} of files"
     return text if runs else f"{text} — not on {backend.upper()}"
 
 
@@ -55,6 +65,7 @@ class InstallScreen(CoreScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+x", "cancel", "Cancel install"),
+        Binding("s", "start_app", "Start the app"),
     ]
 
     def __init__(self, target: str, update: bool = False) -> None:
@@ -64,6 +75,7 @@ class InstallScreen(CoreScreen):
         self.pv = None
         self.job: InstallJob | None = None
         self.phase = "planning"  # planning -> ready -> running -> done | failed | cancelled
+        self.here_bytes = 0  # of the plan's model files, what the store holds already
         self._latest: dict[str, Progress] = {}
         self._pushed: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -101,9 +113,16 @@ class InstallScreen(CoreScreen):
                     disabled=True,
                     compact=True,
                 )
+                yield Button("Start it now", id="start-app", variant="success", compact=True)
                 yield Button("Cancel", id="cancel", variant="error", compact=True)
                 yield Button("Back", id="back", compact=True)
         yield Footer(show_command_palette=False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The Start key appears (in the footer, too) once there is something to start."""
+        if action == "start_app":
+            return self.phase == "done" and not self.update
+        return True
 
     def on_mount(self) -> None:
         self.sub_title = f"{'Update' if self.update else 'Install'} {self.target}"
@@ -115,18 +134,23 @@ class InstallScreen(CoreScreen):
             "#manifest",
             "#licences",
             "#token-row",
+            "#start-app",
         ):
             self.query_one(wid).display = False
+        self.query_one("#back").focus()
         self._plan(None)
 
     # ------------------------------------------------------------ planning
 
     def _plan(self, choices) -> None:
-        fn = (
-            (lambda: self.core.update_preview(self.target))
-            if self.update
-            else (lambda: self.core.preview(self.target, choices))
-        )
+        def fn():
+            if self.update:
+                pv = self.core.update_preview(self.target)
+            else:
+                pv = self.core.preview(self.target, choices)
+            self.here_bytes = self.core.here_bytes(pv)
+            return pv
+
         self.run_core(
             fn, done=self.show_preview, failed=self._plan_failed, group="plan", exclusive=True
         )
@@ -144,7 +168,7 @@ class InstallScreen(CoreScreen):
         self.pv = pv
         self.phase = "ready"
         self.sub_title = f"{'Update' if self.update else 'Install'} {pv.recipe.name}"
-        self.query_one("#plan-words", Static).update(plan_words(pv))
+        self.query_one("#plan-words", Static).update(plan_words(pv, self.here_bytes))
         self.query_one("#plan-why", Static).update(why_words(pv))
         manifest = self.query_one("#manifest", Static)
         manifest.display = pv.manifest is not None
@@ -156,7 +180,8 @@ class InstallScreen(CoreScreen):
         licences = self.query_one("#licences", Static)
         licences.display = bool(pv.licences)
         licences.update(
-            "[b]Licences[/]\n" + "\n".join(f"• {escape(lic.sentence())}" for lic in pv.licences)
+            "[b]Licences[/]\n"
+            + "\n".join(f"• {escape(no_commands(lic.sentence()))}" for lic in pv.licences)
         )
         self.query_one("#trust").display = pv.manifest is not None
         self.query_one("#accept").display = bool(pv.licences)
@@ -164,6 +189,18 @@ class InstallScreen(CoreScreen):
             self._build_selects()
         self._sync_selects()
         self._update_install_button()
+        self._focus_next_step()
+
+    def _focus_next_step(self) -> None:
+        """Focus what the user has to do next: a consent to tick, then the Install button."""
+        for wid in ("#trust", "#accept"):
+            box = self.query_one(wid, Checkbox)
+            if box.display and not box.value and not box.disabled:
+                box.focus()
+                return
+        install = self.query_one("#do-install", Button)
+        if not install.disabled:
+            install.focus()
 
     def _build_selects(self) -> None:
         box = self.query_one("#variants", Vertical)
@@ -174,7 +211,9 @@ class InstallScreen(CoreScreen):
             model = self.pv.recipe.model(m.model)
             if len(model.variants) < 2:
                 continue
-            options = [(variant_option(v, self.pv.plan.backend), v.id) for v in model.variants]
+            options = [
+                (variant_option(model, v, self.pv.plan.backend), v.id) for v in model.variants
+            ]
             rows.append(
                 Horizontal(
                     Static(f"{escape(model.name)}:", classes="variant-name"),
@@ -224,8 +263,10 @@ class InstallScreen(CoreScreen):
         self.query_one("#plan-words", Static).update("Working out the plan again…")
         self._plan(choices)
 
-    def on_checkbox_changed(self, _event: Checkbox.Changed) -> None:
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self._update_install_button()
+        if event.value:
+            self._focus_next_step()
 
     def consent_given(self) -> bool:
         if self.pv is None:
@@ -251,6 +292,8 @@ class InstallScreen(CoreScreen):
             self.action_back()
         elif event.button.id == "retry-token":
             self.action_retry_with_token()
+        elif event.button.id == "start-app":
+            self.action_start_app()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "hf-token":
@@ -268,8 +311,7 @@ class InstallScreen(CoreScreen):
         self.query_one("#cancel").display = True
         self.query_one("#progress").display = True
         self.job = self.core.install_job(self.pv, update=self.update, report=self._on_event)
-        log = self.query_one("#install-log", Log)
-        log.write_line(f"Same as: {' '.join(self.job.command)}")
+        self.query_one("#cancel").focus()
         self.query_one("#install-body", VerticalScroll).scroll_end(animate=False)
         job = self.job
         self.run_core(job.run, done=self._finished, group="install")
@@ -306,7 +348,7 @@ class InstallScreen(CoreScreen):
                 self.query_one("#env-progress", TransferProgress).stage(event.stage)
         elif isinstance(event, Message):
             prefix = {"info": "", "warning": "warning: ", "error": "error: "}.get(event.level, "")
-            log.write_line(prefix + event.text)
+            log.write_line(prefix + no_commands(event.text))
             if event.level == "warning":
                 self.notify(event.text, severity="warning")
 
@@ -326,9 +368,18 @@ class InstallScreen(CoreScreen):
                 what = "update" if self.update else "install"
                 text = f"The {what} had already finished when you cancelled: {text}"
             log.write_line(text)
-            self.notify(text + " Start it from the Home screen.")
+            if self.update:
+                self.notify(text)
+                back.focus()
+            else:
+                self.notify(text + " Press Start it now (key s) to run it.")
+                start = self.query_one("#start-app", Button)
+                start.display = True
+                start.focus()
+                self.refresh_bindings()
         elif result.cancelled:
             self.phase = "cancelled"
+            back.focus()
             text = "The install was cancelled. Nothing half-done was kept."
             for line in result.cleaned:
                 log.write_line(line)
@@ -336,9 +387,8 @@ class InstallScreen(CoreScreen):
             self.notify(text, severity="warning")
         else:
             self.phase = "failed"
+            back.focus()
             if result.error is not None:
-                from ..app import error_text
-
                 log.write_line("error: " + error_text(result.error))
                 self.app.show_error(result.error)  # type: ignore[attr-defined]
                 if result.error.kind == "gated":
@@ -378,6 +428,11 @@ class InstallScreen(CoreScreen):
         self.query_one("#install-log", Log).write_line("Token saved; trying again.")
         self.phase = "ready"
         self.action_install()
+
+    def action_start_app(self) -> None:
+        """After the install: on to the app's screen, starting it there."""
+        if self.phase == "done" and self.pv is not None and not self.update:
+            self.app.open_app(self.pv.recipe.id, start=True, replace=True)  # type: ignore[attr-defined]
 
     def action_cancel(self) -> None:
         if self.phase == "running" and self.job is not None:

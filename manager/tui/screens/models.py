@@ -31,7 +31,9 @@ class ModelsScreen(CoreScreen):
 
     def on_mount(self) -> None:
         self.sub_title = "Models"
-        self.query_one(DataTable).add_columns("File", "Size", "Used by")
+        table = self.query_one(DataTable)
+        table.add_columns("File", "Size", "Used by")
+        table.focus()
         self.action_reload()
 
     def action_reload(self) -> None:

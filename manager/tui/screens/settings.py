@@ -44,7 +44,9 @@ class SettingsScreen(CoreScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="settings-form"):
+        form = VerticalScroll(id="settings-form")
+        form.can_focus = False  # Tab goes field to field; each field scrolls into view
+        with form:
             yield Static(id="data-folder")
             with Horizontal(classes="field"):
                 yield Label("Hugging Face token", classes="field-label")
@@ -65,6 +67,7 @@ class SettingsScreen(CoreScreen):
 
     def on_mount(self) -> None:
         self.sub_title = "Settings"
+        self.query_one("#set-hf_token", Input).focus()  # the first field: typing goes there
         self.query_one("#data-folder", Static).update(
             f"[b]Data folder[/] {escape(str(self.core.home.root))} (set DARKROOM_HOME to move it)"
         )

@@ -17,6 +17,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from ..words import no_commands
+
 if TYPE_CHECKING:  # the dialog needs no core module loaded to paint
     from ...switching import Obstacle
 
@@ -53,7 +55,7 @@ class SwitchScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(
-                escape(switch_question(self.target, self.refusal, self.obstacles)),
+                escape(no_commands(switch_question(self.target, self.refusal, self.obstacles))),
                 classes="dialog-text",
                 id="switch-text",
             )
@@ -90,7 +92,7 @@ class SwitchWaitScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(escape(self.text), classes="dialog-text", id="wait-text")
+            yield Static(escape(no_commands(self.text)), classes="dialog-text", id="wait-text")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="withdraw", variant="error")
 
@@ -98,7 +100,7 @@ class SwitchWaitScreen(ModalScreen[None]):
         """The latest word on what the start waits for (also before the dialog is composed)."""
         self.text = text
         for static in self.query("#wait-text"):
-            static.update(escape(text))
+            static.update(escape(no_commands(text)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

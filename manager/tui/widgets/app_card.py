@@ -48,7 +48,8 @@ def status_line(data: AppCardData) -> str:
 
 
 class AppCard(Vertical, can_focus=True):
-    """Focusable: the Home screen's key bindings act on the focused card."""
+    """Focusable (its buttons are not): the Home screen's keys act on the focused card, so
+    focus moves card by card and no key lands on a button by accident."""
 
     class Action(Message):
         """A button on the card was pressed."""
@@ -69,7 +70,9 @@ class AppCard(Vertical, can_focus=True):
         yield Static(classes="card-desc")
         with Horizontal(classes="card-buttons"):
             for action, label in ACTIONS:
-                yield Button(label, name=action, classes=f"act-{action}", compact=True)
+                button = Button(label, name=action, classes=f"act-{action}", compact=True)
+                button.can_focus = False  # for the mouse: keys act on the focused card
+                yield button
 
     def on_mount(self) -> None:
         self.show(self.data)
