@@ -17,11 +17,11 @@ from textual.containers import ScrollableContainer
 from textual.widgets import Button, Checkbox, DataTable, Input, Log, Static
 
 from manager import state as state_mod
+from manager.catalogue import bundled_recipe
 from manager.errors import DarkroomError
 from manager.hardware import load_profile
 from manager.home import Home
 from manager.planner import GB_PER_GIB, Choices, plan
-from manager.recipe import find_recipe
 from manager.supervisor import control, runfile
 from manager.tui.screens.app_detail import AppScreen
 from manager.tui.screens.home import HomeScreen
@@ -240,7 +240,7 @@ def test_generator_plan_figures_add_up(profile: str) -> None:
     environment and the disk needed add up in the sentence itself; the RAM the plan counts
     on fits the machine's, in the same unit the machine line uses."""
     hw = LAPTOP_32 if profile == "laptop-32" else load_profile(profile)
-    recipe = find_recipe("generator")
+    recipe = bundled_recipe("generator")
     p = plan(recipe, hw, Choices())
     words = Text.from_markup(plan_words(type("Preview", (), {"plan": p})())).plain
     (m,) = p.models
@@ -335,7 +335,7 @@ def test_stopped_app_screen_says_what_it_has(home: Home) -> None:
         ],
     )
     state_mod.save(home, state_mod.State(apps={"colorizer": record}))
-    recipe = find_recipe("colorizer")
+    recipe = bundled_recipe("colorizer")
 
     async def go() -> None:
         app = RecordingApp(home, GPU)
