@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import appsource, envs, launching, library, suggest, uvtool, validate, weights
+from . import appsource, bundled, envs, launching, library, suggest, uvtool, validate, weights
 from . import state as state_mod
 from .config import Settings
 from .errors import Conflict, DarkroomError, DiskFull, NotFound
@@ -90,7 +90,7 @@ class Manifest:
     """What a recipe that is not bundled would do, shown before anything runs: every command,
     environment variable, package, package source, download and file it writes."""
 
-    origin: str
+    origin: str  # "bundled", or the file / URL the recipe came from
     source: str
     commands: list[list[str]]
     packages: list[str]
@@ -103,8 +103,16 @@ class Manifest:
     template_contents: dict[str, str] = field(default_factory=dict)
     needs: list[str] = field(default_factory=list)
 
+    @property
+    def heading(self) -> str:
+        """A bundled recipe is Darkroom's own; only the code it fetches comes from elsewhere."""
+        if self.origin == "bundled":
+            return "Darkroom's recipe fetches this app's code from its authors. It will:"
+        return "This recipe is not part of Darkroom. It will:"
+
     def lines(self) -> list[str]:
-        out = [f"Recipe from: {self.origin}", f"Code from:   {self.source}"]
+        origin = "Darkroom (a bundled recipe)" if self.origin == "bundled" else self.origin
+        out = [f"Recipe from: {origin}", f"Code from:   {self.source}"]
         out += [f"Runs:        {' '.join(cmd)}" for cmd in self.commands]
         out += [f"  with env:  {key}={value}" for key, value in self.env.items()]
         out += [
@@ -178,7 +186,22 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:
+def manifest_of(
+    recipe: Recipe,
+    origin: str,
+    p: Plan,
+    settings: Settings | None = None,
+    home: Home | None = None,
+) -> Manifest:
+    """What the recipe will do, in the words and paths it will use: with `home`, placeholders
+    are shown filled ({models_dir} as the real folder), as the app will get them."""
+    values = placeholder_values(home, settings or Settings(), recipe) if home else {}
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
     source = (
         f"git {recipe.source.git} at {recipe.source.revision}"
         if recipe.source.git
@@ -197,15 +220,15 @@ def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None 
     return Manifest(
         origin=origin,
         source=source,
-        commands=[command],
+        commands=[[fill(a) for a in command]],
         packages=[*p.packages, *p.torch_packages, *recipe.requirements],
         downloads=downloads,
         ports=[recipe.launch.port],
         templates=[t.dest for t in recipe.templates],
-        env=dict(recipe.launch.env),
-        backend_args={b: list(a) for b, a in recipe.launch.backend_args.items()},
+        env={k: fill(v) for k, v in recipe.launch.env.items()},
+        backend_args={b: [fill(x) for x in a] for b, a in recipe.launch.backend_args.items()},
         package_sources=_package_sources(settings, p.torch_backend if p.torch_packages else None),
-        template_contents={t.dest: t.content for t in recipe.templates},
+        template_contents={t.dest: fill(t.content) for t in recipe.templates},
         needs=list(recipe.needs),
     )
 
@@ -239,7 +262,9 @@ def preview(
     ]
     # Code Darkroom does not ship (a git source, or a recipe from elsewhere) is shown first.
     manifest = (
-        None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p, settings)
+        None
+        if origin == "bundled" and recipe.bundled
+        else manifest_of(recipe, origin, p, settings, home)
     )
     return Preview(recipe, p, origin, text, manifest, licences, choices)
 
@@ -367,6 +392,27 @@ def _build_and_pull(
     return local
 
 
+def placeholder_values(
+    home: Home, settings: Settings, recipe: Recipe, app_dir: Path | None = None
+) -> dict[str, str]:
+    """What each placeholder becomes for this app: in templates at install, and in the
+    manifest shown before it. {port} is the recipe's (a start may move it)."""
+    if app_dir is None:
+        app_dir = (
+            home.app_dir(recipe.id)
+            if recipe.source.git
+            else bundled.apps_dir() / (recipe.source.bundled or "")
+        )
+    return {
+        "port": str(recipe.launch.port),
+        "host": settings.bind_host,
+        "models_dir": str(home.models),
+        "app_dir": str(app_dir),
+        "outputs_dir": str(home.output_dir(recipe.id)),
+        "env_python": str(envs.env_python(home, recipe.id)),
+    }
+
+
 def render_templates(
     home: Home, settings: Settings, recipe: Recipe, source: appsource.AppSource
 ) -> list[Path]:
@@ -375,14 +421,7 @@ def render_templates(
     {port} and {host} take the recipe's port and the bind address; the supervisor may move
     the port at start if it is taken, so templates should prefer command-line arguments.
     """
-    values = {
-        "port": str(recipe.launch.port),
-        "host": settings.bind_host,
-        "models_dir": str(home.models),
-        "app_dir": str(source.app_dir),
-        "outputs_dir": str(home.output_dir(recipe.id)),
-        "env_python": str(envs.env_python(home, recipe.id)),
-    }
+    values = placeholder_values(home, settings, recipe, source.app_dir)
     written: list[Path] = []
     if recipe.bundled:  # bundled apps take their settings from the environment, not files
         return written
@@ -564,7 +603,7 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
                 p,
                 installed.recipe_source,
                 installed.recipe_text,
-                manifest_of(recipe, installed.recipe_source, p, settings),
+                manifest_of(recipe, installed.recipe_source, p, settings, home),
                 [],
                 choices,
             )
