@@ -643,3 +643,24 @@ def test_the_webui_checkpoint_folder_links_kinds_and_gc_leaves_it(home: Home) ->
     library.ensure(home)  # a second time changes nothing
     assert library.unlink_unused(home) == 1
     assert not gguf.exists() and (view / "unet").is_dir() and (base / "unet").is_dir()
+
+
+def test_a_checkout_is_installed_as_its_recipe_says_else_by_what_it_ships(tmp_path: Path) -> None:
+    """Finding 1: the recipe says how (requirements, packages, project); without a word, a
+    checkout with a requirements.txt is requirements only, its pyproject.toml left unbuilt."""
+    app = tmp_path / "comfylike"
+    shutil.copytree(FIXTURE, app, ignore=shutil.ignore_patterns("__pycache__"))
+    base = 'id: x\nname: X\ndescription: d\nversion: "1"\nlicense: mit\n'
+    base += 'source: {git: "file:///nowhere", revision: v1}\n'
+    base += 'launch: {command: ["{env_python}", "main.py"], port: 7999}\n'
+
+    def mode(extra: str = "") -> str:
+        return appsource.install_mode(parse_recipe(base + extra), app)
+
+    assert mode() == "requirements"
+    assert mode("install: packages\n") == "packages"
+    assert mode("install: project\n") == "project"
+    (app / "requirements.txt").unlink()
+    assert mode() == "project"  # a pyproject.toml and nothing else: the project is the package
+    (app / "pyproject.toml").unlink()
+    assert mode() == "packages"
