@@ -154,7 +154,7 @@ def _start(home: Home, settings: Settings) -> str:
     )
 
 
-def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(comfy) -> None:
+def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(comfy, hub) -> None:
     """Findings 1, 2 and 4: the checkout's pyproject.toml is not built (setuptools would refuse
     it); the saved workflow survives update, rollback and a remove that keeps data; the
     checkpoint reaches the app through library/ and extra_model_paths.yaml."""
@@ -166,9 +166,16 @@ def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(com
     )
     kept = appsource.data_dir(home, "comfy")
     assert (kept / "custom_nodes" / "example_node.py.example").is_file()  # what the checkout ships
+    _pull_generator_flux(home, hub)  # the generator's FLUX files, in the store and library/
     url = _start(home, settings)
     info = _http(url + "/object_info")
     assert info["version"] == "1" and "tiny.safetensors" in info["models"]["checkpoints"]
+    assert info["models"]["diffusion_models"] == [
+        "flux1-schnell-Q4_K_S.gguf",
+        "flux1-schnell-fp8-e4m3fn.safetensors",
+    ]
+    assert info["models"]["text_encoders"] == ["FLUX.1-schnell-text_encoder.safetensors"]
+    assert info["models"]["vae"] == ["FLUX.1-schnell-vae.safetensors"]
     assert _http(url + "/userdata/flow.json", b'{"nodes": [1, 2, 3]}')["saved"]
 
     said: list[str] = []
