@@ -3,17 +3,22 @@ ComfyUI and Forge look in (checkpoints, diffusion_models, unet, vae, upscale_mod
 hard links.
 
 A third-party app pointed at these folders sees every weight Darkroom installed without a
-second copy on disk; the HF-cache layout stays the one source of truth. A variant's
-`library:` wins over its model's, so a GGUF build of FLUX lands in unet/ while the
-diffusers folders it shares with other variants (named alike in every repo) stay out.
+second copy on disk; the HF-cache layout stays the one source of truth. A file's `library:`
+wins over its variant's, and a variant's over its model's, so a GGUF build of FLUX lands in
+unet/ and the pipeline's CLIP text encoder in text_encoders/. Only single weight files are
+linked: a checkpoint split into shards (FLUX's T5, a diffusers transformer) is something
+neither ComfyUI nor Forge loads, and configs and tokenizers are no use to them. A file named
+alike in every diffusers repo (text_encoder/model.safetensors) is linked under its repo's
+name (FLUX.1-schnell-text_encoder.safetensors), so two models never take each other's place.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .home import Home
 from .recipe import Model, ModelFile, Recipe
@@ -38,6 +43,17 @@ KINDS = (
     "controlnet",
 )
 
+# Folders that gather several kinds, for apps that take one folder where ComfyUI takes many.
+# Forge lists everything under its --ckpt-dir (following links) and loads a FLUX or SD 3.5
+# diffusion-model file or GGUF from that list as it loads a full checkpoint.
+VIEWS = {"webui_checkpoints": ("checkpoints", "diffusion_models", "unet")}
+
+# What an app can load: one weight file, not one shard of several, nor a config or tokenizer.
+_WEIGHT_SUFFIXES = {".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".onnx"}
+_SHARD = re.compile(r"-\d+-of-\d+$")
+# The names diffusers and transformers give every component's weights, whatever the model.
+_GENERIC_STEM = re.compile(r"^(model|diffusion_pytorch_model|pytorch_model)(\.fp16)?$")
+
 
 def root(home: Home) -> Path:
     return home.library
@@ -46,7 +62,42 @@ def root(home: Home) -> Path:
 def ensure(home: Home) -> Path:
     for kind in KINDS:
         (root(home) / kind).mkdir(parents=True, exist_ok=True)
+    for view, kinds in VIEWS.items():
+        (root(home) / view).mkdir(exist_ok=True)
+        for kind in kinds:
+            _link_dir(root(home) / kind, root(home) / view / kind)
     return root(home)
+
+
+def _link_dir(target: Path, link: Path) -> None:
+    """library/<view>/<kind> -> library/<kind>: a directory link, so nothing is kept twice.
+    Best effort: where the filesystem has no links at all, the view stays without that kind
+    and the app still finds the kind's own folder."""
+    if link.is_symlink() or link.exists():
+        return
+    try:
+        os.symlink(target, link, target_is_directory=True)
+    except OSError:
+        if os.name == "nt":  # symlinks need a privilege on Windows; a junction does not
+            import _winapi
+
+            with contextlib.suppress(OSError):
+                _winapi.CreateJunction(str(target), str(link))
+
+
+def linkable(path: str) -> bool:
+    """True for a file an app loads by itself: a weight file, not one shard of several."""
+    p = PurePosixPath(path)
+    return p.suffix.lower() in _WEIGHT_SUFFIXES and not _SHARD.search(p.stem)
+
+
+def library_name(repo: str, path: str) -> str:
+    """The file's name in library/: its own, unless diffusers named it alike in every repo
+    (vae/diffusion_pytorch_model.safetensors -> FLUX.1-schnell-vae.safetensors)."""
+    p = PurePosixPath(path)
+    if len(p.parts) > 1 and _GENERIC_STEM.match(p.stem):
+        return "-".join([repo.rsplit("/", 1)[-1], *p.parts[:-1]]) + p.suffix
+    return p.name
 
 
 def _matches(spec: ModelFile, repo: str, path: str) -> bool:
@@ -56,13 +107,19 @@ def _matches(spec: ModelFile, repo: str, path: str) -> bool:
 
 
 def kind_of(model: Model, variant: str | None, repo: str, path: str) -> str | None:
-    """The library folder a file of `model` goes to: its variant's, else the model's; the
-    model's common files only ever go to the model's. `variant=None`: any variant."""
+    """The library folder a file of `model` goes to: the file entry's, else its variant's,
+    else the model's (common files: the entry's, else the model's). `variant=None`: any
+    variant. None for a file no app could load by itself (see `linkable`)."""
+    if not linkable(path):
+        return None
     for v in model.variants:
-        if (variant is None or v.id == variant) and any(_matches(f, repo, path) for f in v.files):
-            return v.library or model.library
-    if any(_matches(f, repo, path) for f in model.common_files):
-        return model.library
+        if variant is None or v.id == variant:
+            for f in v.files:
+                if _matches(f, repo, path):
+                    return f.library or v.library or model.library
+    for f in model.common_files:
+        if _matches(f, repo, path):
+            return f.library or model.library
     return None
 
 
@@ -100,7 +157,7 @@ def link(home: Home, recipe: Recipe, installed: InstalledApp) -> list[Path]:
             source = (
                 RepoStore(home.models, f.repo, f.repo_type).pointer(f.revision, f.path).resolve()
             )
-            placed = _place(home, kind, source, Path(f.path).name)
+            placed = _place(home, kind, source, library_name(f.repo, f.path))
             if placed:
                 made.append(placed)
     return made
@@ -117,7 +174,9 @@ def link_local(
         for model in recipe.models:
             kind = kind_of(model, (variants or {}).get(model.id), lf.spec.repo, lf.path)
             if kind:
-                placed = _place(home, kind, lf.local_path.resolve(), Path(lf.path).name)
+                placed = _place(
+                    home, kind, lf.local_path.resolve(), library_name(lf.spec.repo, lf.path)
+                )
                 if placed:
                     made.append(placed)
                 break

@@ -79,6 +79,12 @@ class ModelFile(_Strict):
         None, description="Pinned hash; null = unverified, the hub's LFS hash is used"
     )
     repo_type: Literal["model", "dataset"] = "model"
+    library: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="Folder in models/library/ this file (for a glob: each single weight "
+        "file it matches) is linked into; overrides the variant's and the model's",
+    )
 
     @field_validator("repo")
     @classmethod

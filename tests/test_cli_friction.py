@@ -14,6 +14,7 @@ from manager import state as state_mod
 from manager.home import Home
 from manager.state import InstalledFile, InstalledModel
 from manager.weights.store import RepoStore
+from tests.fixtures.terminal import on_a_terminal
 
 
 def darkroom(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,35 +132,13 @@ def test_one_mirror_setting_sets_links_indexes_and_strategy_together(home: Home,
     assert out.returncode == 3 and "Did you mean 'mirror'?" in out.stderr
 
 
-def _on_a_terminal(answer: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run darkroom with a pseudo-terminal as its input, typing `answer` when it asks."""
-    import pty
-
-    main, sub = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "manager", *args],
-            stdin=sub,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=os.environ.copy(),
-        )
-        os.write(main, answer.encode() + b"\n")  # waits in the terminal's buffer until it is read
-        out, err = proc.communicate(timeout=120)
-    finally:
-        os.close(main)
-        os.close(sub)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def test_remove_asks_on_a_terminal_and_no_keeps_the_app(home: Home) -> None:
     with state_mod.transaction(home) as st:
         st.apps["tiny"] = state_mod.InstalledApp(app="tiny", version="1")
-    out = _on_a_terminal("n", "remove", "tiny")
+    out = on_a_terminal("n", "remove", "tiny")
     assert out.returncode == 1 and "Removing tiny deletes its environment" in out.stdout
     assert "Nothing was removed: tiny is still installed." in out.stderr
     assert "tiny" in state_mod.load(home).apps
-    out = _on_a_terminal("y", "remove", "tiny")
+    out = on_a_terminal("y", "remove", "tiny")
     assert out.returncode == 0, out.stderr
     assert "tiny" not in state_mod.load(home).apps

@@ -463,13 +463,13 @@ def test_manifest_shows_everything_that_runs_or_is_fetched(home: Home, tmp_path:
         "--gpu-hook",
         "conf/run.yaml",
         "hook: /tmp/hook.sh",
-        "models: {models_dir}",
+        f"models: {home.models}",  # placeholders shown as what they become
         "git https://example.invalid/x.git at v1",
         "tinypkg>=1",
         "PyPI",
         "owner/name/a.safetensors at main from hf-mirror.example",
         "Starts too:  restorer",
-        "{env_python} -m hostile --load /tmp/plugin.py",
+        f"{envs.env_python(home, 'hostile')} -m hostile --load /tmp/plugin.py",
     ):
         assert expected in text, f"{expected!r} missing from:\n{text}"
 

@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from manager import appsource, installer, launching, library, uvtool, weights
+from manager import appsource, doctor, envs, installer, launching, library, uvtool, weights
+from manager import recipe as recipe_mod
 from manager import state as state_mod
 from manager.bundled import recipes_dir
 from manager.catalogue import bundled_recipe
@@ -28,6 +30,8 @@ from manager.hardware import load_profile
 from manager.home import Home
 from manager.recipe import parse_recipe
 from manager.supervisor import control
+from manager.weights.store import match_pattern
+from tests.fixtures.terminal import on_a_terminal
 
 FIXTURE = Path(__file__).parent / "fixtures" / "comfylike"
 CPU = load_profile("cpu-only-16gb")
@@ -125,6 +129,19 @@ def comfy(home: Home, hub, comfy_repo: Path, tmp_path: Path, pip_sources):
         control.stop(home, "comfy")
 
 
+def cli_main_out(argv: list[str]) -> str:
+    """The CLI in this process (no terminal: it asks nothing); its exit code must be 0.
+    Returns what it printed, progress (stderr) included."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    buffer = io.StringIO()
+    with redirect_stdout(buffer), redirect_stderr(buffer):
+        code = cli_main(argv)
+    assert code == 0, buffer.getvalue()
+    return buffer.getvalue()
+
+
 def _http(url: str, data: bytes | None = None) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
@@ -138,7 +155,7 @@ def _start(home: Home, settings: Settings) -> str:
     )
 
 
-def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(comfy) -> None:
+def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(comfy, hub) -> None:
     """Findings 1, 2 and 4: the checkout's pyproject.toml is not built (setuptools would refuse
     it); the saved workflow survives update, rollback and a remove that keeps data; the
     checkpoint reaches the app through library/ and extra_model_paths.yaml."""
@@ -150,9 +167,16 @@ def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(com
     )
     kept = appsource.data_dir(home, "comfy")
     assert (kept / "custom_nodes" / "example_node.py.example").is_file()  # what the checkout ships
+    _pull_generator_flux(home, hub)  # the generator's FLUX files, in the store and library/
     url = _start(home, settings)
     info = _http(url + "/object_info")
     assert info["version"] == "1" and "tiny.safetensors" in info["models"]["checkpoints"]
+    assert info["models"]["diffusion_models"] == [
+        "flux1-schnell-Q4_K_S.gguf",
+        "flux1-schnell-fp8-e4m3fn.safetensors",
+    ]
+    assert info["models"]["text_encoders"] == ["FLUX.1-schnell-text_encoder.safetensors"]
+    assert info["models"]["vae"] == ["FLUX.1-schnell-vae.safetensors"]
     assert _http(url + "/userdata/flow.json", b'{"nodes": [1, 2, 3]}')["saved"]
 
     said: list[str] = []
@@ -169,8 +193,12 @@ def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(com
     assert _http(url + "/object_info")["version"] == "1"
     assert _http(url + "/userdata/flow.json") == {"nodes": [1, 2, 3]}
 
-    removed = installer.remove(home, settings, "comfy")  # the default keeps data
-    assert removed.data_kept == kept and not app_dir.exists()
+    # `darkroom remove` on a terminal: yes to removing the app, no (the default) to its work.
+    out = on_a_terminal("y\nn", "remove", "comfy")
+    assert out.returncode == 0, out.stderr
+    assert "Also delete your saved work (custom_nodes, input, models, output, user:" in out.stdout
+    assert f"Its saved work is kept in {kept}" in out.stderr
+    assert "comfy" not in state_mod.load(home).apps and not app_dir.exists()
     assert json.loads((kept / "user" / "default" / "workflows" / "flow.json").read_text()) == {
         "nodes": [1, 2, 3]
     }
@@ -178,8 +206,8 @@ def test_comfyui_like_checkout_installs_its_requirements_and_keeps_user_work(com
     assert json.loads((app_dir / "user" / "default" / "workflows" / "flow.json").read_text())[
         "nodes"
     ] == [1, 2, 3]
-    removed = installer.remove(home, settings, "comfy", keep_data=False)
-    assert removed.data_kept is None and not kept.exists()
+    cli_main_out(["remove", "comfy", "--yes", "--delete-data"])
+    assert "comfy" not in state_mod.load(home).apps and not kept.exists()
 
 
 def test_a_checkout_installed_as_a_package_shows_the_build_error(comfy) -> None:
@@ -247,14 +275,53 @@ def _repo_with(folder: Path, files: dict[str, str]) -> str:
     return _git(folder, "rev-parse", "HEAD")
 
 
+# The generator's FLUX.1 [schnell] files as its repositories lay them out (tiny bytes).
+FLUX_FILES = {
+    "black-forest-labs/FLUX.1-schnell": {
+        "text_encoder/config.json": b"{}",
+        "text_encoder/model.safetensors": b"clip-l " * 100,
+        "text_encoder_2/model-00001-of-00002.safetensors": b"t5 part one " * 100,
+        "text_encoder_2/model-00002-of-00002.safetensors": b"t5 part two " * 100,
+        "vae/config.json": b"{}",
+        "vae/diffusion_pytorch_model.safetensors": b"vae " * 100,
+    },
+    "city96/FLUX.1-schnell-gguf": {"flux1-schnell-Q4_K_S.gguf": b"gguf q4 " * 100},
+    "Kijai/flux-fp8": {"flux1-schnell-fp8-e4m3fn.safetensors": b"fp8 " * 100},
+}
+
+
+def _pull_generator_flux(home: Home, hub) -> None:
+    """The generator's FLUX.1 [schnell] files, through the shipped generator.yaml's own file
+    entries (only the bytes, sizes and commits are the test hub's), pulled and linked."""
+    flux = bundled_recipe("generator").model("flux-schnell")
+    specs = []
+    for entry in [
+        *flux.common_files,
+        *flux.variant("gguf-q4").files,
+        *flux.variant("fp8").files,
+    ]:
+        files = FLUX_FILES.get(entry.repo, {})
+        chosen = {p: d for p, d in files.items() if match_pattern(entry.path, [p])}
+        if not chosen:
+            continue  # tokenizers, scheduler: nothing an app loads
+        commit = hub.add_files(entry.repo, chosen)
+        size = sum(len(d) for d in chosen.values())
+        specs.append(entry.model_copy(update={"revision": commit, "size": size, "sha256": None}))
+    local = weights.pull(home, Settings(hf_endpoint=hub.url), specs)
+    library.link_local(home, bundled_recipe("generator"), local)
+
+
 def test_forge_like_app_with_its_extra_repositories_is_really_ready(
-    home: Home, tmp_path: Path, pip_sources
+    home: Home, hub, tmp_path: Path, pip_sources
 ) -> None:
     """Finding 3 through the shipped recipes/forge.yaml: its extra repositories are cloned
     where Forge looks, so the app's API (the recipe's readiness route, not /internal/ping)
-    answers, and install's check-start passes."""
+    answers, and install's check-start passes. Finding 4: Forge, which takes one --ckpt-dir,
+    lists the generator's FLUX GGUF and fp8 files among its checkpoints, and its text encoder
+    and VAE among its modules; the sharded T5 and the configs are linked nowhere."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
+    _pull_generator_flux(home, hub)
     app = tmp_path / "forge-src"
     shutil.copytree(
         Path(__file__).parent / "fixtures" / "forgelike",
@@ -290,13 +357,31 @@ def test_forge_like_app_with_its_extra_repositories_is_really_ready(
         installer.install(
             home, settings, installer.preview(home, settings, str(path), CPU), accepted=True
         )
+        guess = (
+            home.app_dir("forgelike")
+            / "repositories"
+            / "huggingface_guess"
+            / "huggingface_guess.py"
+        )
+        assert guess.is_file() and "forgelike" in state_mod.load(home).apps
+        url = control.start(
+            home, settings, launching.launch_spec(home, settings, "forgelike")
+        ).url.rstrip("/")
+        checkpoints = {m["title"] for m in _http(url + "/sdapi/v1/sd-models")}
+        modules = {m["model_name"] for m in _http(url + "/sdapi/v1/sd-modules")}
     finally:
         with contextlib.suppress(DarkroomError):
             control.stop(home, "forgelike")
-    guess = (
-        home.app_dir("forgelike") / "repositories" / "huggingface_guess" / "huggingface_guess.py"
-    )
-    assert guess.is_file() and "forgelike" in state_mod.load(home).apps
+    assert checkpoints == {
+        "unet/flux1-schnell-Q4_K_S.gguf",
+        "diffusion_models/flux1-schnell-fp8-e4m3fn.safetensors",
+    }, checkpoints
+    assert modules == {
+        "FLUX.1-schnell-text_encoder.safetensors",
+        "FLUX.1-schnell-vae.safetensors",
+    }, modules
+    linked = {p.name for p in (home.models / "library").rglob("*") if p.is_file()}
+    assert not any("of-00002" in n or n.endswith(".json") for n in linked), linked
 
 
 def test_bundled_third_party_recipes_pin_extras_check_real_readiness_and_share_models() -> None:
@@ -321,6 +406,30 @@ def test_bundled_third_party_recipes_pin_extras_check_real_readiness_and_share_m
     assert library.kind_of(flux, "fp8", fp8.repo, fp8.path) == "diffusion_models"
     common = flux.common_files[0]
     assert library.kind_of(flux, "gguf-q4", common.repo, common.path) is None
+    # The pipeline's single-file CLIP text encoders and VAE are shared under their repo's
+    # name; T5 (two shards) and the configs beside the weights are not.
+    repo = "black-forest-labs/FLUX.1-schnell"
+    for path, kind in {
+        "text_encoder/model.safetensors": "text_encoders",
+        "vae/diffusion_pytorch_model.safetensors": "vae",
+        "text_encoder_2/model-00001-of-00002.safetensors": None,
+        "vae/config.json": None,
+    }.items():
+        assert library.kind_of(flux, "gguf-q4", repo, path) == kind, path
+    assert library.library_name(repo, "vae/diffusion_pytorch_model.safetensors") == (
+        "FLUX.1-schnell-vae.safetensors"
+    )
+    sd35 = generator.model("sd35-large-turbo")
+    clip_g = ("stabilityai/stable-diffusion-3.5-large-turbo", "text_encoder_2/model.safetensors")
+    assert library.kind_of(sd35, "gguf-q4", *clip_g) == "text_encoders"
+    for variant in ("gguf-q8", "gguf-q4"):  # every GGUF build reaches unet/
+        turbo = sd35.variant(variant).files[0]
+        assert library.kind_of(sd35, variant, turbo.repo, turbo.path) == "unet"
+    # Forge's one checkpoint folder gathers checkpoints, diffusion models and unet files.
+    ckpt_dir = forge.launch.command[forge.launch.command.index("--ckpt-dir") + 1]
+    assert ckpt_dir == "{models_dir}/library/webui_checkpoints"
+    assert library.VIEWS["webui_checkpoints"] == ("checkpoints", "diffusion_models", "unet")
+    assert "requests" in comfyui.packages  # imported by ComfyUI, missing from its requirements
     manifest = "\n".join(
         installer.preview(Home(Path("/nonexistent")), Settings(), "forge", CPU).manifest.lines()
     )
@@ -356,6 +465,10 @@ def test_an_imported_pinned_file_installs_without_asking_the_hub_and_is_linked(
     # No app uses it: gc empties the store, and the library link goes with the file (finding 6).
     assert cli_main(["models", "gc", "--yes"]) == 0
     assert not local[0].local_path.exists() and not link.exists()
+    # `models pull` links what it fetched, as install does.
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    assert cli_main(["models", "pull", str(path), "--hardware", "cpu-only-16gb"]) == 0
+    assert link.read_bytes() == CKPT
 
 
 def test_uv_errors_name_the_python_download_and_the_failing_build() -> None:
@@ -420,3 +533,142 @@ def test_an_install_from_before_data_folders_keeps_its_work_on_update(
     assert (home.app_dir("comfy") / "user").is_symlink() and (staged / "user").is_symlink()
     assert (staged / "user" / "default" / "mine.json").is_file()
     shutil.rmtree(staged)
+
+
+def test_a_bundled_git_recipe_is_shown_as_darkrooms_with_real_paths(
+    home: Home, tmp_path: Path
+) -> None:
+    """Finding 6: the manifest of the bundled ComfyUI recipe called it "not part of Darkroom"
+    and showed raw placeholders ({models_dir}/library, {env_python}); a copy of it under
+    another id is still a recipe from elsewhere."""
+    pv = installer.preview(home, Settings(), "comfyui", CPU)
+    assert pv.manifest is not None
+    text = "\n".join([pv.manifest.heading, *pv.manifest.lines()])
+    assert "not part of Darkroom" not in text and "Recipe from: Darkroom" in text
+    assert not [name for name in recipe_mod.PLACEHOLDERS if "{" + name + "}" in text], text
+    assert f"base_path: {home.models}/library" in text
+    assert f"{envs.env_python(home, 'comfyui')} {home.app_dir('comfyui')}/main.py" in text
+    out = subprocess.run(
+        [sys.executable, "-m", "manager", "install", "comfyui", "--hardware", "cpu-only-16gb"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert out.returncode == 1 and "the recipe was not confirmed" in out.stderr, out.stderr
+    assert pv.manifest.heading in out.stdout and "{models_dir}" not in out.stdout
+
+    copy = tmp_path / "my-comfyui.yaml"
+    copy.write_text((recipes_dir() / "comfyui.yaml").read_text().replace("id: comfyui", "id: mine"))
+    mine = installer.preview(home, Settings(), str(copy), CPU).manifest
+    assert mine is not None and "not part of Darkroom" in mine.heading
+    assert f"Recipe from: {copy.resolve()}" in mine.lines()
+
+
+def test_a_git_mirror_set_in_gits_own_config_serves_the_bundled_recipe(
+    home: Home, comfy_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's way for a user with a git mirror: git's url.<mirror>.insteadOf. The shipped
+    ComfyUI recipe's github.com address is cloned from the mirror (GitHub is unreachable here)."""
+    mirror = tmp_path / "mirror"
+    (mirror / "comfyanonymous").mkdir(parents=True)
+    _git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--bare",
+        str(comfy_repo),
+        str(mirror / "comfyanonymous" / "ComfyUI.git"),
+    )
+    config = tmp_path / "gitconfig"
+    config.write_text(f'[url "file://{mirror}/"]\n\tinsteadOf = https://github.com/\n')
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    text = (recipes_dir() / "comfyui.yaml").read_text()
+    assert "git: https://github.com/comfyanonymous/ComfyUI.git" in text
+    start = text.index("  revision: ")
+    text = text[:start] + "  revision: v2\n" + text[text.index("\n", start) + 1 :]
+    _source, staged = appsource.stage(home, parse_recipe(text))
+    assert staged is not None
+    assert (staged / "comfy" / "__init__.py").read_text() == 'VERSION = "2"\n'
+    shutil.rmtree(staged)
+
+
+def test_remove_with_yes_keeps_saved_work_and_only_delete_data_deletes_it(home: Home) -> None:
+    """Finding 2 at the CLI: `--yes` answers "remove the app", never "delete my work" (no
+    terminal: nothing is asked, the work stays); `--delete-data` is the one way to delete it."""
+    data = appsource.data_dir(home, "comfyui")
+    work = data / "user" / "default" / "workflows" / "flow.json"
+
+    def installed_with_work() -> None:
+        work.parent.mkdir(parents=True, exist_ok=True)
+        work.write_text("{}")
+        with state_mod.transaction(home) as st:
+            st.apps["comfyui"] = state_mod.InstalledApp(app="comfyui", version="1")
+
+    installed_with_work()
+    out = cli_main_out(["remove", "comfyui", "--yes"])
+    assert f"Its saved work is kept in {data}" in out and work.read_text() == "{}"
+    assert "comfyui" not in state_mod.load(home).apps
+    installed_with_work()
+    cli_main_out(["remove", "comfyui", "--yes", "--delete-data"])
+    assert not data.exists() and "comfyui" not in state_mod.load(home).apps
+
+
+def test_du_counts_library_links_as_free(home: Home, hub) -> None:
+    """Finding 6: a weight hard-linked into library/ takes no second copy, and `du` must not
+    count it as unused or as space sharing costs."""
+    commit = hub.add_file("tests/tiny-ckpt", "tiny.safetensors", CKPT)
+    recipe = parse_recipe(comfy_recipe(Path("/nowhere"), "v1"))
+    spec = recipe.model("ckpt").variants[0].files[0].model_copy(update={"revision": commit})
+    local = weights.pull(home, Settings(hf_endpoint=hub.url), [spec])
+    assert library.link_local(home, recipe, local)
+    with state_mod.transaction(home) as st:
+        st.apps["comfy"] = state_mod.InstalledApp(
+            app="comfy",
+            version="1",
+            models=[
+                state_mod.InstalledModel(
+                    model="ckpt", variant="single", files=[local[0].installed()]
+                )
+            ],
+        )
+    use = doctor.disk_use(home)
+    # What is left over is the store's own bookkeeping (refs, snapshot links), not a copy.
+    assert use.models_actual == len(CKPT) and use.models_unused < len(CKPT) // 4
+    assert use.saved == 0
+
+
+def test_the_webui_checkpoint_folder_links_kinds_and_gc_leaves_it(home: Home) -> None:
+    """Finding 4: library/webui_checkpoints holds links to checkpoints/, diffusion_models/ and
+    unet/ (no file twice); emptying the store removes the files, never the links or kinds."""
+    base = library.ensure(home)
+    gguf = base / "unet" / "flux1-schnell-Q4_K_S.gguf"
+    gguf.write_bytes(b"not in the store")
+    view = base / "webui_checkpoints"
+    assert (view / "unet" / gguf.name).read_bytes() == b"not in the store"
+    assert sorted(p.name for p in view.iterdir()) == ["checkpoints", "diffusion_models", "unet"]
+    library.ensure(home)  # a second time changes nothing
+    assert library.unlink_unused(home) == 1
+    assert not gguf.exists() and (view / "unet").is_dir() and (base / "unet").is_dir()
+
+
+def test_a_checkout_is_installed_as_its_recipe_says_else_by_what_it_ships(tmp_path: Path) -> None:
+    """Finding 1: the recipe says how (requirements, packages, project); without a word, a
+    checkout with a requirements.txt is requirements only, its pyproject.toml left unbuilt."""
+    app = tmp_path / "comfylike"
+    shutil.copytree(FIXTURE, app, ignore=shutil.ignore_patterns("__pycache__"))
+    base = 'id: x\nname: X\ndescription: d\nversion: "1"\nlicense: mit\n'
+    base += 'source: {git: "file:///nowhere", revision: v1}\n'
+    base += 'launch: {command: ["{env_python}", "main.py"], port: 7999}\n'
+
+    def mode(extra: str = "") -> str:
+        return appsource.install_mode(parse_recipe(base + extra), app)
+
+    assert mode() == "requirements"
+    assert mode("install: packages\n") == "packages"
+    assert mode("install: project\n") == "project"
+    (app / "requirements.txt").unlink()
+    assert mode() == "project"  # a pyproject.toml and nothing else: the project is the package
+    (app / "pyproject.toml").unlink()
+    assert mode() == "packages"

@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("remove", help="remove an app (models other apps use are kept)")
     p.add_argument("app", type=app_arg)
     p.add_argument("--keep-models", action="store_true", help="keep its model files in the store")
+    p.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="delete its saved work too (ComfyUI's workflows, custom nodes, inputs); "
+        "kept unless you say so",
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm")
     p.set_defaults(handler=cmd_remove)
 
@@ -67,7 +73,7 @@ def confirm(pv: installer.Preview, args: argparse.Namespace, h=None) -> None:
     """Show the plan, the manifest and the licences; get a yes for each, or stop."""
     if not args.json:
         if pv.manifest:
-            print("This recipe is not part of Darkroom. It will:")
+            print(pv.manifest.heading)
             for line in pv.manifest.lines():
                 print(f"  {line}")
         print_plan(pv.plan)
@@ -182,8 +188,32 @@ def cmd_remove(args: argparse.Namespace) -> int:
     h = home()
     if not args.yes:
         _confirm_remove(h, args.app, args.keep_models)
-    installer.remove(h, config.load(h), args.app, args.keep_models, ConsoleReporter())
+    delete_data = args.delete_data or (not args.yes and _ask_delete_data(h, args.app))
+    installer.remove(
+        h,
+        config.load(h),
+        args.app,
+        args.keep_models,
+        ConsoleReporter(),
+        keep_data=not delete_data,
+    )
     return 0
+
+
+def _ask_delete_data(h, app: str) -> bool:
+    """The app's saved work is kept unless the person says otherwise: the question's default,
+    no terminal and --yes all keep it (only --delete-data deletes without asking)."""
+    from .. import appsource
+    from ..fsutil import dir_size
+
+    data = appsource.data_dir(h, app)
+    names = sorted(p.name for p in data.iterdir()) if data.is_dir() else []
+    if not names:
+        return False
+    return _ask(
+        f"Also delete your saved work ({', '.join(names)}: "
+        f"{human_bytes(dir_size(data))} in {data})? No keeps it for a later install."
+    )
 
 
 def _confirm_remove(h, app: str, keep_models: bool) -> None:

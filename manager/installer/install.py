@@ -37,7 +37,7 @@ from ..recipe import (
 from ..state import InstalledApp, InstalledModel
 from ..supervisor import control
 from .journal import SOURCE, app_lock, recover, recover_one
-from .preview import Preview
+from .preview import Preview, placeholder_values
 
 
 def env_spec(recipe: Recipe, p: Plan, source: appsource.AppSource) -> envs.EnvSpec:
@@ -112,14 +112,7 @@ def render_templates(
     {port} and {host} take the recipe's port and the bind address; the supervisor may move
     the port at start if it is taken, so templates should prefer command-line arguments.
     """
-    values = {
-        "port": str(recipe.launch.port),
-        "host": settings.bind_host,
-        "models_dir": str(home.models),
-        "app_dir": str(source.app_dir),
-        "outputs_dir": str(home.output_dir(recipe.id)),
-        "env_python": str(envs.env_python(home, recipe.id)),
-    }
+    values = placeholder_values(home, settings, recipe, source.app_dir)
     written: list[Path] = []
     if recipe.bundled:  # bundled apps take their settings from the environment, not files
         return written

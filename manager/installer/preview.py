@@ -4,9 +4,10 @@ fetched and run (sources, packages, hosts), and the licences to accept."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import catalogue, uvtool
+from .. import bundled, catalogue, envs, uvtool
 from ..config import Settings
 from ..hardware import Hardware
 from ..home import Home
@@ -43,7 +44,7 @@ class Manifest:
     """What a recipe that is not bundled would do, shown before anything runs: every command,
     environment variable, package, package source, download and file it writes."""
 
-    origin: str
+    origin: str  # "bundled", or the file / URL the recipe came from
     source: str
     commands: list[list[str]]
     packages: list[str]
@@ -56,8 +57,16 @@ class Manifest:
     template_contents: dict[str, str] = field(default_factory=dict)
     needs: list[str] = field(default_factory=list)
 
+    @property
+    def heading(self) -> str:
+        """A bundled recipe is Darkroom's own; only the code it fetches comes from elsewhere."""
+        if self.origin == "bundled":
+            return "Darkroom's recipe fetches this app's code from its authors. It will:"
+        return "This recipe is not part of Darkroom. It will:"
+
     def lines(self) -> list[str]:
-        out = [f"Recipe from: {self.origin}", f"Code from:   {self.source}"]
+        origin = "Darkroom (a bundled recipe)" if self.origin == "bundled" else self.origin
+        out = [f"Recipe from: {origin}", f"Code from:   {self.source}"]
         out += [f"Runs:        {' '.join(cmd)}" for cmd in self.commands]
         out += [f"  with env:  {key}={value}" for key, value in self.env.items()]
         out += [
@@ -93,7 +102,22 @@ class Preview:
         return self.origin == "bundled"
 
 
-def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None = None) -> Manifest:
+def manifest_of(
+    recipe: Recipe,
+    origin: str,
+    p: Plan,
+    settings: Settings | None = None,
+    home: Home | None = None,
+) -> Manifest:
+    """What the recipe will do, in the words and paths it will use: with `home`, placeholders
+    are shown filled ({models_dir} as the real folder), as the app will get them."""
+    values = placeholder_values(home, settings or Settings(), recipe) if home else {}
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
     source = (
         f"git {recipe.source.git} at {recipe.source.revision}"
         if recipe.source.git
@@ -112,17 +136,38 @@ def manifest_of(recipe: Recipe, origin: str, p: Plan, settings: Settings | None 
     return Manifest(
         origin=origin,
         source=source,
-        commands=[command],
+        commands=[[fill(a) for a in command]],
         packages=[*p.packages, *p.torch_packages, *recipe.requirements],
         downloads=downloads,
         ports=[recipe.launch.port],
         templates=[t.dest for t in recipe.templates],
-        env=dict(recipe.launch.env),
-        backend_args={b: list(a) for b, a in recipe.launch.backend_args.items()},
+        env={k: fill(v) for k, v in recipe.launch.env.items()},
+        backend_args={b: [fill(x) for x in a] for b, a in recipe.launch.backend_args.items()},
         package_sources=_package_sources(settings, p.torch_backend if p.torch_packages else None),
-        template_contents={t.dest: t.content for t in recipe.templates},
+        template_contents={t.dest: fill(t.content) for t in recipe.templates},
         needs=list(recipe.needs),
     )
+
+
+def placeholder_values(
+    home: Home, settings: Settings, recipe: Recipe, app_dir: Path | None = None
+) -> dict[str, str]:
+    """What each placeholder becomes for this app: in templates at install, and in the
+    manifest shown before it. {port} is the recipe's (a start may move it)."""
+    if app_dir is None:
+        app_dir = (
+            home.app_dir(recipe.id)
+            if recipe.source.git
+            else bundled.apps_dir() / (recipe.source.bundled or "")
+        )
+    return {
+        "port": str(recipe.launch.port),
+        "host": settings.bind_host,
+        "models_dir": str(home.models),
+        "app_dir": str(app_dir),
+        "outputs_dir": str(home.output_dir(recipe.id)),
+        "env_python": str(envs.env_python(home, recipe.id)),
+    }
 
 
 def _package_sources(settings: Settings | None, torch_backend: str | None) -> list[str]:
@@ -155,6 +200,8 @@ def preview(
     ]
     # Code Darkroom does not ship (a git source, or a recipe from elsewhere) is shown first.
     manifest = (
-        None if origin == "bundled" and recipe.bundled else manifest_of(recipe, origin, p, settings)
+        None
+        if origin == "bundled" and recipe.bundled
+        else manifest_of(recipe, origin, p, settings, home)
     )
     return Preview(recipe, p, origin, text, manifest, licences, choices)

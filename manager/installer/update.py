@@ -40,7 +40,7 @@ def update_preview(home: Home, settings: Settings, app: str, hw: Hardware) -> Pr
                 p,
                 installed.recipe_source,
                 installed.recipe_text,
-                manifest_of(recipe, installed.recipe_source, p, settings),
+                manifest_of(recipe, installed.recipe_source, p, settings, home),
                 [],
                 choices,
             )

@@ -256,7 +256,10 @@ class AppScreen(CoreScreen):
                     if result.freed_bytes
                     else ""
                 )
-                self.notify(f"{self.app_id} was removed{freed}.")
+                kept = (
+                    f" Your saved work is kept in {result.data_kept}." if result.data_kept else ""
+                )
+                self.notify(f"{self.app_id} was removed{freed}.{kept}")
                 self.app.pop_screen()
 
             def failed(_exc) -> None:
@@ -270,7 +273,7 @@ class AppScreen(CoreScreen):
         self.app.push_screen(
             ConfirmScreen(
                 f"Remove {self.app_id}? Its environment and logs are deleted; model files other apps "
-                "use are kept.",
+                "use, and your saved work, are kept.",
                 "Remove",
             ),
             answer,

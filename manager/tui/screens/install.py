@@ -174,7 +174,7 @@ class InstallScreen(CoreScreen):
         manifest.display = pv.manifest is not None
         if pv.manifest is not None:
             manifest.update(
-                "[b]This recipe is not part of Darkroom. It will:[/]\n"
+                f"[b]{escape(pv.manifest.heading)}[/]\n"
                 + "\n".join(escape(line) for line in pv.manifest.lines())
             )
         licences = self.query_one("#licences", Static)
