@@ -169,8 +169,17 @@ def read_state(path: Path) -> dict[str, Any]:
             return load_file(str(path))
         except Exception as exc:
             raise NotIRControlNet(f"it is not a readable safetensors file ({exc})") from None
+    try:  # memory-mapped: sorting a model's files reads the names, not 1.5 GB of weights
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a legacy (pre-zip) file cannot be mapped
+        data = None
+    except Exception as exc:
+        raise NotIRControlNet(
+            f"it is not a PyTorch checkpoint that can be read safely ({type(exc).__name__})"
+        ) from None
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        if data is None:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise NotIRControlNet(
             f"it is not a PyTorch checkpoint that can be read safely ({type(exc).__name__})"
