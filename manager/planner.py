@@ -405,7 +405,7 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
     models: list[ModelPlan] = []
     substitutes: list[str] = []
     for model in recipe.models:
-        if model.id not in wanted:
+        if model.id not in wanted or any(m.model == model.id for m in models):
             continue
         forced = choices.variants.get(model.id)
         if (
@@ -417,6 +417,15 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
         try:
             models.append(plan_model(model, backend, gpu, hw, forced))
         except DarkroomError as exc:
+            if model.fallback and not forced:  # an optional heavy step: its lighter one instead
+                other = _fall_back(recipe, model)
+                substitutes.append(
+                    f"{exc.message.rstrip('.')}, so it is left out; "
+                    f"{other.name} does its step instead."
+                )
+                if other.id not in wanted and all(m.model != other.id for m in models):
+                    models.append(plan_model(other, backend, gpu, hw, None))
+                continue
             if choices.models is not None or forced:
                 raise
             other = _substitute(
@@ -486,6 +495,17 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
         download_bytes=download,
         disk_needed_bytes=disk_needed,
         vram_gb=round(vram, 2),
+    )
+
+
+def _fall_back(recipe: Recipe, model: Model) -> Model:
+    """The model a recipe names to do `model`'s step where `model` cannot run."""
+    for other in recipe.models:
+        if other.id == model.fallback:
+            return other
+    raise DarkroomError(
+        f"{model.name} names '{model.fallback}' as its fallback, and the recipe has no such model.",
+        "Fix the recipe's `fallback` field.",
     )
 
 

@@ -182,6 +182,12 @@ class Model(_Strict):
         default_factory=list, description="Files every variant needs"
     )
     variants: list[Variant] = Field(min_length=1)
+    fallback: str | None = Field(
+        None,
+        pattern=_SLUG,
+        description="Another model of this recipe the app uses instead where this one cannot "
+        "run (no GPU, too little VRAM): the plan leaves this one out, says why, and keeps that one",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> Model:

@@ -324,6 +324,17 @@ def test_asking_for_the_scratch_unet_when_absent_is_400(app: AppProcess, restore
     assert code == 400 and "scratch detector is not installed" in body["error"]
 
 
+def test_asking_for_diffbir_when_absent_is_400_and_auto_uses_the_upscaler(
+    app: AppProcess, restore_photos
+) -> None:
+    body = {"image": b64(restore_photos["clean"]), "faces": False, "scratches": False, "tile": 64}
+    code, err, _ = app.post("/api/restore?wait=true", {**body, "texture": "diffbir"})
+    assert code == 400 and "DiffBIR is not installed" in err["error"]
+    assert "texture: upscaler" in err["error"] and err["error"].endswith(".")
+    job, _ = restore(app, restore_photos["clean"], faces=False, scratches=False)
+    assert job["result"]["steps"] == ["upscale"]
+
+
 SCRATCH_FILES = r"""
 import json, sys
 from pathlib import Path

@@ -16,6 +16,7 @@ def load(runtime: Runtime, _model_id: str | None, progress) -> loading.Toolbox:
 
 def unload(box: loading.Toolbox) -> None:
     box.nets.clear()
+    box.diffusion.clear()
     box.detector = None
 
 

@@ -58,6 +58,7 @@ class Toolbox:
     scratch: Any = None  # scratchnet.ScratchDetector or None (built-in detector then)
     scratch_id: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # model id -> why it is not in use
+    diffusion: dict[str, Any] = field(default_factory=dict)  # model id -> diffbir.DiffBIR
 
     def by_purpose(self, *purposes: str) -> dict[str, Net]:
         return {k: n for k, n in self.nets.items() if n.purpose in purposes}
@@ -68,6 +69,7 @@ class Toolbox:
             "face_detector": self.detector_id,
             "scratch_detector": self.scratch_id,
             "skipped": self.skipped,
+            "diffusion": {k: d.describe() for k, d in self.diffusion.items()},
         }
 
 
@@ -135,6 +137,8 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
     total = max(1, len(spec.models))
     for i, (model_id, choice) in enumerate(spec.models.items()):
         progress(0.05 + 0.9 * i / total, f"loading {model_id}")
+        if _load_diffusion(box, model_id, choice, device):
+            continue
         files = _files(choice)
         if not files:
             raise LoadError(f"The weight file of {model_id} is not among its files. {_REPAIR}")
@@ -187,3 +191,26 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
             )
     progress(1.0, "ready")
     return box
+
+
+def _load_diffusion(box: Toolbox, model_id: str, choice: ModelChoice, device: str) -> bool:
+    """DiffBIR (a diffusers SD folder + IRControlNet + stage-1 file): loaded by diffbir.py, strictly.
+    False when the model is not such a set (then it is a spandrel file)."""
+    from . import diffbir, irnet
+
+    files = [(f.path, f.local_path) for f in choice.files]
+    if not diffbir.is_diffusion_set(files):
+        return False
+    for _, path in files:
+        if not path.is_file():
+            raise LoadError(
+                f"The file {path.name} of {model_id} is missing from the store ({path}). {_REPAIR}"
+            )
+    try:
+        box.diffusion[model_id] = diffbir.load(
+            model_id, files, choice.variant, choice.offload, device
+        )
+    except (diffbir.NotDiffBIR, irnet.NotIRControlNet) as exc:
+        text = str(exc).rstrip(".")
+        raise LoadError(f"{model_id} cannot be loaded as DiffBIR: {text}. {_REPAIR}") from None
+    return True

@@ -62,6 +62,16 @@ class RestoreRequest(BaseModel):
     upscaler: str | None = Field(
         None, description="model id; default: the installed one of that scale"
     )
+    texture: Literal["auto", "diffbir", "upscaler"] = Field(
+        "auto",
+        description="how the upscale rebuilds texture: diffbir = Stable Diffusion with DiffBIR's "
+        "IRControlNet (slow, needs its GPU), upscaler = Real-ESRGAN / SwinIR, "
+        "auto = DiffBIR when it is installed",
+    )
+    prompt: str = Field("", max_length=500, description="DiffBIR: what the photo shows (optional)")
+    diffusion_steps: int = Field(20, ge=1, le=100, description="DiffBIR: sampling steps")
+    guidance: float = Field(4.0, ge=1, le=15, description="DiffBIR: how strongly the prompt steers")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="DiffBIR: the noise seed")
     tile: int = Field(
         512, ge=0, le=4096, description="tile size in pixels (0 = whole image at once)"
     )
@@ -115,6 +125,24 @@ def _pick_upscaler(box: Toolbox, wanted: str | None, scale: int) -> Net:
     raise BadRequest(
         f"No x{scale} upscaler is installed ({have}); pick scale {next(iter(found.values())).scale}."
     )
+
+
+def texture_model(box: Toolbox, req: RestoreRequest):
+    """The DiffBIR model the texture step uses, or None for the upscaler (a sentence when asked
+    for DiffBIR and it is not installed)."""
+    if req.texture == "upscaler" or (req.texture == "auto" and req.upscaler):
+        return None
+    if box.diffusion:
+        return next(iter(box.diffusion.values()))
+    if req.texture == "diffbir":
+        raise BadRequest(
+            "DiffBIR is not installed, so texture: diffbir cannot run; install it with "
+            "`darkroom install restorer --models "
+            "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,diffbir` (it needs an NVIDIA "
+            "GPU with 8 GB), "
+            "or use texture: upscaler."
+        )
+    return None
 
 
 def check(runtime: Runtime, req: RestoreRequest) -> None:
@@ -202,7 +230,23 @@ def process(
     t = time.perf_counter()
     scale = 1
     canvas = rgb
-    if req.upscale:
+    diffusion = texture_model(box, req) if req.upscale else None
+    if diffusion is not None:
+        span = progress.span(report, 0.35, 0.8 if face_net else 0.95, f"DiffBIR x{req.scale}")
+        canvas, more = diffusion.restore(
+            rgb,
+            req.scale,
+            steps=req.diffusion_steps,
+            guidance=req.guidance,
+            prompt=req.prompt,
+            seed=req.seed,
+            tile=req.tile,
+            report=lambda f, m="": span(f),
+        )
+        scale = req.scale
+        facts["steps"].append("texture")
+        facts["texture"] = {"model": diffusion.model_id, **more}
+    elif req.upscale:
         up = _pick_upscaler(box, req.upscaler, req.scale)
         d = up.descriptor
         dtype = next(d.model.parameters()).dtype

@@ -1,0 +1,75 @@
+"""The planner places DiffBIR (and SUPIR) by the seed's VRAM table, and where the GPU is missing
+or too small it leaves the model out with a sentence and plans the lighter step instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from manager.errors import DarkroomError
+from manager.hardware import load_profile
+from manager.planner import Choices, plan, usable_vram_gb
+from manager.recipe import Recipe, bundled_recipes
+
+RESTORER = bundled_recipes()["restorer"]
+CHAIN = ("gfpgan", "face-detection", "diffbir", "lama")
+
+
+def planned(profile: str, models=CHAIN, **kw):
+    p = plan(RESTORER, load_profile(profile), Choices(models=models, **kw))
+    return p, {m.model: m for m in p.models}
+
+
+@pytest.mark.parametrize(
+    ("profile", "variant", "offload"),
+    [
+        # seed: DiffBIR 8 GB minimum (tiled), 12 GB recommended, 16 GB optimal
+        ("laptop-rtx4060-8gb", "fp16-tiled", "model"),
+        ("rtx3060-12gb", "fp16", "model"),
+        ("rtx4080-16gb", "fp16", "none"),
+        ("rtx4090-24gb", "fp16", "none"),
+    ],
+)
+def test_diffbir_follows_the_seeds_table(profile: str, variant: str, offload: str) -> None:
+    p, by = planned(profile)
+    d = by["diffbir"]
+    assert (d.variant, d.offload) == (variant, offload)
+    assert d.vram_gb <= usable_vram_gb(load_profile(profile).gpus[0])
+    assert "realesrgan-x4" not in by  # DiffBIR does the texture step itself
+    assert not any("left out" in w for w in p.warnings)
+    model = next(m for m in RESTORER.models if m.id == "diffbir")
+    assert "seed report's VRAM table" in model.variant(variant).memory_source
+
+
+@pytest.mark.parametrize("profile", ["cpu-only-16gb", "gtx1660-6gb"])
+def test_without_a_fitting_gpu_diffbir_is_left_out_and_real_esrgan_does_the_step(
+    profile: str,
+) -> None:
+    p, by = planned(profile)
+    assert "diffbir" not in by and by["realesrgan-x4"].variant == "fp32"
+    said = [w for w in p.warnings if "left out" in w]
+    assert len(said) == 1
+    assert said[0].startswith("DiffBIR v2") and "Real-ESRGAN x4plus" in said[0]
+    assert ("CPU" in said[0]) if profile.startswith("cpu") else ("needs 6 GB VRAM" in said[0])
+    # asked for alongside its fallback: the fallback is planned once
+    p, by = planned(profile, models=(*CHAIN, "realesrgan-x4"))
+    assert [m.model for m in p.models].count("realesrgan-x4") == 1 and "diffbir" not in by
+
+
+def test_a_forced_variant_is_not_swapped_for_the_fallback() -> None:
+    """The user who names a variant gets it (with the warning), not Real-ESRGAN."""
+    p, by = planned("gtx1660-6gb", variants={"diffbir": "fp16-tiled"})
+    assert by["diffbir"].forced and "realesrgan-x4" not in by
+    assert any("probably run out of memory" in w for w in p.warnings)
+    with pytest.raises(DarkroomError, match="has no variant that runs on CPU"):
+        planned("cpu-only-16gb", variants={"diffbir": "fp16"})
+
+
+def test_a_fallback_the_recipe_lacks_is_a_sentence() -> None:
+    data = RESTORER.model_dump()
+    for m in data["models"]:
+        if m["id"] == "diffbir":
+            m["fallback"] = "no-such-model"
+    broken = Recipe.model_validate(data)
+    with pytest.raises(DarkroomError) as err:
+        plan(broken, load_profile("cpu-only-16gb"), Choices(models=CHAIN))
+    assert "names 'no-such-model' as its fallback" in err.value.message
