@@ -142,7 +142,9 @@ class ModConv(nn.Module):
             weight = weight.transpose(1, 2).reshape(n * c, c_out, self.k, self.k)
             out = F.conv_transpose2d(x, weight, stride=2, groups=n)
             return self.blur(out.view(n, c_out, *out.shape[-2:]))
-        out = F.conv2d(x, weight.reshape(n * c_out, c, self.k, self.k), padding=self.k // 2, groups=n)
+        out = F.conv2d(
+            x, weight.reshape(n * c_out, c, self.k, self.k), padding=self.k // 2, groups=n
+        )
         return out.view(n, c_out, *out.shape[-2:])
 
 

@@ -32,7 +32,9 @@ from torch import nn
 
 from . import statedict
 
-VAE_HINT = "a VAE of the old-photo global restoration (VAE_A_quality or VAE_B_quality latest_net_G.pth)"
+VAE_HINT = (
+    "a VAE of the old-photo global restoration (VAE_A_quality or VAE_B_quality latest_net_G.pth)"
+)
 MAP_HINT = "the old-photo mapping network (mapping_quality/latest_net_mapping_net.pth)"
 WORK_PIXELS = 2_000_000
 MULTIPLE = 4
@@ -185,12 +187,24 @@ class GlobalRestorer:
         """uint8 HxWx3 -> uint8 HxWx3, the same size."""
         h, w = rgb.shape[:2]
         wh, ww = working_size(h, w)
-        small = rgb if (wh, ww) == (h, w) else cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
+        small = (
+            rgb if (wh, ww) == (h, w) else cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
+        )
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(small)).to(self.device).float()
             x = x.permute(2, 0, 1)[None].div_(127.5).sub_(1.0)
             y = self.b.decoder(self.mapping(self.a.encoder(x)))
-            out = y[0].add(1.0).mul_(127.5).clamp_(0, 255).round_().byte().permute(1, 2, 0).cpu().numpy()
+            out = (
+                y[0]
+                .add(1.0)
+                .mul_(127.5)
+                .clamp_(0, 255)
+                .round_()
+                .byte()
+                .permute(1, 2, 0)
+                .cpu()
+                .numpy()
+            )
         if out.shape[:2] != (h, w):
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
         return np.ascontiguousarray(out)

@@ -74,7 +74,9 @@ class Level(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, blocks: int, attn: bool, resample: str | None):
         super().__init__()
-        self.block = nn.ModuleList(ResBlock(c_in if i == 0 else c_out, c_out) for i in range(blocks))
+        self.block = nn.ModuleList(
+            ResBlock(c_in if i == 0 else c_out, c_out) for i in range(blocks)
+        )
         self.attn = nn.ModuleList(Attention(c_out) for _ in range(blocks if attn else 0))
         if resample == "down":
             self.downsample = nn.Module()
