@@ -65,6 +65,15 @@ class TextureStep:
 TEXTURE: dict[str, TextureStep] = {}
 
 
+def share(report: progress.Report, lo: float, hi: float, label: str) -> progress.Report:
+    """A Report for one step's own 0..1, reported as lo..hi of the whole job."""
+
+    def on(fraction: float, message: str = "") -> None:
+        report(lo + (hi - lo) * min(1.0, max(0.0, fraction)), message or label)
+
+    return on
+
+
 def register_texture(step: TextureStep) -> None:
     TEXTURE[step.id] = step
 
@@ -174,7 +183,7 @@ def colour_nets(box: Toolbox) -> dict[str, Net]:
 
 
 def colourise(
-    box: Toolbox, rgb: np.ndarray, wanted: str | None, strength: float, report
+    box: Toolbox, rgb: np.ndarray, wanted: str | None, strength: float, size: int, report
 ) -> tuple[np.ndarray, str]:
     """DDColor's chroma on the photo's own luminance (the colorizer app's method)."""
     from colorizer.colorize import colorize
@@ -190,7 +199,7 @@ def colourise(
             f"The colour model '{wanted}' is not installed. Installed: {', '.join(sorted(found))}."
         )
     model_id = wanted or next(iter(found))
-    return colorize(found[model_id].descriptor, rgb, strength, 512, report), model_id
+    return colorize(found[model_id].descriptor, rgb, strength, size, report), model_id
 
 
 # ---- the built-in texture step: spandrel's upscalers ------------------------------------------

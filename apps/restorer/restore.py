@@ -84,6 +84,9 @@ class RestoreRequest(BaseModel):
     colour: bool = Field(False, description="colourise last with DDColor (installed on request)")
     colour_model: str | None = Field(None, max_length=128, description="model id of a DDColor")
     colour_strength: float = Field(1.0, ge=0, le=1, description="0 = own colour, 1 = DDColor's")
+    colour_size: int = Field(
+        512, ge=128, le=1024, description="the square size DDColor works at (a multiple of 32)"
+    )
     return_mask: bool = Field(False, description="also save the defect mask")
 
     _decoded: Any = PrivateAttr(default=None)
@@ -95,6 +98,8 @@ def check(runtime: Runtime, req: RestoreRequest) -> None:
     req._decoded = images.decode_b64(req.image)
     if req.mask:
         req._mask = images.decode_b64(req.mask, "mask")
+    if req.colour and req.colour_size % 32:
+        raise BadRequest(f"colour_size must be a multiple of 32, not {req.colour_size}.")
     if req.scale not in (2, 4):
         raise BadRequest(f"scale must be 2 or 4, not {req.scale}.")
     w, h = req._decoded.size
@@ -191,7 +196,7 @@ def process(
         hi -= 0.1
     if req.upscale:
         step = chain.pick_texture(box, req)
-        done = step.run(box, rgb, req, progress.span(report, 0.35, hi, step.label))
+        done = step.run(box, rgb, req, chain.share(report, 0.35, hi, step.label))
         canvas, scale = done.canvas, done.scale
         facts["steps"].append("upscale")
         facts["texture"] = step.id
@@ -226,7 +231,8 @@ def process(
             canvas,
             req.colour_model,
             req.colour_strength,
-            progress.span(report, 0.85, 0.97, "colourising"),
+            req.colour_size,
+            chain.share(report, 0.85, 0.97, "colourising"),
         )
         facts["steps"].append("colour")
         facts["timings"]["colour_s"] = round(time.perf_counter() - t, 3)

@@ -218,12 +218,18 @@ def layout(state: dict[str, torch.Tensor], name: str) -> dict:
         statedict.shape(state, f"encoder.down.{i}.block.0.conv1.weight", name, HINT)[0] // ch
         for i in range(levels)
     )
+    dec_attn = tuple(i for i in range(levels) if f"decoder.up.{i}.attn.0.q.weight" in state)
+    if len(dec_attn) < 2:
+        raise statedict.WrongFile(
+            f"{name} is not {HINT}: its decoder attends at {len(dec_attn)} scale(s), not the two "
+            "of ++; a RestoreFormer (v1) file loads through spandrel when named RestoreFormer.pth."
+        )
     return {
         "ch": ch,
         "mult": mult,
         "blocks": statedict.count(state, "encoder.down.0.block"),
         "enc_attn": tuple(i for i in range(levels) if f"encoder.down.{i}.attn.0.q.weight" in state),
-        "dec_attn": tuple(i for i in range(levels) if f"decoder.up.{i}.attn.0.q.weight" in state),
+        "dec_attn": dec_attn,
         "z": statedict.shape(state, "encoder.conv_out.weight", name, HINT)[0],
         "embed": statedict.shape(state, "quant_conv.weight", name, HINT)[0],
         "entries": statedict.shape(state, "quantize.embedding.weight", name, HINT)[0],
