@@ -22,6 +22,7 @@ CHAIN = [
     "gfpgan",
     "gpen",
     "rfpp",
+    "oldface",
     "retinaface",
     "esrgan-x2",
     "lama",
@@ -53,7 +54,13 @@ def restore(app: AppProcess, image: Path, **body) -> tuple[dict, bytes]:
     return job["result"], data
 
 
-OFF = {"scratches": False, "inpaint": False, "faces": False, "upscale": False}
+OFF = {
+    "scratches": False,
+    "inpaint": False,
+    "global_restore": False,
+    "faces": False,
+    "upscale": False,
+}
 
 
 def test_info_lists_each_steps_choices(chain_app: AppProcess) -> None:
@@ -70,6 +77,7 @@ def test_info_lists_each_steps_choices(chain_app: AppProcess) -> None:
         "gfpgan": "GFPGAN",
         "gpen": "GPEN",
         "restoreformer-pp": "RestoreFormer++",
+        "old-photo-face": "BOPBTL-Face",
     }
     assert chain["colour"] == ["ddcolor-tiny"]
     assert chain["defects"]["scratch_detector"] == "scratch-detector"
@@ -98,8 +106,9 @@ def test_whole_chain_in_the_seeds_order(chain_app: AppProcess, restore_photos) -
 def test_global_restoration_changes_the_photo_and_switches_off(
     chain_app: AppProcess, restore_photos
 ) -> None:
-    plain, before = restore(chain_app, restore_photos["faded"], **OFF, global_restore=False)
-    restored, after = restore(chain_app, restore_photos["faded"], **OFF)  # default: installed
+    plain, before = restore(chain_app, restore_photos["faded"], **OFF)
+    # left open (null), it runs because it is installed
+    restored, after = restore(chain_app, restore_photos["faded"], **{**OFF, "global_restore": None})
     assert plain["steps"] == [] and restored["steps"] == ["global"]
     assert ihdr(before)[:2] == ihdr(after)[:2] == (128, 96)
     assert before != after
@@ -111,6 +120,7 @@ def test_global_restoration_changes_the_photo_and_switches_off(
         ("restoreformer++", "restoreformer-pp"),
         ("restoreformer-pp", "restoreformer-pp"),
         ("auto", "gfpgan"),
+        ("old-photo-face", "old-photo-face"),
     ],
 )
 def test_face_models_by_name_id_or_preference(
@@ -202,7 +212,7 @@ LAYOUTS = r"""
 import json, sys
 from pathlib import Path
 import torch
-from restorer import gpen, oldphoto, rfpp, statedict
+from restorer import gpen, oldface, oldphoto, rfpp, statedict
 
 def count(net):
     sd = net.state_dict()
@@ -215,7 +225,8 @@ with torch.device("meta"):
     r = rfpp.RestoreFormerPP()
     a = oldphoto.VAE(64)
     m = oldphoto.Mapping([64, 128, 256, 512, 512], 6, [512, 512, 256, 128], 64)
-for name, net in (("gpen", g), ("rfpp", r), ("vae", a), ("mapping", m)):
+    f = oldface.FaceEnhancer()
+for name, net in (("gpen", g), ("rfpp", r), ("vae", a), ("mapping", m), ("face", f)):
     sd, n = count(net)
     out[name] = {"entries": len(sd), "numel": n,
                  "shapes": {k: list(sd[k].shape) for k in sys.argv[1].split(",") if k in sd}}
@@ -237,6 +248,8 @@ attempt("gpen-text", lambda: gpen.load(Path(files["text"])))
 parts = {"a": Path(files["a"]), "b": Path(files["b"]), "mapping": Path(files["map"])}
 attempt("global-ok", lambda: oldphoto.GlobalRestorer.from_files(parts, "cpu"))
 attempt("global-swapped", lambda: oldphoto.GlobalRestorer.from_files({**parts, "mapping": parts["a"]}, "cpu"))
+attempt("face-ok", lambda: oldface.load(Path(files["face"])))
+attempt("face-vae", lambda: oldface.load(parts["a"]))
 attempt("global-two", lambda: oldphoto.GlobalRestorer.from_files({"a": parts["a"], "b": parts["b"]}, "cpu"))
 out["refused"] = refused
 print(json.dumps(out))
@@ -266,6 +279,12 @@ LAYOUT = {
     "model.9.weight": [512, 512, 3, 3],
     "model.17.conv_block.1.weight": [512, 512, 3, 3],
     "model.27.weight": [64, 128, 3, 3],
+    "head_0.conv_0.weight_orig": [1024, 1024, 3, 3],
+    "head_0.conv_0.weight_v": [9216],
+    "up_0.norm_s.mlp_gamma.weight": [1024, 128, 3, 3],
+    "up_3.conv_s.weight_orig": [64, 128, 1, 1],
+    "up_3.norm_1.param_free_norm.running_var": [64],
+    "conv_img.weight": [3, 64, 3, 3],
 }
 
 
@@ -283,6 +302,7 @@ def test_layouts_match_the_released_files_and_load_strictly(
         "a": tiny_restore["global-a"]["path"],
         "b": tiny_restore["global-b"]["path"],
         "map": tiny_restore["global-map"]["path"],
+        "face": tiny_restore["oldface"]["path"],
     }
     proc = restorer_env.run(
         ["-c", LAYOUTS, ",".join(LAYOUT), *(f"{k}={v}" for k, v in files.items())]
@@ -295,8 +315,11 @@ def test_layouts_match_the_released_files_and_load_strictly(
     assert (r["rfpp"]["entries"], r["rfpp"]["numel"]) == (441, 73_472_579)
     assert 0 < 294_028_815 - 4 * r["rfpp"]["numel"] < 200_000
     assert (r["vae"]["numel"], r["mapping"]["numel"]) == (872_131, 36_135_232)
+    assert (r["face"]["entries"], r["face"]["numel"]) == (234, 92_173_653)
     shapes = {
-        k: v for part in ("gpen", "rfpp", "vae", "mapping") for k, v in r[part]["shapes"].items()
+        k: v
+        for part in ("gpen", "rfpp", "vae", "mapping", "face")
+        for k, v in r[part]["shapes"].items()
     }
     assert shapes == LAYOUT
     assert r["work"] == [[96, 128], [1224, 1632]]
@@ -311,6 +334,8 @@ def test_layouts_match_the_released_files_and_load_strictly(
     assert "not a PyTorch checkpoint that can be read safely" in refused["gpen-text"]
     assert "is not the old-photo mapping network" in refused["global-swapped"]
     assert "needs three files and mapping_quality is not among them" in refused["global-two"]
+    assert refused["face-ok"] is None
+    assert "is not the old-photo face enhancer" in refused["face-vae"]
     assert all(v.endswith(".") for v in refused.values() if v)
 
 

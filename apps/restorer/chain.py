@@ -1,7 +1,8 @@
 """The old-photo chain the seed recommends, as named steps each with its choice of model:
 
     defects (scratch U-Net + LaMa) -> global (BOPBTL's restoration) -> texture (an upscaler,
-    or a diffusion restorer) -> faces (GFPGAN / CodeFormer / GPEN / RestoreFormer(++)) -> colour
+    or a diffusion restorer) -> faces (GFPGAN / CodeFormer / GPEN / RestoreFormer(++) /
+    BOPBTL's face enhancer) -> colour
 
 The texture step is a slot: any module can add a `TextureStep` with `register_texture`
 (the built-in one is spandrel's upscalers: Real-ESRGAN, SwinIR). A request names one by id
@@ -28,13 +29,21 @@ from .tiling import run_tiled, tiles
 STEPS = ("defects", "global", "texture", "faces", "colour")
 PLUGINS = ("diffbir", "supir")  # restorer.<name> modules that register texture steps
 # The seed: "Faces, natural look: GFPGAN + RestoreFormer++"; CodeFormer is opt-in (licence).
-FACE_PREFERENCE = ("GFPGAN", "RestoreFormer++", "CodeFormer", "GPEN", "RestoreFormer")
+FACE_PREFERENCE = (
+    "GFPGAN",
+    "RestoreFormer++",
+    "CodeFormer",
+    "GPEN",
+    "RestoreFormer",
+    "BOPBTL-Face",
+)
 FACE_NAMES = {
     "gfpgan": "GFPGAN",
     "codeformer": "CodeFormer",
     "restoreformer": "RestoreFormer",
     "restoreformer++": "RestoreFormer++",
     "gpen": "GPEN",
+    "old-photo-face": "BOPBTL-Face",
 }
 
 

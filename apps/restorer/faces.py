@@ -71,8 +71,9 @@ def align(rgb: np.ndarray, face: Detection) -> Aligned:
 
 
 def restore(net, crop: np.ndarray, device: str, fidelity: float = 0.5) -> np.ndarray:
-    """Run a face model on an aligned crop. GFPGAN, CodeFormer, GPEN and RestoreFormer++ take
-    [-1, 1] like upstream; spandrel's own call already does that for RestoreFormer."""
+    """Run a face model on an aligned crop. GFPGAN, CodeFormer, GPEN, RestoreFormer++ and
+    BOPBTL's face enhancer take [-1, 1] like upstream; spandrel's own call already does that
+    for RestoreFormer."""
     d = net.descriptor
     dtype = next(d.model.parameters()).dtype
     with torch.inference_mode():
@@ -81,7 +82,7 @@ def restore(net, crop: np.ndarray, device: str, fidelity: float = 0.5) -> np.nda
             y = (d.model(x * 2 - 1, return_rgb=False, randomize_noise=False)[0] + 1) / 2
         elif net.arch == "CodeFormer":
             y = (d.model(x * 2 - 1, weight=float(fidelity))[0] + 1) / 2
-        elif net.arch in ("GPEN", "RestoreFormer++"):  # written here: [-1, 1] at their own size
+        elif net.arch in ("GPEN", "RestoreFormer++", "BOPBTL-Face"):  # [-1, 1], at their size
             side = getattr(d.model, "size", SIZE)
             if side != SIZE:
                 x = torch.nn.functional.interpolate(

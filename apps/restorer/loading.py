@@ -7,8 +7,8 @@ SwinIR, ...), and LaMa for inpainting. CodeFormer lives in spandrel_extra_arches
 which only happens when the user opted in to such a model at install time. Two files are
 not spandrel architectures: the RetinaFace detector (retinaface.py) and the old-photo
 scratch U-Net (scratchnet.py); both are loaded strictly by their own modules. Nor are the
-GPEN and RestoreFormer++ face models (gpen.py, rfpp.py) and BOPBTL's global restoration
-(oldphoto.py, three files of one model): they are written in this project and loaded
+GPEN and RestoreFormer++ face models (gpen.py, rfpp.py), BOPBTL's global restoration
+(oldphoto.py, three files of one model) and its face enhancer (oldface.py): they are written in this project and loaded
 strictly too, and stand in the toolbox next to spandrel's models.
 """
 
@@ -67,11 +67,11 @@ class Own:
         return self
 
 
-OWN_FACES = {"gpen": "GPEN", "restoreformer++": "RestoreFormer++"}
-
-
 def own_face_arch(path: Path) -> str | None:
-    """GPEN-BFR-*.pth -> GPEN; RestoreFormer++.ckpt (or ..PlusPlus / _PP) -> RestoreFormer++."""
+    """GPEN-BFR-*.pth -> GPEN; RestoreFormer++.ckpt (or ..PlusPlus / _PP) -> RestoreFormer++;
+    BOPBTL's Face_Enhancement/checkpoints/*/latest_net_G.pth -> BOPBTL-Face (by repo path)."""
+    if "face_enhancement" in (p.lower() for p in path.parts):
+        return "BOPBTL-Face"
     name = path.name.lower()
     if name.startswith("gpen"):
         return "GPEN"
@@ -189,13 +189,17 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
             except statedict.WrongFile as exc:
                 raise LoadError(f"{exc} {_REPAIR}") from None
             files = [p for p in files if not roles.get(p)]
+        repo_paths = {f.local_path: Path(f.path) for f in choice.files}
         for path in files:
-            arch = own_face_arch(path)
+            arch = own_face_arch(repo_paths.get(path, path))
             if arch is not None:
-                from . import gpen, rfpp
+                from . import gpen, oldface, rfpp
 
+                module = {"GPEN": gpen, "RestoreFormer++": rfpp}.get(arch, oldface)
                 try:
-                    net = (gpen if arch == "GPEN" else rfpp).load(path)
+                    net = module.load(path)
+                    if module is oldface:  # the working size is named by the repo folder
+                        net.size = oldface.working_size(repo_paths.get(path, path))
                 except statedict.WrongFile as exc:
                     raise LoadError(f"{exc} {_REPAIR}") from None
                 own = Own(net, arch)
