@@ -157,7 +157,8 @@ def pick_face(box: Toolbox, wanted: str | None) -> Net:
         raise BadRequest(
             f"The face model '{wanted}' is not installed. Installed: {', '.join(sorted(found))}. "
             "Add one with `darkroom install restorer --models gfpgan,face-detection,"
-            "realesrgan-x4,lama,<model>` (gpen, restoreformer-pp; CodeFormer is non-commercial)."
+            "realesrgan-x4,lama,<model>` (gpen, restoreformer-pp, old-photo-face; CodeFormer is "
+            "non-commercial)."
         )
     for arch in FACE_PREFERENCE:
         for net in found.values():
