@@ -142,9 +142,9 @@ def test_unknown_steps_and_models_are_400_with_a_sentence(
 ) -> None:
     image = base64.b64encode(restore_photos["clean"].read_bytes()).decode()
     for body, words in (
-        ({"texture": "nonesuch"}, "There is no texture step 'nonesuch'. Known: "),
+        ({"upscale": True, "texture": "nonesuch"}, "There is no texture step 'nonesuch'. Known: "),
         (
-            {"face_model": "codeformer", "face_boxes": FACE},
+            {"faces": True, "face_model": "codeformer", "face_boxes": FACE},
             "The face model 'codeformer' is not installed",
         ),
         (

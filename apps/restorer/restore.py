@@ -98,6 +98,10 @@ def check(runtime: Runtime, req: RestoreRequest) -> None:
     req._decoded = images.decode_b64(req.image)
     if req.mask:
         req._mask = images.decode_b64(req.mask, "mask")
+    if req.texture and req.texture not in chain.TEXTURE:
+        raise BadRequest(
+            f"There is no texture step '{req.texture}'. Known: {', '.join(sorted(chain.TEXTURE))}."
+        )
     if req.colour and req.colour_size % 32:
         raise BadRequest(f"colour_size must be a multiple of 32, not {req.colour_size}.")
     if req.scale not in (2, 4):
