@@ -151,7 +151,7 @@ def test_unknown_steps_and_models_are_400_with_a_sentence(
             {"colour": True, "colour_model": "ddcolor-l"},
             "The colour model 'ddcolor-l' is not installed",
         ),
-        ({"colour": True, "colour_size": 100}, "colour_size must be a multiple of 32"),
+        ({"colour": True, "colour_size": 200}, "colour_size must be a multiple of 32"),
     ):
         code, job, _ = chain_app.post(
             "/api/restore?wait=true", {"image": image, "tile": 64, **OFF, **body}, timeout=300
