@@ -8,7 +8,14 @@ The texture step is a slot: any module can add a `TextureStep` with `register_te
 (the built-in one is spandrel's upscalers: Real-ESRGAN, SwinIR). A request names one by id
 or leaves it to `pick_texture`, which takes the best-ranked step that is installed and fits
 this machine, and says why the others were passed over. Modules listed in PLUGINS are
-imported when they exist, so a new step is one module that calls `register_texture`.
+imported when they exist, so a new step is one module that calls `register_texture`:
+
+    # apps/restorer/diffbir.py
+    from .chain import Textured, TextureStep, register_texture
+
+    def unavailable(box, req):  # None, or why not (not installed; "needs 8 GB of GPU memory")
+    def run(box, rgb, req, report) -> Textured:  # report(0..1, message) for its own share
+    register_texture(TextureStep("diffbir", "DiffBIR", rank=10, unavailable=..., run=...))
 """
 
 from __future__ import annotations
