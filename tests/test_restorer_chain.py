@@ -371,3 +371,27 @@ def test_old_photo_preset_follows_the_seeds_chain_with_valid_params(restorer_env
     # open choices: the restorer picks what is installed and fits
     assert restorer[1]["global_restore"] is None and restorer[2]["texture"] is None
     assert restorer[3]["face_model"] == "auto"
+
+
+def test_wrong_global_restoration_file_stops_the_app_with_a_sentence(
+    restorer_env, tiny_restore, tmp_path: Path
+) -> None:
+    """A VAE saved where the mapping network belongs: the app says which file and what to do."""
+    from tests.fixtures.tinymodels import start_app
+
+    wrong = tmp_path / "store" / "latest_net_mapping_net.pth"
+    wrong.parent.mkdir()
+    wrong.write_bytes(Path(tiny_restore["global-a"]["path"]).read_bytes())
+    models = restore_models(tiny_restore, ["lama", "global-a", "global-b", "global-map"])
+    for f in models["old-photo-global"]["files"]:
+        if f["path"].endswith("latest_net_mapping_net.pth"):
+            f["local"] = str(wrong)
+    proc = start_app(restorer_env, "restorer", tmp_path / "app", models_json(models, "lama"))
+    try:
+        with pytest.raises(RuntimeError, match="exited"):
+            proc.wait_ready(timeout=300)
+        log = proc.log_tail()
+        assert "error: latest_net_mapping_net.pth is not the old-photo mapping network" in log
+        assert "darkroom models pull restorer" in log and "Traceback" not in log
+    finally:
+        proc.stop()
