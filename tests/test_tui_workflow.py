@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import Button, Input, Select, Static
 
-from manager import supervisor
+from manager import presets, supervisor
 from manager.config import Settings
 from manager.hardware import load_profile
 from manager.home import Home
@@ -181,4 +181,24 @@ def test_workflow_missing_folder_is_a_sentence(home: Home, tmp_path: Path) -> No
             assert "the Install button (key i)" in text_of(screen, "#batch-summary")
             assert commands_shown(app) == []
 
+            await pilot.press("escape")  # back on Home, its button opens the screen too
+            assert isinstance(app.screen, HomeScreen)
+            await pilot.click("#open-workflow")
+            assert isinstance(app.screen, WorkflowScreen)
+
     run(go())
+
+
+def test_preset_catalogue_has_descriptions_and_the_users_own(home: Home) -> None:
+    """The picker's list: each bundled preset with its description, then the user's own from
+    the data folder (a name `darkroom run` takes too), and a broken file as a sentence."""
+    write_preset(home.presets, name="mine")
+    (home.presets / "broken.yaml").write_text("name: [unclosed\n")
+    found = {p.name: p for p in presets.catalogue(home)}
+    assert found["old-photo"].bundled and found["old-photo"].source == "old-photo"
+    assert found["old-photo"].description.startswith("Repair, restore faces")
+    assert found["mine"].source == str(home.presets / "mine.yaml") and not found["mine"].bundled
+    assert "This file cannot be read" in found["broken"].description
+    assert presets.source_of(home, "mine") == str(home.presets / "mine.yaml")
+    assert presets.source_of(home, "old-photo") == "old-photo"
+    assert presets.source_of(home, "nothing-such") == "nothing-such"
