@@ -202,3 +202,12 @@ def test_preset_catalogue_has_descriptions_and_the_users_own(home: Home) -> None
     assert presets.source_of(home, "mine") == str(home.presets / "mine.yaml")
     assert presets.source_of(home, "old-photo") == "old-photo"
     assert presets.source_of(home, "nothing-such") == "nothing-such"
+
+
+def test_a_hint_naming_darkroom_run_points_to_the_workflow_screen() -> None:
+    from manager.tui.words import no_commands
+
+    text = "Start it with `darkroom start restorer` (or run the preset with `darkroom run`)."
+    assert no_commands(text) == (
+        "Start it with the Start button (key s) (or run the preset with Workflow (key w on Home))."
+    )

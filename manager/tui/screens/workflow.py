@@ -93,6 +93,14 @@ class WorkflowScreen(CoreScreen):
             yield Button("Back", id="back", compact=True)
         yield Footer(show_command_palette=False)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run and Cancel appear (in the footer, too) only when they can do something."""
+        if action == "run":
+            return self.phase not in ("running", "cancelling")
+        if action == "cancel":
+            return self.phase == "running"
+        return True
+
     def on_mount(self) -> None:
         self.sub_title = "Workflow"
         for wid in ("#batch-progress", "#cancel-batch", "#open-report", "#open-out"):
@@ -110,6 +118,10 @@ class WorkflowScreen(CoreScreen):
         info = self.presets.get(event.value) if event.value is not Select.BLANK else None
         about = "" if info is None else f"{escape(info.name)}: {escape(info.description)}"  # type: ignore[attr-defined]
         self.query_one("#preset-about", Static).update(about)
+
+    def _phase(self, phase: str) -> None:
+        self.phase = phase
+        self.refresh_bindings()
 
     # ------------------------------------------------------------ running
 
@@ -154,7 +166,7 @@ class WorkflowScreen(CoreScreen):
         request = self._request()
         if request is None:
             return
-        self.phase = "running"
+        self._phase("running")
         self.last = None
         self.result = None
         for wid in ("#preset", "#folder"):
@@ -204,7 +216,7 @@ class WorkflowScreen(CoreScreen):
 
         def answer(yes: bool | None) -> None:
             if yes and self.phase == "running" and self.job is not None:
-                self.phase = "cancelling"
+                self._phase("cancelling")
                 self.query_one("#cancel-batch", Button).disabled = True
                 self.query_one("#batch-log", Log).write_line(
                     "Cancelling: the image in progress is finished first…"
@@ -232,14 +244,14 @@ class WorkflowScreen(CoreScreen):
         self.query_one("#back").display = True
         summary_box = self.query_one("#batch-summary", Static)
         if result.error is not None:
-            self.phase = "failed"
+            self._phase("failed")
             summary_box.update(f"[red]{escape(error_text(result.error))}[/]")
             self.app.show_error(result.error)  # type: ignore[attr-defined]
             run.label = "Run again"
             run.focus()
             return
         if result.cancelled:
-            self.phase = "cancelled"
+            self._phase("cancelled")
             counted = (
                 f" {self.last.done} of {self.last.total} images are done." if self.last else ""
             )
@@ -252,7 +264,7 @@ class WorkflowScreen(CoreScreen):
             run.label = "Run again"
             run.focus()
             return
-        self.phase = "done"
+        self._phase("done")
         s = result.summary
         assert s is not None
         self.query_one("#batch-bar", ProgressBar).update(total=s.total or 1, progress=s.total or 1)
