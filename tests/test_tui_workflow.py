@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from textual.widgets import Button, Input, Select, Static
 
-from manager import presets, supervisor
+from manager import bundled, presets, supervisor
 from manager.config import Settings
 from manager.hardware import load_profile
 from manager.home import Home
@@ -200,7 +201,9 @@ def test_preset_catalogue_has_descriptions_and_the_users_own(home: Home) -> None
     (home.presets / "broken.yaml").write_text("name: [unclosed\n")
     found = {p.name: p for p in presets.catalogue(home)}
     assert found["old-photo"].bundled and found["old-photo"].source == "old-photo"
-    assert found["old-photo"].description.startswith("Repair, restore faces")
+    bundled_file = yaml.safe_load((bundled.presets_dir() / "old-photo.yaml").read_text())
+    assert found["old-photo"].description == bundled_file["description"]
+    assert all(p.description != "No description." for p in found.values() if p.bundled)
     assert found["mine"].source == str(home.presets / "mine.yaml") and not found["mine"].bundled
     assert "This file cannot be read" in found["broken"].description
     assert presets.source_of(home, "mine") == str(home.presets / "mine.yaml")
