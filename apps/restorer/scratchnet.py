@@ -122,31 +122,9 @@ class ScratchUNet(nn.Module):
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint, read without running pickled code; `model_state` unwrapped."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NotScratchDetector(
-            f"{path.name} is not a PyTorch checkpoint that can be read safely "
-            f"({first[:200]}), so it is not {FILE_HINT}."
-        ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("model_state"), dict):
-        obj = obj["model_state"]
-    if (
-        not isinstance(obj, dict)
-        or not obj
-        or not all(isinstance(v, torch.Tensor) for v in obj.values())
-    ):
-        held = (
-            f"the entries {', '.join(repr(k) for k in list(obj)[:3])}"
-            if isinstance(obj, dict) and obj
-            else f"a {type(obj).__name__}"
-        )
-        raise NotScratchDetector(
-            f"{path.name} holds {held}, not a model_state of weights, so it is not {FILE_HINT}."
-        )
-    if all(k.startswith("module.") for k in obj):  # saved from a DataParallel wrapper
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj
+        return statedict.read(path, FILE_HINT, wrappers=("model_state",))
+    except statedict.WrongFile as exc:
+        raise NotScratchDetector(str(exc)) from None
 
 
 def build(state: dict[str, torch.Tensor], name: str = "the file") -> ScratchUNet:
