@@ -1,0 +1,146 @@
+"""SUPIR's sampler in the restorer: the full-size layout (SDXL-base on the meta device) sized
+against the released file, a tiny SDXL + SUPIR set of the real layout loaded strictly and
+sampled on the CPU end to end, and files that are something else refused with a sentence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.fixtures.tinysupir import BUILD_SCRIPT
+
+RELEASED_BYTES = 2_664_858_464  # Kijai/SUPIR_pruned SUPIR-v0Q_fp16.safetensors (recipe)
+
+# Runs in the restorer's env. SDXL-base's UNet and VAE configs on the meta device: GLVControl,
+# the twelve connectors and the degradation-robust encoder built by the app, their fp16 bytes
+# set against the released file's size (the rest is its JSON header).
+FULL = r"""
+import json, torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from restorer import supirnet
+XL = dict(
+    sample_size=128, in_channels=4, out_channels=4, block_out_channels=[320, 640, 1280],
+    layers_per_block=2, down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    transformer_layers_per_block=[1, 2, 10], cross_attention_dim=2048, attention_head_dim=[5, 10, 20],
+    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+)
+with torch.device("meta"):
+    unet = UNet2DConditionModel(**XL)
+    vae = AutoencoderKL(
+        block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4,
+    )
+    connectors = supirnet.build_connectors(320)
+control = supirnet.build_control(unet)
+parts = [control, connectors, vae.encoder]
+print(json.dumps({
+    "params": sum(p.numel() for m in parts for p in m.parameters()),
+    "entries": sum(len(m.state_dict()) for m in parts),
+    "control_feats": [unet.conv_in.out_channels] + [
+        r.out_channels for b in unet.down_blocks for r in b.resnets
+    ],
+}))
+"""
+
+
+def test_the_full_size_layout_fills_the_released_file(restorer_env) -> None:
+    proc = restorer_env.run(["-c", FULL])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    header = RELEASED_BYTES - 2 * r["params"]
+    # every weight of the file has its place, and nothing else: what is left is a JSON header
+    # of 100-250 bytes per entry (name, dtype, shape, offsets)
+    assert 100 * r["entries"] < header < 250 * r["entries"], (header, r["entries"])
+
+
+# Runs in the restorer's env: the tiny set loaded and sampled, then wrong files refused.
+SAMPLE = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from restorer import supir, supirpipe
+
+built = json.loads(sys.argv[1])
+tmp = Path(sys.argv[2])
+sd = [(p, Path(local)) for p, local in built["sd_files"]]
+
+def files(path):
+    return sd + [("SUPIR-v0Q_fp16.safetensors", path)]
+
+m = supirpipe.load("supir", files(Path(built["supir"])), "fp16", "none", "cpu")
+y, x = np.mgrid[0:12, 0:16]
+photo = np.stack([x * 15, y * 20, np.full_like(x, 128)], -1).astype(np.uint8)
+one, facts = m.restore(photo, 2, steps=2, tile=0, seed=3)
+again, _ = m.restore(photo, 2, steps=2, tile=0, seed=3)
+other, _ = m.restore(photo, 2, steps=2, tile=0, seed=4)
+free, _ = m.restore(photo, 2, steps=2, tile=0, seed=3, control_scale=0.0)
+unpulled, _ = m.restore(photo, 2, steps=2, tile=0, seed=3, tau=0.0)
+tiled, tfacts = m.restore(photo, 2, steps=2, tile=16, seed=3)
+out = {
+    "describe": m.describe(),
+    "shape": list(one.shape),
+    "facts": facts,
+    "tiles": tfacts["latent_tiles"],
+    "same": bool((one == again).all()),
+    "seed_differs": bool((one != other).any()),
+    "control_matters": bool((one != free).any()),
+    "guidance_matters": bool((one != unpulled).any()),
+    "tiled_shape": list(tiled.shape),
+}
+
+good = load_file(built["supir"])
+cases = {
+    "no_connectors.safetensors": {k: v for k, v in good.items() if "project_modules" not in k},
+    "short_control.safetensors": {k: v for k, v in good.items() if not k.endswith("label_emb.0.2.bias")},
+    "other_base.safetensors": {
+        k: (torch.zeros(v.shape[0], 8) if k.endswith("label_emb.0.0.weight") else v)
+        for k, v in good.items()
+    },
+    "full_checkpoint.safetensors": {**good, "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)},
+    "odd_encoder.safetensors": {**good, "first_stage_model.denoise_encoder.mid.attn_2.q.weight": torch.zeros(4)},
+}
+refused = {}
+for name, state in cases.items():
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / name))
+(tmp / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+for name in [*cases, "broken.safetensors"]:
+    try:
+        supirpipe.load("supir", files(tmp / name), "fp16", "none", "cpu")
+        refused[name] = None
+    except supir.NotSUPIR as exc:
+        refused[name] = str(exc)
+out["refused"] = refused
+print(json.dumps(out))
+"""
+
+
+def test_supir_samples_on_the_cpu_and_refuses_other_files(
+    restorer_env, tiny_supir, tmp_path: Path
+) -> None:
+    proc = restorer_env.run(
+        ["-c", SAMPLE, json.dumps(tiny_supir), str(tmp_path)],
+        env={"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(BUILD_SCRIPT.parent)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["describe"]["kind"] == "SUPIR" and r["describe"]["tiled"] is False
+    assert r["describe"]["files"]["supir"] == "SUPIR-v0Q_fp16.safetensors"
+    assert r["shape"] == [24, 32, 3] and r["tiled_shape"] == [24, 32, 3]
+    assert r["facts"]["texture"] == "supir" and r["facts"]["latent_tiles"] == 1
+    assert r["tiles"] > 1  # 16 px tiles: the latent sampled in windows
+    assert r["same"] and r["seed_differs"]
+    # the connectors steer the UNet, and the pull towards the photo's latent changes the result
+    assert r["control_matters"] and r["guidance_matters"]
+    refused = r["refused"]
+    assert "no SUPIR connectors" in refused["no_connectors.safetensors"]
+    assert "GLVControl are missing" in refused["short_control.safetensors"]
+    assert "other shapes than this SDXL's" in refused["other_base.safetensors"]
+    assert "use the pruned release" in refused["full_checkpoint.safetensors"]
+    assert "have no place" in refused["odd_encoder.safetensors"]
+    assert "is not a safetensors file" in refused["broken.safetensors"]
+    for name, text in refused.items():
+        assert text is not None and text.startswith(name) and text.endswith("."), text
