@@ -184,9 +184,9 @@ def test_diffbir_texture_step_through_the_api(diffbir_app: AppProcess) -> None:
     photo = small_png(32, 24)
     job, png = _restore(diffbir_app, photo, scale=2, diffusion_steps=2, tile=32, seed=7)
     facts = job["result"]
-    assert facts["steps"] == ["texture"]
-    assert facts["texture"]["model"] == "diffbir" and facts["texture"]["stage1"] == "SwinIR"
-    assert facts["texture"]["latent_tiles"] == 6  # 32 px tiles: the latent sampled in windows
+    assert facts["steps"] == ["upscale"] and facts["texture"] == "diffbir"
+    assert facts["diffbir"]["model"] == "diffbir" and facts["diffbir"]["stage1"] == "SwinIR"
+    assert facts["diffbir"]["latent_tiles"] == 6  # 32 px tiles: the latent sampled in windows
     assert png_size(png) == (64, 48)
     # the whole latent at once; the same seed gives the same picture, another seed another one
     _, one = _restore(diffbir_app, photo, scale=2, diffusion_steps=2, tile=0, seed=7)
@@ -195,7 +195,8 @@ def test_diffbir_texture_step_through_the_api(diffbir_app: AppProcess) -> None:
     assert again == one and other != one and one != png
     # the lighter step on request: Real-ESRGAN, no diffusion
     job, png = _restore(diffbir_app, photo, scale=4, texture="upscaler")
-    assert job["result"]["steps"] == ["upscale"] and "texture" not in job["result"]
+    assert job["result"]["steps"] == ["upscale"] and job["result"]["texture"] == "upscaler"
+    assert "diffbir" not in job["result"]
     assert png_size(png) == (128, 96)
 
 

@@ -231,8 +231,14 @@ def test_bundled_presets_load_and_name_their_apps(workflow_env: AppEnv) -> None:
     assert done.returncode == 0, done.stderr
     steps = json.loads(done.stdout)
     assert set(steps) >= {"old-photo", "upscale-only", "colorize-only", "prompt-grid"}
-    assert [s[2] for s in steps["old-photo"]] == ["defects", "faces", "upscale", "colorize"]
-    assert [s[0] for s in steps["old-photo"]] == ["restorer"] * 3 + ["colorizer"]
+    assert [s[2] for s in steps["old-photo"]] == [
+        "defects",
+        "global",
+        "upscale",
+        "faces",
+        "colorize",
+    ]
+    assert [s[0] for s in steps["old-photo"]] == ["restorer"] * 4 + ["colorizer"]
     assert steps["prompt-grid"] == [["generator", "generate", "generate"]]
 
 
@@ -586,7 +592,8 @@ def test_old_photo_preset_through_restorer_and_colorizer(
     workflow_env: AppEnv, request, tmp_path: Path
 ) -> None:
     """The bundled old-photo preset, unchanged, through the real restorer and colorizer apps
-    (random-weight checkpoints, CPU): defects -> faces -> upscale -> colorize."""
+    (random-weight checkpoints, CPU): defects -> global -> upscale -> faces -> colorize, the
+    global step passing the photo on unchanged where BOPBTL's restoration is not installed."""
     from tests.fixtures.tinyrestore import restore_models
 
     restorer_env = request.getfixturevalue("restorer_env")
@@ -632,13 +639,14 @@ def test_old_photo_preset_through_restorer_and_colorizer(
         )
         out = tmp_path / "out"
         # random-weight RetinaFace "finds" dozens of faces: name the one drawn face instead
+        # (faces come after the upscale, as in the seed's chain, so the box is 4x the drawn one)
         code, events = run_batch(
             workflow_env,
             "old-photo",
             src,
             out,
             "--set",
-            "faces.face_boxes=[[44, 20, 84, 72]]",
+            "faces.face_boxes=[[176, 80, 336, 288]]",  # on the 4x upscaled photo
             "--set",
             "colorize.render_size=128",
             timeout=600,
@@ -651,7 +659,13 @@ def test_old_photo_preset_through_restorer_and_colorizer(
         ]
         assert summary["failures"][0][0] == "torn.jpg"
         items = {e["id"]: e for e in events if e["type"] == "item" and e["status"] == "done"}
-        assert set(items["grey.png"]["steps"]) == {"defects", "faces", "upscale", "colorize"}
+        assert set(items["grey.png"]["steps"]) == {
+            "defects",
+            "global",
+            "upscale",
+            "faces",
+            "colorize",
+        }
         # upscaled 4x with the default install's upscaler: the preset works as installed
         size = workflow_env.run(
             [

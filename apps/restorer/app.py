@@ -6,7 +6,7 @@ from typing import Any
 
 from appkit.runtime import AppDef, Runtime, Task
 
-from . import __version__, loading, restore, ui
+from . import __version__, chain, loading, restore, ui
 
 
 def load(runtime: Runtime, _model_id: str | None, progress) -> loading.Toolbox:
@@ -17,11 +17,12 @@ def load(runtime: Runtime, _model_id: str | None, progress) -> loading.Toolbox:
 def unload(box: loading.Toolbox) -> None:
     box.nets.clear()
     box.diffusion.clear()
+    box.restorers.clear()
     box.detector = None
 
 
 def describe(box: loading.Toolbox) -> dict[str, Any]:
-    return box.describe()
+    return {**box.describe(), "chain": chain.describe(box, None)}
 
 
 APP = AppDef(
@@ -38,7 +39,8 @@ APP = AppDef(
             restore.RestoreRequest,
             restore.run,
             restore.check,
-            "Old photo: scratches filled, faces restored, upscaled; each step switchable",
+            "Old photo: scratches filled, grain and fading removed, upscaled, faces restored, "
+            "coloured; each step switchable, each with its model",
         )
     ],
 )

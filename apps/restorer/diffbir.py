@@ -407,3 +407,52 @@ def load(
             "sd": parts.sd_root.name,
         },
     )
+
+
+# ---- the chain's texture slot ---------------------------------------------------------------
+
+
+def _unavailable(box: Any, req: Any) -> str | None:
+    if not box.diffusion:
+        return (
+            "DiffBIR is not installed; install it with `darkroom install restorer --models "
+            "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,diffbir` (it needs an "
+            "NVIDIA GPU with 8 GB), or use texture: upscaler."
+        )
+    if req is not None and not req.texture and req.upscaler:
+        return "the request names an upscaler, so the upscaler does this step."
+    return None
+
+
+def _run(box: Any, rgb: np.ndarray, req: Any, report: Callable[..., None]) -> Any:
+    from .chain import Textured
+
+    model = next(iter(box.diffusion.values()))
+    canvas, facts = model.restore(
+        rgb,
+        req.scale,
+        steps=req.diffusion_steps,
+        guidance=req.guidance,
+        prompt=req.prompt,
+        seed=req.seed,
+        tile=req.tile,
+        report=lambda f, m="": report(f, m),
+    )
+    return Textured(canvas, req.scale, {"diffbir": {"model": model.model_id, **facts}})
+
+
+def _register() -> None:
+    from .chain import TextureStep, register_texture
+
+    register_texture(
+        TextureStep(
+            id="diffbir",
+            label="DiffBIR",
+            rank=10,  # rebuilds texture, where the upscaler only sharpens: preferred when it runs
+            unavailable=_unavailable,
+            run=_run,
+        )
+    )
+
+
+_register()

@@ -71,8 +71,9 @@ def align(rgb: np.ndarray, face: Detection) -> Aligned:
 
 
 def restore(net, crop: np.ndarray, device: str, fidelity: float = 0.5) -> np.ndarray:
-    """Run a face model on an aligned crop. GFPGAN and CodeFormer take [-1, 1] like upstream;
-    spandrel's own call already does that for RestoreFormer."""
+    """Run a face model on an aligned crop. GFPGAN, CodeFormer, GPEN, RestoreFormer++ and
+    BOPBTL's face enhancer take [-1, 1] like upstream; spandrel's own call already does that
+    for RestoreFormer."""
     d = net.descriptor
     dtype = next(d.model.parameters()).dtype
     with torch.inference_mode():
@@ -81,6 +82,15 @@ def restore(net, crop: np.ndarray, device: str, fidelity: float = 0.5) -> np.nda
             y = (d.model(x * 2 - 1, return_rgb=False, randomize_noise=False)[0] + 1) / 2
         elif net.arch == "CodeFormer":
             y = (d.model(x * 2 - 1, weight=float(fidelity))[0] + 1) / 2
+        elif net.arch in ("GPEN", "RestoreFormer++", "BOPBTL-Face"):  # [-1, 1], at their size
+            side = getattr(d.model, "size", SIZE)
+            if side != SIZE:
+                x = torch.nn.functional.interpolate(
+                    x, (side, side), mode="bilinear", antialias=True
+                )
+            y = (d.model(x * 2 - 1) + 1) / 2
+            if side != SIZE:
+                y = torch.nn.functional.interpolate(y, (SIZE, SIZE), mode="bilinear")
         else:
             y = d(x)
         return to_uint8(y)

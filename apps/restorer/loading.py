@@ -6,7 +6,10 @@ SwinIR, ...), and LaMa for inpainting. CodeFormer lives in spandrel_extra_arches
 (non-commercial licence): those architectures are registered only when a file needs them,
 which only happens when the user opted in to such a model at install time. Two files are
 not spandrel architectures: the RetinaFace detector (retinaface.py) and the old-photo
-scratch U-Net (scratchnet.py); both are loaded strictly by their own modules.
+scratch U-Net (scratchnet.py); both are loaded strictly by their own modules. Nor are the
+GPEN and RestoreFormer++ face models (gpen.py, rfpp.py), BOPBTL's global restoration
+(oldphoto.py, three files of one model) and its face enhancer (oldface.py): they are written in this project and loaded
+strictly too, and stand in the toolbox next to spandrel's models.
 """
 
 from __future__ import annotations
@@ -48,6 +51,36 @@ class Net:
 
 
 @dataclass
+class Own:
+    """A network written in this project, shaped like a spandrel descriptor where the app needs it."""
+
+    model: Any
+    name: str
+    supports_half: bool = False
+
+    def to(self, *args: Any) -> Own:
+        self.model.to(*args)
+        return self
+
+    def eval(self) -> Own:
+        self.model.eval()
+        return self
+
+
+def own_face_arch(path: Path) -> str | None:
+    """GPEN-BFR-*.pth -> GPEN; RestoreFormer++.ckpt (or ..PlusPlus / _PP) -> RestoreFormer++;
+    BOPBTL's Face_Enhancement/checkpoints/*/latest_net_G.pth -> BOPBTL-Face (by repo path)."""
+    if "face_enhancement" in (p.lower() for p in path.parts):
+        return "BOPBTL-Face"
+    name = path.name.lower()
+    if name.startswith("gpen"):
+        return "GPEN"
+    if any(t in name for t in ("restoreformer++", "restoreformerplusplus", "restoreformer_pp")):
+        return "RestoreFormer++"
+    return None
+
+
+@dataclass
 class Toolbox:
     """Everything loaded for one app process."""
 
@@ -57,6 +90,7 @@ class Toolbox:
     detector_id: str | None = None
     scratch: Any = None  # scratchnet.ScratchDetector or None (built-in detector then)
     scratch_id: str | None = None
+    restorers: dict[str, Any] = field(default_factory=dict)  # id -> oldphoto.GlobalRestorer
     skipped: dict[str, str] = field(default_factory=dict)  # model id -> why it is not in use
     diffusion: dict[str, Any] = field(default_factory=dict)  # model id -> diffbir.DiffBIR
 
@@ -68,6 +102,7 @@ class Toolbox:
             "nets": {k: n.describe() for k, n in self.nets.items()},
             "face_detector": self.detector_id,
             "scratch_detector": self.scratch_id,
+            "global_restoration": sorted(self.restorers),
             "skipped": self.skipped,
             "diffusion": {k: d.describe() for k, d in self.diffusion.items()},
         }
@@ -147,6 +182,33 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
                 raise LoadError(
                     f"The file {path.name} of {model_id} is missing from the store ({path}). {_REPAIR}"
                 )
+        from . import oldphoto, statedict
+
+        # BOPBTL's three files are told apart by their folders in the repo (VAE_A_quality, ...).
+        roles = {f.local_path: oldphoto.role(Path(f.path)) for f in choice.files}
+        parts = {roles[p]: p for p in files if roles.get(p)}
+        if parts:
+            try:
+                box.restorers[model_id] = oldphoto.GlobalRestorer.from_files(parts, device)
+            except statedict.WrongFile as exc:
+                raise LoadError(f"{exc} {_REPAIR}") from None
+            files = [p for p in files if not roles.get(p)]
+        repo_paths = {f.local_path: Path(f.path) for f in choice.files}
+        for path in files:
+            arch = own_face_arch(repo_paths.get(path, path))
+            if arch is not None:
+                from . import gpen, oldface, rfpp
+
+                module = {"GPEN": gpen, "RestoreFormer++": rfpp}.get(arch, oldface)
+                try:
+                    net = module.load(path)
+                    if module is oldface:  # the working size is named by the repo folder
+                        net.size = oldface.working_size(repo_paths.get(path, path))
+                except statedict.WrongFile as exc:
+                    raise LoadError(f"{exc} {_REPAIR}") from None
+                own = Own(net, arch)
+                box.nets[model_id] = Net(model_id, arch, "FaceSR", 1, own, place(own, device), path)
+                continue
             if _is_detector(path):
                 from .retinaface import FaceDetector
 

@@ -1,8 +1,11 @@
-"""The `restore` task: defects -> upscale -> faces, each step switchable, EXIF and ICC kept."""
+"""The `restore` task: the seed's old-photo chain (chain.py) - defects -> global restoration ->
+texture (upscale) -> faces -> colour - each step switchable and with its model, EXIF and
+ICC kept."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -11,13 +14,12 @@ from appkit.errors import BadRequest
 from appkit.jobs import Job
 from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from . import __version__, defects, faces
-from .loading import Net, Toolbox
-from .tiling import run_tiled, tiles
+from . import __version__, chain, defects, faces
+from .loading import Toolbox
+from .tiling import tiles
 
-FACE_ARCHES = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer", "restoreformer": "RestoreFormer"}
 MAX_OUTPUT_PIXELS = 200_000_000
 
 
@@ -41,9 +43,16 @@ class RestoreRequest(BaseModel):
         "auto = the U-Net when it is installed",
     )
     inpaint: bool = Field(True, description="fill scratches / the mask with LaMa")
+    global_restore: bool | None = Field(
+        None,
+        description="remove film grain, fading and blur with the old-photo global restoration "
+        "(BOPBTL); default: when it is installed",
+    )
     faces: bool = Field(True, description="restore faces")
     face_model: str | None = Field(
-        None, description="model id or gfpgan / codeformer / restoreformer"
+        None,
+        description="model id or gfpgan / codeformer / gpen / restoreformer / restoreformer++; "
+        "default (or auto): GFPGAN, else RestoreFormer++, CodeFormer, GPEN, RestoreFormer",
     )
     fidelity: float = Field(
         0.5, ge=0, le=1, description="CodeFormer w: 0 = most repair, 1 = most faithful"
@@ -55,18 +64,18 @@ class RestoreRequest(BaseModel):
     max_faces: int = Field(
         20, ge=1, le=100, description="restore at most this many faces (largest first)"
     )
-    upscale: bool = Field(True, description="upscale the whole photo")
+    upscale: bool = Field(True, description="upscale the whole photo (the texture step)")
+    texture: str | None = Field(
+        None,
+        max_length=64,
+        description="the texture step: upscaler (Real-ESRGAN / SwinIR) or another installed "
+        "one; default: the best that is installed and fits this machine",
+    )
     scale: int = Field(
         4, description="2 or 4; 4 by default: a default install has the x4 upscaler only"
     )
     upscaler: str | None = Field(
         None, description="model id; default: the installed one of that scale"
-    )
-    texture: Literal["auto", "diffbir", "upscaler"] = Field(
-        "auto",
-        description="how the upscale rebuilds texture: diffbir = Stable Diffusion with DiffBIR's "
-        "IRControlNet (slow, needs its GPU), upscaler = Real-ESRGAN / SwinIR, "
-        "auto = DiffBIR when it is installed",
     )
     prompt: str = Field("", max_length=500, description="DiffBIR: what the photo shows (optional)")
     diffusion_steps: int = Field(20, ge=1, le=100, description="DiffBIR: sampling steps")
@@ -76,73 +85,22 @@ class RestoreRequest(BaseModel):
         512, ge=0, le=4096, description="tile size in pixels (0 = whole image at once)"
     )
     tile_overlap: int = Field(16, ge=0, le=256)
+    colour: bool = Field(False, description="colourise last with DDColor (installed on request)")
+    colour_model: str | None = Field(None, max_length=128, description="model id of a DDColor")
+    colour_strength: float = Field(1.0, ge=0, le=1, description="0 = own colour, 1 = DDColor's")
+    colour_size: int = Field(
+        512, ge=128, le=1024, description="the square size DDColor works at (a multiple of 32)"
+    )
     return_mask: bool = Field(False, description="also save the defect mask")
+
+    @field_validator("texture")
+    @classmethod
+    def _auto_is_open(cls, value: str | None) -> str | None:
+        """ "auto" leaves the choice to the chain, as leaving it out does."""
+        return None if value in (None, "", "auto") else value
 
     _decoded: Any = PrivateAttr(default=None)
     _mask: Any = PrivateAttr(default=None)
-
-
-def _pick_face(box: Toolbox, wanted: str | None) -> Net:
-    found = box.by_purpose("FaceSR")
-    if not found:
-        raise BadRequest(
-            "No face model is installed; reinstall the restorer with GFPGAN, or switch faces off."
-        )
-    if wanted:
-        if wanted in found:
-            return found[wanted]
-        arch = FACE_ARCHES.get(wanted.lower())
-        for net in found.values():
-            if net.arch == arch:
-                return net
-        raise BadRequest(
-            f"The face model '{wanted}' is not installed. Installed: {', '.join(sorted(found))}. "
-            "CodeFormer is non-commercial and installed only on request "
-            "(`darkroom install restorer --models gfpgan,codeformer,face-detection,realesrgan-x4,lama`)."
-        )
-    for net in found.values():
-        if net.arch == "GFPGAN":
-            return net
-    return next(iter(found.values()))
-
-
-def _pick_upscaler(box: Toolbox, wanted: str | None, scale: int) -> Net:
-    found = box.by_purpose("SR")
-    if wanted:
-        if wanted not in found:
-            raise BadRequest(
-                f"The upscaler '{wanted}' is not installed. Installed: {', '.join(sorted(found)) or 'none'}."
-            )
-        return found[wanted]
-    same = [n for n in found.values() if n.scale == scale]
-    if same:
-        return same[0]
-    if not found:
-        raise BadRequest(
-            "No upscaler is installed; reinstall the restorer with Real-ESRGAN, or switch upscaling off."
-        )
-    have = ", ".join(f"{k} (x{n.scale})" for k, n in found.items())
-    raise BadRequest(
-        f"No x{scale} upscaler is installed ({have}); pick scale {next(iter(found.values())).scale}."
-    )
-
-
-def texture_model(box: Toolbox, req: RestoreRequest):
-    """The DiffBIR model the texture step uses, or None for the upscaler (a sentence when asked
-    for DiffBIR and it is not installed)."""
-    if req.texture == "upscaler" or (req.texture == "auto" and req.upscaler):
-        return None
-    if box.diffusion:
-        return next(iter(box.diffusion.values()))
-    if req.texture == "diffbir":
-        raise BadRequest(
-            "DiffBIR is not installed, so texture: diffbir cannot run; install it with "
-            "`darkroom install restorer --models "
-            "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,diffbir` (it needs an NVIDIA "
-            "GPU with 8 GB), "
-            "or use texture: upscaler."
-        )
-    return None
 
 
 def check(runtime: Runtime, req: RestoreRequest) -> None:
@@ -150,6 +108,12 @@ def check(runtime: Runtime, req: RestoreRequest) -> None:
     req._decoded = images.decode_b64(req.image)
     if req.mask:
         req._mask = images.decode_b64(req.mask, "mask")
+    if req.texture and req.texture not in chain.TEXTURE:
+        raise BadRequest(
+            f"There is no texture step '{req.texture}'. Known: {', '.join(sorted(chain.TEXTURE))}."
+        )
+    if req.colour and req.colour_size % 32:
+        raise BadRequest(f"colour_size must be a multiple of 32, not {req.colour_size}.")
     if req.scale not in (2, 4):
         raise BadRequest(f"scale must be 2 or 4, not {req.scale}.")
     w, h = req._decoded.size
@@ -205,14 +169,26 @@ def process(
         facts["steps"].append("inpaint")
     facts["timings"]["defects_s"] = round(time.perf_counter() - started, 3)
 
+    t = time.perf_counter()
+    restorer = chain.pick_global(box, req.global_restore)
+    if restorer is not None:
+        global_id, net = restorer
+        one = progress.span(report, 0.3, 0.35, "removing grain, fading and blur")
+        one(0.0)
+        with progress.layers(net.modules, one):
+            rgb = net(rgb)
+        facts["steps"].append("global")
+        facts["global_restoration"] = global_id
+    facts["timings"]["global_s"] = round(time.perf_counter() - t, 3)
+
     found: list = []
     face_net = None
     if req.faces:
-        face_net = _pick_face(box, req.face_model)
+        face_net = chain.pick_face(box, req.face_model)
         if req.face_boxes is not None:
             found = faces.from_boxes(req.face_boxes)
         elif box.detector is not None:
-            report(0.3, "finding faces")  # one quick pass of the detector
+            report(0.35, "finding faces")  # one quick pass of the detector
             found = box.detector.detect(rgb, threshold=req.face_threshold)
         else:
             raise BadRequest(
@@ -229,58 +205,28 @@ def process(
 
     t = time.perf_counter()
     scale = 1
-    canvas = rgb
-    diffusion = texture_model(box, req) if req.upscale else None
-    if diffusion is not None:
-        span = progress.span(report, 0.35, 0.8 if face_net else 0.95, f"DiffBIR x{req.scale}")
-        canvas, more = diffusion.restore(
-            rgb,
-            req.scale,
-            steps=req.diffusion_steps,
-            guidance=req.guidance,
-            prompt=req.prompt,
-            seed=req.seed,
-            tile=req.tile,
-            report=lambda f, m="": span(f),
-        )
-        scale = req.scale
-        facts["steps"].append("texture")
-        facts["texture"] = {"model": diffusion.model_id, **more}
-    elif req.upscale:
-        up = _pick_upscaler(box, req.upscaler, req.scale)
-        d = up.descriptor
-        dtype = next(d.model.parameters()).dtype
-        pieces = progress.Pieces(
-            progress.span(report, 0.35, 0.8 if face_net else 0.95, f"upscaling x{up.scale}"),
-            _tile_count(rgb, req.tile),
-        )
-        pieces.inner(0.0)
-        with progress.layers(d.model, pieces.inner):  # per tile, and through each tile's layers
-            canvas = run_tiled(
-                lambda x, _m: d(x),
-                rgb,
-                up.scale,
-                req.tile,
-                req.tile_overlap,
-                device,
-                dtype,
-                progress=pieces.advance,
-            )
-        scale = up.scale
+    hi = 0.8 if face_net else 0.95
+    if req.colour:
+        hi -= 0.1
+    if req.upscale:
+        step = chain.pick_texture(box, req)
+        done = step.run(box, rgb, req, chain.share(report, 0.35, hi, step.label))
+        canvas, scale = done.canvas, done.scale
         facts["steps"].append("upscale")
-        facts["upscaler"] = up.model_id
+        facts["texture"] = step.id
+        facts.update(done.facts)
     else:
         canvas = rgb.copy()
     facts["timings"]["upscale_s"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
     if face_net is not None:
-        lo = 0.8 if req.upscale else 0.35
+        lo, top = hi, 0.85 if req.colour else 0.95
         for n, a in enumerate(aligned):
             one = progress.span(
                 report,
-                lo + (0.95 - lo) * n / len(aligned),
-                lo + (0.95 - lo) * (n + 1) / len(aligned),
+                lo + (top - lo) * n / len(aligned),
+                lo + (top - lo) * (n + 1) / len(aligned),
                 f"restoring face {n + 1} of {len(aligned)}",
             )
             one(0.0)
@@ -291,6 +237,19 @@ def process(
         facts["steps"].append("faces")
         facts["faces"] = [{"box": [round(v, 1) for v in a.box]} for a in aligned]
     facts["timings"]["faces_s"] = round(time.perf_counter() - t, 3)
+
+    if req.colour:
+        t = time.perf_counter()
+        canvas, facts["colour_model"] = chain.colourise(
+            box,
+            canvas,
+            req.colour_model,
+            req.colour_strength,
+            req.colour_size,
+            chain.share(report, 0.85, 0.97, "colourising"),
+        )
+        facts["steps"].append("colour")
+        facts["timings"]["colour_s"] = round(time.perf_counter() - t, 3)
     return canvas, facts, defect
 
 
@@ -303,7 +262,9 @@ def run(runtime: Runtime, box: Toolbox, req: RestoreRequest, job: Job) -> TaskRe
     if req.mask:
         mask = defects.user_mask((req._mask or images.decode_b64(req.mask, "mask")).image, src.size)
     result, facts, defect = process(box, rgb, req, mask, job.report)
-    out = images.finish(Image.fromarray(result), src)
+    # A grey photo that was coloured stays RGB (finish keeps a grey input grey otherwise).
+    keep = replace(src, image=Image.new("RGB", (1, 1))) if "colour" in facts["steps"] else src
+    out = images.finish(Image.fromarray(result), keep)
     params = {**req.model_dump(mode="json"), "steps": facts["steps"], "input_size": list(src.size)}
     outputs = runtime.settings.outputs
     stem = output_stem(req.filename, "restored")

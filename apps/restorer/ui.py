@@ -1,4 +1,8 @@
-"""The restorer's web page (Gradio): the same `restore` task, through the same job queue."""
+"""The restorer's web page (Gradio): the same `restore` task, through the same job queue.
+
+The page lays out the chain (chain.py) in its order - defects, global restoration, texture,
+faces, colour - each step with its switch and its model; "auto" leaves the model to the
+restorer (what is installed and fits)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from typing import Any
 from appkit.runtime import Runtime
 from appkit.webui import run_job
 
+from . import chain
 from .restore import RestoreRequest
+
+GLOBAL = {"auto (when installed)": None, "on": True, "off": False}
 
 
 def build(runtime: Runtime) -> Any:
@@ -20,11 +27,15 @@ def build(runtime: Runtime) -> Any:
     def run(
         path: str | None,
         scratches: bool,
+        global_restore: str,
+        upscale: bool,
+        texture: str,
+        scale: str,
         faces: bool,
         face_model: str,
         fidelity: float,
-        upscale: bool,
-        scale: str,
+        colour: bool,
+        colour_strength: float,
         progress: Any = gr.Progress(),  # noqa: B008 (Gradio injects it)
     ):
         if not path:
@@ -37,11 +48,15 @@ def build(runtime: Runtime) -> Any:
                 filename=Path(path).name,
                 scratches=scratches,
                 inpaint=scratches,
+                global_restore=GLOBAL.get(global_restore),
+                upscale=upscale,
+                texture=None if texture in ("", "auto") else texture,
+                scale=int(scale),
                 faces=faces,
                 face_model=face_model or None,
                 fidelity=float(fidelity),
-                upscale=upscale,
-                scale=int(scale),
+                colour=colour,
+                colour_strength=float(colour_strength),
             ),
             progress,
         )
@@ -51,24 +66,57 @@ def build(runtime: Runtime) -> Any:
 
     with gr.Blocks(title="Darkroom photo restorer") as page:
         gr.Markdown(
-            "## Photo restorer\nScratches filled, faces restored, the photo enlarged - on this computer."
+            "## Photo restorer\nScratches filled, grain and fading removed, the photo enlarged, "
+            "faces restored, colour added - step by step, on this computer."
         )
         with gr.Row():
             with gr.Column():
                 photo = gr.Image(type="filepath", label="Photo", elem_id="photo")
-                scratches = gr.Checkbox(True, label="Fill scratches and dust")
-                faces = gr.Checkbox(True, label="Restore faces")
-                face_model = gr.Dropdown(
-                    ["gfpgan", "restoreformer", "codeformer"], value="gfpgan", label="Face model"
-                )
-                fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="CodeFormer fidelity")
-                upscale = gr.Checkbox(True, label="Upscale")
-                scale = gr.Radio(["2", "4"], value="4", label="Scale")
+                with gr.Group():
+                    gr.Markdown("**1. Defects**")
+                    scratches = gr.Checkbox(True, label="Fill scratches and dust")
+                with gr.Group():
+                    gr.Markdown("**2. Grain, fading and blur** (Bringing Old Photos Back to Life)")
+                    global_restore = gr.Radio(
+                        list(GLOBAL), value="auto (when installed)", label="Global restoration"
+                    )
+                with gr.Group():
+                    gr.Markdown("**3. Upscale and texture**")
+                    upscale = gr.Checkbox(True, label="Upscale")
+                    texture = gr.Dropdown(
+                        ["auto", *chain.TEXTURE], value="auto", label="Texture step"
+                    )
+                    scale = gr.Radio(["2", "4"], value="4", label="Scale")
+                with gr.Group():
+                    gr.Markdown("**4. Faces**")
+                    faces = gr.Checkbox(True, label="Restore faces")
+                    face_model = gr.Dropdown(
+                        ["auto", *chain.FACE_NAMES], value="auto", label="Face model"
+                    )
+                    fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="CodeFormer fidelity")
+                with gr.Group():
+                    gr.Markdown("**5. Colour** (DDColor, when installed for the restorer)")
+                    colour = gr.Checkbox(False, label="Colourise")
+                    colour_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Colour strength")
                 button = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column():
                 result = gr.Image(type="filepath", label="Result", elem_id="result", format="png")
                 status = gr.Markdown(elem_id="status")
         button.click(
-            run, [photo, scratches, faces, face_model, fidelity, upscale, scale], [result, status]
+            run,
+            [
+                photo,
+                scratches,
+                global_restore,
+                upscale,
+                texture,
+                scale,
+                faces,
+                face_model,
+                fidelity,
+                colour,
+                colour_strength,
+            ],
+            [result, status],
         )
     return page
