@@ -1,13 +1,23 @@
 """SUPIR's sampler in the restorer: the full-size layout (SDXL-base on the meta device) sized
 against the released file, a tiny SDXL + SUPIR set of the real layout loaded strictly and
-sampled on the CPU end to end, and files that are something else refused with a sentence."""
+sampled on the CPU end to end, files that are something else refused with a sentence, and
+`texture: supir` through the API beside DiffBIR and Real-ESRGAN."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.fixtures.tinysupir import BUILD_SCRIPT
+import pytest
+
+from tests.fixtures.pngbytes import make_png, photo, png_size, read_rgb
+from tests.fixtures.tinydiffbir import diffbir_choice
+from tests.fixtures.tinymodels import AppProcess, models_json, running_app, start_app
+from tests.fixtures.tinyrestore import restore_models
+from tests.fixtures.tinysupir import BUILD_SCRIPT, supir_choice
 
 RELEASED_BYTES = 2_664_858_464  # Kijai/SUPIR_pruned SUPIR-v0Q_fp16.safetensors (recipe)
 
@@ -144,3 +154,80 @@ def test_supir_samples_on_the_cpu_and_refuses_other_files(
     assert "is not a safetensors file" in refused["broken.safetensors"]
     for name, text in refused.items():
         assert text is not None and text.startswith(name) and text.endswith("."), text
+
+
+@pytest.fixture(scope="module")
+def supir_app(
+    restorer_env, tiny_restore, tiny_diffbir, tiny_supir, tmp_path_factory
+) -> Iterator[AppProcess]:
+    models = restore_models(tiny_restore, ["esrgan-x4"])
+    models["diffbir"] = diffbir_choice(tiny_diffbir)
+    models["supir"] = supir_choice(tiny_supir, variant="fp16-tiled")
+    with running_app(
+        restorer_env, "restorer", tmp_path_factory.mktemp("supir"), models_json(models, "supir")
+    ) as proc:
+        yield proc
+
+
+def _restore(app: AppProcess, image: bytes, **body) -> tuple[dict, bytes]:
+    code, job, _ = app.post(
+        "/api/restore?wait=true",
+        {"image": base64.b64encode(image).decode(), "scratches": False, "faces": False, **body},
+        timeout=600,
+    )
+    assert code == 200, job
+    code, _, data = app.get(f"/api/jobs/{job['id']}/result")
+    assert code == 200
+    return job, data
+
+
+def test_supir_texture_step_through_the_api(supir_app: AppProcess) -> None:
+    code, info, _ = supir_app.get("/api/info")
+    assert code == 200
+    text = json.dumps(info)
+    assert '"kind": "SUPIR"' in text and '"supir": "SUPIR-v0Q_fp16.safetensors"' in text
+    picture = make_png(32, 24, photo)
+    small = {"scale": 2, "diffusion_steps": 2, "seed": 5, "prompt": "an old portrait"}
+    # left open, the chain takes SUPIR: installed, and ranked above DiffBIR
+    job, png = _restore(supir_app, picture, tile=0, **small)
+    facts = job["result"]
+    assert facts["texture"] == "supir" and facts["supir"]["model"] == "supir"
+    assert facts["supir"]["steps"] == 2 and facts["supir"]["restoration_tau"] > 0
+    assert png_size(png) == (64, 48)
+    _, again = _restore(supir_app, picture, tile=0, texture="supir", **small)
+    assert read_rgb(again) == read_rgb(png)  # the same seed, the same picture
+    # the tiled variant's windows at a small tile; DiffBIR and Real-ESRGAN still on request
+    job, _ = _restore(supir_app, picture, tile=32, texture="supir", **small)
+    assert job["result"]["supir"]["latent_tiles"] > 1
+    job, _ = _restore(supir_app, picture, tile=0, texture="diffbir", **small)
+    assert job["result"]["texture"] == "diffbir" and "supir" not in job["result"]
+    job, _ = _restore(supir_app, picture, texture="upscaler", scale=4)
+    assert job["result"]["texture"] == "upscaler"
+
+
+def _not_supir(path: Path) -> Path:
+    """A small safetensors file of another model (one zero-filled fp16 conv)."""
+    header = {
+        "input_blocks.0.0.weight": {"dtype": "F16", "shape": [4, 4, 1, 1], "data_offsets": [0, 32]}
+    }
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(32))
+    return path
+
+
+def test_a_wrong_file_in_the_supir_set_stops_the_app_with_a_sentence(
+    restorer_env, tiny_restore, tiny_supir, tmp_path: Path
+) -> None:
+    models = restore_models(tiny_restore, ["esrgan-x4"])
+    wrong = _not_supir(tmp_path / "SUPIR-v0Q_fp16.safetensors")
+    models["supir"] = supir_choice(tiny_supir, supir_file=str(wrong))
+    proc = start_app(restorer_env, "restorer", tmp_path / "app", models_json(models, "supir"))
+    try:
+        with pytest.raises(RuntimeError, match="exited"):
+            proc.wait_ready(timeout=300)
+        log = proc.log_tail()
+        assert "supir cannot be loaded as SUPIR: SUPIR-v0Q_fp16.safetensors:" in log
+        assert "no SUPIR connectors" in log and "darkroom models pull restorer" in log
+        assert "Traceback" not in log
+    finally:
+        proc.stop()
