@@ -231,3 +231,50 @@ def test_a_wrong_file_in_the_supir_set_stops_the_app_with_a_sentence(
         assert "Traceback" not in log
     finally:
         proc.stop()
+
+
+INSTALLED = r"""
+import json, sys
+import numpy as np
+from appkit.models import ModelsSpec
+from restorer import loading
+box = loading.load(ModelsSpec.from_json(sys.argv[1]), "cpu", lambda f, m="": None)
+s = box.diffusion["supir"]
+out, facts = s.restore(np.full((12, 16, 3), 90, np.uint8), 2, steps=1, tile=0)
+print(json.dumps({**s.describe(), "shape": list(out.shape), "nets": sorted(box.nets)}))
+"""
+
+
+def test_supir_installs_from_the_hub_as_the_recipe_names_it_and_loads(
+    restorer_env, tiny_supir, hub, home
+) -> None:
+    """The recipe's own file list (repos, fp16 names, the tokenizer globs) pulled into the
+    store, handed over as the installer hands it, and loaded from the store's snapshots."""
+    from manager import weights
+    from manager.config import Settings
+    from manager.recipe import bundled_recipes
+    from tests.fixtures.tinymodels import choice_from_store
+    from tests.fixtures.tinysupir import SDXL_REPO, SUPIR_FILE, SUPIR_REPO
+
+    model = next(m for m in bundled_recipes()["restorer"].models if m.id == "supir")
+    renamed = {  # the tiny set under the names the real repo uses
+        "unet/diffusion_pytorch_model.safetensors": "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors": "vae/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.safetensors": "text_encoder/model.fp16.safetensors",
+        "text_encoder_2/model.safetensors": "text_encoder_2/model.fp16.safetensors",
+    }
+    sd = {renamed.get(p, p): Path(local).read_bytes() for p, local in tiny_supir["sd_files"]}
+    sd["unet/diffusion_pytorch_model.safetensors"] = b"fp32 weights the plan does not fetch"
+    sd["sd_xl_base_1.0.safetensors"] = b"the single-file checkpoint the plan does not fetch"
+    hub.add_files(SDXL_REPO, sd)
+    hub.add_files(SUPIR_REPO, {SUPIR_FILE: Path(tiny_supir["supir"]).read_bytes()})
+    local = weights.pull(home, Settings(hf_endpoint=hub.url), list(model.common_files))
+    got = {f.path for f in local}
+    assert "tokenizer_2/tokenizer.json" in got and SUPIR_FILE in got
+    assert not {"unet/diffusion_pytorch_model.safetensors", "sd_xl_base_1.0.safetensors"} & got
+    models = models_json({"supir": choice_from_store(home, local, "fp16-tiled")})
+    proc = restorer_env.run(["-c", INSTALLED, models], env={"HF_HUB_CACHE": str(home.models)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["kind"] == "SUPIR" and r["tiled"] is True and r["files"]["supir"] == SUPIR_FILE
+    assert r["shape"] == [24, 32, 3] and r["nets"] == []
