@@ -278,3 +278,13 @@ def test_supir_installs_from_the_hub_as_the_recipe_names_it_and_loads(
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["kind"] == "SUPIR" and r["tiled"] is True and r["files"]["supir"] == SUPIR_FILE
     assert r["shape"] == [24, 32, 3] and r["nets"] == []
+
+
+def test_the_page_offers_supir_and_a_prompt(supir_app: AppProcess) -> None:
+    code, _, _ = supir_app.get("/", timeout=180)
+    assert code == 200
+    code, config, _ = supir_app.get("/config")
+    assert code == 200
+    props = {c["props"].get("label"): c["props"] for c in config["components"] if "props" in c}
+    assert "supir" in json.dumps(props["Texture step"]["choices"])
+    assert "What the photo shows (DiffBIR / SUPIR, optional)" in props
