@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import envs, launching, protocol, supervisor, validate
+from . import envs, launching, presets, protocol, supervisor, validate
 from .errors import Cancelled, DarkroomError, NotFound
 from .events import Message, Progress, Reporter, Stage, ignore, on_cancel
 from .fsutil import exists
@@ -102,8 +102,10 @@ def _child_env(home: Home) -> dict[str, str]:
     return env
 
 
-def _preset_arg(preset: str) -> str:
-    """A preset file as an absolute path (the engine runs in another folder); a name as it is."""
+def _preset_arg(home: Home, preset: str) -> str:
+    """A preset file as an absolute path (the engine runs in another folder); a bundled name as
+    it is; the name of one of the user's own presets as its file."""
+    preset = presets.source_of(home, preset)
     if Path(preset).suffix in (".yaml", ".yml") or exists(preset, "file"):
         return str(Path(preset).expanduser().resolve())
     return preset
@@ -115,7 +117,7 @@ def needs(
     """The apps the preset calls. With the input folder (and a Ray address), the engine first
     checks that there is work and that the cluster answers, so these fail in seconds, before
     any app starts."""
-    argv = [str(python), "-m", "workflow.cli", "needs", _preset_arg(preset)]
+    argv = [str(python), "-m", "workflow.cli", "needs", _preset_arg(home, preset)]
     if source is not None:  # positionals first: argparse drops one that follows an option
         argv.append(str(Path(source).expanduser().resolve()))
     argv.append("--json")
@@ -166,7 +168,7 @@ def _argv(python: Path, request: BatchRequest, home: Home) -> list[str]:
         "-m",
         "workflow.cli",
         "run",
-        _preset_arg(request.preset),
+        _preset_arg(home, request.preset),
         str(Path(request.input).resolve()),
         "--json",
         "--home",
@@ -198,6 +200,7 @@ def relay(event: dict[str, Any], report: Reporter) -> None:
                 done=int(event["done"]),
                 total=int(event["total"]),
                 unit="images",
+                item=str(event.get("item") or ""),  # the image that just finished
                 rate=float(event.get("rate") or 0.0),
             )
         )

@@ -22,5 +22,10 @@ def apps_dir() -> Path:
     return _pick("apps")
 
 
+def presets_dir() -> Path:
+    """The workflow presets that come with the workflow runner."""
+    return apps_dir() / "workflow" / "presets"
+
+
 def profiles_dir() -> Path:
     return _PKG / "profiles"

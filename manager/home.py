@@ -92,6 +92,18 @@ class Home:
         return self.root / "staging"
 
     @property
+    def presets(self) -> Path:
+        """Workflow presets of the user's own (.yaml): listed beside the bundled ones and run
+        by name."""
+        return self.root / "presets"
+
+    def preset_files(self) -> list[Path]:
+        """The user's own preset files, by name."""
+        if not self.presets.is_dir():
+            return []
+        return sorted(p for p in self.presets.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+    @property
     def apps(self) -> Path:
         """Source trees of apps that are not bundled (git clones)."""
         return self.root / "apps"

@@ -66,18 +66,7 @@ class Usage:
         return self.expected_gb if self.loaded else 0.0
 
 
-@dataclass
-class Batch:
-    """A workflow batch at work (HOME/run/batches/<id>.json, written by the workflow engine)."""
-
-    id: str
-    preset: str
-    apps: list[str]
-    keep_running: bool
-    state: str  # "running" or "paused"
-    done: int = 0
-    total: int = 0
-    item: str = ""
+Batch = protocol.Batch  # a workflow batch at work, as the engine writes it
 
 
 @dataclass
@@ -236,18 +225,7 @@ def batches(home: Home) -> list[Batch]:
         b = protocol.Batch.read(path)
         if b is None or not _pid_alive(b.pid):
             continue
-        out.append(
-            Batch(
-                id=path.stem,
-                preset=b.preset,
-                apps=b.apps,
-                keep_running=b.keep_running,
-                state=b.state,
-                done=b.done,
-                total=b.total,
-                item=b.item,
-            )
-        )
+        out.append(b)
     return out
 
 

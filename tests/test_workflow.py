@@ -11,161 +11,30 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from manager import batch, envs, supervisor
-from manager.bundled import apps_dir, recipes_dir
+from manager import batch, supervisor
 from manager.config import Settings
 from manager.errors import Cancelled
 from manager.events import Cancellable, CancelToken, Event, Message, Progress, Stage
 from manager.home import Home
-from manager.recipe import load_recipe
-from manager.supervisor import LaunchSpec
 from tests.fixtures.tinymodels import (
     AppEnv,
     AppProcess,
     choice_from_folder,
-    free_port,
     http,
     models_json,
     start_app,
 )
-
-# A small image app on the app kit: `invert` takes a base64 image, writes the inverted PNG.
-# It logs each item's name (so a test can count how often an image was processed) and
-# can be slowed down (so a batch can be killed half-way).
-IMGTOOL = """
-import os, sys, time, io, base64
-from pydantic import BaseModel, ConfigDict
-from appkit.errors import BadRequest
-from appkit.outputs import save_png
-from appkit.runtime import AppDef, Task, TaskResult
-from appkit.server import serve
-
-class Req(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    image: str
-    name: str = ""
-    delay: float = 0.0
-
-def run(runtime, _loaded, req, job):
-    from PIL import Image, ImageOps
-    try:
-        img = Image.open(io.BytesIO(base64.b64decode(req.image))).convert("RGB")
-    except Exception as exc:
-        raise BadRequest(f"cannot read the image ({exc})")
-    time.sleep(req.delay)
-    with open(os.environ["IMGTOOL_LOG"], "a") as log:
-        log.write(req.name + "\\n")
-    path = save_png(ImageOps.invert(img), runtime.settings.outputs, job.id, {"name": req.name}, "imgtool")
-    return TaskResult(files=[path.relative_to(runtime.settings.outputs).as_posix()])
-
-APP = AppDef(name="imgtool", version="0.1", load=lambda *_: object(),
-             tasks=[Task("invert", Req, run)])
-
-if __name__ == "__main__":
-    sys.exit(serve(APP))
-"""
-
-
-def write_preset(
-    folder: Path, name: str = "invert-test", delay: float = 0.0, steps: int = 1
-) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    body = {
-        "name": name,
-        "input": "images",
-        "steps": [
-            {
-                "name": f"invert{i + 1}",
-                "app": "imgtool",
-                "task": "invert",
-                "params": {"name": "{name}", "delay": delay},
-            }
-            for i in range(steps)
-        ],
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(json.dumps(body))  # JSON is YAML
-    return path
-
-
-def make_images(folder: Path, n: int, env: AppEnv, bad: list[str] = ()) -> list[str]:
-    """n small PNGs (made by Pillow in the workflow env) and `bad` files that are not images."""
-    folder.mkdir(parents=True, exist_ok=True)
-    code = (
-        "import sys; from PIL import Image\n"
-        "for i in range(int(sys.argv[2])):\n"
-        "    Image.new('RGB', (24 + i, 16), (i * 9 % 256, 80, 160)).save(f'{sys.argv[1]}/img{i:03d}.png')\n"
-    )
-    done = env.run(["-c", code, str(folder), str(n)])
-    assert done.returncode == 0, done.stderr
-    for name in bad:
-        (folder / name).write_bytes(b"this is not a picture")
-    return sorted(p.name for p in folder.iterdir())
-
-
-# ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def workflow_env(generator_env: AppEnv, pip_sources) -> AppEnv:
-    """The workflow recipe's env (its packages + apps/), in the generator env's data folder so
-    both link from one uv cache."""
-    recipe = load_recipe(recipes_dir() / "workflow.yaml")
-    spec = envs.EnvSpec(
-        app="workflow",
-        python=recipe.python,
-        packages=list(recipe.packages),
-        local_packages=[apps_dir()],
-        check_import=recipe.check_import,
-    )
-    info = envs.build(generator_env.home, Settings(find_links=pip_sources.find_links), spec)
-    return AppEnv(
-        home=generator_env.home,
-        python=envs.env_python(generator_env.home, "workflow"),
-        packages=info.packages,
-    )
-
-
-def start_imgtool(env: AppEnv, folder: Path) -> AppProcess:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    app = start_app(
-        env,
-        "imgtool",
-        folder,
-        "",
-        {"PYTHONPATH": str(folder), "IMGTOOL_LOG": str(folder / "processed.log")},
-    )
-    app.wait_ready(60)
-    return app
-
-
-def installed_runner_and_imgtool(
-    workflow_env: AppEnv, home: Home, folder: Path
-) -> tuple[LaunchSpec, Path]:
-    """The workflow env linked into this data folder as if installed, and the launch spec of
-    the image app the supervisor starts (its folder holds processed.log)."""
-    (home.root / "envs").mkdir(exist_ok=True)
-    (home.root / "envs" / "workflow").symlink_to(workflow_env.python.parent.parent)
-    tool = folder / "tool"
-    tool.mkdir()
-    (tool / "imgtool.py").write_text(textwrap.dedent(IMGTOOL))
-    spec = LaunchSpec(
-        app="imgtool",
-        argv=[str(workflow_env.python), "-m", "imgtool"],
-        env={"PYTHONPATH": str(tool), "IMGTOOL_LOG": str(tool / "processed.log")},
-        placeholders={},
-        port=free_port(),
-        poll_s=0.05,
-        startup_timeout_s=60,
-    )
-    return spec, tool
+from tests.fixtures.tinyworkflow import (
+    installed_runner_and_imgtool,
+    make_images,
+    start_imgtool,
+    write_preset,
+)
 
 
 def processed(app: AppProcess) -> list[str]:

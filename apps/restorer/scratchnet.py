@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import statedict
+
 DEPTH, FIRST_FILTERS = 4, 64
 WORK_SHORT_SIDE, WORK_LONG_CAP, MULTIPLE = 256, 2048, 2**DEPTH
 THRESHOLD = 0.4  # the original's cut at sensitivity 0.5
@@ -149,28 +151,10 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
 
 def build(state: dict[str, torch.Tensor], name: str = "the file") -> ScratchUNet:
     """A ScratchUNet holding exactly these weights; a sentence naming what differs otherwise."""
-    net = ScratchUNet()
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(
-                f"{len(missing)} of its {len(expected)} weights are missing (first: {missing[0]})"
-            )
-        if unexpected:
-            parts.append(f"{len(unexpected)} are not part of it (first: {unexpected[0]})")
-        if wrong:
-            parts.append(f"{len(wrong)} have the wrong shape (first: {wrong[0]})")
-        raise NotScratchDetector(f"{name} is not {FILE_HINT}: {'; '.join(parts)}.")
-    net.load_state_dict(state, strict=True)
-    return net.eval()
+    try:
+        return statedict.load_strict(ScratchUNet(), state, name, FILE_HINT)
+    except statedict.WrongFile as exc:
+        raise NotScratchDetector(str(exc)) from None
 
 
 def working_size(height: int, width: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ this command turns the arguments into a request and prints the events and the su
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from .. import batch
 from ..errors import Cancelled
@@ -16,11 +17,12 @@ from ._common import ConsoleReporter, home, print_json
 
 
 class WorkflowReporter(ConsoleReporter):
-    """The console reporter, with images per second on progress lines."""
+    """The console reporter, with images per second on progress lines (counted as "images",
+    not named after the image that just finished)."""
 
     @staticmethod
     def _progress_line(event: Progress) -> str:
-        line = ConsoleReporter._progress_line(event)
+        line = ConsoleReporter._progress_line(replace(event, item=""))
         if event.rate and event.unit != "B":
             line += f", {event.rate:.2f} {event.unit}/s"
         return line

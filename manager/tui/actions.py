@@ -20,6 +20,7 @@ from ..home import Home
 from ..views import AppRow as AppCardData
 
 if TYPE_CHECKING:
+    from ..batch import BatchRequest, BatchSummary
     from ..config import Settings
     from ..hardware import Hardware
     from ..installer import Preview
@@ -194,10 +195,35 @@ class Core:
             "address in a browser on this computer."
         )
 
+    def open_path(self, path: str) -> str:
+        """Open a file or folder (a batch's report, its results) as Open does an app's page:
+        in the web browser, else a sentence saying where it is."""
+        import webbrowser
+        from pathlib import Path
+
+        where = Path(path)
+        if not where.exists():
+            return f"{where} is not there any more."
+        if webbrowser.open(where.resolve().as_uri()):
+            return f"Opened {where} in the web browser."
+        return f"No web browser could be started here. Open {where} on this computer."
+
     def logs(self, app: str, stop_when: Callable[[], bool], lines: int = 200) -> Iterator[str]:
         from .. import supervisor
 
         return supervisor.logs(self.home, app, follow=True, lines=lines, stop_when=stop_when)
+
+    # ------------------------------------------------------------ workflow batches
+
+    def presets(self) -> list:
+        """The workflow presets to pick from (bundled, then the user's own)."""
+        from .. import presets
+
+        return presets.catalogue(self.home)
+
+    def batch_job(self, request: BatchRequest, report: Reporter = ignore) -> BatchJob:
+        """A preset over a folder, run in-process by the caller's worker thread."""
+        return BatchJob(self.home, request, report)
 
     # ------------------------------------------------------------ changing installs
 
@@ -391,3 +417,54 @@ class InstallJob:
             return installer.recover(self.home)
         except DarkroomError as exc:
             return [str(exc)]
+
+
+@dataclass
+class BatchResult:
+    summary: BatchSummary | None = None
+    cancelled: bool = False
+    error: DarkroomError | None = None
+
+
+class BatchJob:
+    """`batch.run` for one request, with a cancel that lets the image in flight finish.
+
+    `run` blocks (call it from a worker thread); `cancel` may come from any thread: the engine
+    is asked to stop after the image it is working on, and the same request again resumes.
+    """
+
+    def __init__(self, home: Home, request: BatchRequest, report: Reporter = ignore) -> None:
+        self.home = home
+        self.request = request
+        self.report = report
+        self.token = CancelToken()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.token.cancelled
+
+    def run(self) -> BatchResult:
+        from .. import batch
+
+        if self.cancelled:
+            return BatchResult(cancelled=True)
+        try:
+            summary = batch.run(self.home, self.request, Cancellable(self.report, self.token))
+        except Cancelled:
+            return BatchResult(cancelled=True)
+        except DarkroomError as exc:
+            return BatchResult(error=exc)
+        except Exception as exc:  # a bug: still a sentence
+            return BatchResult(
+                error=DarkroomError(
+                    f"The batch stopped unexpectedly ({type(exc).__name__}: {exc}).",
+                    "Start it again: finished images are kept and it goes on from there.",
+                )
+            )
+        if summary.interrupted:  # the engine was stopped from elsewhere (a signal)
+            return BatchResult(summary=summary, cancelled=True)
+        return BatchResult(summary=summary)
+
+    def cancel(self) -> None:
+        """Ask the batch to stop after the image in flight; safe to call more than once."""
+        self.token.cancel()

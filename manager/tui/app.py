@@ -60,12 +60,18 @@ class DarkroomApp(App[int]):
             self.push_screen(screen)
 
     def open_screen(self, name: str) -> None:
-        """Models, Settings or Doctor, by name."""
+        """Models, Settings, Doctor or Workflow, by name."""
         from .screens.doctor import DoctorScreen
         from .screens.models import ModelsScreen
         from .screens.settings import SettingsScreen
+        from .screens.workflow import WorkflowScreen
 
-        screens = {"models": ModelsScreen, "settings": SettingsScreen, "doctor": DoctorScreen}
+        screens = {
+            "models": ModelsScreen,
+            "settings": SettingsScreen,
+            "doctor": DoctorScreen,
+            "workflow": WorkflowScreen,
+        }
         self.push_screen(screens[name]())
 
     action_open_screen = open_screen  # for key bindings: "app.open_screen('models')"

@@ -34,6 +34,7 @@ _PLACES: list[tuple[str, str]] = [
     (r"config set\b.*", "Settings (key c on Home)"),
     (r"(list|status)\b.*", "the Home screen"),
     (r"(probe|plan)\b.*", "the machine line on the Home screen"),
+    (r"run\b.*", "Workflow (key w on Home)"),
     (r"recipe check\b.*", "Add recipe (key a on Home), which checks it"),
 ]
 _COMMAND = re.compile(r"(?:\b([Rr]un) )?(?:`darkroom ([^`]*)`|\$ darkroom ([^\n]*))")

@@ -7,8 +7,8 @@ import threading
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Footer, Header, Static
 
 from ...errors import DarkroomError
 from ...events import Event, Message, Progress
@@ -35,6 +35,7 @@ class HomeScreen(CoreScreen):
         Binding("m", "app.open_screen('models')", "Models"),
         Binding("c", "app.open_screen('settings')", "Settings"),
         Binding("d", "app.open_screen('doctor')", "Doctor"),
+        Binding("w", "app.open_screen('workflow')", "Workflow", show=False),
         Binding("q", "app.quit", "Quit"),
         Binding("down,j,tab", "move(1)", "Next", show=False, priority=True),
         Binding("up,k,shift+tab", "move(-1)", "Previous", show=False, priority=True),
@@ -51,6 +52,10 @@ class HomeScreen(CoreScreen):
         cards = VerticalScroll(Static("Loading the apps…", id="cards-loading"), id="cards")
         cards.can_focus = False  # the cards take focus; arrows move between them
         yield cards
+        with Horizontal(classes="buttons", id="home-buttons"):
+            workflow = Button("Run a workflow (w)", id="open-workflow", compact=True)
+            workflow.can_focus = False  # for the mouse, as the cards' buttons; the key is w
+            yield workflow
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -146,6 +151,11 @@ class HomeScreen(CoreScreen):
             if action == "enter":  # an installed app's screen, else its Install screen
                 action = "details" if card.data.installed else "install"
             self.do_action(card.data.app, action)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "open-workflow":
+            event.stop()
+            self.app.open_screen("workflow")  # type: ignore[attr-defined]
 
     def on_app_card_action(self, message: AppCard.Action) -> None:
         self.do_action(message.app, message.action)
