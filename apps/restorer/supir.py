@@ -1,4 +1,4 @@
-"""SUPIR's checkpoint layout, checked before anything is loaded (the sampler: supirnet.py).
+"""SUPIR's checkpoint layout, checked before anything is loaded, and its texture step.
 
 SUPIR (Yu et al., 2024) restores on SDXL-base: a trimmed copy of SDXL's encoder (GLVControl,
 its own `input_hint_block`) reads the low-quality latent; twelve connectors (`project_modules`)
@@ -13,7 +13,8 @@ ten ZeroSFT blocks (a 3x3 conv of the control features to 128 channels, SiLU, tw
 the skip, and a zero 1x1 conv added before) and two ZeroCrossAttn blocks (GroupNorms and a
 cross-attention from the UNet features to the control features), inserted at positions 3
 and 7. `expected_connectors` writes that layout; `check` holds a file's names and shapes
-against it and says in a sentence what is off.
+against it and says in a sentence what is off. The networks are built in supirnet.py, the
+sampler in supirpipe.py; the bottom of this module registers `texture: supir` with the chain.
 """
 
 from __future__ import annotations
