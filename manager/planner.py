@@ -418,13 +418,13 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
             models.append(plan_model(model, backend, gpu, hw, forced))
         except DarkroomError as exc:
             if model.fallback and not forced:  # an optional heavy step: its lighter one instead
-                other = _fall_back(recipe, model)
+                other, lighter = _fall_back_plan(recipe, model, backend, gpu, hw, wanted, models)
                 substitutes.append(
                     f"{exc.message.rstrip('.')}, so it is left out; "
                     f"{other.name} does its step instead."
                 )
-                if other.id not in wanted and all(m.model != other.id for m in models):
-                    models.append(plan_model(other, backend, gpu, hw, None))
+                if lighter is not None:
+                    models.append(lighter)
                 continue
             if choices.models is not None or forced:
                 raise
@@ -507,6 +507,31 @@ def _fall_back(recipe: Recipe, model: Model) -> Model:
         f"{model.name} names '{model.fallback}' as its fallback, and the recipe has no such model.",
         "Fix the recipe's `fallback` field.",
     )
+
+
+def _fall_back_plan(
+    recipe: Recipe,
+    model: Model,
+    backend: str,
+    gpu: Gpu | None,
+    hw: Hardware,
+    wanted: list[str],
+    planned: list[ModelPlan],
+) -> tuple[Model, ModelPlan | None]:
+    """The first model down `model`'s fallback chain (SUPIR -> DiffBIR -> Real-ESRGAN) that
+    plans here, with its plan; None as the plan when it is chosen anyway (it plans itself)."""
+    seen = {model.id}
+    other = model
+    while True:
+        other = _fall_back(recipe, other)
+        if other.id in wanted or any(m.model == other.id for m in planned):
+            return other, None
+        try:
+            return other, plan_model(other, backend, gpu, hw, None)
+        except DarkroomError:
+            seen.add(other.id)
+            if not other.fallback or other.fallback in seen:  # the end of the chain (or a loop)
+                raise
 
 
 def _substitute(

@@ -73,3 +73,59 @@ def test_a_fallback_the_recipe_lacks_is_a_sentence() -> None:
     with pytest.raises(DarkroomError) as err:
         plan(broken, load_profile("cpu-only-16gb"), Choices(models=CHAIN))
     assert "names 'no-such-model' as its fallback" in err.value.message
+
+
+SUPIR_CHAIN = ("gfpgan", "face-detection", "supir", "lama")
+
+
+@pytest.mark.parametrize(
+    ("profile", "variant", "offload"),
+    [
+        # seed: SUPIR 12 GB minimum (tiled), 16 GB recommended, 24 GB optimal
+        ("rtx3060-12gb", "fp16-tiled", "model"),
+        ("rtx4080-16gb", "fp16", "model"),
+        ("rtx4090-24gb", "fp16", "none"),
+    ],
+)
+def test_supir_follows_the_seeds_table(profile: str, variant: str, offload: str) -> None:
+    p, by = planned(profile, models=SUPIR_CHAIN)
+    s = by["supir"]
+    assert (s.variant, s.offload) == (variant, offload)
+    assert s.vram_gb <= usable_vram_gb(load_profile(profile).gpus[0])
+    assert "diffbir" not in by and "realesrgan-x4" not in by
+    assert not any("left out" in w for w in p.warnings)
+    # non-commercial: the plan says so and the user is asked to accept the licence
+    assert any(w.startswith("SUPIR v0Q") and "non-commercial use only" in w for w in p.warnings)
+    model = next(m for m in RESTORER.models if m.id == "supir")
+    assert "seed report's VRAM table" in model.variant(variant).memory_source
+
+
+@pytest.mark.parametrize(
+    ("profile", "lighter", "why"),
+    [
+        ("laptop-rtx4060-8gb", "diffbir", "needs 10 GB VRAM"),  # DiffBIR's tiled variant fits
+        ("gtx1660-6gb", "realesrgan-x4", "needs 10 GB VRAM"),  # neither diffusion model fits
+        ("cpu-only-16gb", "realesrgan-x4", "CPU"),
+    ],
+)
+def test_where_supir_does_not_fit_the_chain_falls_to_diffbir_or_real_esrgan(
+    profile: str, lighter: str, why: str
+) -> None:
+    p, by = planned(profile, models=SUPIR_CHAIN)
+    assert "supir" not in by and lighter in by
+    assert ("diffbir" in by) == (lighter == "diffbir")
+    said = [w for w in p.warnings if "left out" in w]
+    assert len(said) == 1 and said[0].startswith("SUPIR v0Q") and why in said[0]
+    name = "DiffBIR v2" if lighter == "diffbir" else "Real-ESRGAN x4plus"
+    assert f"left out; {name}" in said[0] and said[0].endswith("does its step instead.")
+    assert not any("non-commercial" in w and "SUPIR" in w for w in p.warnings)
+
+
+def test_a_fallback_loop_ends_in_a_sentence() -> None:
+    data = RESTORER.model_dump()
+    for m in data["models"]:
+        if m["id"] == "diffbir":
+            m["fallback"] = "supir"
+    looped = Recipe.model_validate(data)
+    with pytest.raises(DarkroomError, match="CPU"):
+        plan(looped, load_profile("cpu-only-16gb"), Choices(models=SUPIR_CHAIN))

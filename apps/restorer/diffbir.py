@@ -412,8 +412,12 @@ def load(
 # ---- the chain's texture slot ---------------------------------------------------------------
 
 
+def _installed(box: Any) -> list[DiffBIR]:
+    return [m for m in box.diffusion.values() if isinstance(m, DiffBIR)]
+
+
 def _unavailable(box: Any, req: Any) -> str | None:
-    if not box.diffusion:
+    if not _installed(box):
         return (
             "DiffBIR is not installed; install it with `darkroom install restorer --models "
             "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,diffbir` (it needs an "
@@ -427,7 +431,7 @@ def _unavailable(box: Any, req: Any) -> str | None:
 def _run(box: Any, rgb: np.ndarray, req: Any, report: Callable[..., None]) -> Any:
     from .chain import Textured
 
-    model = next(iter(box.diffusion.values()))
+    model = _installed(box)[0]
     canvas, facts = model.restore(
         rgb,
         req.scale,

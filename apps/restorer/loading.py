@@ -92,7 +92,7 @@ class Toolbox:
     scratch_id: str | None = None
     restorers: dict[str, Any] = field(default_factory=dict)  # id -> oldphoto.GlobalRestorer
     skipped: dict[str, str] = field(default_factory=dict)  # model id -> why it is not in use
-    diffusion: dict[str, Any] = field(default_factory=dict)  # model id -> diffbir.DiffBIR
+    diffusion: dict[str, Any] = field(default_factory=dict)  # id -> DiffBIR / supirpipe.SUPIR
 
     def by_purpose(self, *purposes: str) -> dict[str, Net]:
         return {k: n for k, n in self.nets.items() if n.purpose in purposes}
@@ -256,9 +256,10 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
 
 
 def _load_diffusion(box: Toolbox, model_id: str, choice: ModelChoice, device: str) -> bool:
-    """DiffBIR (a diffusers SD folder + IRControlNet + stage-1 file): loaded by diffbir.py, strictly.
-    False when the model is not such a set (then it is a spandrel file)."""
-    from . import diffbir, irnet
+    """DiffBIR (a diffusers SD folder + IRControlNet + stage-1 file, diffbir.py) or SUPIR (an SDXL
+    folder + SUPIR's file, supirpipe.py), loaded strictly. False when the model is neither
+    (then it is a spandrel file)."""
+    from . import diffbir, irnet, supir, supirpipe
 
     files = [(f.path, f.local_path) for f in choice.files]
     if not diffbir.is_diffusion_set(files):
@@ -268,6 +269,15 @@ def _load_diffusion(box: Toolbox, model_id: str, choice: ModelChoice, device: st
             raise LoadError(
                 f"The file {path.name} of {model_id} is missing from the store ({path}). {_REPAIR}"
             )
+    if supirpipe.is_supir_set(files):  # SDXL's folder + SUPIR's file
+        try:
+            box.diffusion[model_id] = supirpipe.load(
+                model_id, files, choice.variant, choice.offload, device
+            )
+        except supir.NotSUPIR as exc:
+            text = str(exc).rstrip(".")
+            raise LoadError(f"{model_id} cannot be loaded as SUPIR: {text}. {_REPAIR}") from None
+        return True
     try:
         box.diffusion[model_id] = diffbir.load(
             model_id, files, choice.variant, choice.offload, device

@@ -77,10 +77,14 @@ class RestoreRequest(BaseModel):
     upscaler: str | None = Field(
         None, description="model id; default: the installed one of that scale"
     )
-    prompt: str = Field("", max_length=500, description="DiffBIR: what the photo shows (optional)")
-    diffusion_steps: int = Field(20, ge=1, le=100, description="DiffBIR: sampling steps")
-    guidance: float = Field(4.0, ge=1, le=15, description="DiffBIR: how strongly the prompt steers")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="DiffBIR: the noise seed")
+    prompt: str = Field(
+        "", max_length=500, description="DiffBIR / SUPIR: what the photo shows (optional)"
+    )
+    diffusion_steps: int = Field(20, ge=1, le=100, description="DiffBIR / SUPIR: sampling steps")
+    guidance: float = Field(
+        4.0, ge=1, le=15, description="DiffBIR / SUPIR: how strongly the prompt steers"
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="DiffBIR / SUPIR: the noise seed")
     tile: int = Field(
         512, ge=0, le=4096, description="tile size in pixels (0 = whole image at once)"
     )

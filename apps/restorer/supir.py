@@ -1,4 +1,4 @@
-"""SUPIR's checkpoint layout, checked before anything is loaded (its sampler is not built yet).
+"""SUPIR's checkpoint layout, checked before anything is loaded, and its texture step.
 
 SUPIR (Yu et al., 2024) restores on SDXL-base: a trimmed copy of SDXL's encoder (GLVControl,
 its own `input_hint_block`) reads the low-quality latent; twelve connectors (`project_modules`)
@@ -13,22 +13,27 @@ ten ZeroSFT blocks (a 3x3 conv of the control features to 128 channels, SiLU, tw
 the skip, and a zero 1x1 conv added before) and two ZeroCrossAttn blocks (GroupNorms and a
 cross-attention from the UNet features to the control features), inserted at positions 3
 and 7. `expected_connectors` writes that layout; `check` holds a file's names and shapes
-against it and says in a sentence what is off.
+against it and says in a sentence what is off. The networks are built in supirnet.py, the
+sampler in supirpipe.py; the bottom of this module registers `texture: supir` with the chain.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# XL-base: per connector, the UNet features' channels, the control features' (before the
-# channel scale) and the skip features concatenated in the decoder.
-_COND = [320] * 4 + [640] * 3 + [1280] * 3
-_PROJECT = [160] * 4 + [320] * 3 + [640] * 3
-_CONCAT = [320] * 2 + [640] * 3 + [1280] * 4 + [0]
+# XL-base (model channels 320, widths x1 x2 x4), per connector in units of the model
+# channels: the skip features' width (the encoder's outputs, conv_in .. the middle block),
+# the control features' (before the channel scale) and the decoder features concatenated.
+_COND = [1] * 4 + [2] * 3 + [4] * 3
+_PROJECT = [0.5] * 4 + [1] * 3 + [2] * 3
+_CONCAT = [1] * 2 + [2] * 3 + [4] * 4 + [0]
 _CROSS_AT = (6, 3)  # inserted in this order, so they end at 3 and 7
+XL_CHANNELS = 320
 _HIDDEN = 128
 SEED_VRAM_GB = {"minimum (tiled)": 12, "recommended": 16, "optimal": 24}  # shared/seed/DIGEST.md
 
@@ -67,13 +72,18 @@ def _cross(p: str, context: int, query: int) -> dict[str, list[int]]:
     }
 
 
-def expected_connectors(channel_scale: int = 2) -> dict[str, list[int]]:
-    """Names (under `project_modules.`) and shapes of the twelve connectors of XL-base."""
+def expected_connectors(
+    channel_scale: int = 2, channels: int = XL_CHANNELS
+) -> dict[str, list[int]]:
+    """Names (under `project_modules.`) and shapes of the twelve connectors of XL-base (or of
+    an XL-shaped UNet with other model channels: the tests' tiny one)."""
+    c = channels
     blocks: list[tuple[str, tuple[int, int, int]]] = [
-        ("sft", (_PROJECT[i] * channel_scale, _COND[i], _CONCAT[i])) for i in range(len(_COND))
+        ("sft", (int(_PROJECT[i] * c * channel_scale), _COND[i] * c, _CONCAT[i] * c))
+        for i in range(len(_COND))
     ]
     for i in _CROSS_AT:
-        blocks.insert(i, ("cross", (_COND[i], _CONCAT[i], 0)))
+        blocks.insert(i, ("cross", (_COND[i] * c, _CONCAT[i] * c, 0)))
     out: dict[str, list[int]] = {}
     for n, (kind, (a, b, c)) in enumerate(blocks):
         out.update(_sft(f"{n}", a, b, c) if kind == "sft" else _cross(f"{n}", a, b))
@@ -91,7 +101,7 @@ class Layout:
     prefix: str  # what comes before project_modules. (e.g. "model.diffusion_model.")
 
 
-def check(shapes: dict[str, list[int]]) -> Layout:
+def check(shapes: dict[str, list[int]], channels: int = XL_CHANNELS) -> Layout:
     """Hold a file's entries against SUPIR's layout; NotSUPIR with a sentence when it is not."""
     heads = {k.split("project_modules.")[0] for k in shapes if "project_modules." in k}
     if len(heads) != 1:
@@ -101,7 +111,7 @@ def check(shapes: dict[str, list[int]]) -> Layout:
             "SUPIR checkpoint (SUPIR-v0Q / v0F)"
         )
     prefix = heads.pop()
-    want = expected_connectors()
+    want = expected_connectors(channels=channels)
     head = f"{prefix}project_modules."
     have = {k.removeprefix(head): v for k, v in shapes.items() if k.startswith(head)}
     missing = [k for k in want if k not in have]
@@ -147,14 +157,69 @@ def read_shapes(path: Path) -> dict[str, list[int]]:
     except (OSError, ValueError, struct.error) as exc:
         raise NotSUPIR(
             f"{path.name} is not a safetensors file ({type(exc).__name__}); SUPIR is read "
-            "from its .safetensors release (SUPIR-v0Q_fp16.safetensors)"
+            "from its .safetensors release (SUPIR-v0Q_fp16.safetensors)."
         ) from None
     return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
 
 
-def inspect(path: Path) -> Layout:
+def inspect(path: Path, channels: int = XL_CHANNELS) -> Layout:
     try:
-        return check(read_shapes(path))
+        return check(read_shapes(path), channels)
     except NotSUPIR as exc:
         text = str(exc)
         raise NotSUPIR(text if text.startswith(path.name) else f"{path.name}: {text}.") from None
+
+
+# ---- the chain's texture slot (the sampler: supirpipe.py) -----------------------------------
+
+
+def _installed(box: Any) -> list[Any]:
+    return [m for m in box.diffusion.values() if type(m).__name__ == "SUPIR"]
+
+
+def _unavailable(box: Any, req: Any) -> str | None:
+    if not _installed(box):
+        return (
+            "SUPIR is not installed; it is non-commercial and needs an NVIDIA GPU with 12 GB: "
+            "install it with `darkroom install restorer --models "
+            "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,supir`, or use "
+            "texture: upscaler."
+        )
+    if req is not None and not req.texture and req.upscaler:
+        return "the request names an upscaler, so the upscaler does this step."
+    return None
+
+
+def _run(box: Any, rgb: Any, req: Any, report: Callable[..., None]) -> Any:
+    from .chain import Textured
+
+    model = _installed(box)[0]
+    canvas, facts = model.restore(
+        rgb,
+        req.scale,
+        steps=req.diffusion_steps,
+        guidance=req.guidance,
+        prompt=req.prompt,
+        seed=req.seed,
+        tile=req.tile,
+        report=lambda f, m="": report(f, m),
+    )
+    return Textured(canvas, req.scale, {"supir": {"model": model.model_id, **facts}})
+
+
+def _register() -> None:
+    from .chain import TextureStep, register_texture
+
+    register_texture(
+        TextureStep(
+            id="supir",
+            label="SUPIR",
+            rank=20,  # the seed's choice for large restorations where its GPU is there
+            unavailable=_unavailable,
+            run=_run,
+        )
+    )
+
+
+if __package__:  # as the restorer's module (tests also read this file alone, without torch)
+    _register()

@@ -30,6 +30,7 @@ def build(runtime: Runtime) -> Any:
         global_restore: str,
         upscale: bool,
         texture: str,
+        prompt: str,
         scale: str,
         faces: bool,
         face_model: str,
@@ -51,6 +52,7 @@ def build(runtime: Runtime) -> Any:
                 global_restore=GLOBAL.get(global_restore),
                 upscale=upscale,
                 texture=None if texture in ("", "auto") else texture,
+                prompt=prompt or "",
                 scale=int(scale),
                 faces=faces,
                 face_model=face_model or None,
@@ -86,6 +88,11 @@ def build(runtime: Runtime) -> Any:
                     texture = gr.Dropdown(
                         ["auto", *chain.TEXTURE], value="auto", label="Texture step"
                     )
+                    prompt = gr.Textbox(
+                        label="What the photo shows (DiffBIR / SUPIR, optional)",
+                        placeholder="an old family portrait, two people outdoors",
+                        max_lines=1,
+                    )
                     scale = gr.Radio(["2", "4"], value="4", label="Scale")
                 with gr.Group():
                     gr.Markdown("**4. Faces**")
@@ -110,6 +117,7 @@ def build(runtime: Runtime) -> Any:
                 global_restore,
                 upscale,
                 texture,
+                prompt,
                 scale,
                 faces,
                 face_model,
