@@ -4,6 +4,7 @@ other side sees (a request that arrived, a connection that closed), never on a c
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -55,7 +56,12 @@ class HangingIndex:
             self.gone.set()
 
     def close(self) -> None:
+        """Stop listening for real: closing a socket that another thread is blocked in accept()
+        on leaves it listening (Linux) until one more client comes, which would then hang on
+        this index in a later test that got its port number. shutdown() wakes the accept."""
         self._stop = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
