@@ -94,6 +94,13 @@ def test_install_screen_replans_on_variant_and_needs_consent(home: Home) -> None
             assert (
                 install.disabled and screen.query_one("#accept").display
             )  # gated model: consent first
+            # The picker is mounted after the plan arrives: set it only once it is composed
+            # (setting a Select's value before its label exists raises inside Textual).
+            await until(
+                pilot,
+                lambda: bool(screen.query("#variant-flux-schnell SelectCurrent #label")),
+                what="the variant picker",
+            )
             select = screen.query_one("#variant-flux-schnell", Select)
             select.value = "gguf-q4"
             await until(
