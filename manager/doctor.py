@@ -210,6 +210,20 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
                     "",
                 )
             )
+        if envs.info(home, app) is None:
+            # Installed, but its environment is gone (deleted by hand, or a disk cleaner): a
+            # finding to fix, not a reason for the whole check to stop.
+            findings.append(
+                Finding(
+                    "error",
+                    "environments",
+                    f"{app} is installed but its environment is missing, so it cannot start.",
+                    f"`darkroom install {app}` builds it again (your models and outputs are kept).",
+                )
+            )
+            files = [f for m in st.apps[app].models for f in m.files]
+            findings += _model_findings(home, settings, app, files, deep)
+            continue
         result = envs.verify(home, app, check_import=True)
         if not result.ok:
             problems = "; ".join(result.problems[:2]) or "it differs from what was installed"
@@ -224,20 +238,7 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
             )
         findings += _torch_findings(home, app)
         files = [f for m in st.apps[app].models for f in m.files]
-        # Every byte is hashed once; later runs trust a verification recorded for the same
-        # size, mtime and inode (deep: hash everything again).
-        bad = weights.verify(home, files, recorded=not deep) if files else []
-        if bad:
-            findings.append(
-                Finding(
-                    "error",
-                    "models",
-                    f"{len(bad)} model file(s) of {app} are missing or damaged: {bad[0].message}",
-                    f"`darkroom doctor --fix` fetches them again "
-                    f"(or `darkroom models pull {app}`).",
-                    lambda files=files: weights.pull(home, settings, weights.specs_of(files)),
-                )
-            )
+        findings += _model_findings(home, settings, app, files, deep)
 
     orphans = [e for e in envs.list_envs(home) if e not in st.apps]
     for app in orphans:
@@ -254,6 +255,25 @@ def check(home: Home, settings: Settings, hw: Hardware, deep: bool = False) -> l
     if not any(f.level != "ok" for f in findings):
         findings.append(Finding("ok", "all", "Nothing is wrong with this installation.", ""))
     return findings
+
+
+def _model_findings(
+    home: Home, settings: Settings, app: str, files: list, deep: bool
+) -> list[Finding]:
+    """Every byte is hashed once; later runs trust a verification recorded for the same size,
+    mtime and inode (deep: hash everything again)."""
+    bad = weights.verify(home, files, recorded=not deep) if files else []
+    if not bad:
+        return []
+    return [
+        Finding(
+            "error",
+            "models",
+            f"{len(bad)} model file(s) of {app} are missing or damaged: {bad[0].message}",
+            f"`darkroom doctor --fix` fetches them again (or `darkroom models pull {app}`).",
+            lambda files=files: weights.pull(home, settings, weights.specs_of(files)),
+        )
+    ]
 
 
 def _repair_env(home: Home, settings: Settings, app: str) -> object:

@@ -142,3 +142,15 @@ def test_remove_asks_on_a_terminal_and_no_keeps_the_app(home: Home) -> None:
     out = on_a_terminal("y", "remove", "tiny")
     assert out.returncode == 0, out.stderr
     assert "tiny" not in state_mod.load(home).apps
+
+
+def test_doctor_reports_an_installed_app_without_its_environment(home: Home) -> None:
+    """An app whose environment was deleted behind Darkroom's back is a finding with its fix;
+    the check used to stop there with "tiny has no environment" and report nothing else."""
+    with state_mod.transaction(home) as st:
+        st.apps["tiny"] = state_mod.InstalledApp(app="tiny", version="1")
+    out = darkroom("doctor")
+    assert "Traceback" not in out.stderr and "has no environment" not in out.stderr, out.stderr
+    assert "tiny is installed but its environment is missing" in out.stdout, out.stdout
+    assert "darkroom install tiny" in out.stdout
+    assert out.returncode != 0  # an error finding

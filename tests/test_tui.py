@@ -271,8 +271,11 @@ def test_install_start_logs_stop_remove(
             assert any("uv" in Path(a).name for argv in spawned for a in argv), spawned
             assert not any(runs_the_cli(argv) for argv in spawned), spawned
 
-            # The offered next step: Start, focused, on the key `s`.
-            assert app.focused is screen.query_one("#start-app")
+            # The offered next step: Start, focused (once the screen has refreshed after the
+            # install ended), on the key `s`.
+            await until(
+                pilot, lambda: app.focused is screen.query_one("#start-app"), what="Start focused"
+            )
             await pilot.press("s")
             await until(pilot, lambda: isinstance(app.screen, AppScreen), what="the app screen")
             detail = app.screen
