@@ -97,6 +97,22 @@ def _looks_like_controlnet(path: Path) -> bool:
     return "input_blocks.0.0.weight" in state and any(k.startswith("zero_convs.") for k in state)
 
 
+@contextmanager
+def on_device(offload: str, device: str, *modules: Any) -> Iterator[None]:
+    """With model offload, the modules visit the GPU only for the block's work (DiffBIR's and
+    SUPIR's pipelines both place their parts this way)."""
+    if offload != "model":
+        yield
+        return
+    for m in modules:
+        m.to(device)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.to("cpu")
+
+
 @dataclass
 class DiffBIR:
     """The loaded parts and how they are placed."""
@@ -136,19 +152,8 @@ class DiffBIR:
         cap = LATENT_TILE if self.tiled else 2 * LATENT_TILE
         return max(8, min(cap, tile // self.vae_factor)) if tile > 0 else cap
 
-    @contextmanager
-    def on_device(self, *modules: Any) -> Iterator[None]:
-        """With model offload, the modules visit the GPU only for the block's work."""
-        if self.offload != "model":
-            yield
-            return
-        for m in modules:
-            m.to(self.device)
-        try:
-            yield
-        finally:
-            for m in modules:
-                m.to("cpu")
+    def on_device(self, *modules: Any):
+        return on_device(self.offload, self.device, *modules)
 
     # -- the two stages -------------------------------------------------------------------
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import supir
+from . import diffbir, supir
 from .diffbir import _blend_weights, _root, _windows
 
 POSITIVE = (
@@ -93,18 +92,8 @@ class SUPIR:
         w = max(8, min(cap, tile // self.vae_factor)) if tile > 0 else cap
         return max(m, w // m * m)
 
-    @contextmanager
-    def on_device(self, *modules: Any) -> Iterator[None]:
-        if self.offload != "model":
-            yield
-            return
-        for m in modules:
-            m.to(self.device)
-        try:
-            yield
-        finally:
-            for m in modules:
-                m.to("cpu")
+    def on_device(self, *modules: Any):
+        return diffbir.on_device(self.offload, self.device, *modules)
 
     def encode_prompt(self, prompt: str):
         """(context, pooled): both encoders' penultimate hidden states side by side, and the
