@@ -85,7 +85,9 @@ def test_workflow_screen_runs_a_preset_over_a_folder_by_keys(
             assert "invert-test: 3 done, 1 failed of 4" in summary, summary
             assert f"Results: {out}" in summary and f"Report:  {out / 'report.html'}" in summary
             assert "failed: notes.png" in summary
-            assert app.focused is screen.query_one("#open-report", Button)
+            await until(  # focus lands after the screen's refresh
+                pilot, lambda: app.focused is screen.query_one("#open-report", Button), what="focus"
+            )
             await pilot.press("enter")  # Open report
             await until(pilot, lambda: app.noted("report.html on this computer"), what="open")
             await pilot.press("escape")
@@ -140,7 +142,8 @@ def test_workflow_cancel_asks_stops_after_the_image_and_run_again_resumes(
             done_first = (tool / "processed.log").read_text().split()
             assert len(done_first) in (1, 2), done_first  # the first, and any in flight
             run_button = screen.query_one("#run", Button)
-            assert app.focused is run_button and str(run_button.label) == "Run again"
+            await until(pilot, lambda: app.focused is run_button, what="Run again focused")
+            assert str(run_button.label) == "Run again"
 
             await pilot.press("enter")  # Run again: resumes
             await until(pilot, lambda: screen.phase == "done", timeout=180, what="the rest")
