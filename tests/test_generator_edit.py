@@ -14,7 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.pngbytes import PHOTO, SIDE, make_png, png_size, png_text, read_rgb
-from tests.fixtures.tinymodels import AppProcess, choice_from_folder, models_json, running_app
+from tests.fixtures.tinymodels import (
+    AppProcess,
+    choice_from_folder,
+    models_json,
+    running_app,
+    with_depth_estimator,
+)
 
 
 def b64(data: bytes) -> str:
@@ -33,13 +39,16 @@ MASK = make_png(SIDE, SIDE, square_mask, "L")
 
 @pytest.fixture(scope="module")
 def app(
-    generator_env, tiny_fill, tiny_control, tiny_lumina, tiny_hunyuan, tmp_path_factory
+    generator_env, tiny_fill, tiny_control, tiny_lumina, tiny_hunyuan, tiny_depth, tmp_path_factory
 ) -> Iterator[AppProcess]:
     models = {
         "flux-fill": choice_from_folder(tiny_fill, "fp32"),
         "flux-fill-gguf": choice_from_folder(tiny_fill, "gguf-q8"),
         "flux-canny": choice_from_folder(tiny_control, "fp32"),
-        "flux-depth": choice_from_folder(tiny_control, "fp32"),
+        # as the recipe installs it: the pipeline and Depth Anything V2 Small beside it
+        "flux-depth": with_depth_estimator(choice_from_folder(tiny_control, "fp32"), tiny_depth),
+        # installed before the estimator was part of flux-depth (or its files were removed)
+        "flux-depth-bare": choice_from_folder(tiny_control, "fp32"),
         "lumina-next": choice_from_folder(tiny_lumina, "fp32"),
         "hunyuan-dit": choice_from_folder(tiny_hunyuan, "fp32"),
     }
@@ -144,14 +153,99 @@ def test_the_control_image_steers_the_picture(app: AppProcess) -> None:
     assert a == again and a != b
 
 
-def test_depth_takes_a_ready_map_and_says_why_not_a_photo(app: AppProcess) -> None:
-    message = refused(app, "control", control_image=b64(PHOTO), control="photo", model="flux-depth")
-    assert "depth map" in message and "control: map" in message
+def test_depth_makes_the_depth_map_from_a_photo_and_follows_it(app: AppProcess) -> None:
+    """A photo in (the default, as for Canny): the app estimates its depth with Depth Anything
+    V2, returns the map, and FLUX.1 Depth follows exactly that map."""
+    job, png = run(app, "control", control_image=b64(PHOTO), seed=7, model="flux-depth")
+    assert png_size(png) == (SIDE, SIDE)
+    params = json.loads(png_text(png)["parameters"])
+    assert params["control"] == "depth" and params["control_from"] == "photo"
+    assert params["guidance"] == 10.0  # FLUX.1 Depth's own default
+    code, _, map_png = app.get(f"/api/outputs/{job['result']['control_map']}")
+    assert code == 200 and png_size(map_png) == (SIDE, SIDE)  # the work size
+    depth = read_rgb(map_png)
+    assert all(r == g == b for row in depth for r, g, b in row)  # a grey map
+    values = [r for row in depth for r, _, _ in row]
+    assert min(values) <= 5 and max(values) >= 250  # stretched: nearest white, farthest black
+    # the same seed with that map sent as a ready map: the same picture, so it is what FLUX used
+    _, again = run(
+        app, "control", control_image=b64(map_png), control="map", seed=7, model="flux-depth"
+    )
+    assert read_rgb(again) == read_rgb(png)
+    # another photo, another depth map
+    other = make_png(SIDE, SIDE, lambda x, y: (x * 4, 255 - y * 4, (x * y) % 256))
+    job2, _ = run(
+        app, "control", control_image=b64(other), control="photo", seed=7, model="flux-depth"
+    )
+    assert read_rgb(app.get(f"/api/outputs/{job2['result']['control_map']}")[2]) != depth
+
+
+def test_depth_takes_a_ready_map_and_names_the_missing_estimator(app: AppProcess) -> None:
+    """Without Depth Anything's files a photo is refused with what to install; a ready map
+    still works."""
+    message = refused(app, "control", control_image=b64(PHOTO), model="flux-depth-bare")
+    assert "Depth Anything V2 Small" in message and "darkroom models pull generator" in message
+    assert "control: map" in message
     depth = make_png(SIDE, SIDE, lambda x, y: (y * 4, y * 4, y * 4))
-    _, png = run(app, "control", control_image=b64(depth), seed=1, model="flux-depth")
+    job, png = run(
+        app, "control", control_image=b64(depth), control="map", seed=1, model="flux-depth-bare"
+    )
     params = json.loads(png_text(png)["parameters"])
     assert params["control"] == "depth" and params["control_from"] == "map"
-    assert params["guidance"] == 10.0  # FLUX.1 Depth's own default
+    used = read_rgb(app.get(f"/api/outputs/{job['result']['control_map']}")[2])
+    assert used == read_rgb(depth)  # the map as sent
+
+
+DEPTH_OF = """
+import json, sys
+import numpy as np
+from pathlib import Path
+from PIL import Image, ImageDraw
+from generator import depth
+
+folder = Path(sys.argv[1])
+model = depth._model(folder)
+photo = Image.new("RGB", (96, 64), (40, 60, 80))
+ImageDraw.Draw(photo).ellipse((20, 10, 60, 50), fill=(250, 240, 200))
+other = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+import torch
+with torch.no_grad():  # the model's own output, straight from transformers
+    raw = model(pixel_values=depth.prepare(photo, folder)).predicted_depth[0].numpy()
+made = np.asarray(depth.depth_image(photo, folder))
+flipped = np.asarray(depth.depth_image(other, folder))
+grey = made[..., 0].astype(float)
+# the raw output at the map's size, to compare orderings pixel by pixel
+raw_big = np.asarray(Image.fromarray(raw).resize((96, 64), Image.Resampling.BICUBIC))
+flat = np.asarray(depth.to_map(np.full((4, 4), 3.0, dtype=np.float32), (8, 8)))
+print(json.dumps({
+    "input": list(depth.prepare(photo, folder).shape),
+    "size": [made.shape[1], made.shape[0]],
+    "grey": bool((made[..., 0] == made[..., 1]).all() and (made[..., 1] == made[..., 2]).all()),
+    "at_raw_max": int(grey.flat[int(np.argmax(raw_big))]),
+    "at_raw_min": int(grey.flat[int(np.argmin(raw_big))]),
+    "corr": float(np.corrcoef(grey.ravel(), raw_big.ravel())[0, 1]),
+    "raw_spread": float(raw.max() - raw.min()),
+    "flip_differs": bool((flipped != made).any()),
+    "flat": sorted(set(flat.ravel().tolist())),
+}))
+"""
+
+
+def test_depth_map_near_is_white_as_the_raw_output_orders_it(generator_env, tiny_depth) -> None:
+    """generator.depth on a tiny Depth Anything V2 loaded from disk as the app loads it: the
+    map is the photo's size, grey, and orders pixels as the model's raw output does (larger
+    raw = nearer = whiter); a different photo gives a different map."""
+    proc = generator_env.run(["-c", DEPTH_OF, str(tiny_depth)], env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # input: short side at the preprocessor's size (56), the photo's shape, multiples of 14
+    assert out["input"] == [1, 3, 56, 84]
+    assert out["size"] == [96, 64] and out["grey"]
+    assert out["raw_spread"] > 0
+    assert out["at_raw_max"] >= 250 and out["at_raw_min"] <= 5
+    assert out["corr"] > 0.95, out  # not inverted (far = white would be near -1)
+    assert out["flip_differs"]
+    assert out["flat"] == [128]  # nothing nearer than anything else: mid-grey, no NaN
 
 
 # ---------------------------------------------------------------- Lumina-Next, HunyuanDiT

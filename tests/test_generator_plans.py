@@ -65,3 +65,37 @@ def test_lumina_next_fits_small_machines() -> None:
     cpu = one("lumina-next", "cpu-only-16gb")
     assert cpu.backend == "cpu" and cpu.models[0].variant == "bf16"
     assert not any("non-commercial" in w for w in cpu.warnings)  # Apache 2.0
+
+
+def test_flux_depth_installs_its_depth_estimator_and_counts_it() -> None:
+    """FLUX.1 Depth makes the map from a photo with Depth Anything V2 Small (Apache-2.0, the
+    transformers layout): its files are in every flux-depth plan, in the download size and,
+    as 0.1 GB, in the RAM; FLUX.1 Canny, which needs no network for its edges, is unchanged."""
+    estimator = "depth-anything/Depth-Anything-V2-Small-hf"
+    planned = 0
+    for profile in ("rtx3060-12gb", "rtx4090-24gb", "a100-80gb", "cpu-only-16gb"):
+        try:
+            whole = one("flux-depth", profile)
+        except DarkroomError:
+            continue  # a machine the model does not fit: said elsewhere
+        planned += 1
+        depth = whole.models[0]
+        ours = [f for f in whole.files if f.repo == estimator]
+        assert {f.path for f in ours} == {
+            "config.json",
+            "preprocessor_config.json",
+            "model.safetensors",
+        }
+        assert all(len(f.revision) == 40 for f in ours)  # pinned to the commit that added them
+        extra = sum(f.size for f in ours)
+        assert 95e6 < extra < 105e6  # 99.2 MB on the Hub
+        others = sum(f.size for f in depth.files if f.repo != estimator)
+        assert depth.download_bytes == others + extra and whole.download_bytes >= others + extra
+        canny = plan(
+            RECIPE,
+            load_profile(profile),
+            Choices(models=("flux-canny",), variants={"flux-canny": depth.variant}),
+        )
+        assert depth.ram_gb == pytest.approx(canny.models[0].ram_gb + 0.1)
+        assert not any(f.repo == estimator for f in canny.files)
+    assert planned >= 3

@@ -2,8 +2,8 @@
 
 FLUX.1 Canny [dev] was trained on Canny edge maps (white edges on black). Computing them here
 (numpy: blur, Sobel gradients, thinning to one-pixel ridges, two thresholds joined by
-hysteresis) spares the user a second tool and needs no extra package. A depth map needs a
-depth-estimation network, which the generator does not ship, so FLUX.1 Depth takes a ready map.
+hysteresis) spares the user a second tool and needs no extra package. Depth maps need a
+network: depth.py runs Depth Anything V2 Small, which the flux-depth model installs with it.
 """
 
 from __future__ import annotations

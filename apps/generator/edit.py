@@ -17,6 +17,7 @@ from appkit.jobs import Job
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import depth
 from .edges import canny_image
 from .generate import MAX_SEED, checked_info, render
 from .loading import Loaded, ModelInfo
@@ -56,9 +57,9 @@ class ControlRequest(_Common):
     control_image: str = Field(min_length=1, description="base64 picture")
     control: Literal["photo", "map"] | None = Field(
         None,
-        description="photo: the app computes the map (Canny only); map: the picture is already "
-        "an edge map (white on black) or a depth map (near = white). Default: photo for Canny, "
-        "map for Depth.",
+        description="photo (default): the app computes the map, Canny edges or a depth map "
+        "(Depth Anything V2 Small); map: the picture is already an edge map (white on black) "
+        "or a depth map (near = white).",
     )
     width: int | None = Field(None, ge=64, le=2048, multiple_of=16)
     height: int | None = Field(None, ge=64, le=2048, multiple_of=16)
@@ -166,13 +167,10 @@ def run_inpaint(runtime: Runtime, loaded: Loaded, req: InpaintRequest, job: Job)
 
 def check_control(runtime: Runtime, req: ControlRequest) -> None:
     info = checked_info(runtime, req.model, "control")
-    kind = info.defaults.get("control", "canny")
-    if kind == "depth" and req.control == "photo":
-        raise BadRequest(
-            "FLUX.1 Depth needs a ready depth map (near = white, far = black); the generator "
-            "cannot compute depth from a photo. Make the map with a depth tool (Depth Anything, "
-            "MiDaS) and send it with control: map."
-        )
+    if (req.control or "photo") == "photo" and info.defaults.get("control") == "depth":
+        # A photo for FLUX.1 Depth: its depth estimator must be installed (a 400, not a job
+        # that fails after queueing).
+        depth.require(runtime.settings.models.get(info.model_id)[1])
     decode_b64(req.control_image, "control image")  # a bad picture is a 400, before queueing
 
 
@@ -188,9 +186,16 @@ def run_control(runtime: Runtime, loaded: Loaded, req: ControlRequest, job: Job)
         else fit(*picture.size, 2 * info.size * info.size)
     )
     picture = picture.resize((width, height), Image.Resampling.LANCZOS)
-    mode = req.control or ("photo" if kind == "canny" else "map")
-    job.report(0.0, "making the edge map" if mode == "photo" else "reading the control map")
-    control = canny_image(picture) if mode == "photo" else picture
+    mode = req.control or "photo"
+    if mode == "map":
+        job.report(0.0, "reading the control map")
+        control = picture
+    elif kind == "depth":
+        job.report(0.0, f"estimating depth with {depth.NAME}")
+        control = depth.depth_image(picture, depth.require(loaded.choice), loaded.device)
+    else:
+        job.report(0.0, "making the edge map")
+        control = canny_image(picture)
     params = {**_params(req, info, width, height), "control": kind, "control_from": mode}
     result = render(runtime, loaded, params, {"control_image": control}, job, req.seed, req.count)
     from appkit.outputs import save_png

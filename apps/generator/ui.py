@@ -12,6 +12,11 @@ from appkit.webui import run_job
 from .edit import ControlRequest, InpaintRequest
 from .generate import GenerateRequest, model_info, task_of
 
+# What the control tab's picture is: a photo (the app draws its Canny edges, or its depth map
+# with Depth Anything V2 Small for FLUX.1 Depth), or a map made elsewhere.
+PHOTO_KIND = "A photo (the app draws its edges or its depth map)"
+MAP_KIND = "A ready map (edges: white on black; depth: near = white)"
+
 
 def _png_b64(image: Any) -> str:
     import base64
@@ -138,7 +143,7 @@ def build(runtime: Runtime) -> Any:
             lambda: ControlRequest(
                 prompt=prompt or "",
                 control_image=_png_b64(picture),
-                control="photo" if kind.startswith("A photo") else "map",
+                control="photo" if kind == PHOTO_KIND else "map",
                 model=model or None,
                 steps=int(steps),
                 seed=None if seed is None or seed < 0 else int(seed),
@@ -234,12 +239,10 @@ def build(runtime: Runtime) -> Any:
                 with gr.Column():
                     c_image = gr.Image(label="Control picture", type="pil", elem_id="control-image")
                     c_kind = gr.Radio(
-                        [
-                            "A photo (the app draws its edges; Canny only)",
-                            "A ready map (edges: white on black; depth: near = white)",
-                        ],
-                        value="A photo (the app draws its edges; Canny only)",
+                        [PHOTO_KIND, MAP_KIND],
+                        value=PHOTO_KIND,
                         label="The picture is",
+                        elem_id="control-kind",
                     )
                     c_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="control-prompt")
                     c_model = gr.Dropdown(
