@@ -109,11 +109,21 @@ def inspect(model_id: str, choice: ModelChoice) -> ModelInfo:
     size = max(64, min(2048, size // 16 * 16))
     defaults = {
         **FAMILY_DEFAULTS[family],
-        **MODEL_DEFAULTS.get(model_id, {}),
+        **_model_defaults(model_id, family),
         "width": size,
         "height": size,
     }
     return ModelInfo(model_id, family, snapshot, size, defaults)
+
+
+def _model_defaults(model_id: str, family: str) -> dict[str, Any]:
+    """The known model's defaults. FLUX.1 Canny and Depth share one pipeline class and layout,
+    so a control model the table does not list (a recipe's own id) is Depth when its id says so."""
+    if model_id in MODEL_DEFAULTS:
+        return MODEL_DEFAULTS[model_id]
+    if family == "flux-control" and "depth" in model_id.lower():
+        return MODEL_DEFAULTS["flux-depth"]
+    return {}
 
 
 def compute_dtype(precision: str):
