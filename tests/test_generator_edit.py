@@ -184,7 +184,7 @@ def test_depth_takes_a_ready_map_and_names_the_missing_estimator(app: AppProcess
     """Without Depth Anything's files a photo is refused with what to install; a ready map
     still works."""
     message = refused(app, "control", control_image=b64(PHOTO), model="flux-depth-bare")
-    assert "Depth Anything V2 Small" in message and "darkroom models pull generator" in message
+    assert "Depth Anything V2 Small" in message and "darkroom update generator" in message
     assert "control: map" in message
     depth = make_png(SIDE, SIDE, lambda x, y: (y * 4, y * 4, y * 4))
     job, png = run(

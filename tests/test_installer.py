@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,26 @@ def test_install_needs_consent_then_runs_and_records(setup) -> None:
     models = json.loads(spec.env["DARKROOM_MODELS"])
     local = Path(models["models"]["tinyweights"]["files"][0]["local"])
     assert local.read_bytes() == WEIGHTS
+
+
+def test_a_file_the_recipe_adds_to_an_installed_model_is_fetched(setup, hub) -> None:
+    """A bundled recipe can give a model a new file without a new version (FLUX.1 Depth
+    gained its depth estimator): installing again is then not "up to date" but fetches it."""
+    home, settings, write = setup
+    path = Path(write("v0.1.0"))
+    pv = installer.preview(home, settings, str(path), CPU)
+    installer.install(home, settings, pv, accepted=True, check_start=False)
+    assert installer.up_to_date(home, replace(pv, origin="bundled"))
+    hub.add_file("tests/tiny-weights", "estimator.bin", b"depth")
+    path.write_text(
+        path.read_text() + "          - {repo: tests/tiny-weights, path: estimator.bin, size: 5}\n"
+    )
+    grown = replace(installer.preview(home, settings, str(path), CPU), origin="bundled")
+    assert not installer.up_to_date(home, grown)  # a bundled recipe's text is not compared
+    installer.install(home, settings, grown, accepted=True, check_start=False)
+    (model,) = state_mod.load(home).apps["tiny"].models
+    assert {f.path for f in model.files} == {"weights.bin", "estimator.bin"}
+    assert installer.up_to_date(home, grown)
 
 
 def test_update_failed_update_restores_and_rollback(setup) -> None:

@@ -37,8 +37,8 @@ MAX_SIDE = 2048  # a very long, thin photo is scaled down so its long side stays
 
 MISSING = (
     f"FLUX.1 Depth makes the depth map from a photo with {NAME}, and its files are not "
-    "installed. Run `darkroom models pull generator` to fetch them (about 99 MB), or send a "
-    "ready depth map (near = white, far = black) with control: map."
+    "installed. Run `darkroom update generator` to fetch them (about 99 MB), or send a ready "
+    "depth map (near = white, far = black) with control: map."
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
+
 from .. import appsource, catalogue, envs, suggest
 from .. import state as state_mod
 from ..config import Settings
@@ -67,6 +69,8 @@ def up_to_date(home: Home, pv: Preview) -> bool:
     planned = sorted((m.model, m.variant, m.precision, m.offload) for m in pv.plan.models)
     if planned != sorted((m.model, m.variant, m.precision, m.offload) for m in installed.models):
         return False
+    if not _files_installed(pv, installed):
+        return False
     if envs.info(home, pv.recipe.id) is None or installed.env_hash is None:
         return False
     try:
@@ -80,3 +84,21 @@ def up_to_date(home: Home, pv: Preview) -> bool:
         for m in installed.models
         for f in m.files
     )
+
+
+def _files_installed(pv: Preview, installed: state_mod.InstalledApp) -> bool:
+    """Every file the plan names is among the installed ones (a glob: at least one match).
+
+    A bundled recipe can gain a file without a new version (FLUX.1 Depth gained its depth
+    estimator): the same models and variants then still need the new file fetched."""
+    have = {(f.repo_type, f.repo, f.path) for m in installed.models for f in m.files}
+    for m in pv.plan.models:
+        for f in m.files:
+            if f.is_pattern:
+                if not any(
+                    t == f.repo_type and r == f.repo and fnmatch(p, f.path) for t, r, p in have
+                ):
+                    return False
+            elif (f.repo_type, f.repo, f.path) not in have:
+                return False
+    return True
