@@ -528,7 +528,7 @@ def test_scratch_setting_fills_scratches_from_the_unscratched_picture(
     assert r["thin_rows"] == [5]  # latent row 5 samples rows 21-22 of 48: the scratch shows
     assert r["same_with_mask"] and r["differ_without_mask"] and r["mask_changes_result"]
     assert r["shape"] == [40, 56, 3]
-    assert r["banded_same"] < 1e-5
+    assert r["banded_same"] < 1e-4  # float summation order only
 
 
 def test_old_photo_preset_follows_the_seeds_chain_with_valid_params(restorer_env) -> None:

@@ -20,6 +20,9 @@ their similarity; untouched positions pass through unchanged. The released setti
   multiplied by the kept mask over q and renormalised to sum 1 (correlation renormalisation,
   temperature 1, no self term); y = attention . g(x); the fill is `res_block` (three
   residual blocks) of `W`(y) (1x1 conv); the output is x where kept, the fill elsewhere.
+  Here that attention is computed as a softmax over the kept positions only: the same numbers,
+  without the underflow of renormalising a softmax whose mass sits on scratched positions
+  (zero when no position is kept, as the released renormalisation gives).
 
 Module names follow mapping_scratch/latest_net_mapping_net.pth (`before_NL.*`, `NL.*`,
 `after_NL.*`), so it loads with strict=True; widths are read from its shapes. Attention over
@@ -69,13 +72,14 @@ class ContextFill(nn.Module):
         query = self.theta(x).flatten(2).transpose(1, 2)  # B, n, inner
         key = self.phi(x).flatten(2)  # B, inner, n
         value = self.g(x).flatten(2).transpose(1, 2)  # B, n, inner
-        usable = keep.flatten(2)  # B, 1, n
+        scratched = keep.flatten(2) == 0  # B, 1, n
+        any_kept = (~scratched).any(-1, keepdim=True)  # B, 1, 1
         y = torch.empty_like(value)
         band = max(1, BAND_VALUES // max(1, n * b))
         for start in range(0, n, band):
             stop = min(n, start + band)
-            weights = torch.softmax(torch.bmm(query[:, start:stop], key), dim=-1) * usable
-            weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-12)
+            logits = torch.bmm(query[:, start:stop], key).masked_fill(scratched, float("-inf"))
+            weights = torch.softmax(logits, dim=-1).where(any_kept, 0.0)
             y[:, start:stop] = torch.bmm(weights, value)
         return y.transpose(1, 2).reshape(b, -1, h, w)
 
