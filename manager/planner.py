@@ -97,6 +97,16 @@ class ModelPlan:
     reason: str
     forced: bool = False
 
+    @property
+    def resident_gb(self) -> float:
+        """GPU memory it holds while another model of the app works: its weights when they stay
+        on the GPU (the files' size; its whole figure when the size is unknown), nothing when
+        offload takes them back to RAM after each use."""
+        if self.offload != "none":
+            return 0.0
+        weights = self.download_bytes / 1e9
+        return round(min(self.vram_gb, weights) if weights > 0 else self.vram_gb, 2)
+
 
 @dataclass
 class Plan:
@@ -208,13 +218,19 @@ def _options(v: Variant) -> list[Offload]:
 
 
 def plan_model(
-    model: Model, backend: str, gpu: Gpu | None, hw: Hardware, forced: str | None
+    model: Model,
+    backend: str,
+    gpu: Gpu | None,
+    hw: Hardware,
+    forced: str | None,
+    held_gb: float = 0.0,
 ) -> ModelPlan:
     """Pick one variant and one offload policy for one model, and say why.
 
     Every variant must fit in RAM (the whole pipeline's weights pass through it while loading,
     and offload keeps them there); then the best quality whose GPU peak fits the usable VRAM
-    with everything on the GPU or whole-model offload; then layer-by-layer offload.
+    with everything on the GPU or whole-model offload; then layer-by-layer offload. `held_gb`
+    is GPU memory the app's other models keep while this one works (apps that hold several).
     """
     usable = [v for v in model.variants if backend in v.backends]
     if not usable:
@@ -254,12 +270,14 @@ def plan_model(
             "Close other programs, add memory, or choose a smaller model.",
         )
 
-    avail = usable_vram_gb(gpu)
+    avail = round(max(0.0, usable_vram_gb(gpu) - held_gb), 2)
     vram_words = (
         f"Metal may use {_gb(avail)} GB of the unified memory"
         if gpu.vendor == "apple"
         else f"this GPU has {_gb(gpu.vram_total_gb)} GB, {_gb(avail)} GB usable"
     )
+    if held_gb:
+        vram_words += f" beside the {_gb(held_gb)} GB the app's other models keep on it"
     for tier in (("none", "model"), ("sequential",)):
         for v in by_quality:
             if v.ram_gb > ram:
@@ -439,6 +457,8 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
                 f"(see why below)."
             )
             models.append(other)
+    if recipe.concurrent_models and gpu is not None:
+        models = _make_room(recipe, models, backend, gpu, hw)
     warnings: list[str] = list(substitutes)
     if backend == "cpu" and recipe.torch is not None and recipe.models:
         warnings.append(
@@ -473,7 +493,7 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
             f"{hw.disk_free_gb:g} GB is free. Free some space before installing."
         )
     vram = (
-        sum(m.vram_gb for m in models)
+        _together_gb(models)
         if recipe.concurrent_models
         else max((m.vram_gb for m in models), default=0.0)
     )
@@ -496,6 +516,37 @@ def plan(recipe: Recipe, hw: Hardware, choices: Choices | None = None) -> Plan:
         disk_needed_bytes=disk_needed,
         vram_gb=round(vram, 2),
     )
+
+
+def _together_gb(models: list[ModelPlan]) -> float:
+    """An app that holds several models runs one at a time: its peak is what they all keep on
+    the GPU, plus the most any one needs beyond that while it works."""
+    held = sum(m.resident_gb for m in models)
+    return round(held + max((m.vram_gb - m.resident_gb for m in models), default=0.0), 2)
+
+
+def _make_room(
+    recipe: Recipe, models: list[ModelPlan], backend: str, gpu: Gpu, hw: Hardware
+) -> list[ModelPlan]:
+    """Where the models together overflow the GPU, plan the hungriest again (largest first) in
+    the room the others leave: a diffusion step then takes model offload or smaller windows
+    instead of the plan warning that large images may run out of memory."""
+    avail = usable_vram_gb(gpu)
+    out = list(models)
+    for m in sorted(out, key=lambda p: p.vram_gb - p.resident_gb, reverse=True):
+        if _together_gb(out) <= avail:
+            break
+        if m.forced:
+            continue
+        i = out.index(m)
+        held = sum(o.resident_gb for j, o in enumerate(out) if j != i)
+        try:
+            again = plan_model(recipe.model(m.model), backend, gpu, hw, None, held_gb=held)
+        except DarkroomError:
+            continue  # it does not fit beside them at all: keep the plan, the warning says so
+        if again.vram_gb < m.vram_gb:
+            out[i] = again
+    return out
 
 
 def _fall_back(recipe: Recipe, model: Model) -> Model:

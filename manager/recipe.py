@@ -195,6 +195,15 @@ class Model(_Strict):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"variant ids must be unique; repeated: {', '.join(sorted(dup))}")
+        # The installer checks a pin only on a single file (a glob's files each have their own
+        # hash), so a pin on a glob would look checked and never be. (Checked here, not on
+        # ModelFile, which also carries installed files whose names may hold '[' or '?'.)
+        for f in [*self.common_files, *(g for v in self.variants for g in v.files)]:
+            if f.sha256 is not None and f.is_pattern:
+                raise ValueError(
+                    f"sha256 is pinned on '{f.path}', which names several files; "
+                    "pin each file's sha256 on an entry of its own"
+                )
         return self
 
     def variant(self, variant_id: str) -> Variant:

@@ -12,6 +12,7 @@ from manager.recipe import Recipe, bundled_recipes
 
 RESTORER = bundled_recipes()["restorer"]
 CHAIN = ("gfpgan", "face-detection", "diffbir", "lama")
+SUPIR_CHAIN = ("gfpgan", "face-detection", "supir", "lama")
 
 
 def planned(profile: str, models=CHAIN, **kw):
@@ -30,14 +31,40 @@ def planned(profile: str, models=CHAIN, **kw):
     ],
 )
 def test_diffbir_follows_the_seeds_table(profile: str, variant: str, offload: str) -> None:
-    p, by = planned(profile)
+    """The table is for DiffBIR alone; beside the chain's other models see the test below."""
+    p, by = planned(profile, models=("diffbir",))
     d = by["diffbir"]
     assert (d.variant, d.offload) == (variant, offload)
     assert d.vram_gb <= usable_vram_gb(load_profile(profile).gpus[0])
-    assert "realesrgan-x4" not in by  # DiffBIR does the texture step itself
     assert not any("left out" in w for w in p.warnings)
     model = next(m for m in RESTORER.models if m.id == "diffbir")
     assert "seed report's VRAM table" in model.variant(variant).memory_source
+
+
+@pytest.mark.parametrize(
+    ("chain", "profile", "variant", "offload"),
+    [
+        (CHAIN, "rtx3060-12gb", "fp16-tiled", "none"),
+        (CHAIN, "rtx4080-16gb", "fp16", "model"),
+        (CHAIN, "rtx4090-24gb", "fp16", "none"),
+        (SUPIR_CHAIN, "rtx4080-16gb", "fp16-tiled", "model"),
+        (SUPIR_CHAIN, "rtx4090-24gb", "fp16", "model"),
+    ],
+)
+def test_the_diffusion_step_is_planned_in_the_room_the_chains_other_models_leave(
+    chain: tuple[str, ...], profile: str, variant: str, offload: str
+) -> None:
+    """The restorer keeps its face and fill models on the GPU while the diffusion step works:
+    the planner places the step in the room they leave (it used to plan it as if alone, then
+    warn that large images may run out of memory on the very cards the seed recommends)."""
+    p, by = planned(profile, models=chain)
+    step = by[chain[2]]
+    assert (step.variant, step.offload) == (variant, offload)
+    kept = sum(m.resident_gb for m in p.models if m is not step)
+    assert kept > 0 and p.vram_gb == round(kept + step.vram_gb, 2)
+    assert p.vram_gb <= usable_vram_gb(load_profile(profile).gpus[0])
+    assert not any("may run out of memory" in w for w in p.warnings), p.warnings
+    assert "realesrgan-x4" not in by  # the diffusion model does the texture step itself
 
 
 @pytest.mark.parametrize("profile", ["cpu-only-16gb", "gtx1660-6gb"])
@@ -75,9 +102,6 @@ def test_a_fallback_the_recipe_lacks_is_a_sentence() -> None:
     assert "names 'no-such-model' as its fallback" in err.value.message
 
 
-SUPIR_CHAIN = ("gfpgan", "face-detection", "supir", "lama")
-
-
 @pytest.mark.parametrize(
     ("profile", "variant", "offload"),
     [
@@ -88,11 +112,11 @@ SUPIR_CHAIN = ("gfpgan", "face-detection", "supir", "lama")
     ],
 )
 def test_supir_follows_the_seeds_table(profile: str, variant: str, offload: str) -> None:
-    p, by = planned(profile, models=SUPIR_CHAIN)
+    p, by = planned(profile, models=("supir",))
     s = by["supir"]
     assert (s.variant, s.offload) == (variant, offload)
     assert s.vram_gb <= usable_vram_gb(load_profile(profile).gpus[0])
-    assert "diffbir" not in by and "realesrgan-x4" not in by
+    assert "diffbir" not in by
     assert not any("left out" in w for w in p.warnings)
     # non-commercial: the plan says so and the user is asked to accept the licence
     assert any(w.startswith("SUPIR v0Q") and "non-commercial use only" in w for w in p.warnings)

@@ -107,9 +107,23 @@ def test_reasons_name_the_real_constraint() -> None:
     assert "3 GB VRAM at least" not in m.reason and "bf16 (full quality) needs 3" not in m.reason
 
 
-def test_restorer_warns_when_its_models_do_not_fit_together() -> None:
+DIFFBIR_CHAIN = ("gfpgan", "face-detection", "realesrgan-x4", "lama", "scratch-detector", "diffbir")
+
+
+def test_restorer_counts_what_its_models_keep_plus_the_one_at_work() -> None:
+    """The restorer holds its models at once but runs one at a time: on a 6 GB card the default
+    chain needs their weights plus the hungriest step, not the sum of every step's peak."""
     p = plan(RECIPES["restorer"], load_profile("gtx1660-6gb"))
-    assert p.vram_gb > usable_vram_gb(load_profile("gtx1660-6gb").gpus[0])
+    kept = sum(m.resident_gb for m in p.models)
+    assert 0 < kept < sum(m.vram_gb for m in p.models)
+    assert p.vram_gb == round(kept + max(m.vram_gb - m.resident_gb for m in p.models), 2)
+    assert p.vram_gb <= usable_vram_gb(load_profile("gtx1660-6gb").gpus[0])
+    assert not any("GPU memory" in w for w in p.warnings), p.warnings
+
+
+def test_restorer_warns_when_its_models_do_not_fit_together() -> None:
+    p = plan(RECIPES["restorer"], load_profile("laptop-rtx4060-8gb"), Choices(models=DIFFBIR_CHAIN))
+    assert p.vram_gb > usable_vram_gb(load_profile("laptop-rtx4060-8gb").gpus[0])
     assert any("GPU memory" in w and "usable" in w for w in p.warnings), p.warnings
 
 

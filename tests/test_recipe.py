@@ -4,6 +4,8 @@ raises anything but RecipeError."""
 from __future__ import annotations
 
 import contextlib
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from manager import bundled
-from manager.recipe import RecipeError, bundled_recipes, load_recipe, parse_recipe
+from manager.recipe import Recipe, RecipeError, bundled_recipes, load_recipe, parse_recipe
 
 GOOD = """\
 id: tiny
@@ -57,18 +59,126 @@ def test_bundled_recipes_are_valid_and_cover_the_four_apps() -> None:
     assert recipes["workflow"].needs == ["restorer", "colorizer"]
 
 
-def test_pinned_hashes_in_bundled_recipes_match_the_notes() -> None:
-    # Every pinned hash must be one recorded in shared/notes/models.md, never invented.
+CHECKED = Path(__file__).resolve().parent.parent / "docs" / "checked-hashes.md"
+_ROW = re.compile(
+    r"^\| `(?P<repo>[^`]+)` \| `(?P<path>[^`]+)` \| (?P<revision>[^|]+?) \| "
+    r"(?P<bytes>~?\d+) \| (?P<sha>[0-9a-f]{64}) \| (?P<source>[^|]*?) \|$"
+)
+# A source is an https:// address or a GitHub file named as `owner/repo path@commit`.
+_SOURCE = re.compile(r"https://\S+|\b[\w.-]+/[\w.-]+ [\w./-]+@[0-9a-f]{7,40}\b")
+
+
+@dataclass(frozen=True)
+class CheckedRow:
+    """One row of docs/checked-hashes.md: a file's size and hash and where they were read."""
+
+    repo: str
+    path: str
+    revision: str
+    size: int  # exact, or the hub's rounded figure where the row writes ~N
+    sha256: str
+    source: str
+
+
+def checked_rows(text: str) -> list[CheckedRow]:
+    rows = []
+    for line in text.splitlines():
+        if m := _ROW.match(line.strip()):
+            rows.append(
+                CheckedRow(
+                    m["repo"],
+                    m["path"],
+                    m["revision"].strip(),
+                    int(m["bytes"].lstrip("~")),
+                    m["sha"],
+                    m["source"],
+                )
+            )
+    return rows
+
+
+def unrecorded_pins(recipes: list[Recipe], notes: str, checked: str) -> list[str]:
+    """Each pinned hash that is in neither record, and each recorded file whose recipe size or
+    revision disagrees with its row: [] when every pin was read somewhere public."""
+    rows = checked_rows(checked)
+    by_file = {(r.repo, r.path): r for r in rows}
+    wrong: list[str] = []
+    for recipe in recipes:
+        for model in recipe.models:
+            for f in [*model.common_files, *(g for v in model.variants for g in v.files)]:
+                where = f"{recipe.id}/{model.id}: {f.repo}/{f.path}"
+                row = by_file.get((f.repo, f.path))
+                if row is not None:
+                    if f.size and f.size != row.size:
+                        wrong.append(f"{where}: size {f.size} but the record says {row.size}")
+                    pins = [
+                        x for x in (f.revision, row.revision) if re.fullmatch("[0-9a-f]{40}", x)
+                    ]
+                    if len(pins) == 2 and pins[0] != pins[1]:
+                        wrong.append(f"{where}: revision {f.revision} but read at {row.revision}")
+                if not f.sha256 or f.sha256 in notes:
+                    continue
+                if row is None or row.sha256 != f.sha256:
+                    wrong.append(f"{where}: sha256 {f.sha256} is in no record")
+                elif not _SOURCE.search(row.source):
+                    wrong.append(f"{where}: its row names no source address")
+    return wrong
+
+
+def test_pinned_hashes_in_bundled_recipes_were_read_in_a_public_source() -> None:
+    # Every pinned hash must be one recorded in shared/notes/models.md or in a sourced row of
+    # docs/checked-hashes.md, never invented; sizes of recorded files must be the record's.
     notes = Path(bundled.recipes_dir()).parent.parent / "shared" / "notes" / "models.md"
     if not notes.exists():
         pytest.skip("shared/notes is not beside this checkout")
-    text = notes.read_text()
-    for recipe in bundled_recipes().values():
-        for model in recipe.models:
-            for variant in model.variants:
-                for f in [*model.common_files, *variant.files]:
-                    if f.sha256:
-                        assert f.sha256 in text, f"{recipe.id}/{model.id}: {f.path}"
+    recipes = list(bundled_recipes().values())
+    assert unrecorded_pins(recipes, notes.read_text(), CHECKED.read_text()) == []
+    assert len(checked_rows(CHECKED.read_text())) >= 20  # the table still parses
+
+
+ROW = "| `owner/name` | `a.safetensors` | main | 10 | " + "ab" * 32 + " | https://example.org/a |"
+
+
+@pytest.mark.parametrize(
+    ("checked", "expect"),
+    [
+        ("", "is in no record"),  # an invented hash: in neither file
+        (ROW.replace("ab" * 32, "cd" * 32), "is in no record"),  # a row for another hash
+        (ROW.replace("https://example.org/a", "read somewhere"), "names no source address"),
+        (ROW.replace("| 10 |", "| 11 |"), "size 10 but the record says 11"),
+        (ROW.replace("`a.safetensors`", "`b.safetensors`"), "is in no record"),
+    ],
+)
+def test_a_pin_without_a_sourced_matching_record_is_refused(checked: str, expect: str) -> None:
+    recipe = parse_recipe(GOOD.replace("size: 10}", "size: 10, sha256: " + "ab" * 32 + "}"))
+    wrong = unrecorded_pins([recipe], "notes that name other hashes", checked)
+    assert len(wrong) == 1 and expect in wrong[0], wrong
+    assert unrecorded_pins([recipe], "notes: " + "ab" * 32, "") == []  # the notes suffice
+    assert unrecorded_pins([recipe], "", ROW) == []
+    github = ROW.replace("https://example.org/a", "someone/tool scripts/get.sh@3ed8e30")
+    assert unrecorded_pins([recipe], "", github) == []
+
+
+def test_a_recorded_file_keeps_the_record_s_size_and_revision() -> None:
+    recipe = parse_recipe(GOOD)  # no pin: the recorded size is still the recipe's size
+    assert unrecorded_pins([recipe], "", ROW.replace("| 10 |", "| ~10 |")) == []
+    (msg,) = unrecorded_pins([recipe], "", ROW.replace("| 10 |", "| ~12 |"))
+    assert "size 10 but the record says 12" in msg
+    pinned = parse_recipe(
+        GOOD.replace("path: a.safetensors", f"revision: {'a' * 40}, path: a.safetensors")
+    )
+    (msg,) = unrecorded_pins([pinned], "", ROW.replace("| main |", f"| {'b' * 40} |"))
+    assert "but read at " + "b" * 40 in msg
+    assert unrecorded_pins([pinned], "", ROW.replace("| main |", f"| {'a' * 40} |")) == []
+
+
+def test_a_pin_on_a_glob_is_refused() -> None:
+    # The installer checks pins on single files only; on a glob it would never be checked.
+    bad = GOOD.replace(
+        "path: a.safetensors, size: 10}", 'path: "vae/*", size: 10, sha256: ' + "ab" * 32 + "}"
+    )
+    (msg,) = problems(bad)
+    assert "names several files" in msg and msg.startswith("r.yaml:") and "models[0]" in msg
 
 
 def test_good_recipe_parses() -> None:

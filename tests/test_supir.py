@@ -257,7 +257,10 @@ def test_supir_installs_from_the_hub_as_the_recipe_names_it_and_loads(
     sd["sd_xl_base_1.0.safetensors"] = b"the single-file checkpoint the plan does not fetch"
     hub.add_files(SDXL_REPO, sd)
     hub.add_files(SUPIR_REPO, {SUPIR_FILE: Path(tiny_supir["supir"]).read_bytes()})
-    local = weights.pull(home, Settings(hf_endpoint=hub.url), list(model.common_files))
+    # The tiny set stands in for the real bytes, so the recipe's pins on them (revision and
+    # SHA-256, docs/checked-hashes.md) are dropped; repos, names and globs stay the recipe's.
+    specs = [f.model_copy(update={"revision": "main", "sha256": None}) for f in model.common_files]
+    local = weights.pull(home, Settings(hf_endpoint=hub.url), specs)
     got = {f.path for f in local}
     assert "tokenizer_2/tokenizer.json" in got and SUPIR_FILE in got
     assert not {"unet/diffusion_pytorch_model.safetensors", "sd_xl_base_1.0.safetensors"} & got

@@ -252,11 +252,13 @@ def test_install_start_logs_stop_remove(
             screen = app.screen
             assert isinstance(screen, InstallScreen)
             await until(pilot, lambda: screen.pv is not None, what="the plan")
-            await pilot.pause()
-            assert app.focused is screen.query_one("#trust")
+            # Focus lands after the screen has refreshed with the plan: wait for it.
+            trust = screen.query_one("#trust")
+            await until(pilot, lambda: app.focused is trust, what="the trust switch focused")
             await pilot.press("space")  # trust the recipe; focus moves to the licence
             await pilot.press("space")  # accept it; focus moves to Install
-            assert app.focused is screen.query_one("#do-install")
+            do_install = screen.query_one("#do-install")
+            await until(pilot, lambda: app.focused is do_install, what="Install focused")
             await pilot.press("enter")
             await until(
                 pilot, lambda: screen.phase in ("done", "failed"), timeout=120, what="install"

@@ -175,7 +175,7 @@ def test_workflow_missing_folder_is_a_sentence(home: Home, tmp_path: Path) -> No
             assert f"There is no folder {tmp_path / 'no-such-photos'}." in problem, problem
             assert screen.phase == "choosing"
             folder = screen.query_one("#folder", Input)
-            assert app.focused is folder
+            await until(pilot, lambda: app.focused is folder, what="the folder field focused")
 
             folder.value = str(a_file)
             await pilot.press("enter")

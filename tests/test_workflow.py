@@ -100,14 +100,9 @@ def test_bundled_presets_load_and_name_their_apps(workflow_env: AppEnv) -> None:
     assert done.returncode == 0, done.stderr
     steps = json.loads(done.stdout)
     assert set(steps) >= {"old-photo", "upscale-only", "colorize-only", "prompt-grid"}
-    assert [s[2] for s in steps["old-photo"]] == [
-        "defects",
-        "global",
-        "upscale",
-        "faces",
-        "colorize",
-    ]
-    assert [s[0] for s in steps["old-photo"]] == ["restorer"] * 4 + ["colorizer"]
+    # defects and global restoration are one call: BOPBTL's scratch setting needs the mask
+    assert [s[2] for s in steps["old-photo"]] == ["defects", "upscale", "faces", "colorize"]
+    assert [s[0] for s in steps["old-photo"]] == ["restorer"] * 3 + ["colorizer"]
     assert steps["prompt-grid"] == [["generator", "generate", "generate"]]
 
 
@@ -461,8 +456,8 @@ def test_old_photo_preset_through_restorer_and_colorizer(
     workflow_env: AppEnv, request, tmp_path: Path
 ) -> None:
     """The bundled old-photo preset, unchanged, through the real restorer and colorizer apps
-    (random-weight checkpoints, CPU): defects -> global -> upscale -> faces -> colorize, the
-    global step passing the photo on unchanged where BOPBTL's restoration is not installed."""
+    (random-weight checkpoints, CPU): defects (+ global) -> upscale -> faces -> colorize, the
+    global restoration left out where BOPBTL's restoration is not installed."""
     from tests.fixtures.tinyrestore import restore_models
 
     restorer_env = request.getfixturevalue("restorer_env")
@@ -528,13 +523,7 @@ def test_old_photo_preset_through_restorer_and_colorizer(
         ]
         assert summary["failures"][0][0] == "torn.jpg"
         items = {e["id"]: e for e in events if e["type"] == "item" and e["status"] == "done"}
-        assert set(items["grey.png"]["steps"]) == {
-            "defects",
-            "global",
-            "upscale",
-            "faces",
-            "colorize",
-        }
+        assert set(items["grey.png"]["steps"]) == {"defects", "upscale", "faces", "colorize"}
         # upscaled 4x with the default install's upscaler: the preset works as installed
         size = workflow_env.run(
             [

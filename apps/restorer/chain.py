@@ -1,6 +1,7 @@
 """The old-photo chain the seed recommends, as named steps each with its choice of model:
 
-    defects (scratch U-Net + LaMa) -> global (BOPBTL's restoration) -> texture (an upscaler,
+    defects (scratch U-Net + LaMa) -> global (BOPBTL's restoration: the "quality" setting, or
+    the "scratch" one that fills the scratch mask itself instead of LaMa) -> texture (an upscaler,
     or a diffusion restorer) -> faces (GFPGAN / CodeFormer / GPEN / RestoreFormer(++) /
     BOPBTL's face enhancer) -> colour
 
@@ -135,6 +136,7 @@ def describe(box: Toolbox, req: Any) -> dict[str, Any]:
             "inpaint": bool(box.by_purpose("Inpainting")),
         },
         "global": sorted(box.restorers),
+        "global_settings": describe_global(box),
         "texture": {
             s.id: {"label": s.label, "unavailable": s.unavailable(box, req)}
             for s in sorted(TEXTURE.values(), key=lambda s: -s.rank)
@@ -177,19 +179,60 @@ def pick_face(box: Toolbox, wanted: str | None) -> Net:
 # ---- global restoration --------------------------------------------------------------------
 
 
-def pick_global(box: Toolbox, wanted: bool | None) -> Any | None:
-    """BOPBTL's global restoration when asked for (a sentence if absent) or, by default, installed."""
+GLOBAL_SETTINGS = ("auto", "quality", "scratch")
+GLOBAL_LABELS = {
+    "quality": "quality (grain, fading, blur)",
+    "scratch": "with scratches (fills them from the rest of the photo)",
+}
+GLOBAL_IDS = {"quality": "old-photo-global", "scratch": "old-photo-global-scratch"}
+
+
+def pick_global(
+    box: Toolbox, wanted: bool | None, setting: str = "auto", scratched: bool = False
+) -> tuple[str, Any] | None:
+    """(model id, restorer) of BOPBTL's global restoration, or None when it is switched off or
+    (left open) not installed. Setting "auto": the scratch setting when the photo has
+    scratches to fill and it is installed, else the quality setting, else whichever is there."""
     if wanted is False:
         return None
-    if not box.restorers:
+    by_setting: dict[str, tuple[str, Any]] = {}
+    for model_id, restorer in sorted(box.restorers.items()):
+        by_setting.setdefault(restorer.setting, (model_id, restorer))
+    if setting != "auto":
+        if setting not in by_setting:
+            have = ", ".join(f"{GLOBAL_IDS.get(s, s)} ({s})" for s in by_setting) or "none"
+            raise BadRequest(
+                f"The old-photo global restoration's {setting} setting is not installed "
+                f"(installed: {have}); add it with `darkroom install restorer --models gfpgan,"
+                f"face-detection,realesrgan-x4,lama,{GLOBAL_IDS.get(setting, setting)}`, or set "
+                "global_setting to auto."
+            )
+        return by_setting[setting]
+    if not by_setting:
         if wanted:
             raise BadRequest(
                 "The old-photo global restoration is not installed; add it with `darkroom install "
-                "restorer --models gfpgan,face-detection,realesrgan-x4,lama,old-photo-global`, "
-                "or switch global_restore off."
+                "restorer --models gfpgan,face-detection,realesrgan-x4,lama,old-photo-global` "
+                "(or old-photo-global-scratch, which also fills scratches), or switch "
+                "global_restore off."
             )
         return None
-    return next(iter(box.restorers.items()))
+    if scratched and "scratch" in by_setting:
+        return by_setting["scratch"]
+    return by_setting.get("quality") or next(iter(by_setting.values()))
+
+
+def describe_global(box: Toolbox) -> dict[str, dict[str, Any]]:
+    """Each setting: its label, the installed model that runs it (or null), what it takes."""
+    installed = {r.setting: k for k, r in sorted(box.restorers.items(), reverse=True)}
+    return {
+        s: {
+            "label": GLOBAL_LABELS[s],
+            "model": installed.get(s),
+            "uses_scratch_mask": s == "scratch",
+        }
+        for s in GLOBAL_SETTINGS[1:]
+    }
 
 
 # ---- colour --------------------------------------------------------------------------------

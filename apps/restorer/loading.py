@@ -103,6 +103,7 @@ class Toolbox:
             "face_detector": self.detector_id,
             "scratch_detector": self.scratch_id,
             "global_restoration": sorted(self.restorers),
+            "global_settings": {k: r.setting for k, r in sorted(self.restorers.items())},
             "skipped": self.skipped,
             "diffusion": {k: d.describe() for k, d in self.diffusion.items()},
         }
@@ -184,12 +185,14 @@ def load(spec: ModelsSpec, device: str, progress) -> Toolbox:
                 )
         from . import oldphoto, statedict
 
-        # BOPBTL's three files are told apart by their folders in the repo (VAE_A_quality, ...).
+        # BOPBTL's three files are told apart by their folders in the repo (VAE_A_quality, ...),
+        # and so is the setting (VAE_B_scratch / mapping_scratch: the one that takes the mask).
         roles = {f.local_path: oldphoto.role(Path(f.path)) for f in choice.files}
         parts = {roles[p]: p for p in files if roles.get(p)}
         if parts:
+            setting = oldphoto.setting_of([Path(f.path) for f in choice.files])
             try:
-                box.restorers[model_id] = oldphoto.GlobalRestorer.from_files(parts, device)
+                box.restorers[model_id] = oldphoto.GlobalRestorer.from_files(parts, device, setting)
             except statedict.WrongFile as exc:
                 raise LoadError(f"{exc} {_REPAIR}") from None
             files = [p for p in files if not roles.get(p)]

@@ -4,8 +4,10 @@ The paper's triplet-domain translation: old photos (domain R) and synthetic degr
 photos (X) share one latent space learned by VAE_A; clean photos (Y) have their own,
 learned by VAE_B; a mapping network translates A's latent codes into B's. Restoring a
 photo is A's encoder, the mapping, then B's decoder - film grain, fading, blur and noise
-go away while the picture stays. (Scratches are the detector's job: scratchnet.py, then
-LaMa; this is the released "quality" setting that runs after them.)
+go away while the picture stays. Two released settings: "quality" runs after the scratches
+are found (scratchnet.py) and filled (LaMa); "with scratches" (oldscratch.py) takes the photo
+with its scratch mask and fills the scratches itself, in the latent mapping, from the parts
+of the picture no scratch touched.
 
 The released setting: each VAE is a pix2pixHD-style generator (reflect-padded 7x7 conv,
 two stride-2 4x4 convs, residual blocks at a quarter size, two 4x4 transposed convs, 7x7
@@ -36,6 +38,11 @@ VAE_HINT = (
     "a VAE of the old-photo global restoration (VAE_A_quality or VAE_B_quality latest_net_G.pth)"
 )
 MAP_HINT = "the old-photo mapping network (mapping_quality/latest_net_mapping_net.pth)"
+SETTINGS = ("quality", "scratch")
+FOLDERS = {  # the released folders of each setting's three files
+    "quality": {"a": "VAE_A_quality", "b": "VAE_B_quality", "mapping": "mapping_quality"},
+    "scratch": {"a": "VAE_A_quality", "b": "VAE_B_scratch", "mapping": "mapping_scratch"},
+}
 WORK_PIXELS = 2_000_000
 MULTIPLE = 4
 
@@ -141,6 +148,14 @@ def role(path: Path) -> str | None:
     return None
 
 
+def setting_of(paths: list[Path]) -> str:
+    """'scratch' when the set's mapping or VAE_B comes from a scratch folder, else 'quality'."""
+    for path in paths:
+        if role(path) in ("b", "mapping") and "scratch" in path.parent.name.lower():
+            return "scratch"
+    return "quality"
+
+
 def working_size(height: int, width: int, budget: int = WORK_PIXELS) -> tuple[int, int]:
     """(h, w) the network runs at: within the pixel budget, both multiples of 4."""
     scale = min(1.0, (budget / (height * width)) ** 0.5)
@@ -153,47 +168,82 @@ def working_size(height: int, width: int, budget: int = WORK_PIXELS) -> tuple[in
 
 @dataclass
 class GlobalRestorer:
-    """VAE_A's encoder -> mapping -> VAE_B's decoder, on a device."""
+    """VAE_A's encoder -> mapping -> VAE_B's decoder, on a device; the "scratch" setting's
+    mapping also takes the scratch mask (oldscratch.MaskedMapping)."""
 
     a: VAE
-    mapping: Mapping
+    mapping: nn.Module
     b: VAE
     device: str
+    setting: str = "quality"
 
     @classmethod
-    def from_files(cls, files: dict[str, Path], device: str) -> GlobalRestorer:
+    def from_files(
+        cls, files: dict[str, Path], device: str, setting: str = "quality"
+    ) -> GlobalRestorer:
+        from . import oldscratch
+
         missing = [r for r in ("a", "mapping", "b") if r not in files]
         if missing:
-            names = {"a": "VAE_A_quality", "b": "VAE_B_quality", "mapping": "mapping_quality"}
+            names = FOLDERS[setting]
             raise statedict.WrongFile(
-                "The old-photo global restoration needs three files and "
+                f"The old-photo global restoration ({setting} setting) needs three files and "
                 f"{', '.join(names[m] for m in missing)} is not among them."
             )
         a = build_vae(statedict.read(files["a"], VAE_HINT), files["a"].name)
         b = build_vae(statedict.read(files["b"], VAE_HINT), files["b"].name)
-        m = build_mapping(statedict.read(files["mapping"], MAP_HINT), files["mapping"].name)
-        if m.model[0].in_channels != a.encoder[1].out_channels:
+        name = files["mapping"].name
+        if setting == "scratch":
+            m: nn.Module = oldscratch.build(statedict.read(files["mapping"], oldscratch.HINT), name)
+            takes = m.in_channels
+        else:
+            m = build_mapping(statedict.read(files["mapping"], MAP_HINT), name)
+            takes = m.model[0].in_channels
+        if takes != a.encoder[1].out_channels:
             raise statedict.WrongFile(
-                f"{files['mapping'].name} takes {m.model[0].in_channels} channels but VAE_A "
-                f"gives {a.encoder[1].out_channels}: the three files are not one setting."
+                f"{name} takes {takes} channels but VAE_A gives {a.encoder[1].out_channels}: "
+                "the three files are not one setting."
             )
-        return cls(a.to(device), m.to(device), b.to(device), device)
+        return cls(a.to(device), m.to(device), b.to(device), device, setting)
+
+    @property
+    def mask_aware(self) -> bool:
+        return self.setting == "scratch"
 
     @property
     def modules(self) -> nn.ModuleList:
         return nn.ModuleList([self.a.encoder, self.mapping, self.b.decoder])
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 -> uint8 HxWx3, the same size."""
+    def __call__(self, rgb: np.ndarray, scratches: np.ndarray | None = None) -> np.ndarray:
+        """uint8 HxWx3 -> uint8 HxWx3, the same size. `scratches` (HxW, non-zero = scratch) is
+        for the scratch setting: those pixels are rebuilt from the rest of the photo."""
+        from . import oldscratch
+
         h, w = rgb.shape[:2]
-        wh, ww = working_size(h, w)
+        wh, ww = working_size(h, w, oldscratch.WORK_PIXELS if self.mask_aware else WORK_PIXELS)
         small = (
             rgb if (wh, ww) == (h, w) else cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
         )
+        hole = None
+        if self.mask_aware:
+            hole = np.zeros((wh, ww), bool)
+            if scratches is not None:  # a scratch that shrinks to part of a pixel still counts
+                m = (scratches > 0).astype(np.uint8) * 255
+                if (wh, ww) != (h, w):
+                    m = cv2.resize(m, (ww, wh), interpolation=cv2.INTER_AREA)
+                hole = m > 0
+            small = small.copy()
+            small[hole] = 255  # the released setting paints the scratches white first
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(small)).to(self.device).float()
             x = x.permute(2, 0, 1)[None].div_(127.5).sub_(1.0)
-            y = self.b.decoder(self.mapping(self.a.encoder(x)))
+            code = self.a.encoder(x)
+            if hole is not None:
+                mask = torch.from_numpy(hole).to(self.device, torch.float32)[None, None]
+                code = self.mapping(code, mask)
+            else:
+                code = self.mapping(code)
+            y = self.b.decoder(code)
             out = (
                 y[0]
                 .add(1.0)

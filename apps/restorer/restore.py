@@ -48,6 +48,12 @@ class RestoreRequest(BaseModel):
         description="remove film grain, fading and blur with the old-photo global restoration "
         "(BOPBTL); default: when it is installed",
     )
+    global_setting: Literal["auto", "quality", "scratch"] = Field(
+        "auto",
+        description="BOPBTL's setting: quality (after LaMa fills the scratches) or scratch (takes "
+        "the scratch mask and fills the scratches itself, from the rest of the photo, instead of "
+        "LaMa); auto = scratch when the photo has scratches to fill and it is installed",
+    )
     faces: bool = Field(True, description="restore faces")
     face_model: str | None = Field(
         None,
@@ -157,7 +163,11 @@ def process(
             defect |= mask
             facts["steps"].append("mask")
         facts["defect_pixels"] = int((defect > 0).sum())
-    if req.inpaint and defect is not None and defect.any():
+    fill = bool(req.inpaint and defect is not None and defect.any())
+    restorer = chain.pick_global(box, req.global_restore, req.global_setting, fill)
+    # BOPBTL's scratch setting fills the scratches itself, in its latent mapping: no LaMa then.
+    by_global = fill and restorer is not None and restorer[1].mask_aware
+    if fill and not by_global:
         lama = box.by_purpose("Inpainting")
         if not lama:
             raise BadRequest(
@@ -174,15 +184,19 @@ def process(
     facts["timings"]["defects_s"] = round(time.perf_counter() - started, 3)
 
     t = time.perf_counter()
-    restorer = chain.pick_global(box, req.global_restore)
     if restorer is not None:
         global_id, net = restorer
-        one = progress.span(report, 0.3, 0.35, "removing grain, fading and blur")
+        words = "filling scratches, removing grain" if by_global else "removing grain"
+        lo = 0.1 if by_global else 0.3  # it does LaMa's share too
+        one = progress.span(report, lo, 0.35, f"{words}, fading and blur")
         one(0.0)
         with progress.layers(net.modules, one):
-            rgb = net(rgb)
+            rgb = net(rgb, defect if by_global else None)
         facts["steps"].append("global")
         facts["global_restoration"] = global_id
+        facts["global_setting"] = net.setting
+        if by_global:
+            facts["scratches_filled_by"] = global_id
     facts["timings"]["global_s"] = round(time.perf_counter() - t, 3)
 
     found: list = []

@@ -17,6 +17,11 @@ from . import chain
 from .restore import RestoreRequest
 
 GLOBAL = {"auto (when installed)": None, "on": True, "off": False}
+# BOPBTL's two settings; auto takes the scratch one when the photo has scratches and it is installed
+GLOBAL_SETTING = {
+    "auto (with scratches when the photo has them)": "auto",
+    **{label: setting for setting, label in chain.GLOBAL_LABELS.items()},
+}
 
 
 def build(runtime: Runtime) -> Any:
@@ -28,6 +33,7 @@ def build(runtime: Runtime) -> Any:
         path: str | None,
         scratches: bool,
         global_restore: str,
+        global_setting: str,
         upscale: bool,
         texture: str,
         prompt: str,
@@ -50,6 +56,7 @@ def build(runtime: Runtime) -> Any:
                 scratches=scratches,
                 inpaint=scratches,
                 global_restore=GLOBAL.get(global_restore),
+                global_setting=GLOBAL_SETTING.get(global_setting, "auto"),
                 upscale=upscale,
                 texture=None if texture in ("", "auto") else texture,
                 prompt=prompt or "",
@@ -81,6 +88,12 @@ def build(runtime: Runtime) -> Any:
                     gr.Markdown("**2. Grain, fading and blur** (Bringing Old Photos Back to Life)")
                     global_restore = gr.Radio(
                         list(GLOBAL), value="auto (when installed)", label="Global restoration"
+                    )
+                    global_setting = gr.Radio(
+                        list(GLOBAL_SETTING),
+                        value=next(iter(GLOBAL_SETTING)),
+                        label="Setting",
+                        elem_id="global-setting",
                     )
                 with gr.Group():
                     gr.Markdown("**3. Upscale and texture**")
@@ -115,6 +128,7 @@ def build(runtime: Runtime) -> Any:
                 photo,
                 scratches,
                 global_restore,
+                global_setting,
                 upscale,
                 texture,
                 prompt,

@@ -157,6 +157,12 @@ class Runner:
             setattr(self.info, key, value)
         runfile.write(self.home, self.info)
 
+    def give_up(self, msg: str, hint: str, said: str | None = None) -> int:
+        """The app will not be started again: log why, record it with the last lines, exit 1."""
+        self.say(said or msg)
+        self.save(status=FAILED, app_pid=None, last_error=msg, log_tail=list(self.tail), hint=hint)
+        return 1
+
     def stop_requested(self) -> bool:
         return self.stop_event.is_set() or self.stop_path.exists()
 
@@ -288,15 +294,11 @@ class Runner:
                     launch_error = self.start_app()
                     self.record_app()
                 if launch_error is not None:
-                    self.say(f"could not start {spec.argv[0]}: {launch_error}")
-                    self.save(
-                        status=FAILED,
-                        app_pid=None,
-                        last_error=f"Could not start {spec.argv[0]}: {launch_error}.",
-                        hint=f"Run `darkroom env repair {spec.app}` to rebuild its environment.",
-                        log_tail=list(self.tail),
+                    return self.give_up(
+                        f"Could not start {spec.argv[0]}: {launch_error}.",
+                        f"Run `darkroom env repair {spec.app}` to rebuild its environment.",
+                        said=f"could not start {spec.argv[0]}: {launch_error}",
                     )
-                    return 1
                 assert self.proc is not None
                 began = time.monotonic()
                 outcome = self.watch()
@@ -308,15 +310,11 @@ class Runner:
                         f"{spec.app} did not answer {spec.health_path} as ready within "
                         f"{spec.startup_timeout_s:g} seconds, so it was stopped."
                     )
-                    self.say(msg)
-                    self.save(
-                        status=FAILED,
-                        app_pid=None,
-                        last_error=msg,
-                        log_tail=list(self.tail),
-                        hint=f"It may be stuck or need more time; `darkroom logs {spec.app}` shows what it did.",
+                    return self.give_up(
+                        msg,
+                        f"It may be stuck or need more time; `darkroom logs {spec.app}` shows "
+                        "what it did.",
                     )
-                    return 1
                 # It crashed: say so at once, then clean up what it left behind.
                 what = hints.describe_exit(self.proc.returncode)
                 ran = time.monotonic() - began
@@ -333,37 +331,19 @@ class Runner:
                 if error is not None and error == last_startup_error:
                     # The same error twice while starting is deterministic (an import error, a
                     # bad argument): restarting again only delays the news.
-                    lines = list(self.tail)
                     exited, said = error
                     msg = (
                         f"{spec.app} {exited} while starting, twice in a row with the same error, "
                         "so Darkroom stopped trying" + (f": {said}" if said else ".")
                     )
-                    self.say(msg)
-                    self.save(
-                        status=FAILED,
-                        app_pid=None,
-                        last_error=msg,
-                        log_tail=lines,
-                        hint=hints.crash_hint(spec.app, lines),
-                    )
-                    return 1
+                    return self.give_up(msg, hints.crash_hint(spec.app, list(self.tail)))
                 last_startup_error = error
                 if quick >= spec.max_quick_crashes:
-                    lines = list(self.tail)
                     msg = (
                         f"{spec.app} {what}; it crashed {quick} times in a row soon after "
                         "starting, so Darkroom stopped restarting it."
                     )
-                    self.say(msg)
-                    self.save(
-                        status=FAILED,
-                        app_pid=None,
-                        last_error=msg,
-                        log_tail=lines,
-                        hint=hints.crash_hint(spec.app, lines),
-                    )
-                    return 1
+                    return self.give_up(msg, hints.crash_hint(spec.app, list(self.tail)))
                 delay = min(spec.backoff_s * 2 ** (quick - 1), spec.backoff_max_s)
                 self.say(f"restarting in {delay:g} s")
                 if self.wait(delay):
