@@ -87,6 +87,8 @@ def test_flux_depth_installs_its_depth_estimator_and_counts_it() -> None:
             "model.safetensors",
         }
         assert all(len(f.revision) == 40 for f in ours)  # pinned to the commit that added them
+        (weights,) = [f for f in ours if f.path == "model.safetensors"]
+        assert weights.sha256 and len(weights.sha256) == 64  # verified as downloaded
         extra = sum(f.size for f in ours)
         assert 95e6 < extra < 105e6  # 99.2 MB on the Hub
         others = sum(f.size for f in depth.files if f.repo != estimator)
