@@ -80,6 +80,24 @@ class RestoreRequest(BaseModel):
     prompt: str = Field(
         "", max_length=500, description="DiffBIR / SUPIR: what the photo shows (optional)"
     )
+    positive_prompt: str | None = Field(
+        None,
+        max_length=1000,
+        description="DiffBIR / SUPIR: how the result should look, added after the prompt; "
+        "default (empty): the model's own quality prompt (SUPIR: the paper's)",
+    )
+    negative_prompt: str | None = Field(
+        None,
+        max_length=1000,
+        description="DiffBIR / SUPIR: what the result should not look like; default (empty): "
+        "the model's own (SUPIR: the paper's)",
+    )
+    colour_fix: Literal["wavelet", "adain", "none"] = Field(
+        "wavelet",
+        description="DiffBIR / SUPIR: match the result's colours to the cleaned photo's - "
+        "wavelet (broad colour from the photo, fine detail from the model), adain (each "
+        "channel's mean and spread), none (as sampled)",
+    )
     diffusion_steps: int = Field(20, ge=1, le=100, description="DiffBIR / SUPIR: sampling steps")
     guidance: float = Field(
         4.0, ge=1, le=15, description="DiffBIR / SUPIR: how strongly the prompt steers"
