@@ -1,6 +1,6 @@
 """The colour fix after DiffBIR's and SUPIR's sampling: the tiny models (random weights) give
-back pictures whose colours are far off their stage-1 picture, as a real model's drift is
-in small; the wavelet fix puts the stage-1 picture's broad colour back and keeps the result's
+back pictures whose colours are far off their stage-1 picture (a real model's drift, writ
+large); the wavelet fix puts the stage-1 picture's broad colour back and keeps the result's
 fine detail, adain matches each channel's mean and spread, none leaves the result as sampled.
 One run in the restorer's env, both models loaded from their tiny sets of the real layout."""
 
@@ -32,7 +32,8 @@ def detail(a):
     return a.astype(np.float32) - np.asarray(img.filter(ImageFilter.BoxBlur(1)), np.float32)
 
 def broad(a):
-    # the broad colour: a wide Gaussian blur, measured apart from colourfix
+    # the broad colour: a Gaussian blur as wide as the fix's low band (about 13 px), measured
+    # apart from colourfix
     img = Image.fromarray(a)
     return np.asarray(img.filter(ImageFilter.GaussianBlur(12)), np.float32)
 
@@ -59,8 +60,10 @@ s = supirpipe.load("supir", pair(s_built) + [
 refs = {"diffbir": d.clean(photo, (48, 64), 0), "supir": s.stage1(photo, 2, 0)}
 for name, m in (("diffbir", d), ("supir", s)):
     ref = refs[name]
+    # SUPIR without its pull towards the photo's latent: free to drift, as DiffBIR is
+    free = {"tau": 0.0} if name == "supir" else {}
     outs = {
-        k: m.restore(photo, 2, Sampling(steps=2, tile=0, seed=3, colour_fix=k))
+        k: m.restore(photo, 2, Sampling(steps=2, tile=0, seed=3, colour_fix=k), **free)
         for k in colourfix.KINDS
     }
     raw = outs["none"][0]
@@ -103,23 +106,23 @@ def test_wavelet_puts_the_stage1_colour_back_and_keeps_the_detail(measured, mode
     r = measured[model]
     none, wavelet = r["none"], r["wavelet"]
     assert r["ref_range"] > 20  # the stage-1 picture is a picture, not a flat fill
-    # as sampled, the tiny model's colours are far off the stage-1 picture's...
-    assert none["mean_off"] > 10 and none["broad_off"] > 10, none
-    # ...the wavelet fix brings the broad colour back to it...
-    assert wavelet["mean_off"] < 2 and wavelet["broad_off"] < none["broad_off"] / 4, wavelet
+    # as sampled (none), the tiny model's colours are far off the stage-1 picture's...
+    assert none["mean_off"] > 15 and none["broad_off"] > 10, none
+    # ...the wavelet fix brings the broad colour back to it (what is left: clipping at 0 and
+    # 255, and the picture's edges)...
+    assert wavelet["mean_off"] < 4 and wavelet["broad_off"] < none["broad_off"] / 3, wavelet
     # ...and leaves the fine detail the model made where it was
-    assert wavelet["detail_kept"] > 0.9, wavelet
-    assert wavelet["detail_off"] < wavelet["detail_size"] / 3, wavelet
+    assert wavelet["detail_kept"] > 0.99, wavelet
+    assert wavelet["detail_off"] < wavelet["detail_size"] / 10, wavelet
     assert (none["fact"], wavelet["fact"]) == ("none", "wavelet")
 
 
 @pytest.mark.parametrize("model", ["diffbir", "supir"])
 def test_adain_matches_each_channels_mean_and_spread(measured, model) -> None:
     r = measured[model]
+    assert r["none"]["std_off"] > 10  # as sampled, the spread is off too
     adain = r["adain"]
-    assert r["none"]["std_off"] > 3 or r["none"]["mean_off"] > 10
-    assert adain["mean_off"] < 1.5 and adain["std_off"] < 1.5, adain
-    assert adain["detail_kept"] > 0.9 and adain["fact"] == "adain"
+    assert adain["mean_off"] < 1 and adain["std_off"] < 1 and adain["fact"] == "adain", adain
 
 
 def test_the_fix_alone_on_a_known_cast(measured) -> None:
@@ -128,4 +131,4 @@ def test_the_fix_alone_on_a_known_cast(measured) -> None:
     # the one-pixel stripes survive the fix unchanged in size
     assert abs(r["stripes_after"] - r["stripes_before"]) < 0.1 * r["stripes_before"], r
     assert r["none_same"]
-    assert "unknown colour fix 'sepia'" in r["unknown"]
+    assert "unknown colour fix 'sepia'" in measured["unknown"]
