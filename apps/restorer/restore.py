@@ -16,7 +16,7 @@ from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from . import __version__, chain, defects, faces
+from . import __version__, chain, colourfix, defects, faces
 from .loading import Toolbox
 from .tiling import tiles
 
@@ -92,7 +92,7 @@ class RestoreRequest(BaseModel):
         description="DiffBIR / SUPIR: what the result should not look like; default (empty): "
         "the model's own (SUPIR: the paper's)",
     )
-    colour_fix: Literal["wavelet", "adain", "none"] = Field(
+    colour_fix: colourfix.Kind = Field(
         "wavelet",
         description="DiffBIR / SUPIR: match the result's colours to the cleaned photo's - "
         "wavelet (broad colour from the photo, fine detail from the model), adain (each "
