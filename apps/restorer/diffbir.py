@@ -318,13 +318,9 @@ def load(
     cleaner.eval()
     if gpu and cleaner.supports_half:
         cleaner.to(torch.float16)
-    mods = [unet, vae, text_encoder, controlnet, cleaner.model]
-    for m in mods:
-        m.eval()
-        m.requires_grad_(False)
-        m.to(device if offload != "model" else "cpu")
-    if not gpu:
-        offload = "none"  # on the CPU there is nothing to offload to
+    offload = difftexture.place(
+        [unet, vae, text_encoder, controlnet, cleaner.model], device, offload
+    )
     return DiffBIR(
         model_id=model_id,
         device=device,

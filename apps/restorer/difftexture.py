@@ -74,6 +74,17 @@ def on_device(offload: str, device: str, *modules: Any) -> Iterator[None]:
             m.to("cpu")
 
 
+def place(modules: list[Any], device: str, offload: str) -> str:
+    """Freeze the loaded parts and put each where it waits: on the device, or on the CPU to
+    visit the GPU under `model` offload. Returns the offload that applies (none on the CPU)."""
+    gpu = device.startswith("cuda")
+    for m in modules:
+        m.eval()
+        m.requires_grad_(False)
+        m.to("cpu" if offload == "model" or not gpu else device)
+    return offload if gpu else "none"
+
+
 class DiffusionModel:
     """Shared properties of a loaded DiffBIR / SUPIR (a dataclass with vae, tiled, offload,
     device). LATENT_TILE: the sampling window of the tiled variant, in latent pixels."""

@@ -337,12 +337,9 @@ def load(
     control, connectors, denoise = supirnet.load_parts(loose[0], unet, vae)
     control.to(dtype)
     connectors.to(dtype)
-    for m in [unet, vae, control, connectors, denoise, *encoders]:
-        m.eval()
-        m.requires_grad_(False)
-        m.to(device if offload != "model" or not gpu else "cpu")
-    if not gpu:
-        offload = "none"
+    offload = difftexture.place(
+        [unet, vae, control, connectors, denoise, *encoders], device, offload
+    )
     return SUPIR(
         model_id=model_id,
         device=device,
