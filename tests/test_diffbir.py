@@ -225,9 +225,10 @@ import json, sys
 import numpy as np
 from appkit.models import ModelsSpec
 from restorer import loading
+from restorer.difftexture import Sampling
 box = loading.load(ModelsSpec.from_json(sys.argv[1]), "cpu", lambda f, m="": None)
 d = box.diffusion["diffbir"]
-out, facts = d.restore(np.full((12, 16, 3), 90, np.uint8), 2, steps=1, tile=0)
+out, facts = d.restore(np.full((12, 16, 3), 90, np.uint8), 2, Sampling(steps=1, tile=0))
 print(json.dumps({**d.describe(), "shape": list(out.shape), "nets": sorted(box.nets)}))
 """
 

@@ -73,6 +73,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from restorer import supir, supirpipe
+from restorer.difftexture import Sampling
 
 built = json.loads(sys.argv[1])
 tmp = Path(sys.argv[2])
@@ -84,12 +85,13 @@ def files(path):
 m = supirpipe.load("supir", files(Path(built["supir"])), "fp16", "none", "cpu")
 y, x = np.mgrid[0:12, 0:16]
 photo = np.stack([x * 15, y * 20, np.full_like(x, 128)], -1).astype(np.uint8)
-one, facts = m.restore(photo, 2, steps=2, tile=0, seed=3)
-again, _ = m.restore(photo, 2, steps=2, tile=0, seed=3)
-other, _ = m.restore(photo, 2, steps=2, tile=0, seed=4)
-free, _ = m.restore(photo, 2, steps=2, tile=0, seed=3, control_scale=0.0)
-unpulled, _ = m.restore(photo, 2, steps=2, tile=0, seed=3, tau=0.0)
-tiled, tfacts = m.restore(photo, 2, steps=2, tile=16, seed=3)
+two = Sampling(steps=2, tile=0, seed=3)
+one, facts = m.restore(photo, 2, two)
+again, _ = m.restore(photo, 2, two)
+other, _ = m.restore(photo, 2, Sampling(steps=2, tile=0, seed=4))
+free, _ = m.restore(photo, 2, two, control_scale=0.0)
+unpulled, _ = m.restore(photo, 2, two, tau=0.0)
+tiled, tfacts = m.restore(photo, 2, Sampling(steps=2, tile=16, seed=3))
 out = {
     "describe": m.describe(),
     "shape": list(one.shape),
@@ -196,6 +198,17 @@ def test_supir_texture_step_through_the_api(supir_app: AppProcess) -> None:
     assert png_size(png) == (64, 48)
     _, again = _restore(supir_app, picture, tile=0, texture="supir", **small)
     assert read_rgb(again) == read_rgb(png)  # the same seed, the same picture
+    # the colour fix is on by default; off, the picture is the one sampled; the paper's
+    # quality prompts are the defaults, and the user's own take their place
+    assert facts["supir"]["colour_fix"] == "wavelet"
+    job, raw = _restore(supir_app, picture, tile=0, colour_fix="none", **small)
+    assert job["result"]["supir"]["colour_fix"] == "none" and read_rgb(raw) != read_rgb(png)
+    _, own = _restore(supir_app, picture, tile=0, negative_prompt="a cartoon", **small)
+    assert read_rgb(own) != read_rgb(png)
+    code, err, _ = supir_app.post(
+        "/api/restore", {"image": base64.b64encode(picture).decode(), "colour_fix": "sepia"}
+    )
+    assert code == 422 and "colour_fix" in json.dumps(err), err
     # the tiled variant's windows at a small tile; DiffBIR and Real-ESRGAN still on request
     job, _ = _restore(supir_app, picture, tile=32, texture="supir", **small)
     assert job["result"]["supir"]["latent_tiles"] > 1
@@ -221,9 +234,10 @@ import numpy as np
 from appkit.errors import LoadError
 from appkit.models import ModelsSpec
 from restorer import loading
+from restorer.difftexture import Sampling
 box = loading.load(ModelsSpec.from_json(sys.argv[1]), "cpu", lambda f, m="": None)
 s = box.diffusion["supir"]
-out, facts = s.restore(np.full((12, 16, 3), 90, np.uint8), 2, steps=1, tile=0)
+out, facts = s.restore(np.full((12, 16, 3), 90, np.uint8), 2, Sampling(steps=1, tile=0))
 try:  # the same set with another model's file where SUPIR's should be
     loading.load(ModelsSpec.from_json(sys.argv[2]), "cpu", lambda f, m="": None)
     wrong = None
@@ -286,3 +300,6 @@ def test_the_page_offers_supir_and_a_prompt(supir_app: AppProcess) -> None:
     props = {c["props"].get("label"): c["props"] for c in config["components"] if "props" in c}
     assert "supir" in json.dumps(props["Texture step"]["choices"])
     assert "What the photo shows (DiffBIR / SUPIR, optional)" in props
+    fix = props["Colour fix (DiffBIR / SUPIR)"]
+    assert fix["value"] == "wavelet" and len(fix["choices"]) == 3
+    assert "Positive quality prompt" in props and "Negative prompt" in props

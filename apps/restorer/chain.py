@@ -11,12 +11,14 @@ or leaves it to `pick_texture`, which takes the best-ranked step that is install
 this machine, and says why the others were passed over. Modules listed in PLUGINS are
 imported when they exist, so a new step is one module that calls `register_texture`:
 
-    # apps/restorer/diffbir.py
     from .chain import Textured, TextureStep, register_texture
 
     def unavailable(box, req):  # None, or why not (not installed; "needs 8 GB of GPU memory")
     def run(box, rgb, req, report) -> Textured:  # report(0..1, message) for its own share
-    register_texture(TextureStep("diffbir", "DiffBIR", rank=10, unavailable=..., run=...))
+    register_texture(TextureStep("heavy", "Heavy", rank=10, unavailable=..., run=...))
+
+A diffusion restorer (DiffBIR, SUPIR) registers through difftexture.register, which writes
+both for a model class loaded into `box.diffusion`.
 """
 
 from __future__ import annotations

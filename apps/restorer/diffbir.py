@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import irnet
+from . import colourfix, difftexture, irnet
+from .difftexture import DEFAULT, Sampling, blend_weights, snapshot_root, windows
 
 POSITIVE = "a sharp, detailed, high quality photograph, natural skin and fabric texture"
 NEGATIVE = (
     "blurry, out of focus, low quality, noisy, jpeg artifacts, smeared, oversmoothed, painting"
 )
-LATENT_TILE = 64  # latent pixels per sampling tile in the tiled variant (512 px with SD's VAE)
 
 _REPAIR = "Run `darkroom models pull restorer` to fetch the model's files again."
 _SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -46,11 +45,6 @@ def is_diffusion_set(files: list[tuple[str, Path]]) -> bool:
     return any(p.replace("\\", "/").endswith("unet/config.json") for p, _ in files)
 
 
-def _root(path: str, local: Path) -> Path:
-    """The snapshot folder a file of a diffusers-format repo lies in (its repo path taken off)."""
-    return local.parents[len(Path(path).parts) - 1]
-
-
 @dataclass
 class Parts:
     """Which file is which, found from the files themselves."""
@@ -63,7 +57,11 @@ class Parts:
 def sort_files(files: list[tuple[str, Path]]) -> Parts:
     """The SD folder, the IRControlNet and the stage-1 cleaner among a model's files."""
     sd_root = next(
-        (_root(p, loc) for p, loc in files if p.replace("\\", "/").endswith("unet/config.json")),
+        (
+            snapshot_root(p, loc)
+            for p, loc in files
+            if p.replace("\\", "/").endswith("unet/config.json")
+        ),
         None,
     )
     if sd_root is None:
@@ -97,25 +95,9 @@ def _looks_like_controlnet(path: Path) -> bool:
     return "input_blocks.0.0.weight" in state and any(k.startswith("zero_convs.") for k in state)
 
 
-@contextmanager
-def on_device(offload: str, device: str, *modules: Any) -> Iterator[None]:
-    """With model offload, the modules visit the GPU only for the block's work (DiffBIR's and
-    SUPIR's pipelines both place their parts this way)."""
-    if offload != "model":
-        yield
-        return
-    for m in modules:
-        m.to(device)
-    try:
-        yield
-    finally:
-        for m in modules:
-            m.to("cpu")
-
-
 @dataclass
-class DiffBIR:
-    """The loaded parts and how they are placed."""
+class DiffBIR(difftexture.DiffusionModel):
+    """The loaded parts and how they are placed (LATENT_TILE: 512 px with SD's VAE)."""
 
     model_id: str
     device: str
@@ -132,10 +114,6 @@ class DiffBIR:
     scheduler_config: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def vae_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "DiffBIR",
@@ -145,15 +123,6 @@ class DiffBIR:
             "dtype": str(self.dtype).removeprefix("torch."),
             "files": self.files,
         }
-
-    def latent_window(self, tile: int) -> int:
-        """The sampling tile in latent pixels: the request's tile (image pixels), capped by what
-        the plan allows (the tiled variant: 512 px with SD's VAE; else twice that); 0 = the cap."""
-        cap = LATENT_TILE if self.tiled else 2 * LATENT_TILE
-        return max(8, min(cap, tile // self.vae_factor)) if tile > 0 else cap
-
-    def on_device(self, *modules: Any):
-        return on_device(self.offload, self.device, *modules)
 
     # -- the two stages -------------------------------------------------------------------
 
@@ -193,15 +162,12 @@ class DiffBIR:
         self,
         rgb: np.ndarray,
         scale: int,
-        steps: int = 20,
-        guidance: float = 4.0,
-        prompt: str = "",
-        negative: str = NEGATIVE,
-        seed: int = 0,
-        tile: int = 512,
+        s: Sampling = DEFAULT,
         report: Callable[[float, str], None] = lambda f, m="": None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Clean, then regenerate texture at `scale` times the size; returns (rgb, facts)."""
+        """Clean, then regenerate texture at `scale` times the size, its colours matched to the
+        cleaned picture by `s.colour_fix` (colourfix.py); returns (rgb, facts). The quality
+        prompts left empty are DiffBIR's defaults (POSITIVE, NEGATIVE)."""
         import torch
         from diffusers import DPMSolverMultistepScheduler
 
@@ -209,12 +175,12 @@ class DiffBIR:
         size = (h * scale, w * scale)
         f = self.vae_factor
         report(0.02, "stage 1: cleaning")
-        clean = self.clean(rgb, size, tile)
+        clean = self.clean(rgb, size, s.tile)
         ph, pw = math.ceil(size[0] / f) * f, math.ceil(size[1] / f) * f
         padded = np.pad(clean, ((0, ph - size[0]), (0, pw - size[1]), (0, 0)), mode="reflect")
 
         report(0.15, "stage 2: reading the prompt")
-        text = ", ".join(t for t in (prompt.strip(), POSITIVE) if t)
+        text, negative = s.prompts(POSITIVE, NEGATIVE)
         cond_txt = self.encode_prompt(text)
         uncond_txt = self.encode_prompt(negative)
         context = torch.cat([uncond_txt, cond_txt])
@@ -222,7 +188,7 @@ class DiffBIR:
         image = torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
         image = image.to(self.device, self.dtype) / 127.5 - 1.0
         sf = float(self.vae.config.scaling_factor)
-        window = self.latent_window(tile)
+        window = self.latent_window(s.tile)
         big = max(ph, pw) // f > window
         if big:
             self.vae.enable_tiling()
@@ -233,23 +199,23 @@ class DiffBIR:
         del image
 
         scheduler = DPMSolverMultistepScheduler.from_config(self.scheduler_config)
-        scheduler.set_timesteps(steps, device=self.device)
-        gen = torch.Generator("cpu").manual_seed(int(seed))
+        scheduler.set_timesteps(s.steps, device=self.device)
+        gen = torch.Generator("cpu").manual_seed(int(s.seed))
         latents = torch.randn(c_img.shape, generator=gen, dtype=torch.float32)
         latents = (latents * scheduler.init_noise_sigma).to(self.device, self.dtype)
-        windows = (
-            _windows(c_img.shape[-2], c_img.shape[-1], window, max(2, window // 4))
+        wins = (
+            windows(c_img.shape[-2], c_img.shape[-1], window, max(2, window // 4))
             if big
             else [(0, c_img.shape[-2], 0, c_img.shape[-1])]
         )
-        weights = _blend_weights(windows, c_img.shape[-2:], self.device, self.dtype)
+        weights = blend_weights(wins, c_img.shape[-2:], self.device, self.dtype)
         with self.on_device(self.unet, self.controlnet), torch.inference_mode():
             for i, t in enumerate(scheduler.timesteps):
                 x_in = scheduler.scale_model_input(latents, t)
                 eps = torch.zeros_like(latents)
-                for (y0, y1, x0, x1), wgt in zip(windows, weights, strict=True):
+                for (y0, y1, x0, x1), wgt in zip(wins, weights, strict=True):
                     part = self._eps(
-                        x_in[..., y0:y1, x0:x1], c_img[..., y0:y1, x0:x1], t, context, guidance
+                        x_in[..., y0:y1, x0:x1], c_img[..., y0:y1, x0:x1], t, context, s.guidance
                     )
                     eps[..., y0:y1, x0:x1] += part * wgt
                 latents = scheduler.step(eps, t, latents).prev_sample
@@ -259,14 +225,16 @@ class DiffBIR:
             out = self.vae.decode(latents / sf).sample
         out = ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         result = out.permute(1, 2, 0).cpu().numpy()[: size[0], : size[1]]
+        result = colourfix.fix(s.colour_fix, np.ascontiguousarray(result), clean)
         facts = {
             "texture": "diffbir",
             "stage1": self.cleaner_arch,
-            "steps": steps,
-            "guidance": guidance,
-            "seed": int(seed),
-            "latent_tiles": len(windows),
+            "steps": s.steps,
+            "guidance": s.guidance,
+            "seed": int(s.seed),
+            "latent_tiles": len(wins),
             "offload": self.offload,
+            "colour_fix": s.colour_fix,
         }
         return np.ascontiguousarray(result), facts
 
@@ -289,41 +257,6 @@ class DiffBIR:
         )[0]
         uncond, cond = pred.chunk(2)
         return uncond + guidance * (cond - uncond)
-
-
-def _windows(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Overlapping (y0, y1, x0, x1) latent windows covering h x w; the last ones flush with the edge."""
-
-    def starts(n: int) -> list[int]:
-        if n <= tile:
-            return [0]
-        step = tile - overlap
-        out = list(range(0, n - tile + 1, step))
-        if out[-1] != n - tile:
-            out.append(n - tile)
-        return out
-
-    return [(y, min(y + tile, h), x, min(x + tile, w)) for y in starts(h) for x in starts(w)]
-
-
-def _blend_weights(windows, shape, device, dtype) -> list[Any]:
-    """Per-window Gaussian weights, normalised so they sum to one at every latent pixel."""
-    import torch
-
-    if len(windows) == 1:
-        return [torch.ones((), device=device, dtype=dtype)]
-    total = torch.zeros(tuple(shape), dtype=torch.float32)
-    raw = []
-    for y0, y1, x0, x1 in windows:
-        yy = torch.linspace(-1, 1, y1 - y0)[:, None]
-        xx = torch.linspace(-1, 1, x1 - x0)[None, :]
-        g = torch.exp(-(yy**2 + xx**2) / (2 * 0.3**2))
-        total[y0:y1, x0:x1] += g
-        raw.append(g)
-    return [
-        (g / total[y0:y1, x0:x1]).to(device, dtype)
-        for g, (y0, y1, x0, x1) in zip(raw, windows, strict=True)
-    ]
 
 
 def load(
@@ -385,13 +318,9 @@ def load(
     cleaner.eval()
     if gpu and cleaner.supports_half:
         cleaner.to(torch.float16)
-    mods = [unet, vae, text_encoder, controlnet, cleaner.model]
-    for m in mods:
-        m.eval()
-        m.requires_grad_(False)
-        m.to(device if offload != "model" else "cpu")
-    if not gpu:
-        offload = "none"  # on the CPU there is nothing to offload to
+    offload = difftexture.place(
+        [unet, vae, text_encoder, controlnet, cleaner.model], device, offload
+    )
     return DiffBIR(
         model_id=model_id,
         device=device,
@@ -417,51 +346,14 @@ def load(
 # ---- the chain's texture slot ---------------------------------------------------------------
 
 
-def _installed(box: Any) -> list[DiffBIR]:
-    return [m for m in box.diffusion.values() if isinstance(m, DiffBIR)]
-
-
-def _unavailable(box: Any, req: Any) -> str | None:
-    if not _installed(box):
-        return (
-            "DiffBIR is not installed; install it with `darkroom install restorer --models "
-            "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,diffbir` (it needs an "
-            "NVIDIA GPU with 8 GB), or use texture: upscaler."
-        )
-    if req is not None and not req.texture and req.upscaler:
-        return "the request names an upscaler, so the upscaler does this step."
-    return None
-
-
-def _run(box: Any, rgb: np.ndarray, req: Any, report: Callable[..., None]) -> Any:
-    from .chain import Textured
-
-    model = _installed(box)[0]
-    canvas, facts = model.restore(
-        rgb,
-        req.scale,
-        steps=req.diffusion_steps,
-        guidance=req.guidance,
-        prompt=req.prompt,
-        seed=req.seed,
-        tile=req.tile,
-        report=lambda f, m="": report(f, m),
-    )
-    return Textured(canvas, req.scale, {"diffbir": {"model": model.model_id, **facts}})
-
-
-def _register() -> None:
-    from .chain import TextureStep, register_texture
-
-    register_texture(
-        TextureStep(
-            id="diffbir",
-            label="DiffBIR",
-            rank=10,  # rebuilds texture, where the upscaler only sharpens: preferred when it runs
-            unavailable=_unavailable,
-            run=_run,
-        )
-    )
-
-
-_register()
+difftexture.register(
+    "diffbir",
+    "DiffBIR",
+    "DiffBIR",
+    rank=10,  # rebuilds texture, where the upscaler only sharpens: preferred when it runs
+    missing=(
+        "DiffBIR is not installed; install it with `darkroom install restorer --models "
+        "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,diffbir` (it needs an "
+        "NVIDIA GPU with 8 GB), or use texture: upscaler."
+    ),
+)

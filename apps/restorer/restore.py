@@ -16,7 +16,7 @@ from appkit.outputs import output_stem
 from appkit.runtime import Runtime, TaskResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from . import __version__, chain, defects, faces
+from . import __version__, chain, colourfix, defects, faces
 from .loading import Toolbox
 from .tiling import tiles
 
@@ -85,6 +85,24 @@ class RestoreRequest(BaseModel):
     )
     prompt: str = Field(
         "", max_length=500, description="DiffBIR / SUPIR: what the photo shows (optional)"
+    )
+    positive_prompt: str | None = Field(
+        None,
+        max_length=1000,
+        description="DiffBIR / SUPIR: how the result should look, added after the prompt; "
+        "default (empty): the model's own quality prompt (SUPIR: the paper's)",
+    )
+    negative_prompt: str | None = Field(
+        None,
+        max_length=1000,
+        description="DiffBIR / SUPIR: what the result should not look like; default (empty): "
+        "the model's own (SUPIR: the paper's)",
+    )
+    colour_fix: colourfix.Kind = Field(
+        "wavelet",
+        description="DiffBIR / SUPIR: match the result's colours to the cleaned photo's - "
+        "wavelet (broad colour from the photo, fine detail from the model), adain (each "
+        "channel's mean and spread), none (as sampled)",
     )
     diffusion_steps: int = Field(20, ge=1, le=100, description="DiffBIR / SUPIR: sampling steps")
     guidance: float = Field(

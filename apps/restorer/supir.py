@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 # XL-base (model channels 320, widths x1 x2 x4), per connector in units of the model
 # channels: the skip features' width (the encoder's outputs, conv_in .. the middle block),
@@ -173,51 +171,20 @@ def inspect(path: Path, channels: int = XL_CHANNELS) -> Layout:
 # ---- the chain's texture slot (the sampler: supirpipe.py) -----------------------------------
 
 
-def _installed(box: Any) -> list[Any]:
-    return [m for m in box.diffusion.values() if type(m).__name__ == "SUPIR"]
+def _register() -> None:
+    from . import difftexture
 
-
-def _unavailable(box: Any, req: Any) -> str | None:
-    if not _installed(box):
-        return (
+    difftexture.register(
+        "supir",
+        "SUPIR",
+        "SUPIR",
+        rank=20,  # the seed's choice for large restorations where its GPU is there
+        missing=(
             "SUPIR is not installed; it is non-commercial and needs an NVIDIA GPU with 12 GB: "
             "install it with `darkroom install restorer --models "
             "gfpgan,face-detection,realesrgan-x4,lama,scratch-detector,supir`, or use "
             "texture: upscaler."
-        )
-    if req is not None and not req.texture and req.upscaler:
-        return "the request names an upscaler, so the upscaler does this step."
-    return None
-
-
-def _run(box: Any, rgb: Any, req: Any, report: Callable[..., None]) -> Any:
-    from .chain import Textured
-
-    model = _installed(box)[0]
-    canvas, facts = model.restore(
-        rgb,
-        req.scale,
-        steps=req.diffusion_steps,
-        guidance=req.guidance,
-        prompt=req.prompt,
-        seed=req.seed,
-        tile=req.tile,
-        report=lambda f, m="": report(f, m),
-    )
-    return Textured(canvas, req.scale, {"supir": {"model": model.model_id, **facts}})
-
-
-def _register() -> None:
-    from .chain import TextureStep, register_texture
-
-    register_texture(
-        TextureStep(
-            id="supir",
-            label="SUPIR",
-            rank=20,  # the seed's choice for large restorations where its GPU is there
-            unavailable=_unavailable,
-            run=_run,
-        )
+        ),
     )
 
 

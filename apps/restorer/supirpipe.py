@@ -11,6 +11,10 @@ two text encoders) is contrasted with a negative one by classifier-free guidance
 Memory, as the plan chose it: everything on the GPU, `model` offload (each part on the GPU
 only while it works), and the tiled variant (latent windows blended with Gaussian weights
 and a tiled VAE, as diffbir.py does), which bounds the peak by the window, not the photo.
+
+Last, as the released pipeline does, the result's colours are matched (colourfix.py, the
+wavelet fix by default) to the stage-1 picture: z_lq decoded again, the photo with its
+degradations removed by the robust encoder but its colours kept.
 """
 
 from __future__ import annotations
@@ -24,20 +28,21 @@ from typing import Any
 
 import numpy as np
 
-from . import diffbir, supir
-from .diffbir import _blend_weights, _root, _windows
+from . import colourfix, difftexture, supir
+from .difftexture import DEFAULT, Sampling, blend_weights, snapshot_root, windows
 
+# The quality prompts the SUPIR paper's released demo starts with (its "default positive /
+# negative prompt"): the user's own prompt says what the photo shows, these how it should look.
 POSITIVE = (
-    "cinematic, high contrast, highly detailed, ultra HD photograph, hyper detailed, "
-    "extremely meticulous detailing, skin pore detailing, hyper sharpness, perfect without "
-    "deformations"
+    "Cinematic, High Contrast, highly detailed, taken using a Canon EOS R camera, hyper detailed "
+    "photo - realistic maximum detail, 32k, Color Grading, ultra HD, extreme meticulous "
+    "detailing, skin pore detailing, hyper sharpness, perfect without deformations."
 )
 NEGATIVE = (
-    "painting, oil painting, illustration, drawing, art, sketch, cartoon, CG style, 3D render, "
-    "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, "
-    "signature, jpeg artifacts, deformed, lowres, over-smooth"
+    "painting, oil painting, illustration, drawing, art, sketch, oil painting, cartoon, CG Style, "
+    "3D render, unreal engine, blurring, dirty, messy, worst quality, low quality, frames, "
+    "watermark, signature, jpeg artifacts, deformed, lowres, over-smooth"
 )
-LATENT_TILE = 128  # latent pixels per sampling window in the tiled variant (1024 px)
 RESTORATION_TAU = 4.0  # k = (sigma / sigma_max) ** tau
 
 
@@ -50,8 +55,10 @@ def is_supir_set(files: list[tuple[str, Path]]) -> bool:
 
 
 @dataclass
-class SUPIR:
-    """The loaded parts and how they are placed."""
+class SUPIR(difftexture.DiffusionModel):
+    """The loaded parts and how they are placed (LATENT_TILE: 1024 px with SDXL's VAE)."""
+
+    LATENT_TILE = 128
 
     model_id: str
     device: str
@@ -69,10 +76,6 @@ class SUPIR:
     files: dict[str, str] = field(default_factory=dict)
 
     @property
-    def vae_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
     def multiple(self) -> int:
         """Latent sizes must halve cleanly through the UNet's down blocks."""
         return 2 ** (len(self.unet.config.block_out_channels) - 1)
@@ -85,15 +88,6 @@ class SUPIR:
             "dtype": str(self.dtype).removeprefix("torch."),
             "files": self.files,
         }
-
-    def latent_window(self, tile: int) -> int:
-        cap = LATENT_TILE if self.tiled else 2 * LATENT_TILE
-        m = self.multiple
-        w = max(8, min(cap, tile // self.vae_factor)) if tile > 0 else cap
-        return max(m, w // m * m)
-
-    def on_device(self, *modules: Any):
-        return diffbir.on_device(self.offload, self.device, *modules)
 
     def encode_prompt(self, prompt: str):
         """(context, pooled): both encoders' penultimate hidden states side by side, and the
@@ -128,21 +122,9 @@ class SUPIR:
         finally:
             self.vae.encoder = own
 
-    def restore(
-        self,
-        rgb: np.ndarray,
-        scale: int,
-        steps: int = 20,
-        guidance: float = 4.0,
-        prompt: str = "",
-        negative: str = NEGATIVE,
-        seed: int = 0,
-        tile: int = 512,
-        control_scale: float = 1.0,
-        tau: float = RESTORATION_TAU,
-        report: Callable[[float, str], None] = lambda f, m="": None,
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Enlarge by `scale` and restore; returns (rgb, facts)."""
+    def encode_photo(self, rgb: np.ndarray, scale: int, tile: int) -> tuple[Any, tuple[int, int]]:
+        """The photo enlarged (bicubic) by `scale` and encoded by the degradation-robust
+        encoder: (z_lq, scaled as the UNet sees latents; the output size (h, w))."""
         import torch
         from PIL import Image
 
@@ -150,47 +132,74 @@ class SUPIR:
         size = (h * scale, w * scale)
         step = self.vae_factor * self.multiple
         ph, pw = math.ceil(size[0] / step) * step, math.ceil(size[1] / step) * step
-        report(0.02, "enlarging")
         big = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BICUBIC))
         padded = np.pad(big, ((0, ph - size[0]), (0, pw - size[1]), (0, 0)), mode="reflect")
-        report(0.08, "reading the prompt")
-        text = ", ".join(t for t in (prompt.strip(), POSITIVE) if t)
-        ctx_c, pool_c = self.encode_prompt(text)
-        ctx_u, pool_u = self.encode_prompt(negative)
-        context = torch.cat([ctx_u, ctx_c])
-        pooled = torch.cat([pool_u, pool_c])
-
-        report(0.12, "encoding the photo")
-        window = self.latent_window(tile)
-        tiled_vae = max(ph, pw) // self.vae_factor > window
-        if tiled_vae:
+        if max(ph, pw) // self.vae_factor > self.latent_window(tile):
             self.vae.enable_tiling()
         else:
             self.vae.disable_tiling()
         image = torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
         image = image.to(self.device, self.vae.dtype) / 127.5 - 1.0
         sf = float(self.vae.config.scaling_factor)
-        z_lq = (self._encode_lq(image) * sf).to(self.dtype)
-        del image
+        return (self._encode_lq(image) * sf).to(self.dtype), size
 
-        sigmas, timesteps = edm_schedule(self.scheduler_config, steps)
-        gen = torch.Generator("cpu").manual_seed(int(seed))
+    def decode(self, latent: Any, size: tuple[int, int]) -> np.ndarray:
+        """A latent (scaled as the UNet sees it) as an RGB picture, cropped to `size`."""
+        import torch
+
+        sf = float(self.vae.config.scaling_factor)
+        with self.on_device(self.vae), torch.inference_mode():
+            out = self.vae.decode((latent / sf).to(self.vae.dtype)).sample
+        out = ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return np.ascontiguousarray(out.permute(1, 2, 0).cpu().numpy()[: size[0], : size[1]])
+
+    def stage1(self, rgb: np.ndarray, scale: int, tile: int = 512) -> np.ndarray:
+        """SUPIR's stage-1 picture: the photo through the degradation-robust encoder and back
+        (degradations gone, colours kept); the colour fix matches the result to it."""
+        return self.decode(*self.encode_photo(rgb, scale, tile))
+
+    def restore(
+        self,
+        rgb: np.ndarray,
+        scale: int,
+        s: Sampling = DEFAULT,
+        control_scale: float = 1.0,
+        tau: float = RESTORATION_TAU,
+        report: Callable[[float, str], None] = lambda f, m="": None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Enlarge by `scale` and restore, the colours matched to the stage-1 picture by
+        `s.colour_fix` (colourfix.py); returns (rgb, facts). The quality prompts left empty are
+        the paper's (POSITIVE, NEGATIVE)."""
+        import torch
+
+        report(0.02, "encoding the photo")
+        z_lq, size = self.encode_photo(rgb, scale, s.tile)
+        window = self.latent_window(s.tile)
+        report(0.08, "reading the prompt")
+        text, negative = s.prompts(POSITIVE, NEGATIVE)
+        ctx_c, pool_c = self.encode_prompt(text)
+        ctx_u, pool_u = self.encode_prompt(negative)
+        context = torch.cat([ctx_u, ctx_c])
+        pooled = torch.cat([pool_u, pool_c])
+
+        sigmas, timesteps = edm_schedule(self.scheduler_config, s.steps)
+        gen = torch.Generator("cpu").manual_seed(int(s.seed))
         noise = torch.randn(z_lq.shape, generator=gen, dtype=torch.float32)
         x = z_lq.float() + float(sigmas[0]) * noise.to(self.device)
         lh, lw = z_lq.shape[-2:]
-        windows = (
-            _windows(lh, lw, window, max(self.multiple, window // 4))
+        wins = (
+            windows(lh, lw, window, max(self.multiple, window // 4))
             if max(lh, lw) > window
             else [(0, lh, 0, lw)]
         )
-        weights = _blend_weights(windows, (lh, lw), self.device, torch.float32)
+        weights = blend_weights(wins, (lh, lw), self.device, torch.float32)
         sigma_max = float(sigmas[0])
         with self.on_device(self.unet, self.control, self.connectors), torch.inference_mode():
             for i, t in enumerate(timesteps):
                 sigma, nxt = float(sigmas[i]), float(sigmas[i + 1])
                 x_in = (x / math.sqrt(sigma**2 + 1)).to(self.dtype)
                 eps = torch.zeros_like(x)
-                for (y0, y1, x0, x1), wgt in zip(windows, weights, strict=True):
+                for (y0, y1, x0, x1), wgt in zip(wins, weights, strict=True):
                     sl = (..., slice(y0, y1), slice(x0, x1))
                     part = self._eps(
                         x_in[sl],
@@ -199,7 +208,7 @@ class SUPIR:
                         context,
                         pooled,
                         (y1 - y0, x1 - x0),
-                        guidance,
+                        s.guidance,
                         control_scale,
                     )
                     eps[sl] += part.float() * wgt
@@ -209,19 +218,20 @@ class SUPIR:
                 x = x + (x - denoised) / sigma * (nxt - sigma)
                 report(0.15 + 0.75 * (i + 1) / len(timesteps), "sampling")
         report(0.92, "decoding")
-        with self.on_device(self.vae), torch.inference_mode():
-            out = self.vae.decode((x / sf).to(self.vae.dtype)).sample
-        out = ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        result = out.permute(1, 2, 0).cpu().numpy()[: size[0], : size[1]]
+        result = self.decode(x, size)
+        if s.colour_fix != "none":
+            report(0.96, "matching the colours")
+            result = colourfix.fix(s.colour_fix, result, self.decode(z_lq, size))
         facts = {
             "texture": "supir",
-            "steps": steps,
-            "guidance": guidance,
-            "seed": int(seed),
+            "steps": s.steps,
+            "guidance": s.guidance,
+            "seed": int(s.seed),
             "restoration_tau": tau,
             "control_scale": control_scale,
-            "latent_tiles": len(windows),
+            "latent_tiles": len(wins),
             "offload": self.offload,
+            "colour_fix": s.colour_fix,
         }
         return np.ascontiguousarray(result), facts
 
@@ -271,7 +281,11 @@ def load(
 
     from . import supirnet
 
-    roots = [_root(p, loc) for p, loc in files if p.replace("\\", "/").endswith("unet/config.json")]
+    roots = [
+        snapshot_root(p, loc)
+        for p, loc in files
+        if p.replace("\\", "/").endswith("unet/config.json")
+    ]
     if not roots:
         raise supir.NotSUPIR("its files hold no SDXL UNet (unet/config.json)")
     root = roots[0]
@@ -323,12 +337,9 @@ def load(
     control, connectors, denoise = supirnet.load_parts(loose[0], unet, vae)
     control.to(dtype)
     connectors.to(dtype)
-    for m in [unet, vae, control, connectors, denoise, *encoders]:
-        m.eval()
-        m.requires_grad_(False)
-        m.to(device if offload != "model" or not gpu else "cpu")
-    if not gpu:
-        offload = "none"
+    offload = difftexture.place(
+        [unet, vae, control, connectors, denoise, *encoders], device, offload
+    )
     return SUPIR(
         model_id=model_id,
         device=device,

@@ -13,7 +13,7 @@ from typing import Any
 from appkit.runtime import Runtime
 from appkit.webui import run_job
 
-from . import chain
+from . import chain, colourfix
 from .restore import RestoreRequest
 
 GLOBAL = {"auto (when installed)": None, "on": True, "off": False}
@@ -22,6 +22,11 @@ GLOBAL_SETTING = {
     "auto (with scratches when the photo has them)": "auto",
     **{label: setting for setting, label in chain.GLOBAL_LABELS.items()},
 }
+COLOUR_FIX_HELP = (
+    "Diffusion shifts colours; this puts the cleaned photo's colours back. wavelet (best): "
+    "colour from the photo, fine detail from the model. adain: overall colour balance only. "
+    "none: as the model made it."
+)
 
 
 def build(runtime: Runtime) -> Any:
@@ -37,6 +42,9 @@ def build(runtime: Runtime) -> Any:
         upscale: bool,
         texture: str,
         prompt: str,
+        colour_fix: str,
+        positive_prompt: str,
+        negative_prompt: str,
         scale: str,
         faces: bool,
         face_model: str,
@@ -60,6 +68,9 @@ def build(runtime: Runtime) -> Any:
                 upscale=upscale,
                 texture=None if texture in ("", "auto") else texture,
                 prompt=prompt or "",
+                colour_fix=colour_fix or "wavelet",
+                positive_prompt=positive_prompt or None,
+                negative_prompt=negative_prompt or None,
                 scale=int(scale),
                 faces=faces,
                 face_model=face_model or None,
@@ -106,6 +117,23 @@ def build(runtime: Runtime) -> Any:
                         placeholder="an old family portrait, two people outdoors",
                         max_lines=1,
                     )
+                    colour_fix = gr.Radio(
+                        list(colourfix.KINDS),
+                        value="wavelet",
+                        label="Colour fix (DiffBIR / SUPIR)",
+                        info=COLOUR_FIX_HELP,
+                    )
+                    with gr.Accordion("Quality prompts (DiffBIR / SUPIR)", open=False):
+                        positive_prompt = gr.Textbox(
+                            label="Positive quality prompt",
+                            placeholder="empty: the model's own (SUPIR: the paper's)",
+                            lines=2,
+                        )
+                        negative_prompt = gr.Textbox(
+                            label="Negative prompt",
+                            placeholder="empty: the model's own (SUPIR: the paper's)",
+                            lines=2,
+                        )
                     scale = gr.Radio(["2", "4"], value="4", label="Scale")
                 with gr.Group():
                     gr.Markdown("**4. Faces**")
@@ -132,6 +160,9 @@ def build(runtime: Runtime) -> Any:
                 upscale,
                 texture,
                 prompt,
+                colour_fix,
+                positive_prompt,
+                negative_prompt,
                 scale,
                 faces,
                 face_model,
