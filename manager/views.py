@@ -81,6 +81,16 @@ class PlanSummary:
         return [*([self.runtime] if self.runtime else []), *self.models, self.totals]
 
 
+def files_words(total: int, unknown: bool) -> str:
+    """A model's files in words; where the recipe does not know a file's size (0) the figure is
+    a lower bound, and says so, instead of a bare "0 B"."""
+    if not unknown:
+        return f"{human_bytes(total)} of files"
+    if total == 0:
+        return "file sizes known once they download"
+    return f"at least {human_bytes(total)} of files; some sizes are known once they download"
+
+
 def plan_summary(plan: Plan, here_bytes: int = 0) -> PlanSummary:
     """The plan's sentences. Every figure is one the others add up to: each model's files,
     their total (what is downloaded, less `here_bytes` already in the store), and the disk
@@ -95,17 +105,19 @@ def plan_summary(plan: Plan, here_bytes: int = 0) -> PlanSummary:
     models = []
     for m in plan.models:
         offload = "" if m.offload == "none" else f", {OFFLOAD_WORDS[m.offload]}"
+        unknown = any(f.size == 0 for f in m.files)
         models.append(
-            f"{m.name}: {m.variant_label}{offload} ({human_bytes(m.download_bytes)} of files)"
+            f"{m.name}: {m.variant_label}{offload} ({files_words(m.download_bytes, unknown)})"
         )
     files = plan.download_bytes
+    at_least = "at least " if any(f.size == 0 for m in plan.models for f in m.files) else ""
     env = max(0, plan.disk_needed_bytes - files)
     here = min(max(0, here_bytes), files)
     download = (
-        f"Download {human_bytes(files - here)} of model files "
+        f"Download {at_least}{human_bytes(files - here)} of model files "
         f"({human_bytes(here)} of the {human_bytes(files)} are here already)"
         if here
-        else f"Download {human_bytes(files)} of model files"
+        else f"Download {at_least}{human_bytes(files)} of model files"
     )
     totals = (
         f"{download}; disk needed about {human_bytes(plan.disk_needed_bytes)}: the files and "

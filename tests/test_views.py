@@ -63,6 +63,32 @@ def test_cli_and_tui_print_the_same_plan_sentences(
     assert len(summary.models) == len(plan.models) and all(m.name in tui for m in plan.models)
 
 
+def test_a_file_of_unknown_size_is_not_shown_as_0_bytes(capsys: pytest.CaptureFixture) -> None:
+    """The BOPBTL files' sizes are unknown until they download (size 0 in the recipe): the plan
+    said "(0 B of files)" and a download total as if exact. Now the model says the sizes come
+    with the download, and the total is a lower bound, in the CLI and the TUI's variant picker."""
+    from manager.tui.screens.install import variant_option
+
+    recipe = bundled_recipe("restorer")
+    models = ("gfpgan", "scratch-detector")
+    plan = planner.plan(recipe, load_profile("rtx3060-12gb"), planner.Choices(models=models))
+    summary = plan_summary(plan)
+    (scratch,) = [line for line in summary.models if line.startswith("Old-photo scratch")]
+    assert "0 B" not in scratch and "file sizes known once they download" in scratch
+    assert summary.totals.startswith("Download at least ")
+    assert (
+        main(["plan", "restorer", "--hardware", "rtx3060-12gb", "--models", ",".join(models)]) == 0
+    )
+    assert "0 B of files" not in capsys.readouterr().out
+    model = recipe.model("scratch-detector")
+    option = variant_option(model, model.variants[0], "cuda")
+    assert "0 B" not in option and "known once they download" in option
+    known = plan_summary(
+        planner.plan(recipe, load_profile("rtx3060-12gb"), planner.Choices(models=("gfpgan",)))
+    )
+    assert "at least" not in known.totals and "of files)" in known.models[0]
+
+
 def test_list_and_home_cards_are_one_listing(home: Home, capsys: pytest.CaptureFixture) -> None:
     """A third-party app is listed under its recipe's name by both faces (the CLI once
     printed its id as its name)."""

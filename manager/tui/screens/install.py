@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Log, Select, Static
 
 from ...events import Event, Message, Progress, Stage
-from ...views import human_bytes, plan_summary
+from ...views import files_words, plan_summary
 from ..actions import InstallJob, JobResult
 from ..widgets.progress import TransferProgress
 from ..words import error_text, no_commands
@@ -57,7 +57,8 @@ def variant_option(model, v, backend: str) -> str:
     else:
         need = f"{v.vram_gb:g} GB VRAM, {v.ram_gb:g} GB RAM"
     files = sum(f.size for f in model.common_files) + v.download_bytes
-    text = f"{v.label} — {need}, {human_bytes(files)} of files"
+    unknown = any(f.size == 0 for f in [*model.common_files, *v.files])
+    text = f"{v.label} — {need}, {files_words(files, unknown)}"
     return text if runs else f"{text} — not on {backend.upper()}"
 
 
