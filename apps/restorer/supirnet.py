@@ -130,19 +130,25 @@ def control_key(key: str, layers: int, blocks: int) -> str | None:
 def control_forward(net: Any, x, hint, t, context, added: dict[str, Any]) -> list[Any]:
     """The control features: conv_in(x) + hint conv(LQ latent), then the encoder's outputs."""
     emb = _embed(net, x, t, context, added)
-    h = net.conv_in(x) + net.input_hint_block(hint)
-    feats = [h]
-    for block in net.down_blocks:
-        if getattr(block, "has_cross_attention", False):
-            h, res = block(h, temb=emb, encoder_hidden_states=context)
-        else:
-            h, res = block(h, temb=emb)
-        feats.extend(res)
+    h, feats = _encode(net, net.conv_in(x) + net.input_hint_block(hint), emb, context)
     feats.append(net.mid_block(h, emb, encoder_hidden_states=context))
     return feats
 
 
 # -- the UNet with its connectors --------------------------------------------------------------
+
+
+def _encode(net: Any, h, emb, context) -> tuple[Any, list[Any]]:
+    """The down blocks of a UNet (or of GLVControl, its copy) from the first conv's output `h`:
+    the last block's output and every output on the way (h first), as the skips/features."""
+    outs = [h]
+    for block in net.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            h, res = block(h, temb=emb, encoder_hidden_states=context)
+        else:
+            h, res = block(h, temb=emb)
+        outs.extend(res)
+    return h, outs
 
 
 def _embed(net: Any, x, t, context, added: dict[str, Any]):
@@ -159,14 +165,7 @@ def unet_forward(unet: Any, connectors, x, t, context, added, control: list, sca
     ZeroCrossAttn with the same control features as the resnet before it.
     """
     emb = _embed(unet, x, t, context, added)
-    h = unet.conv_in(x)
-    skips = [h]
-    for block in unet.down_blocks:
-        if getattr(block, "has_cross_attention", False):
-            h, res = block(h, temb=emb, encoder_hidden_states=context)
-        else:
-            h, res = block(h, temb=emb)
-        skips.extend(res)
+    h, skips = _encode(unet, unet.conv_in(x), emb, context)
     h = unet.mid_block(h, emb, encoder_hidden_states=context)
     a, c = len(connectors) - 1, len(control) - 1
     h = connectors[a](control[c], h, scale=scale)
